@@ -1,0 +1,42 @@
+# faceadapt: the two commands a fresh Debian 12 machine needs are `make demo` and `make test`.
+BUILD   ?= build
+JOBS    ?= $(shell nproc)
+CMAKE_FLAGS ?=
+SHELL   := /bin/bash
+
+.PHONY: all deps configure build test bench bench-adapt demo install format clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+	@scripts/fetch-weights >/dev/null
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench: build
+	@scripts/run-benchmarks $(BUILD)
+
+bench-adapt: build
+	@scripts/bench-adapt $(BUILD)
+
+demo: build
+	@scripts/demo $(BUILD)
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

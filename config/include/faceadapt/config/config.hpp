@@ -1,0 +1,209 @@
+// faceadapt configuration: the typed, validated form of one site TOML file.
+//
+// WHAT THIS REPRESENTS
+//   Every section of the site file (docs/configuration.md) as a plain struct with defaults.
+//   A default-constructed Config is a valid configuration with no cameras.
+//   Secrets (camera passwords, MQTT password) are resolved at load time from a file or an
+//   environment variable and held in `Secret`, which never prints its value.
+// THREAD SAFETY
+//   Plain values; safe to copy and to read from many threads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace faceadapt::config {
+
+// A secret value. str() gives the value to the code that needs it; masked() is what logs show.
+class Secret {
+public:
+    Secret() = default;
+    explicit Secret(std::string value) : value_(std::move(value)) {}
+    const std::string& str() const { return value_; }
+    bool empty() const { return value_.empty(); }
+    std::string masked() const { return value_.empty() ? "" : "********"; }
+private:
+    std::string value_;
+};
+
+// A piecewise-linear mapping given as (x, y) knots with strictly increasing x.
+// Below the first knot it holds the first y, above the last the last y.
+using Table = std::vector<std::array<double, 2>>;
+
+struct SiteConfig {
+    std::string id = "site";                        // MQTT topic segment; [A-Za-z0-9_-]+
+    std::filesystem::path state_dir = "/var/lib/faceadapt";
+    std::string log_level = "info";                 // trace|debug|info|warn|error
+};
+
+struct CameraConfig {
+    std::string id;                                 // unique, [A-Za-z0-9_-]+
+    std::string url;                                // rtsp://, rtsps:// or file://
+    std::string username;                           // optional
+    std::filesystem::path password_file;            // optional; read at load time
+    std::string password_env;                       // optional; name of an env variable
+    Secret password;                                // resolved from password_file / password_env
+    std::string transport = "tcp";                  // tcp|udp
+    int latency_ms = 200;                           // 0..10000
+    double detect_fps = 5.0;                        // (0, 60]
+    double stall_timeout_s = 10.0;                  // [1, 600]
+    double backoff_initial_s = 1.0;                 // [0.1, 60]
+    double backoff_max_s = 60.0;                    // [1, 3600]
+    int min_face_px = 0;                            // 0: use [detect].min_face_px
+    bool enabled = true;
+};
+
+struct DetectConfig {
+    int min_face_px = 80;                           // [20, 1000]: smallest face side wanted
+    int workers = 0;                                // 0: one per core
+    int queue_depth = 4;                            // [1, 256] frames per camera
+    bool motion_gating = true;                      // detect only where there is motion / tracks
+    double track_iou = 0.3;                         // (0, 1)
+    double track_max_age_s = 2.0;                   // (0, 60]
+    std::filesystem::path landmarks_model = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+};
+
+// Patent steps 121-133; every mapping is a Table. See docs/quality.md.
+struct QualityConfig {
+    double threshold = 0.5;                         // [0, 1]: keep crops scoring above
+    double max_deviation_deg = 45.0;                // step 122 gate: pose deviation must be below
+    double min_integrity = 0.9;                     // step 122 gate: integrity must be above
+    Table deviation_score = {{0, 1.0}, {15, 0.9}, {30, 0.6}, {45, 0.2}};           // step 122
+    Table integrity_score = {{0.9, 0.5}, {1.0, 1.0}};                               // step 123
+    Table density_weight = {{0.0, 0.5}, {0.01, 0.6}, {0.03, 0.7}};                  // step 124: density -> w1 (w2 = 1-w1)
+    Table density_quality = {{0.0, 0.2}, {0.005, 0.5}, {0.02, 0.9}, {0.05, 1.0}};   // step 126
+    Table entropy_deviation = {{0.0, -0.3}, {5.0, -0.1}, {7.0, 0.0}, {8.0, 0.0}};   // step 127
+    Table exposure_coefficient = {{0, 0.6}, {60, 0.9}, {120, 1.0}, {180, 0.9}, {255, 0.6}}; // step 129
+    std::string coefficient_form = "unit";          // step 130: unit|percent
+    Table environment_weight = {{0, 0.3}, {60, 0.5}, {255, 0.5}};                  // step 132: ambient -> w1
+    Table sharpness_score = {{0, 0.0}, {50, 0.5}, {200, 1.0}};                      // extra, folded into step 130
+};
+
+struct StoreConfig {
+    int best_per_track = 5;                         // [1, 1000]
+    int per_camera_quota = 20000;                   // [1, 10'000'000]
+    double retention_days = 30.0;                   // (0, 3650]
+    double disk_cap_mb = 4096.0;                    // [1, 10'000'000]
+};
+
+struct LearnerConfig {
+    std::filesystem::path weights_dir;              // empty: scripts/fetch-weights default cache
+    std::string device = "cpu";                     // cpu|cuda
+    std::string method = "mmt";                     // mmt|naive
+    int cycles = 6;                                 // [1, 1000]
+    int iters = 50;                                 // [1, 100000] per cycle
+    int batch_ids = 8;                              // P pseudo-identities per batch
+    int batch_per_id = 4;                           // K images per pseudo-identity
+    double lr_backbone = 3.5e-5;
+    double lr_classifier = 3.5e-4;
+    std::string ema = "fixed";                      // fixed|mmt
+    double ema_lambda = 0.99;                       // claim 3: (lambda, 1-lambda)
+    std::string clustering = "dbscan";              // dbscan|kmeans
+    int kmeans_k = 500;
+    std::string eps_rule = "otsu";                  // otsu|mmt|fixed
+    double eps = 0.45;                              // used with eps_rule = fixed
+    int min_samples = 4;
+    int k1 = 20;
+    int k2 = 6;
+    double soft_ce_weight = 0.5;
+    double soft_triplet_weight = 0.8;
+    double label_smoothing = 0.1;
+    double l2sp_alpha = 25.0;
+    bool merge = false;                             // claim 6
+    double merge_convergence = 0.9;
+    int seed = 0;
+    double interval_hours = 24.0;                   // scheduler
+    int min_new_crops = 500;
+    std::string quiet_hours;                        // "" or "HH:MM-HH:MM"
+    int nice = 10;
+    double memory_limit_mb = 8192.0;
+};
+
+struct GateConfig {
+    double far = 1e-3;
+    double max_tar_drop = 0.01;
+    double max_rank1_drop = 0.01;
+    double max_compactness_drop = 0.02;
+    double holdout_fraction = 0.1;
+};
+
+struct MqttConfig {
+    std::string broker = "tcp://127.0.0.1:1883";    // tcp://, ssl://, mqtt://, mqtts://
+    std::string client_id;                          // "" -> faceadapt-<site>
+    std::string username;
+    std::filesystem::path password_file;
+    std::string password_env;
+    Secret password;
+    std::filesystem::path ca_file;
+    std::filesystem::path cert_file;
+    std::filesystem::path key_file;
+    int keepalive_s = 30;
+};
+
+struct PublishConfig {
+    std::filesystem::path key_dir;                  // "" -> <state_dir>/keys
+    int chunk_kib = 256;                            // [1, 65536]
+    int qos = 1;                                    // 0..2
+    double ack_timeout_s = 300;
+};
+
+struct MetricsConfig {
+    bool enabled = true;
+    std::string listen = "127.0.0.1:9464";
+};
+
+struct Config {
+    std::filesystem::path source;                   // the file it was loaded from
+    SiteConfig site;
+    std::vector<CameraConfig> cameras;
+    DetectConfig detect;
+    QualityConfig quality;
+    StoreConfig store;
+    LearnerConfig learner;
+    GateConfig gate;
+    MqttConfig mqtt;
+    PublishConfig publish;
+    MetricsConfig metrics;
+};
+
+// One validation problem, located in the source file.
+struct ConfigIssue {
+    std::filesystem::path file;
+    int line = 0;        // 1-based; 0 when unknown
+    int column = 0;      // 1-based; 0 when unknown
+    std::string key_path;  // e.g. "camera[1].detect_fps"
+    std::string message;   // what was expected, and a "did you mean" hint where useful
+    std::string to_string() const;  // "file:line:col: key.path: message"
+};
+
+// Thrown by load_config with every issue found (not just the first).
+class ConfigError : public std::runtime_error {
+public:
+    explicit ConfigError(std::vector<ConfigIssue> issues);
+    const std::vector<ConfigIssue>& issues() const { return issues_; }
+private:
+    std::vector<ConfigIssue> issues_;
+};
+
+// Parses and validates a site file.
+// ensures: a fully validated Config with secrets resolved.
+// throws:  ConfigError listing every problem (syntax, unknown key, type, range, duplicate id,
+//          bad URL, unreadable secret file).
+Config load_config(const std::filesystem::path& file);
+// Same, for text already in memory; `name` is used in messages.
+Config parse_config(std::string_view toml_text, const std::filesystem::path& name);
+
+// The effective configuration as TOML, secrets masked. Reparsing it gives an equal Config
+// (except the masked secrets).
+std::string to_toml(const Config& config);
+
+// rtsp://user:pass@host/x -> rtsp://user:***@host/x (for logs).
+std::string mask_url_credentials(const std::string& url);
+
+}  // namespace faceadapt::config

@@ -1,0 +1,1 @@
+target_sources(faceadapt_ingest PRIVATE src/placeholder.cpp)

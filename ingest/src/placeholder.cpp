@@ -1,0 +1,2 @@
+// Keeps faceadapt_ingest a real library while its sources land.
+namespace faceadapt::ingest {}

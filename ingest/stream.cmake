@@ -1,0 +1,1 @@
+# Camera streams (CameraSource, rtsp-serve): sources land with the ingest issue.

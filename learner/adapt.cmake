@@ -1,0 +1,1 @@
+# Co-training and clustering: sources land with the Learner II issue.

@@ -1,0 +1,1 @@
+target_sources(faceadapt_learner PRIVATE src/placeholder.cpp)

@@ -1,0 +1,2 @@
+// Keeps faceadapt_learner a real library while its sources land.
+namespace faceadapt::learner {}

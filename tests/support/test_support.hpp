@@ -1,0 +1,44 @@
+// Helpers shared by the tests: locations of shared data, free loopback ports, temp dirs.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace faceadapt::test {
+
+// ../shared (datasets, reference embeddings); may not exist on a user's machine.
+std::filesystem::path shared_dir();
+// The pretrained weights folder filled by scripts/fetch-weights.
+std::filesystem::path weights_dir();
+// The build tree (executables: <binary_dir>/tools/faceadapt).
+std::filesystem::path binary_dir();
+std::filesystem::path source_dir();
+
+// A TCP port on 127.0.0.1 that was free when asked.
+int free_loopback_port();
+
+// A fresh empty directory under the system temp dir, removed by the destructor.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+private:
+    std::filesystem::path path_;
+};
+
+// Runs a shell command, returns its exit status; output captured into `output` if given.
+int run_command(const std::string& command, std::string* output = nullptr);
+
+}  // namespace faceadapt::test
+
+// Skips the current test with a clear message when `path` does not exist.
+#define FACEADAPT_REQUIRE_PATH(path)                                                   \
+    do {                                                                               \
+        if (!std::filesystem::exists(path))                                            \
+            GTEST_SKIP() << "needs " << (path) << " (absent here; see ../shared/datasets/README.md)"; \
+    } while (0)

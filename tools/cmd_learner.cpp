@@ -1,0 +1,6 @@
+// Subcommands of the learner module (placeholder until that module's issue lands: registers nothing).
+#include "commands.hpp"
+
+namespace faceadapt::tools {
+void register_learner_commands(CLI::App&, CommandResult&) {}
+}  // namespace faceadapt::tools

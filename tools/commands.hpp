@@ -1,0 +1,25 @@
+// Subcommand registration for the `faceadapt` CLI. Each module's commands live in their own
+// tools/cmd_*.cpp so that main() stays thin. Each function adds its subcommands to `app`
+// and sets their callbacks; a callback's exit code is returned through `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace faceadapt::tools {
+
+// Shared by all commands: the exit code the chosen subcommand wants main() to return.
+// 0 ok, 1 runtime failure, 2 invalid input (bad config, bad arguments).
+struct CommandResult {
+    int exit_code = 0;
+};
+
+void register_config_commands(CLI::App& app, CommandResult& result);   // config check|print, version
+void register_ingest_commands(CLI::App& app, CommandResult& result);   // detect
+void register_rtsp_serve_command(CLI::App& app, CommandResult& result); // rtsp-serve (cmd_rtsp_serve.cpp)
+void register_learner_commands(CLI::App& app, CommandResult& result);  // embed, eval
+void register_train_command(CLI::App& app, CommandResult& result);     // train (cmd_train.cpp)
+void register_quality_commands(CLI::App& app, CommandResult& result);  // enroll, gallery
+void register_publish_commands(CLI::App& app, CommandResult& result);  // keygen, package, publish
+void register_daemon_commands(CLI::App& app, CommandResult& result);   // models list|rollback
+
+}  // namespace faceadapt::tools

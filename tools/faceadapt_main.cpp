@@ -1,0 +1,32 @@
+// faceadapt: the operator's command-line tool. Thin: every subcommand lives in tools/cmd_*.cpp.
+#include <exception>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+    spdlog::set_pattern("%^%l%$ %v");  // plain lines: journald adds its own timestamps
+    CLI::App app{"faceadapt: site-adaptive face recognition for NVRs"};
+    app.require_subcommand(1);
+    faceadapt::tools::CommandResult result;
+    faceadapt::tools::register_config_commands(app, result);
+    faceadapt::tools::register_ingest_commands(app, result);
+    faceadapt::tools::register_rtsp_serve_command(app, result);
+    faceadapt::tools::register_learner_commands(app, result);
+    faceadapt::tools::register_train_command(app, result);
+    faceadapt::tools::register_quality_commands(app, result);
+    faceadapt::tools::register_publish_commands(app, result);
+    faceadapt::tools::register_daemon_commands(app, result);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return 1;
+    }
+    return result.exit_code;
+}

@@ -1,1 +1,2 @@
-target_sources(faceadapt_ingest PRIVATE src/placeholder.cpp)
+# Face stage of ingest: HOG detection, landmarks, alignment, motion gating, tracking.
+target_sources(faceadapt_ingest PRIVATE src/face_landmarks.cpp src/face_aligner.cpp)

@@ -5,7 +5,8 @@
 //   dataset preparation). Each face found is aligned to the 150x150 RGB chip of
 //   dlib::get_face_chip_details(shape, 150, 0.25), the alignment the source model was trained on.
 // THREAD SAFETY
-//   detect() is const but dlib's detector is not thread-safe: use one FaceAligner per thread.
+//   detect() is const and safe to call from several threads (dlib's detector is guarded by a
+//   mutex, so calls are serialised): use one FaceAligner per thread for parallel work.
 #pragma once
 
 #include <array>
@@ -16,6 +17,8 @@
 #include <opencv2/core.hpp>
 
 namespace faceadapt::ingest {
+
+class LandmarkModel;  // face_landmarks.hpp
 
 struct AlignedFace {
     cv::Rect bbox;                               // detector box, in input image pixels
@@ -39,12 +42,18 @@ public:
     static std::filesystem::path default_landmarks_model();  // /usr/share/dlib/shape_predictor_68_face_landmarks.dat
     // throws std::runtime_error naming the file when the landmark model cannot be read.
     explicit FaceAligner(const std::filesystem::path& landmarks_model = default_landmarks_model());
+    // Shares an already loaded landmark model (~100 MB) with other aligners / face stages.
+    // throws std::invalid_argument when `landmarks` is null.
+    explicit FaceAligner(std::shared_ptr<const LandmarkModel> landmarks);
     ~FaceAligner();
     FaceAligner(FaceAligner&&) noexcept;
     FaceAligner& operator=(FaceAligner&&) noexcept;
 
     // requires: image is CV_8UC3 BGR or CV_8UC1 grey.
     // ensures:  faces sorted by box area, largest first; empty when none is found.
+    // throws:   std::invalid_argument on an empty image or another pixel type.
+    // (Calls from several threads on one aligner are serialised by a mutex; use one per thread
+    //  for parallel work.)
     std::vector<AlignedFace> detect(const cv::Mat& image, const StillOptions& options = {}) const;
 
 private:

@@ -1,2 +1,0 @@
-// Keeps faceadapt_ingest a real library while its sources land.
-namespace faceadapt::ingest {}

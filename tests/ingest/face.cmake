@@ -1,0 +1,4 @@
+# Tests of the face stage (FaceAligner, FaceStage, tracker, `faceadapt detect`).
+add_executable(test_face_aligner test_face_aligner.cpp)
+target_link_libraries(test_face_aligner PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest_main)
+gtest_discover_tests(test_face_aligner DISCOVERY_TIMEOUT 120)

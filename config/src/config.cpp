@@ -1,2 +1,459 @@
-// Placeholder: the parser lands with the foundation issue.
+// The site file's schema (one Field list per section) and the public entry points.
 #include "faceadapt/config/config.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "schema.hpp"
+
+namespace faceadapt::config {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace detail;
+
+// ---- the schema, section by section (docs/configuration.md follows the same order) ----------
+
+std::vector<Field<SiteConfig>> site_fields() {
+    using S = SiteConfig;
+    return {
+        text<S>("id", &S::id, "an identifier ([A-Za-z0-9_-]+)", check_identifier),
+        path<S>("state_dir", &S::state_dir, false),
+        choice<S>("log_level", &S::log_level, {"trace", "debug", "info", "warn", "error"}),
+    };
+}
+
+Problem optional_env_name(const std::string& v) {
+    return v.empty() ? std::nullopt : check_env_name(v);
+}
+
+std::vector<Field<CameraConfig>> camera_fields() {
+    using S = CameraConfig;
+    auto min_face = [](std::int64_t v) -> Problem {
+        if (v == 0 || v >= 20) return std::nullopt;
+        return "expected 0 (use [detect].min_face_px) or an integer in [20, 1000], got " +
+               std::to_string(v);
+    };
+    return {
+        required(text<S>("id", &S::id, "a unique camera id ([A-Za-z0-9_-]+)", check_identifier)),
+        required(text<S>("url", &S::url, "an rtsp://, rtsps:// or file:// URL", check_camera_url)),
+        text<S>("username", &S::username, "a user name (string)"),
+        path<S>("password_file", &S::password_file),
+        text<S>("password_env", &S::password_env, "an environment variable name", optional_env_name),
+        choice<S>("transport", &S::transport, {"tcp", "udp"}),
+        integer<S>("latency_ms", &S::latency_ms, 0, 10000),
+        real<S>("detect_fps", &S::detect_fps, 0, 60, true),
+        real<S>("stall_timeout_s", &S::stall_timeout_s, 1, 600),
+        real<S>("backoff_initial_s", &S::backoff_initial_s, 0.1, 60),
+        real<S>("backoff_max_s", &S::backoff_max_s, 1, 3600),
+        integer<S>("min_face_px", &S::min_face_px, 0, 1000, min_face),
+        flag<S>("enabled", &S::enabled),
+    };
+}
+
+std::vector<Field<DetectConfig>> detect_fields() {
+    using S = DetectConfig;
+    return {
+        integer<S>("min_face_px", &S::min_face_px, 20, 1000),
+        integer<S>("workers", &S::workers, 0, 256),
+        integer<S>("queue_depth", &S::queue_depth, 1, 256),
+        flag<S>("motion_gating", &S::motion_gating),
+        real<S>("track_iou", &S::track_iou, 0, 1, true, true),
+        real<S>("track_max_age_s", &S::track_max_age_s, 0, 60, true),
+        path<S>("landmarks_model", &S::landmarks_model, false),
+    };
+}
+
+std::vector<Field<QualityConfig>> quality_fields() {
+    using S = QualityConfig;
+    return {
+        real<S>("threshold", &S::threshold, 0, 1),
+        real<S>("max_deviation_deg", &S::max_deviation_deg, 0, 90, true),
+        real<S>("min_integrity", &S::min_integrity, 0, 1),
+        knots<S>("deviation_score", &S::deviation_score),
+        knots<S>("integrity_score", &S::integrity_score),
+        knots<S>("density_weight", &S::density_weight),
+        knots<S>("density_quality", &S::density_quality),
+        knots<S>("entropy_deviation", &S::entropy_deviation),
+        knots<S>("exposure_coefficient", &S::exposure_coefficient),
+        choice<S>("coefficient_form", &S::coefficient_form, {"unit", "percent"}),
+        knots<S>("environment_weight", &S::environment_weight),
+        knots<S>("sharpness_score", &S::sharpness_score),
+    };
+}
+
+std::vector<Field<StoreConfig>> store_fields() {
+    using S = StoreConfig;
+    return {
+        integer<S>("best_per_track", &S::best_per_track, 1, 1000),
+        integer<S>("per_camera_quota", &S::per_camera_quota, 1, 10'000'000),
+        real<S>("retention_days", &S::retention_days, 0, 3650, true),
+        real<S>("disk_cap_mb", &S::disk_cap_mb, 1, 1e7),
+    };
+}
+
+std::vector<Field<LearnerConfig>> learner_fields() {
+    using S = LearnerConfig;
+    return {
+        path<S>("weights_dir", &S::weights_dir),
+        choice<S>("device", &S::device, {"cpu", "cuda"}),
+        choice<S>("method", &S::method, {"mmt", "naive"}),
+        integer<S>("cycles", &S::cycles, 1, 1000),
+        integer<S>("iters", &S::iters, 1, 100000),
+        integer<S>("batch_ids", &S::batch_ids, 2, 1024),
+        integer<S>("batch_per_id", &S::batch_per_id, 1, 64),
+        real<S>("lr_backbone", &S::lr_backbone, 0, 1, true),
+        real<S>("lr_classifier", &S::lr_classifier, 0, 1, true),
+        choice<S>("ema", &S::ema, {"fixed", "mmt"}),
+        real<S>("ema_lambda", &S::ema_lambda, 0, 1, true, true),
+        choice<S>("clustering", &S::clustering, {"dbscan", "kmeans"}),
+        integer<S>("kmeans_k", &S::kmeans_k, 2, 1'000'000),
+        choice<S>("eps_rule", &S::eps_rule, {"otsu", "mmt", "fixed"}),
+        real<S>("eps", &S::eps, 0, 2, true),
+        integer<S>("min_samples", &S::min_samples, 1, 1000),
+        integer<S>("k1", &S::k1, 1, 1000),
+        integer<S>("k2", &S::k2, 1, 1000),
+        real<S>("soft_ce_weight", &S::soft_ce_weight, 0, 10),
+        real<S>("soft_triplet_weight", &S::soft_triplet_weight, 0, 10),
+        real<S>("label_smoothing", &S::label_smoothing, 0, 1, false, true),
+        real<S>("l2sp_alpha", &S::l2sp_alpha, 0, 1e6),
+        flag<S>("merge", &S::merge),
+        real<S>("merge_convergence", &S::merge_convergence, 0, 1, true),
+        integer<S>("seed", &S::seed, 0, 2147483647),
+        real<S>("interval_hours", &S::interval_hours, 0, 8760, true),
+        integer<S>("min_new_crops", &S::min_new_crops, 0, 1'000'000'000),
+        text<S>("quiet_hours", &S::quiet_hours, "\"\" or \"HH:MM-HH:MM\"", check_quiet_hours),
+        integer<S>("nice", &S::nice, 0, 19),
+        real<S>("memory_limit_mb", &S::memory_limit_mb, 64, 1e7),
+    };
+}
+
+std::vector<Field<GateConfig>> gate_fields() {
+    using S = GateConfig;
+    return {
+        real<S>("far", &S::far, 0, 1, true, true),
+        real<S>("max_tar_drop", &S::max_tar_drop, 0, 1),
+        real<S>("max_rank1_drop", &S::max_rank1_drop, 0, 1),
+        real<S>("max_compactness_drop", &S::max_compactness_drop, 0, 1),
+        real<S>("holdout_fraction", &S::holdout_fraction, 0, 1, true, true),
+    };
+}
+
+std::vector<Field<MqttConfig>> mqtt_fields() {
+    using S = MqttConfig;
+    auto client_id = [](const std::string& v) -> Problem {
+        return v.empty() ? std::nullopt : check_identifier(v);
+    };
+    return {
+        text<S>("broker", &S::broker, "a broker URL (tcp://host:port)", check_broker_url),
+        text<S>("client_id", &S::client_id, "\"\" or an identifier ([A-Za-z0-9_-]+)", client_id),
+        text<S>("username", &S::username, "a user name (string)"),
+        path<S>("password_file", &S::password_file),
+        text<S>("password_env", &S::password_env, "an environment variable name", optional_env_name),
+        path<S>("ca_file", &S::ca_file),
+        path<S>("cert_file", &S::cert_file),
+        path<S>("key_file", &S::key_file),
+        integer<S>("keepalive_s", &S::keepalive_s, 1, 3600),
+    };
+}
+
+std::vector<Field<PublishConfig>> publish_fields() {
+    using S = PublishConfig;
+    return {
+        path<S>("key_dir", &S::key_dir),
+        integer<S>("chunk_kib", &S::chunk_kib, 1, 65536),
+        integer<S>("qos", &S::qos, 0, 2),
+        real<S>("ack_timeout_s", &S::ack_timeout_s, 0, 86400, true),
+    };
+}
+
+std::vector<Field<MetricsConfig>> metrics_fields() {
+    using S = MetricsConfig;
+    return {
+        flag<S>("enabled", &S::enabled),
+        text<S>("listen", &S::listen, "host:port", check_listen_address),
+    };
+}
+
+std::vector<std::string> section_names() {
+    return {"site", "camera", "detect", "quality", "store",
+            "learner", "gate", "mqtt", "publish", "metrics"};
+}
+
+// ---- checks that need more than one key or the file system --------------------------------
+
+// The text of a secret file, trailing newlines removed; or the reason it cannot be had.
+std::optional<std::string> read_small_file(const fs::path& file, std::string& error) {
+    std::error_code ec;
+    if (fs::is_directory(file, ec)) {
+        error = "is a directory";
+        return std::nullopt;
+    }
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
+    if (!f) {
+        error = std::strerror(errno);
+        return std::nullopt;
+    }
+    std::string text;
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, f.get())) {
+        text.append(buf, n);
+        if (text.size() > (1u << 20)) {
+            error = "is larger than 1 MiB";
+            return std::nullopt;
+        }
+    }
+    if (std::ferror(f.get())) {
+        error = std::strerror(errno);
+        return std::nullopt;
+    }
+    return text;
+}
+
+// Fills `out` from password_file or password_env of `table` (a [[camera]] or [mqtt]).
+void resolve_secret(Reader& r, const toml::table& table, const std::string& prefix,
+                    const fs::path& file, const std::string& env, Secret& out) {
+    if (!file.empty() && !env.empty()) {
+        return r.add(where(table, "password_env"), prefix + ".password_env",
+                     "set only one of password_file and password_env");
+    }
+    if (!file.empty()) {
+        std::string error;
+        auto text = read_small_file(file, error);
+        if (!text) {
+            return r.add(where(table, "password_file"), prefix + ".password_file",
+                         "cannot read password file '" + file.string() + "': " + error);
+        }
+        while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
+        if (text->empty()) {
+            return r.add(where(table, "password_file"), prefix + ".password_file",
+                         "password file '" + file.string() + "' is empty");
+        }
+        out = Secret(std::move(*text));
+    } else if (!env.empty()) {
+        const char* value = std::getenv(env.c_str());
+        if (!value || !*value) {
+            return r.add(where(table, "password_env"), prefix + ".password_env",
+                         "environment variable '" + env + "' is " + (value ? "empty" : "not set"));
+        }
+        out = Secret(value);
+    }
+}
+
+void check_readable(Reader& r, const toml::table& table, const std::string& prefix,
+                    std::string_view key, const fs::path& file) {
+    if (file.empty()) return;
+    std::error_code ec;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
+    const std::string error = !f ? std::strerror(errno)
+                              : fs::is_directory(file, ec) ? "is a directory" : "";
+    if (!error.empty()) {
+        r.add(where(table, key), prefix + "." + std::string(key),
+              "cannot read '" + file.string() + "': " + error);
+    }
+}
+
+void read_cameras(Reader& r, const toml::node& node, std::vector<CameraConfig>& cameras) {
+    const auto* array = node.as_array();
+    if (!array || !array->is_array_of_tables()) {
+        return r.add(node.source(), "camera",
+                     "expected an array of tables: write a [[camera]] block per camera, got " +
+                         type_phrase(node));
+    }
+    const auto fields = camera_fields();
+    std::map<std::string, std::pair<std::size_t, int>> seen;  // id -> (index, line)
+    for (std::size_t i = 0; i < array->size(); ++i) {
+        const toml::table& table = *array->get(i)->as_table();
+        const std::string prefix = "camera[" + std::to_string(i) + "]";
+        CameraConfig camera;
+        read_table(r, table, prefix, fields, camera);
+        resolve_secret(r, table, prefix, camera.password_file, camera.password_env, camera.password);
+        if (camera.backoff_initial_s > camera.backoff_max_s) {
+            r.add(where(table, "backoff_initial_s"), prefix + ".backoff_initial_s",
+                  "must not exceed backoff_max_s (" + format_number(camera.backoff_max_s) + ")");
+        }
+        if (!camera.id.empty()) {
+            const auto id_where = where(table, "id");
+            auto [it, fresh] = seen.emplace(camera.id, std::pair(i, int(id_where.begin.line)));
+            if (!fresh) {
+                r.add(id_where, prefix + ".id",
+                      "duplicate camera id '" + camera.id + "' (already used by camera[" +
+                          std::to_string(it->second.first) + "] at line " +
+                          std::to_string(it->second.second) + ")");
+            }
+        }
+        cameras.push_back(std::move(camera));
+    }
+}
+
+template <class S>
+void read_section(Reader& r, const toml::table& root, const std::string& name,
+                  const std::vector<Field<S>>& fields, S& out, const toml::table** table_out) {
+    const toml::node* node = root.get(name);
+    if (!node) return;
+    const auto* table = node->as_table();
+    if (!table) {
+        return r.add(node->source(), name,
+                     "expected a table ([" + name + "]), got " + type_phrase(*node));
+    }
+    read_table(r, *table, name, fields, out);
+    if (table_out) *table_out = table;
+}
+
+std::string join_issues(const std::vector<ConfigIssue>& issues) {
+    std::string text;
+    for (const auto& issue : issues) {
+        if (!text.empty()) text += '\n';
+        text += issue.to_string();
+    }
+    return text;
+}
+
+}  // namespace
+
+std::string ConfigIssue::to_string() const {
+    std::string out = file.string();
+    if (line > 0) {
+        out += ":" + std::to_string(line);
+        if (column > 0) out += ":" + std::to_string(column);
+    }
+    out += ": ";
+    if (!key_path.empty()) out += key_path + ": ";
+    return out + message;
+}
+
+ConfigError::ConfigError(std::vector<ConfigIssue> issues)
+    : std::runtime_error(join_issues(issues)), issues_(std::move(issues)) {}
+
+Config parse_config(std::string_view toml_text, const fs::path& name) {
+    Reader r(name);
+    toml::table root;
+    try {
+        const std::string source = name.string();
+        root = toml::parse(toml_text, std::string_view(source));
+    } catch (const toml::parse_error& e) {
+        r.add(e.source(), "", "TOML syntax error: " + std::string(e.description()));
+        throw ConfigError(r.take());
+    }
+
+    Config config;
+    config.source = name;
+    for (auto&& [key, node] : root) {
+        const std::string section(key.str());
+        const auto known = section_names();
+        if (std::find(known.begin(), known.end(), section) == known.end())
+            unknown_key(r, key, section, known, "section");
+    }
+    const toml::table* mqtt = nullptr;
+    read_section(r, root, "site", site_fields(), config.site, nullptr);
+    if (const toml::node* cameras = root.get("camera")) read_cameras(r, *cameras, config.cameras);
+    read_section(r, root, "detect", detect_fields(), config.detect, nullptr);
+    read_section(r, root, "quality", quality_fields(), config.quality, nullptr);
+    read_section(r, root, "store", store_fields(), config.store, nullptr);
+    const toml::table* learner = nullptr;
+    read_section(r, root, "learner", learner_fields(), config.learner, &learner);
+    read_section(r, root, "gate", gate_fields(), config.gate, nullptr);
+    read_section(r, root, "mqtt", mqtt_fields(), config.mqtt, &mqtt);
+    read_section(r, root, "publish", publish_fields(), config.publish, nullptr);
+    read_section(r, root, "metrics", metrics_fields(), config.metrics, nullptr);
+
+    if (learner && config.learner.k2 > config.learner.k1) {
+        r.add(where(*learner, "k2"), "learner.k2",
+              "must not exceed k1 (" + std::to_string(config.learner.k1) + ")");
+    }
+    if (mqtt) {
+        const MqttConfig& m = config.mqtt;
+        resolve_secret(r, *mqtt, "mqtt", m.password_file, m.password_env, config.mqtt.password);
+        check_readable(r, *mqtt, "mqtt", "ca_file", m.ca_file);
+        check_readable(r, *mqtt, "mqtt", "cert_file", m.cert_file);
+        check_readable(r, *mqtt, "mqtt", "key_file", m.key_file);
+        if (m.cert_file.empty() != m.key_file.empty()) {
+            const char* missing = m.cert_file.empty() ? "cert_file" : "key_file";
+            r.add(mqtt->source(), std::string("mqtt.") + missing,
+                  "cert_file and key_file go together; " + std::string(missing) + " is missing");
+        }
+    }
+    if (!r.ok()) throw ConfigError(r.take());
+    return config;
+}
+
+Config load_config(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream text;
+    if (!in || !(text << in.rdbuf())) {
+        const int err = errno;
+        throw ConfigError({ConfigIssue{file, 0, 0, "",
+                                       std::string("cannot read the file: ") +
+                                           (err ? std::strerror(err) : "unknown error")}});
+    }
+    Config config = parse_config(text.str(), file);
+    std::size_t enabled = 0;
+    for (const auto& camera : config.cameras) enabled += camera.enabled ? 1 : 0;
+    spdlog::debug("config {}: site '{}', {} camera(s), {} enabled", file.string(), config.site.id,
+                  config.cameras.size(), enabled);
+    return config;
+}
+
+std::string to_toml(const Config& config) {
+    std::string out;
+    out += "# faceadapt effective configuration";
+    if (!config.source.empty()) out += " (from " + config.source.string() + ")";
+    out += "\n# Passwords are not written: they are read again from password_file / password_env.\n";
+    auto section = [&](const char* name, const auto& fields, const auto& value) {
+        out += std::string("\n[") + name + "]\n";
+        write_fields(out, fields, value);
+    };
+    auto secret_note = [&](const Secret& secret) {
+        if (!secret.empty()) out += "# password = \"" + secret.masked() + "\"\n";
+    };
+    section("site", site_fields(), config.site);
+    const auto camera_schema = camera_fields();
+    for (const auto& camera : config.cameras) {
+        out += "\n[[camera]]\n";
+        write_fields(out, camera_schema, camera);
+        secret_note(camera.password);
+    }
+    section("detect", detect_fields(), config.detect);
+    section("quality", quality_fields(), config.quality);
+    section("store", store_fields(), config.store);
+    section("learner", learner_fields(), config.learner);
+    section("gate", gate_fields(), config.gate);
+    section("mqtt", mqtt_fields(), config.mqtt);
+    secret_note(config.mqtt.password);
+    section("publish", publish_fields(), config.publish);
+    section("metrics", metrics_fields(), config.metrics);
+    return out;
+}
+
+std::vector<std::string> known_keys() {
+    std::vector<std::string> keys;
+    auto add = [&](const std::string& section, const auto& fields) {
+        for (const auto& f : fields) keys.push_back(section + "." + f.name);
+    };
+    add("site", site_fields());
+    add("camera", camera_fields());
+    add("detect", detect_fields());
+    add("quality", quality_fields());
+    add("store", store_fields());
+    add("learner", learner_fields());
+    add("gate", gate_fields());
+    add("mqtt", mqtt_fields());
+    add("publish", publish_fields());
+    add("metrics", metrics_fields());
+    return keys;
+}
+
+std::string toml_library_version() {
+    return std::to_string(TOML_LIB_MAJOR) + "." + std::to_string(TOML_LIB_MINOR) + "." +
+           std::to_string(TOML_LIB_PATCH);
+}
+
+}  // namespace faceadapt::config

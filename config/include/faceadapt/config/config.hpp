@@ -15,6 +15,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,7 @@ public:
     const std::string& str() const { return value_; }
     bool empty() const { return value_.empty(); }
     std::string masked() const { return value_.empty() ? "" : "********"; }
+    bool operator==(const Secret&) const = default;
 private:
     std::string value_;
 };
@@ -40,6 +42,8 @@ struct SiteConfig {
     std::string id = "site";                        // MQTT topic segment; [A-Za-z0-9_-]+
     std::filesystem::path state_dir = "/var/lib/faceadapt";
     std::string log_level = "info";                 // trace|debug|info|warn|error
+
+    bool operator==(const SiteConfig&) const = default;
 };
 
 struct CameraConfig {
@@ -57,23 +61,27 @@ struct CameraConfig {
     double backoff_max_s = 60.0;                    // [1, 3600]
     int min_face_px = 0;                            // 0: use [detect].min_face_px
     bool enabled = true;
+
+    bool operator==(const CameraConfig&) const = default;
 };
 
 struct DetectConfig {
     int min_face_px = 80;                           // [20, 1000]: smallest face side wanted
-    int workers = 0;                                // 0: one per core
+    int workers = 0;                                // [0, 256]; 0: one per core
     int queue_depth = 4;                            // [1, 256] frames per camera
     bool motion_gating = true;                      // detect only where there is motion / tracks
     double track_iou = 0.3;                         // (0, 1)
     double track_max_age_s = 2.0;                   // (0, 60]
-    std::filesystem::path landmarks_model = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+    std::filesystem::path landmarks_model = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";  // dlib 68-point model
+
+    bool operator==(const DetectConfig&) const = default;
 };
 
 // Patent steps 121-133; every mapping is a Table. See docs/quality.md.
 struct QualityConfig {
     double threshold = 0.5;                         // [0, 1]: keep crops scoring above
-    double max_deviation_deg = 45.0;                // step 122 gate: pose deviation must be below
-    double min_integrity = 0.9;                     // step 122 gate: integrity must be above
+    double max_deviation_deg = 45.0;                // (0, 90]; step 122 gate: pose deviation must be below
+    double min_integrity = 0.9;                     // [0, 1]; step 122 gate: integrity must be above
     Table deviation_score = {{0, 1.0}, {15, 0.9}, {30, 0.6}, {45, 0.2}};           // step 122
     Table integrity_score = {{0.9, 0.5}, {1.0, 1.0}};                               // step 123
     Table density_weight = {{0.0, 0.5}, {0.01, 0.6}, {0.03, 0.7}};                  // step 124: density -> w1 (w2 = 1-w1)
@@ -83,6 +91,8 @@ struct QualityConfig {
     std::string coefficient_form = "unit";          // step 130: unit|percent
     Table environment_weight = {{0, 0.3}, {60, 0.5}, {255, 0.5}};                  // step 132: ambient -> w1
     Table sharpness_score = {{0, 0.0}, {50, 0.5}, {200, 1.0}};                      // extra, folded into step 130
+
+    bool operator==(const QualityConfig&) const = default;
 };
 
 struct StoreConfig {
@@ -90,6 +100,8 @@ struct StoreConfig {
     int per_camera_quota = 20000;                   // [1, 10'000'000]
     double retention_days = 30.0;                   // (0, 3650]
     double disk_cap_mb = 4096.0;                    // [1, 10'000'000]
+
+    bool operator==(const StoreConfig&) const = default;
 };
 
 struct LearnerConfig {
@@ -98,64 +110,74 @@ struct LearnerConfig {
     std::string method = "mmt";                     // mmt|naive
     int cycles = 6;                                 // [1, 1000]
     int iters = 50;                                 // [1, 100000] per cycle
-    int batch_ids = 8;                              // P pseudo-identities per batch
-    int batch_per_id = 4;                           // K images per pseudo-identity
-    double lr_backbone = 3.5e-5;
-    double lr_classifier = 3.5e-4;
+    int batch_ids = 8;                              // [2, 1024] P pseudo-identities per batch
+    int batch_per_id = 4;                           // [1, 64] K images per pseudo-identity
+    double lr_backbone = 3.5e-5;                    // (0, 1]
+    double lr_classifier = 3.5e-4;                  // (0, 1]
     std::string ema = "fixed";                      // fixed|mmt
-    double ema_lambda = 0.99;                       // claim 3: (lambda, 1-lambda)
+    double ema_lambda = 0.99;                       // (0, 1); claim 3: (lambda, 1-lambda)
     std::string clustering = "dbscan";              // dbscan|kmeans
-    int kmeans_k = 500;
+    int kmeans_k = 500;                             // [2, 1'000'000]
     std::string eps_rule = "otsu";                  // otsu|mmt|fixed
-    double eps = 0.45;                              // used with eps_rule = fixed
-    int min_samples = 4;
-    int k1 = 20;
-    int k2 = 6;
-    double soft_ce_weight = 0.5;
-    double soft_triplet_weight = 0.8;
-    double label_smoothing = 0.1;
-    double l2sp_alpha = 25.0;
+    double eps = 0.45;                              // (0, 2]; used with eps_rule = fixed
+    int min_samples = 4;                            // [1, 1000]
+    int k1 = 20;                                    // [1, 1000] k-reciprocal re-ranking
+    int k2 = 6;                                     // [1, k1]
+    double soft_ce_weight = 0.5;                    // [0, 10]
+    double soft_triplet_weight = 0.8;               // [0, 10]
+    double label_smoothing = 0.1;                   // [0, 1)
+    double l2sp_alpha = 25.0;                       // [0, 1e6]
     bool merge = false;                             // claim 6
-    double merge_convergence = 0.9;
-    int seed = 0;
-    double interval_hours = 24.0;                   // scheduler
-    int min_new_crops = 500;
+    double merge_convergence = 0.9;                 // (0, 1]
+    int seed = 0;                                   // [0, 2^31-1]
+    double interval_hours = 24.0;                   // (0, 8760] scheduler
+    int min_new_crops = 500;                        // [0, 1e9]
     std::string quiet_hours;                        // "" or "HH:MM-HH:MM"
-    int nice = 10;
-    double memory_limit_mb = 8192.0;
+    int nice = 10;                                  // [0, 19]
+    double memory_limit_mb = 8192.0;                // [64, 1e7]
+
+    bool operator==(const LearnerConfig&) const = default;
 };
 
 struct GateConfig {
-    double far = 1e-3;
-    double max_tar_drop = 0.01;
-    double max_rank1_drop = 0.01;
-    double max_compactness_drop = 0.02;
-    double holdout_fraction = 0.1;
+    double far = 1e-3;                              // (0, 1) false-accept rate of the operating point
+    double max_tar_drop = 0.01;                     // [0, 1]
+    double max_rank1_drop = 0.01;                   // [0, 1]
+    double max_compactness_drop = 0.02;             // [0, 1]
+    double holdout_fraction = 0.1;                  // (0, 1)
+
+    bool operator==(const GateConfig&) const = default;
 };
 
 struct MqttConfig {
     std::string broker = "tcp://127.0.0.1:1883";    // tcp://, ssl://, mqtt://, mqtts://
-    std::string client_id;                          // "" -> faceadapt-<site>
+    std::string client_id;                          // "" -> faceadapt-<site>; [A-Za-z0-9_-]*
     std::string username;
-    std::filesystem::path password_file;
-    std::string password_env;
-    Secret password;
-    std::filesystem::path ca_file;
-    std::filesystem::path cert_file;
-    std::filesystem::path key_file;
-    int keepalive_s = 30;
+    std::filesystem::path password_file;            // optional; read at load time
+    std::string password_env;                       // optional; name of an env variable
+    Secret password;                                // resolved from password_file / password_env
+    std::filesystem::path ca_file;                  // optional; must be readable
+    std::filesystem::path cert_file;                // optional; must be readable
+    std::filesystem::path key_file;                 // optional; must be readable (never printed)
+    int keepalive_s = 30;                           // [1, 3600]
+
+    bool operator==(const MqttConfig&) const = default;
 };
 
 struct PublishConfig {
     std::filesystem::path key_dir;                  // "" -> <state_dir>/keys
     int chunk_kib = 256;                            // [1, 65536]
     int qos = 1;                                    // 0..2
-    double ack_timeout_s = 300;
+    double ack_timeout_s = 300;                     // (0, 86400]
+
+    bool operator==(const PublishConfig&) const = default;
 };
 
 struct MetricsConfig {
     bool enabled = true;
-    std::string listen = "127.0.0.1:9464";
+    std::string listen = "127.0.0.1:9464";          // host:port, port in [1, 65535]
+
+    bool operator==(const MetricsConfig&) const = default;
 };
 
 struct Config {
@@ -170,6 +192,8 @@ struct Config {
     MqttConfig mqtt;
     PublishConfig publish;
     MetricsConfig metrics;
+
+    bool operator==(const Config&) const = default;
 };
 
 // One validation problem, located in the source file.
@@ -192,6 +216,8 @@ private:
 };
 
 // Parses and validates a site file.
+// Relative paths in the file are resolved against the file's directory; key paths in issues
+// name cameras by their 0-based position ("camera[0].url").
 // ensures: a fully validated Config with secrets resolved.
 // throws:  ConfigError listing every problem (syntax, unknown key, type, range, duplicate id,
 //          bad URL, unreadable secret file).
@@ -204,6 +230,14 @@ Config parse_config(std::string_view toml_text, const std::filesystem::path& nam
 std::string to_toml(const Config& config);
 
 // rtsp://user:pass@host/x -> rtsp://user:***@host/x (for logs).
+// ensures: a URL without a password in it is returned unchanged.
 std::string mask_url_credentials(const std::string& url);
+
+// Every key the site file accepts, as "section.key" (cameras: "camera.key"), in file order.
+// For docs and tests that must cover the whole schema.
+std::vector<std::string> known_keys();
+
+// The toml++ version this library was built against, e.g. "3.3.0" (for `faceadapt version`).
+std::string toml_library_version();
 
 }  // namespace faceadapt::config

@@ -1,1 +1,9 @@
-target_sources(faceadapt_learner PRIVATE src/placeholder.cpp)
+# Learner I: network, weight import, model files, embedding, evaluation (issue 3).
+target_sources(faceadapt_learner PRIVATE
+  src/face_resnet.cpp
+  src/weights_import.cpp
+  src/mini_json.cpp
+  src/model_file.cpp
+  src/embedder.cpp
+  src/eval.cpp
+  src/eval_cluster.cpp)

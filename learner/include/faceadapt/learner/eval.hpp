@@ -98,4 +98,12 @@ struct ClusteringQuality {
 //             entropies are 0.
 ClusteringQuality clustering_quality(const std::vector<int>& truth, const std::vector<int>& predicted);
 
+struct ClusterOptions;  // cluster.hpp
+
+// Clusters the L2-normalised embeddings the way the co-training does (cluster_features with
+// `options`) and scores the result against `truth` with clustering_quality.
+// throws: as cluster_features (e.g. fewer rows than k1 + 1 for dbscan).
+ClusteringQuality cluster_and_score(const std::vector<Embedding>& embeddings, const std::vector<int>& truth,
+                                    const ClusterOptions& options);
+
 }  // namespace faceadapt::learner

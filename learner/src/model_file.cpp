@@ -1,0 +1,300 @@
+// Model file format (docs/model-format.md), version 1, all integers little-endian:
+//   [0,8)        magic "FADAPTMD"
+//   [8,12)       uint32 format version (1)
+//   [12,16)      uint32 M = metadata length
+//   [16,16+M)    metadata JSON (UTF-8)
+//   [16+M,24+M)  uint64 W = weights length
+//   [24+M,24+M+W) torch archive (torch::serialize::OutputArchive, zip) of the parameters, CPU
+//   last 4       uint32 CRC-32 (IEEE) of every byte before it
+#include "faceadapt/learner/model_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "mini_json.hpp"
+
+namespace faceadapt::learner {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kMagic[8] = {'F', 'A', 'D', 'A', 'P', 'T', 'M', 'D'};
+constexpr std::size_t kHeaderSize = 16;
+constexpr uint32_t kMaxMetadataBytes = 16u << 20;
+
+uint32_t crc32(const char* data, std::size_t n, uint32_t crc = 0) {
+    static const auto table = [] {
+        std::array<uint32_t, 256> t{};
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[i] = c;
+        }
+        return t;
+    }();
+    crc = ~crc;
+    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+template <typename T>
+void put_le(std::string& out, T v) {
+    for (std::size_t i = 0; i < sizeof(T); ++i) out += static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xFF);
+}
+template <typename T>
+T get_le(const char* p) {
+    uint64_t v = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    return static_cast<T>(v);
+}
+
+std::string format_double(double v) {
+    std::ostringstream ss;
+    ss.precision(17);
+    ss << v;
+    return ss.str();
+}
+
+std::string metadata_to_json(const ModelMetadata& m) {
+    std::string s = "{\n";
+    s += "  \"format\": \"faceadapt-model\",\n";
+    s += "  \"format_version\": " + std::to_string(kModelFormatVersion) + ",\n";
+    s += "  \"architecture\": " + json::quote(m.architecture) + ",\n";
+    s += "  \"input\": {\"size\": " + std::to_string(m.input_size) +
+         ", \"channels\": \"RGB\", \"mean\": [122.782, 117.001, 104.298], \"divisor\": 256},\n";
+    s += "  \"embedding_dim\": " + std::to_string(kEmbeddingDim) + ",\n";
+    s += "  \"version\": " + std::to_string(m.version) + ",\n";
+    s += "  \"parent_version\": " + std::to_string(m.parent_version) + ",\n";
+    s += "  \"created\": " + json::quote(m.created) + ",\n";
+    s += "  \"network\": {\"num_classes\": " + std::to_string(m.num_classes) +
+         ", \"embedding_dropout\": " + format_double(m.embedding_dropout) +
+         ", \"classifier_scale\": " + format_double(m.classifier_scale) + "},\n";
+    s += "  \"provenance\": " + (m.provenance_json.empty() ? std::string("{}") : m.provenance_json) + "\n";
+    s += "}\n";
+    return s;
+}
+
+ModelMetadata metadata_from_json(const std::string& text, const fs::path& path) {
+    auto bad = [&](const std::string& what) { return std::runtime_error("model file " + path.string() + ": " + what); };
+    json::Value v;
+    try {
+        v = json::parse(text);
+    } catch (const std::exception& e) {
+        throw bad(std::string("metadata: ") + e.what());
+    }
+    if (!v.is_object()) throw bad("metadata is not a JSON object");
+    auto number = [&](const json::Value& obj, const char* key) {
+        const json::Value* x = obj.find(key);
+        if (!x || !x->is_number()) throw bad(std::string("metadata key '") + key + "' missing or not a number");
+        return x->number;
+    };
+    auto string = [&](const char* key) {
+        const json::Value* x = v.find(key);
+        if (!x || !x->is_string()) throw bad(std::string("metadata key '") + key + "' missing or not a string");
+        return x->string;
+    };
+    if (const auto fv = number(v, "format_version"); fv != kModelFormatVersion)
+        throw bad("metadata format_version " + format_double(fv) + " is not supported (this build reads " +
+                  std::to_string(kModelFormatVersion) + ")");
+    ModelMetadata m;
+    m.architecture = string("architecture");
+    if (m.architecture != kArchitectureResNet29)
+        throw bad("unknown architecture '" + m.architecture + "' (this build knows " + kArchitectureResNet29 + ")");
+    const json::Value* input = v.find("input");
+    if (!input || !input->is_object()) throw bad("metadata key 'input' missing");
+    m.input_size = static_cast<int>(number(*input, "size"));
+    if (m.input_size != kChipSize) throw bad("input size " + std::to_string(m.input_size) + " is not 150");
+    m.version = static_cast<int64_t>(number(v, "version"));
+    m.parent_version = static_cast<int64_t>(number(v, "parent_version"));
+    m.created = string("created");
+    const json::Value* net = v.find("network");
+    if (!net || !net->is_object()) throw bad("metadata key 'network' missing");
+    m.num_classes = static_cast<int64_t>(number(*net, "num_classes"));
+    m.embedding_dropout = number(*net, "embedding_dropout");
+    m.classifier_scale = number(*net, "classifier_scale");
+    if (m.num_classes < 0) throw bad("network.num_classes < 0");
+    const json::Value* prov = v.find("provenance");
+    m.provenance_json = prov ? text.substr(prov->begin, prov->end - prov->begin) : "{}";
+    return m;
+}
+
+void write_all(int fd, const std::string& data, const fs::path& path) {
+    std::size_t done = 0;
+    while (done < data.size()) {
+        const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw std::runtime_error("model file " + path.string() + ": write failed: " + std::strerror(errno));
+        }
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+std::string read_exact(std::ifstream& in, std::size_t n, const fs::path& path, const char* what) {
+    std::string buf(n, '\0');
+    in.read(buf.data(), static_cast<std::streamsize>(n));
+    if (static_cast<std::size_t>(in.gcount()) != n)
+        throw std::runtime_error("model file " + path.string() + ": truncated (" + what + ")");
+    return buf;
+}
+
+// Reads and checks the header, returns the metadata length.
+uint32_t read_header(std::ifstream& in, const fs::path& path) {
+    const std::string h = read_exact(in, kHeaderSize, path, "header");
+    if (std::memcmp(h.data(), kMagic, 8) != 0)
+        throw std::runtime_error("model file " + path.string() + ": not a faceadapt model file (bad magic)");
+    const auto version = get_le<uint32_t>(h.data() + 8);
+    if (version != kModelFormatVersion)
+        throw std::runtime_error("model file " + path.string() + ": unknown format version " + std::to_string(version) +
+                                 " (this build reads " + std::to_string(kModelFormatVersion) + ")");
+    const auto m = get_le<uint32_t>(h.data() + 12);
+    if (m > kMaxMetadataBytes) throw std::runtime_error("model file " + path.string() + ": corrupt metadata length");
+    return m;
+}
+
+std::ifstream open_model(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("model file " + path.string() + ": cannot open (missing or unreadable)");
+    return in;
+}
+
+}  // namespace
+
+std::string utc_now_iso8601() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+ModelMetadata read_model_metadata(const fs::path& path) {
+    auto in = open_model(path);
+    const uint32_t m = read_header(in, path);
+    return metadata_from_json(read_exact(in, m, path, "metadata"), path);
+}
+
+void save_model(FaceResNet& net, const ModelMetadata& meta_in, const fs::path& path) {
+    ModelMetadata meta = meta_in;
+    if (meta.architecture != kArchitectureResNet29)
+        throw std::invalid_argument("save_model: unknown architecture '" + meta.architecture + "'");
+    if (meta.input_size != kChipSize) throw std::invalid_argument("save_model: input_size must be 150");
+    if (meta.created.empty()) meta.created = utc_now_iso8601();
+    if (meta.provenance_json.empty()) meta.provenance_json = "{}";
+    try {
+        (void)json::parse(meta.provenance_json);
+    } catch (const std::exception& e) {
+        throw std::invalid_argument(std::string("save_model: provenance_json is not valid JSON: ") + e.what());
+    }
+    meta.num_classes = net->options().num_classes;
+    meta.embedding_dropout = net->options().embedding_dropout;
+    meta.classifier_scale = net->options().classifier_scale;
+
+    const std::string metadata = metadata_to_json(meta);
+    std::ostringstream weights;
+    {
+        torch::NoGradGuard no_grad;
+        torch::serialize::OutputArchive archive;
+        for (const auto& p : net->named_parameters(true))
+            archive.write(p.key(), p.value().detach().to(torch::kCPU).contiguous());
+        archive.save_to(weights);
+    }
+    const std::string w = weights.str();
+
+    std::string bytes;
+    bytes.reserve(kHeaderSize + metadata.size() + 8 + w.size() + 4);
+    bytes.append(kMagic, 8);
+    put_le<uint32_t>(bytes, kModelFormatVersion);
+    put_le<uint32_t>(bytes, static_cast<uint32_t>(metadata.size()));
+    bytes += metadata;
+    put_le<uint64_t>(bytes, w.size());
+    bytes += w;
+    put_le<uint32_t>(bytes, crc32(bytes.data(), bytes.size()));
+
+    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    std::string tmpl = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+    const int fd = ::mkstemp(tmpl.data());
+    if (fd < 0)
+        throw std::runtime_error("model file " + path.string() + ": cannot create a temp file in " + dir.string() +
+                                 ": " + std::strerror(errno));
+    try {
+        write_all(fd, bytes, path);
+        if (::fsync(fd) != 0)
+            throw std::runtime_error("model file " + path.string() + ": fsync failed: " + std::strerror(errno));
+        ::close(fd);
+        if (::rename(tmpl.c_str(), path.c_str()) != 0)
+            throw std::runtime_error("model file " + path.string() + ": rename failed: " + std::strerror(errno));
+    } catch (...) {
+        ::close(fd);  // harmless EBADF when already closed
+        ::unlink(tmpl.c_str());
+        throw;
+    }
+    if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+}
+
+LoadedModel load_model(const fs::path& path, torch::Device device) {
+    auto in = open_model(path);
+    const uint32_t m = read_header(in, path);
+    const std::string metadata = read_exact(in, m, path, "metadata");
+    const std::string wlen = read_exact(in, 8, path, "weights length");
+    const auto w = get_le<uint64_t>(wlen.data());
+    const auto file_size = fs::file_size(path);
+    if (w > file_size || file_size != kHeaderSize + m + 8 + w + 4)
+        throw std::runtime_error("model file " + path.string() + ": truncated or corrupt (size " +
+                                 std::to_string(file_size) + " does not match its lengths)");
+    const std::string weights = read_exact(in, static_cast<std::size_t>(w), path, "weights");
+    const std::string crc_bytes = read_exact(in, 4, path, "checksum");
+
+    std::string header(kMagic, 8);
+    put_le<uint32_t>(header, kModelFormatVersion);
+    put_le<uint32_t>(header, m);
+    uint32_t crc = crc32(header.data(), header.size());
+    crc = crc32(metadata.data(), metadata.size(), crc);
+    crc = crc32(wlen.data(), wlen.size(), crc);
+    crc = crc32(weights.data(), weights.size(), crc);
+    if (crc != get_le<uint32_t>(crc_bytes.data()))
+        throw std::runtime_error("model file " + path.string() + ": checksum mismatch (corrupt file)");
+
+    LoadedModel out;
+    out.meta = metadata_from_json(metadata, path);
+    FaceResNetOptions options;
+    options.num_classes = out.meta.num_classes;
+    options.embedding_dropout = out.meta.embedding_dropout;
+    options.classifier_scale = out.meta.classifier_scale;
+    out.net = FaceResNet(options);
+    try {
+        torch::serialize::InputArchive archive;
+        std::istringstream ws(weights);
+        archive.load_from(ws, torch::Device(torch::kCPU));
+        torch::NoGradGuard no_grad;
+        for (auto& p : out.net->named_parameters(true)) {
+            torch::Tensor t;
+            archive.read(p.key(), t);
+            if (t.sizes() != p.value().sizes())
+                throw std::runtime_error("tensor '" + p.key() + "' has shape " + c10::str(t.sizes()) + ", expected " +
+                                         c10::str(p.value().sizes()));
+            p.value().copy_(t);
+        }
+    } catch (const std::exception& e) {
+        throw std::runtime_error("model file " + path.string() + ": weights do not load: " + e.what());
+    }
+    out.net->to(device);
+    out.net->eval();
+    return out;
+}
+
+}  // namespace faceadapt::learner

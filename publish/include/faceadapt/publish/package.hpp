@@ -1,0 +1,166 @@
+// Signed model packages: model file + gallery + manifest, Ed25519-signed.
+//
+// WHAT THIS REPRESENTS
+//   A Package is what the daemon ships to door controllers (docs/package-format.md is the
+//   normative description; this header is its C++ form):
+//     file     = "FAPKG001" | u32 LE envelope length | envelope | payload
+//     envelope = JSON {"format":"faceadapt-envelope","manifest":"<manifest JSON text>",
+//                      "signature":"<128 hex>","key_id":"<16 hex>"}
+//     payload  = the parts, concatenated in manifest order: "model" (opaque model file bytes,
+//                faceadapt/learner/model_file.hpp), then "gallery" (encode_gallery()).
+//   The signature covers exactly the bytes of the manifest text; everything else is bound to
+//   it by SHA-256 (each part, the whole payload, and each MQTT chunk of the payload).
+// THREAD SAFETY
+//   Plain values; const use from many threads is safe.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "faceadapt/publish/keys.hpp"
+
+namespace faceadapt::publish {
+
+inline constexpr int kFormatVersion = 1;
+inline constexpr std::string_view kPackageMagic = "FAPKG001";
+inline constexpr std::string_view kGalleryMagic = "FAGAL001";
+inline constexpr std::size_t kEmbeddingDim = 128;
+inline constexpr std::size_t kDefaultChunkBytes = 256 * 1024;
+
+// Thrown for every malformed, inconsistent or unverifiable package; the message names the
+// part, field or chunk at fault.
+class PackageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+using Embedding = std::array<float, kEmbeddingDim>;
+
+struct GalleryEntry {
+    std::string name;       // UTF-8, 1..255 bytes; a person may have several entries
+    Embedding embedding{};  // produced by THIS package's model
+};
+
+struct Gallery {
+    std::vector<GalleryEntry> entries;
+    // Euclidean distance at or below which a probe matches an entry.
+    double threshold = 0.6;
+};
+
+// Gallery part bytes: "FAGAL001" | u32 LE count | u32 LE dim(=128) |
+// count x (u16 LE name length | name bytes | dim x f32 LE).
+std::string encode_gallery(const Gallery& gallery);
+// throws PackageError on a bad magic, a truncated record, or dim != 128.
+// The threshold is not in the part: it comes from the manifest (pass it in).
+Gallery decode_gallery(std::string_view bytes, double threshold);
+
+// The network the model part holds and what it expects as input.
+struct ArchitectureSpec {
+    std::string name = "faceadapt-resnet29";
+    std::string model_format = "faceadapt-model";  // how to read the model part
+    int input_width = 150;
+    int input_height = 150;
+    int input_channels = 3;
+    std::string color_order = "RGB";
+    std::string alignment = "dlib get_face_chip_details(68 landmarks, size 150, padding 0.25)";
+    std::string normalization = "x/255 - 0.5 per channel";  // stated by the learner
+    int embedding_dim = 128;
+    std::string distance = "euclidean";
+};
+
+struct PartInfo {
+    std::string name;          // "model" | "gallery"
+    std::uint64_t offset = 0;  // in the payload
+    std::uint64_t size = 0;
+    std::string sha256;        // 64 lowercase hex
+};
+
+struct Manifest {
+    int format_version = kFormatVersion;
+    std::int64_t model_version = 0;   // monotonic, >= 1
+    std::int64_t parent_version = 0;  // 0: none
+    std::string created;              // ISO 8601 UTC
+    std::string key_id;               // PublicKey::key_id() of the signer
+    ArchitectureSpec architecture;
+    std::vector<PartInfo> parts;
+    std::uint64_t payload_size = 0;
+    std::string payload_sha256;
+    std::uint64_t chunk_size = kDefaultChunkBytes;
+    std::vector<std::string> chunk_sha256;  // one per chunk, in order
+    std::uint64_t gallery_entries = 0;
+    double match_threshold = 0.6;
+    std::map<std::string, double> training_metrics;
+    std::map<std::string, double> gate_metrics;
+
+    std::size_t chunk_count() const { return chunk_sha256.size(); }
+    // throws PackageError when there is no part called `name`.
+    const PartInfo& part(std::string_view name) const;
+    // Canonical JSON text: keys sorted, no whitespace, UTF-8. This is what gets signed.
+    std::string to_json() const;
+    // Parses and checks internal consistency (parts tile the payload, chunk count matches
+    // payload size / chunk size, hex lengths). throws PackageError naming the field.
+    static Manifest parse(std::string_view json_text);
+};
+
+// The manifest text together with its signature (the MQTT manifest message).
+struct SignedManifest {
+    std::string manifest_json;
+    Signature signature{};
+    std::string key_id;
+
+    std::string envelope() const;  // the JSON envelope (see top of file)
+    // throws PackageError when the envelope is not one.
+    static SignedManifest parse_envelope(std::string_view envelope_json);
+    // ensures: the signature verifies against `key` over manifest_json, then the parsed manifest.
+    // throws PackageError("... signature ...") or PackageError from Manifest::parse.
+    Manifest verify(const PublicKey& key) const;
+};
+
+// What the daemon (or `faceadapt package`) supplies to build a package.
+struct PackageInput {
+    std::string model_bytes;     // the model file, opaque here
+    Gallery gallery;             // may be empty
+    std::int64_t model_version = 1;
+    std::int64_t parent_version = 0;
+    ArchitectureSpec architecture;
+    std::map<std::string, double> training_metrics;
+    std::map<std::string, double> gate_metrics;
+    std::size_t chunk_bytes = kDefaultChunkBytes;  // [1 KiB, 64 MiB]
+    std::string created;         // "" -> now
+};
+
+struct Package {
+    SignedManifest signed_manifest;
+    Manifest manifest;           // parsed from signed_manifest (NOT verified: call verify_package)
+    std::string payload;
+
+    std::string_view chunk(std::size_t index) const;  // requires index < manifest.chunk_count()
+    std::string_view part_bytes(std::string_view name) const;
+    Gallery gallery() const;     // decode_gallery(part "gallery", manifest.match_threshold)
+
+    // The package file. throws std::runtime_error/PackageError naming the file.
+    void write(const std::filesystem::path& file) const;  // durable (temp + fsync + rename)
+    static Package read(const std::filesystem::path& file);
+    static Package from_bytes(std::string_view file_bytes, const std::string& name);
+    std::string to_bytes() const;
+    // Builds from an envelope and a payload, parsing (not verifying) the manifest.
+    static Package from_parts(std::string envelope_json, std::string payload);
+};
+
+// Builds and signs. throws PackageError on an invalid input (version < 1, chunk size out of
+// range, a gallery name that is empty or too long).
+Package build_package(const PackageInput& input, const SigningKey& key);
+
+// Full verification: signature with `key`, payload size, every chunk, every part and the whole
+// payload SHA-256, the gallery decodes to manifest.gallery_entries entries.
+// ensures: the verified manifest. throws PackageError naming what failed.
+Manifest verify_package(const Package& package, const PublicKey& key);
+
+}  // namespace faceadapt::publish

@@ -1,0 +1,97 @@
+#include "faceadapt/publish/protocol.hpp"
+
+#include <charconv>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+namespace faceadapt::publish {
+
+bool valid_topic_segment(std::string_view s) {
+    if (s.empty() || s.size() > 128) return false;
+    for (char c : s)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+    return true;
+}
+
+Topics::Topics(std::string site) : site_(std::move(site)) {
+    if (!valid_topic_segment(site_))
+        throw std::invalid_argument("site id \"" + site_ + "\" is not a valid MQTT topic segment ([A-Za-z0-9_-]+)");
+    prefix_ = "faceadapt/" + site_ + "/";
+}
+
+std::string Topics::daemon_status() const { return prefix_ + "daemon/status"; }
+std::string Topics::manifest() const { return prefix_ + "model/manifest"; }
+std::string Topics::chunk(std::int64_t version, std::size_t index) const {
+    return prefix_ + "model/" + std::to_string(version) + "/chunk/" + std::to_string(index);
+}
+std::string Topics::chunk_filter(std::int64_t version) const { return prefix_ + "model/" + std::to_string(version) + "/chunk/+"; }
+std::string Topics::door_state(std::string_view door) const { return prefix_ + "door/" + std::string(door) + "/state"; }
+std::string Topics::door_state_filter() const { return prefix_ + "door/+/state"; }
+std::string Topics::door_online(std::string_view door) const { return prefix_ + "door/" + std::string(door) + "/online"; }
+
+namespace {
+template <class T>
+std::optional<T> parse_number(std::string_view s) {
+    T v{};
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+    return v;
+}
+}  // namespace
+
+std::optional<std::pair<std::int64_t, std::size_t>> Topics::parse_chunk(std::string_view topic) const {
+    std::string_view head = prefix_ + "model/";
+    if (!topic.starts_with(prefix_ + "model/")) return std::nullopt;
+    topic.remove_prefix(head.size());
+    auto slash = topic.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    auto version = parse_number<std::int64_t>(topic.substr(0, slash));
+    topic.remove_prefix(slash);
+    if (!version || !topic.starts_with("/chunk/")) return std::nullopt;
+    auto index = parse_number<std::size_t>(topic.substr(7));
+    if (!index) return std::nullopt;
+    return std::pair{*version, *index};
+}
+
+std::optional<std::string> Topics::parse_door_state(std::string_view topic) const {
+    auto head = prefix_ + "door/";
+    if (!topic.starts_with(head) || !topic.ends_with("/state")) return std::nullopt;
+    auto door = topic.substr(head.size(), topic.size() - head.size() - 6);
+    if (!valid_topic_segment(door)) return std::nullopt;
+    return std::string(door);
+}
+
+std::string DoorState::to_json() const {
+    nlohmann::json j = {{"door", door},
+                        {"status", status},
+                        {"installed_version", installed_version},
+                        {"previous_version", previous_version},
+                        {"offered_version", offered_version},
+                        {"chunks_received", chunks_received},
+                        {"chunks_total", chunks_total},
+                        {"error", error},
+                        {"time", time}};
+    return j.dump();
+}
+
+DoorState DoorState::parse(std::string_view json_text) {
+    try {
+        auto j = nlohmann::json::parse(json_text);
+        DoorState s;
+        s.door = j.at("door").get<std::string>();
+        s.status = j.at("status").get<std::string>();
+        s.installed_version = j.at("installed_version").get<std::int64_t>();
+        s.previous_version = j.value("previous_version", std::int64_t{0});
+        s.offered_version = j.value("offered_version", std::int64_t{0});
+        s.chunks_received = j.value("chunks_received", std::uint64_t{0});
+        s.chunks_total = j.value("chunks_total", std::uint64_t{0});
+        s.error = j.value("error", "");
+        s.time = j.value("time", "");
+        return s;
+    } catch (const nlohmann::json::exception& e) {
+        throw std::invalid_argument(std::string("door state: ") + e.what());
+    }
+}
+
+}  // namespace faceadapt::publish

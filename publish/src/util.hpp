@@ -1,0 +1,46 @@
+// Internal helpers of faceadapt_publish: hex, SHA-256, whole-file I/O, durable writes.
+// Not installed; nothing outside publish/src includes this.
+#pragma once
+
+#include <sodium.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace faceadapt::publish::detail {
+
+// Initialises libsodium once (thread-safe); throws std::runtime_error when it cannot.
+void ensure_sodium();
+
+std::string to_hex(std::span<const std::uint8_t> bytes);
+// throws std::invalid_argument naming `what` when `hex` is not even-length lowercase/uppercase hex.
+std::vector<std::uint8_t> from_hex(std::string_view hex, const std::string& what);
+
+// Incremental SHA-256 (libsodium).
+class Sha256 {
+public:
+    Sha256();
+    void update(std::string_view bytes);
+    std::string hex();  // finalises; call once
+private:
+    crypto_hash_sha256_state state_{};
+};
+std::string sha256_hex(std::string_view bytes);
+
+// throws std::runtime_error naming the file when it cannot be read.
+std::string read_file(const std::filesystem::path& file);
+// Writes without fsync (staging data that is re-verified before use).
+void write_file(const std::filesystem::path& file, std::string_view bytes);
+// temp file in the same folder + write + fsync + rename + fsync(folder). `mode` applies to the
+// temp file before any byte is written (0600 keys are never readable by others).
+void write_file_durable(const std::filesystem::path& file, std::string_view bytes, unsigned mode = 0644);
+void fsync_path(const std::filesystem::path& path);  // a file or a folder
+
+// "2026-11-27T01:02:03Z"
+std::string utc_now_iso8601();
+
+}  // namespace faceadapt::publish::detail

@@ -1,0 +1,90 @@
+// Helpers shared by the publish tests: packages of a given size, a raw MQTT client.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include <mqtt/async_client.h>
+
+#include "faceadapt/config/config.hpp"
+#include "faceadapt/publish/package.hpp"
+
+namespace faceadapt::test {
+
+// Deterministic pseudo-random bytes.
+inline std::string random_bytes(std::size_t n, unsigned seed) {
+    std::mt19937_64 rng(seed);
+    std::string out(n, '\0');
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+        auto v = rng();
+        std::memcpy(out.data() + i, &v, 8);
+    }
+    return out;
+}
+
+inline publish::Gallery small_gallery(unsigned seed) {
+    publish::Gallery g;
+    g.threshold = 0.6;
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> n(0.f, 0.1f);
+    for (const char* name : {"alice", "bob", "carol"}) {
+        publish::GalleryEntry e{name, {}};
+        for (auto& f : e.embedding) f = n(rng);
+        g.entries.push_back(e);
+    }
+    return g;
+}
+
+inline publish::Package make_package(const publish::SigningKey& key, std::int64_t version, std::size_t model_bytes,
+                                     std::size_t chunk_bytes = publish::kDefaultChunkBytes) {
+    publish::PackageInput in;
+    in.model_bytes = random_bytes(model_bytes, static_cast<unsigned>(version));
+    in.gallery = small_gallery(static_cast<unsigned>(version));
+    in.model_version = version;
+    in.parent_version = version - 1;
+    in.chunk_bytes = chunk_bytes;
+    in.training_metrics = {{"cycles", 6}, {"loss", 0.42}};
+    in.gate_metrics = {{"tar_at_far", 0.97}};
+    return publish::build_package(in, key);
+}
+
+// A plain Paho client for poking at the broker from a test (synchronous waits).
+class RawClient {
+public:
+    RawClient(const config::MqttConfig& cfg, const std::string& id) : client_(cfg.broker, id) {
+        auto b = mqtt::connect_options_builder().clean_session(true).connect_timeout(std::chrono::seconds(3));
+        if (!cfg.username.empty()) b.user_name(cfg.username).password(cfg.password.str());
+        options_ = b.finalize();
+        client_.set_message_callback([this](mqtt::const_message_ptr m) {
+            std::lock_guard lock(mutex_);
+            messages_[m->get_topic()] = m->get_payload_str();
+        });
+    }
+    ~RawClient() {
+        try {
+            if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(2));
+        } catch (...) {
+        }
+    }
+    void connect() { client_.connect(options_)->wait_for(std::chrono::seconds(5)); }
+    void publish(const std::string& topic, const std::string& payload, bool retained = true) {
+        client_.publish(topic, payload.data(), payload.size(), 1, retained)->wait_for(std::chrono::seconds(5));
+    }
+    void subscribe(const std::string& filter) { client_.subscribe(filter, 1)->wait_for(std::chrono::seconds(5)); }
+    std::map<std::string, std::string> messages() {
+        std::lock_guard lock(mutex_);
+        return messages_;
+    }
+    mqtt::async_client& client() { return client_; }
+private:
+    mqtt::async_client client_;
+    mqtt::connect_options options_;
+    std::mutex mutex_;
+    std::map<std::string, std::string> messages_;
+};
+
+}  // namespace faceadapt::test

@@ -1,0 +1,155 @@
+// CameraSource on real streams: the RTSP test camera (slideshow and looped video) on loopback,
+// and file:// cameras.
+#include <atomic>
+#include <mutex>
+
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+
+#include "faceadapt/ingest/camera_source.hpp"
+#include "test_stream_support.hpp"
+#include "test_support.hpp"
+
+namespace faceadapt::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ingest::CameraSource;
+using ingest::CameraState;
+using ingest::Frame;
+
+// Collects what a camera delivers.
+struct FrameLog {
+    std::mutex mutex;
+    std::vector<std::chrono::steady_clock::time_point> arrivals;
+    std::vector<std::uint64_t> sequences;
+    cv::Mat last;
+    std::string camera;
+    void operator()(Frame&& f) {
+        std::lock_guard lock(mutex);
+        arrivals.push_back(std::chrono::steady_clock::now());
+        sequences.push_back(f.sequence);
+        camera = f.camera;
+        last = f.bgr;
+    }
+    std::size_t count() {
+        std::lock_guard lock(mutex);
+        return arrivals.size();
+    }
+};
+
+// Measures the sampled frame rate over `window` once the camera streams, and checks it is
+// within 25% of `fps`; returns the last frame.
+cv::Mat expect_rate(CameraSource& camera, FrameLog& log, double fps, std::chrono::milliseconds window) {
+    EXPECT_TRUE(wait_until([&] { return camera.stats().state == CameraState::streaming && log.count() >= 2; }, 15s))
+        << "state " << ingest::to_string(camera.stats().state) << ", error: " << camera.stats().last_error;
+    const std::size_t before = log.count();
+    std::this_thread::sleep_for(window);
+    const std::size_t got = log.count() - before;
+    const double expected = fps * std::chrono::duration<double>(window).count();
+    EXPECT_GE(got, expected * 0.75) << "sampled " << got << " frames in the window, expected ~" << expected;
+    EXPECT_LE(got, expected * 1.25 + 1) << "sampled " << got << " frames in the window, expected ~" << expected;
+    std::lock_guard lock(log.mutex);
+    for (std::size_t i = 1; i < log.sequences.size(); ++i) EXPECT_EQ(log.sequences[i], log.sequences[i - 1] + 1);
+    return log.last;
+}
+
+TEST(CameraSource, SlideshowStreamYieldsFramesAtDetectFps) {
+    FACEADAPT_REQUIRE_PATH(demo_photos_dir());
+    ServerProcess server({{"source", demo_photos_dir().string()}, {"fps", "15"}, {"size", "1280x720"}});
+    server.start();
+    FrameLog log;
+    CameraSource camera(test_camera("door", server.url(), 5.0), std::ref(log));
+    camera.start();
+    cv::Mat last = expect_rate(camera, log, 5.0, 3s);
+    ASSERT_FALSE(last.empty());
+    EXPECT_EQ(last.type(), CV_8UC3);
+    EXPECT_EQ(last.cols, 1280);
+    EXPECT_EQ(last.rows, 720);
+    cv::Scalar mean, stddev;
+    cv::meanStdDev(last, mean, stddev);
+    EXPECT_GT(stddev[0], 10.0) << "the frame looks blank: the photos did not come through";
+    EXPECT_EQ(log.camera, "door");
+    const auto s = camera.stats();
+    EXPECT_EQ(s.reconnects, 0u);
+    EXPECT_EQ(s.faults, 0u) << s.last_error;
+    EXPECT_GT(s.decoded, s.frames) << "the source decodes at 15 fps and samples 5";
+    camera.stop();
+    EXPECT_EQ(camera.stats().state, CameraState::stopped);
+}
+
+TEST(CameraSource, WalkersVideoStreamYieldsFullHdFrames) {
+    FACEADAPT_REQUIRE_PATH(walkers_video());
+    ServerProcess server({{"source", walkers_video().string()}});
+    server.start();
+    FrameLog log;
+    CameraSource camera(test_camera("hall", server.url(), 4.0), std::ref(log));
+    camera.start();
+    cv::Mat last = expect_rate(camera, log, 4.0, 3s);
+    ASSERT_FALSE(last.empty());
+    EXPECT_EQ(last.cols, 1920);
+    EXPECT_EQ(last.rows, 1080);
+    EXPECT_EQ(camera.stats().faults, 0u) << camera.stats().last_error;
+}
+
+// Writes a short H.264 MP4 (test pattern) with GStreamer.
+void write_test_video(const std::filesystem::path& file, int frames) {
+    gst_init(nullptr, nullptr);
+    const std::string desc = "videotestsrc num-buffers=" + std::to_string(frames) +
+                             " pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! "
+                             "x264enc speed-preset=ultrafast ! mp4mux ! filesink location=\"" + file.string() + "\"";
+    GError* error = nullptr;
+    GstElement* p = gst_parse_launch(desc.c_str(), &error);
+    ASSERT_EQ(error, nullptr) << error->message;
+    gst_element_set_state(p, GST_STATE_PLAYING);
+    GstBus* bus = gst_element_get_bus(p);
+    GstMessage* m = gst_bus_timed_pop_filtered(bus, 20 * GST_SECOND,
+                                               static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_EOS);
+    gst_message_unref(m);
+    gst_object_unref(bus);
+    gst_element_set_state(p, GST_STATE_NULL);
+    gst_object_unref(p);
+}
+
+TEST(CameraSource, FileCameraLoopsAtItsOwnFrameRate) {
+    TempDir dir;
+    const auto file = dir.path() / "one-second.mp4";
+    write_test_video(file, 25);  // 1 s at 25 fps
+    FrameLog log;
+    CameraSource camera(test_camera("file", "file://" + file.string(), 10.0), std::ref(log));
+    camera.start();
+    // 3 s of frames from a 1 s file: it looped (twice), still at ~10 sampled fps.
+    expect_rate(camera, log, 10.0, 3s);
+    const auto s = camera.stats();
+    EXPECT_EQ(s.faults, 0u) << s.last_error;
+    EXPECT_EQ(s.state, CameraState::streaming);
+    EXPECT_GE(s.decoded, 60u) << "25 fps for > 3 s";
+    EXPECT_LE(s.decoded, 150u) << "a file plays at its own rate, not as fast as it decodes";
+}
+
+TEST(CameraSource, RejectsUnsupportedUrlNamingTheCamera) {
+    try {
+        CameraSource camera(test_camera("lobby", "http://127.0.0.1:1/x"), [](Frame&&) {});
+        FAIL() << "expected std::invalid_argument";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("lobby"), std::string::npos) << e.what();
+    }
+}
+
+TEST(CameraSource, BackoffDoublesToItsCapWithTwentyPercentJitter) {
+    using ingest::backoff_delay_s;
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 1, 0.5), 1.0);
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 2, 0.5), 2.0);
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 4, 0.5), 8.0);
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 7, 0.5), 60.0);
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 1000, 0.5), 60.0);
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 1, 0.0), 0.8);
+    EXPECT_NEAR(backoff_delay_s(1.0, 60.0, 1, 0.999999), 1.2, 1e-5);
+    EXPECT_DOUBLE_EQ(backoff_delay_s(1.0, 60.0, 100, 0.0), 48.0);
+}
+
+}  // namespace
+}  // namespace faceadapt::test

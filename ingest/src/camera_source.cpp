@@ -297,8 +297,8 @@ struct CameraSource::Impl {
             if (log_it) last_logged_error = reason;
         }
         if (log_it)
-            spdlog::warn("{}: {}; reconnecting with backoff from {:.1f} s up to {:.0f} s", who(), reason,
-                         delay, camera.backoff_max_s);
+            spdlog::warn("{}: {}; retrying in {:.1f} s, then backing off up to {:g} s", who(),
+                         reason, delay, camera.backoff_max_s);
         else
             spdlog::debug("{}: retry failed: {}; next in {:.1f} s", who(), reason, delay);
         retry_timer.reset(g_timeout_source_new(static_cast<guint>(delay * 1000.0)));

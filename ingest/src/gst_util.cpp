@@ -35,18 +35,17 @@ std::string describe(GstMessage* message) {
         gst_message_parse_warning(message, &error, &debug);
     std::string text = error ? error->message : "unknown GStreamer error";
     if (debug) {
-        // The debug string starts with "file.c(line): function (): /Pipeline/element:\n"; keep
-        // the human part after the last newline.
+        // The debug string is "file.c(line): function (): /Pipeline/element:\ndetail"; keep only
+        // the detail (instance names and paths change from one attempt to the next).
         std::string detail = debug;
-        if (auto nl = detail.rfind('\n'); nl != std::string::npos) detail = detail.substr(nl + 1);
-        if (!detail.empty()) text += " (" + detail + ")";
+        const auto nl = detail.rfind('\n');
+        detail = nl == std::string::npos ? std::string() : detail.substr(nl + 1);
+        if (!detail.empty() && detail != text) text += " (" + detail + ")";
     }
-    if (GST_MESSAGE_SRC(message)) {
-        gchar* name = gst_object_get_name(GST_MESSAGE_SRC(message));
-        if (name) {
-            text = std::string(name) + ": " + text;
-            g_free(name);
-        }
+    // Name the element by its kind (rtspsrc, filesrc...), stable across reconnects.
+    if (GST_IS_ELEMENT(GST_MESSAGE_SRC(message))) {
+        if (GstElementFactory* f = gst_element_get_factory(GST_ELEMENT(GST_MESSAGE_SRC(message))))
+            text = std::string(gst_plugin_feature_get_name(GST_PLUGIN_FEATURE(f))) + ": " + text;
     }
     if (error) g_error_free(error);
     g_free(debug);

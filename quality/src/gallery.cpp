@@ -1,0 +1,177 @@
+// Gallery and the enrollment policy. See gallery.hpp.
+#include "faceadapt/quality/gallery.hpp"
+
+#include <mutex>
+#include <regex>
+#include <set>
+#include <stdexcept>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "faceadapt/ingest/face_aligner.hpp"
+#include "files.hpp"
+#include "sqlite.hpp"
+
+namespace faceadapt::quality {
+namespace fs = std::filesystem;
+using Clock = std::chrono::system_clock;
+
+namespace {
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS gallery(
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  name        TEXT    NOT NULL,
+  file        TEXT    NOT NULL UNIQUE,
+  score       REAL    NOT NULL,
+  source      TEXT    NOT NULL,
+  enrolled_ms INTEGER NOT NULL,
+  quality     TEXT    NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS gallery_name ON gallery(name);
+)sql";
+}  // namespace
+
+struct Gallery::Impl {
+    fs::path root, img_dir;
+    mutable std::mutex mutex;
+    std::unique_ptr<sql::Database> db;
+};
+
+Gallery::Gallery(const fs::path& state_dir) : impl_(std::make_unique<Impl>()) {
+    auto& d = *impl_;
+    d.root = state_dir / "gallery";
+    d.img_dir = d.root / "img";
+    std::error_code ec;
+    fs::create_directories(d.img_dir, ec);
+    if (ec) throw std::runtime_error(d.img_dir.string() + ": cannot create the gallery folder: " + ec.message());
+    d.db = std::make_unique<sql::Database>(d.root / "gallery.db", sql::Database::Mode::read_write_create);
+    d.db->exec("PRAGMA journal_mode=WAL");
+    d.db->exec(kSchema);
+    // Debris of an interrupted enrollment: temp files and chips whose row never committed.
+    std::set<std::string> known;
+    {
+        sql::Statement st(*d.db, "SELECT file FROM gallery");
+        while (st.step()) known.insert(st.column_text(0));
+    }
+    for (const auto& e : fs::directory_iterator(d.img_dir, ec)) {
+        const auto name = e.path().filename().string();
+        if (name.ends_with(files::kTempSuffix) || !known.contains(name)) {
+            spdlog::warn("gallery {}: removing unindexed file {}", d.root.string(), e.path().string());
+            fs::remove(e.path(), ec);
+        }
+    }
+}
+
+Gallery::~Gallery() = default;
+
+std::int64_t Gallery::add(const std::string& name, const cv::Mat& chip_rgb, const QualityScore& score,
+                          const std::string& source) {
+    static const std::regex re("[A-Za-z0-9 ._-]{1,64}");
+    if (!std::regex_match(name, re) || name.front() == ' ' || name.front() == '.')
+        throw std::invalid_argument("gallery: name \"" + name + "\" must be 1-64 of [A-Za-z0-9 ._-]");
+    if (chip_rgb.empty()) throw std::invalid_argument("gallery: empty chip for " + name);
+    auto& d = *impl_;
+    const std::string file = fmt::format("{}-{}.png", files::unique_token(), Clock::now().time_since_epoch().count());
+    files::write_png_atomic(chip_rgb, d.img_dir / file, true);
+    std::lock_guard lock(d.mutex);
+    sql::Statement st(*d.db, "INSERT INTO gallery(name, file, score, source, enrolled_ms, quality) VALUES(?,?,?,?,?,?)");
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    st.bind(1, name).bind(2, file).bind(3, score.normalized).bind(4, source)
+        .bind(5, static_cast<std::int64_t>(ms)).bind(6, to_json(score));
+    try {
+        st.run();
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(d.img_dir / file, ec);
+        throw;
+    }
+    return d.db->last_insert_rowid();
+}
+
+std::vector<GalleryEntry> Gallery::entries() const {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mutex);
+    sql::Statement st(*d.db,
+                      "SELECT id, name, file, score, source, enrolled_ms, quality FROM gallery ORDER BY name, id");
+    std::vector<GalleryEntry> out;
+    while (st.step()) {
+        GalleryEntry e;
+        e.id = st.column_int(0);
+        e.name = st.column_text(1);
+        e.file = d.img_dir / st.column_text(2);
+        e.score = st.column_double(3);
+        e.source = st.column_text(4);
+        e.enrolled = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+            std::chrono::milliseconds(st.column_int(5))));
+        e.quality_json = st.column_text(6);
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::vector<std::string> Gallery::names() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries())
+        if (out.empty() || out.back() != e.name) out.push_back(e.name);
+    return out;
+}
+
+int Gallery::remove(const std::string& name) {
+    auto& d = *impl_;
+    std::vector<std::string> files_to_remove;
+    {
+        std::lock_guard lock(d.mutex);
+        sql::Transaction tx(*d.db, true);
+        sql::Statement sel(*d.db, "SELECT file FROM gallery WHERE name = ?");
+        sel.bind(1, name);
+        while (sel.step()) files_to_remove.push_back(sel.column_text(0));
+        sql::Statement del(*d.db, "DELETE FROM gallery WHERE name = ?");
+        del.bind(1, name);
+        del.run();
+        tx.commit();
+    }
+    std::error_code ec;
+    for (const auto& f : files_to_remove) fs::remove(d.img_dir / f, ec);
+    return static_cast<int>(files_to_remove.size());
+}
+
+std::optional<cv::Mat> Gallery::load_chip(const GalleryEntry& entry) const {
+    auto chip = files::read_rgb(entry.file);
+    if (!chip) spdlog::error("gallery: chip {} of {} is missing or corrupt", entry.file.string(), entry.name);
+    return chip;
+}
+
+EnrollCheck check_enrollment_image(const cv::Mat& image, const ingest::FaceAligner& aligner,
+                                   const QualityScorer& scorer, int min_face_px) {
+    EnrollCheck out;
+    if (image.empty()) {
+        out.reason = "the image is empty or could not be decoded";
+        return out;
+    }
+    const auto faces = aligner.detect(image);
+    if (faces.empty()) {
+        out.reason = "no face found";
+        return out;
+    }
+    if (faces.size() > 1) {
+        out.reason = fmt::format("{} faces found; an enrollment photo must show exactly one person", faces.size());
+        return out;
+    }
+    const auto& face = faces.front();
+    out.chip = face.chip;
+    const int side = std::min(face.bbox.width, face.bbox.height);
+    if (side < min_face_px) {
+        out.reason = fmt::format("the face is too small: {}x{} px, below the minimum of {} px", face.bbox.width,
+                                 face.bbox.height, min_face_px);
+        return out;
+    }
+    out.score = scorer.score(observation_from_still(image, face.bbox, face.landmarks, face.chip));
+    if (!out.score.accepted) {
+        out.reason = "low quality: " + out.score.reason;
+        return out;
+    }
+    out.ok = true;
+    return out;
+}
+
+}  // namespace faceadapt::quality

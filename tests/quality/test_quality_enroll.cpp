@@ -1,0 +1,197 @@
+// Enhancer views, the gallery, and enrollment refusals on real photos (skipped without them).
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <gtest/gtest.h>
+
+#include "faceadapt/ingest/face_aligner.hpp"
+#include "faceadapt/quality/enhancer.hpp"
+#include "faceadapt/quality/gallery.hpp"
+#include "test_support.hpp"
+
+namespace q = faceadapt::quality;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path demo(const std::string& name) { return faceadapt::test::weights_dir() / "demo" / name; }
+
+cv::Mat face_like_chip() {
+    cv::Mat chip(150, 150, CV_8UC3, cv::Scalar(90, 70, 60));
+    cv::ellipse(chip, {75, 80}, {45, 60}, 0, 0, 360, cv::Scalar(170, 130, 110), -1);
+    cv::circle(chip, {58, 65}, 6, cv::Scalar(30, 30, 30), -1);
+    cv::circle(chip, {92, 65}, 6, cv::Scalar(30, 30, 30), -1);
+    cv::line(chip, {60, 110}, {90, 110}, cv::Scalar(120, 40, 40), 3);
+    cv::Mat noise(chip.size(), CV_8UC3);
+    cv::randn(noise, cv::Scalar::all(0), cv::Scalar::all(12));
+    cv::add(chip, noise, chip);
+    return chip;
+}
+
+cv::Mat low_contrast_chip() {
+    cv::Mat chip = face_like_chip();
+    chip.convertTo(chip, CV_8UC3, 0.25, 90);  // luma squeezed into ~[90, 150]
+    return chip;
+}
+
+double luma_range(const cv::Mat& rgb) {
+    cv::Mat grey;
+    cv::cvtColor(rgb, grey, cv::COLOR_RGB2GRAY);
+    double lo = 0, hi = 0;
+    cv::minMaxLoc(grey, &lo, &hi);
+    return hi - lo;
+}
+
+}  // namespace
+
+TEST(Enhancer, TwoDefaultViewsDifferAndKeepShape) {
+    const cv::Mat in = low_contrast_chip();
+    const cv::Mat keep = in.clone();
+    const auto first = q::Enhancer::first_view(), second = q::Enhancer::second_view();
+    const cv::Mat a = first.apply(in), b = second.apply(in);
+    EXPECT_EQ(cv::norm(in, keep, cv::NORM_INF), 0.0) << "input modified";
+    for (const auto& out : {a, b}) {
+        EXPECT_EQ(out.size(), in.size());
+        EXPECT_EQ(out.type(), CV_8UC3);
+        EXPECT_GT(cv::norm(out, in, cv::NORM_L1) / in.total(), 5.0);
+    }
+    EXPECT_GT(cv::norm(a, b, cv::NORM_L1) / in.total(), 5.0) << "the two views must differ";
+    EXPECT_NE(first.spec(), second.spec());
+    EXPECT_EQ(first.name(), "first");
+}
+
+TEST(Enhancer, EachStepDoesWhatItSays) {
+    const cv::Mat in = low_contrast_chip();
+    EXPECT_GT(luma_range(q::Enhancer::parse("stretch:1").apply(in)), 1.5 * luma_range(in));
+    EXPECT_GT(luma_range(q::Enhancer::parse("equalize").apply(in)), 1.5 * luma_range(in));
+    EXPECT_GT(luma_range(q::Enhancer::parse("clahe:3").apply(in)), luma_range(in));
+    const cv::Mat noisy = face_like_chip();
+    for (const char* smoothing : {"smooth:1.5", "bilateral:40", "median:5", "denoise:10"}) {
+        const cv::Mat out = q::Enhancer::parse(smoothing).apply(noisy);
+        cv::Mat lap_in, lap_out;
+        cv::Laplacian(noisy, lap_in, CV_64F);
+        cv::Laplacian(out, lap_out, CV_64F);
+        EXPECT_LT(cv::norm(lap_out), 0.8 * cv::norm(lap_in)) << smoothing << " did not smooth";
+    }
+    cv::Mat grey;
+    cv::cvtColor(noisy, grey, cv::COLOR_RGB2GRAY);
+    EXPECT_EQ(q::Enhancer::first_view().apply(grey).type(), CV_8UC1);
+}
+
+TEST(Enhancer, SpecParsingAndBadInput) {
+    const auto e = q::Enhancer::parse(" stretch:2, median:5 ,denoise ");
+    ASSERT_EQ(e.steps().size(), 3u);
+    EXPECT_EQ(e.steps()[1].name, "median");
+    EXPECT_DOUBLE_EQ(e.steps()[1].param, 5.0);
+    EXPECT_DOUBLE_EQ(e.steps()[2].param, 7.0);  // default
+    EXPECT_EQ(q::Enhancer::parse(e.spec()).spec(), e.spec());
+    EXPECT_THROW(q::Enhancer::parse("sharpen"), std::invalid_argument);
+    EXPECT_THROW(q::Enhancer::parse("median:abc"), std::invalid_argument);
+    EXPECT_THROW(q::Enhancer::parse("median:99"), std::invalid_argument);
+    EXPECT_THROW(q::Enhancer::first_view().apply(cv::Mat()), std::invalid_argument);
+    EXPECT_THROW(q::Enhancer::first_view().apply(cv::Mat(10, 10, CV_32FC3)), std::invalid_argument);
+}
+
+TEST(Gallery, AddListRemove) {
+    faceadapt::test::TempDir dir;
+    q::QualityScore score;
+    score.normalized = 0.8;
+    {
+        q::Gallery g(dir.path());
+        g.add("alice", face_like_chip(), score, "a.jpg");
+        g.add("bob", face_like_chip(), score, "b.jpg");
+        g.add("alice", face_like_chip(), score, "a2.jpg");
+        EXPECT_THROW(g.add("../evil", face_like_chip(), score, "x"), std::invalid_argument);
+        EXPECT_THROW(g.add("", face_like_chip(), score, "x"), std::invalid_argument);
+    }
+    q::Gallery g(dir.path());  // persisted
+    EXPECT_EQ(g.names(), (std::vector<std::string>{"alice", "bob"}));
+    const auto entries = g.entries();
+    ASSERT_EQ(entries.size(), 3u);
+    EXPECT_EQ(entries[1].source, "a2.jpg");
+    EXPECT_DOUBLE_EQ(entries[0].score, 0.8);
+    const auto chip = g.load_chip(entries[0]);
+    ASSERT_TRUE(chip);
+    EXPECT_EQ(chip->size(), cv::Size(150, 150));
+    EXPECT_EQ(g.remove("alice"), 2);
+    EXPECT_EQ(g.remove("nobody"), 0);
+    EXPECT_EQ(g.names(), (std::vector<std::string>{"bob"}));
+    EXPECT_FALSE(fs::exists(entries[0].file));
+    fs::remove(g.entries()[0].file);
+    EXPECT_FALSE(g.load_chip(g.entries()[0]));  // missing file: reported, no crash
+}
+
+class Enroll : public ::testing::Test {
+protected:
+    void SetUp() override {
+        FACEADAPT_REQUIRE_PATH(demo("sample1.jpg"));
+        FACEADAPT_REQUIRE_PATH(faceadapt::ingest::FaceAligner::default_landmarks_model());
+        aligner_ = std::make_unique<faceadapt::ingest::FaceAligner>();
+    }
+    q::EnrollCheck check(const cv::Mat& image) const {
+        return q::check_enrollment_image(image, *aligner_, scorer_, 80);
+    }
+    std::unique_ptr<faceadapt::ingest::FaceAligner> aligner_;
+    q::QualityScorer scorer_;
+};
+
+TEST_F(Enroll, AcceptsAGoodPhoto) {
+    const auto r = check(cv::imread(demo("sample1.jpg").string()));
+    EXPECT_TRUE(r.ok) << r.reason;
+    EXPECT_EQ(r.chip.size(), cv::Size(150, 150));
+    EXPECT_GT(r.score.normalized, scorer_.config().threshold);
+}
+
+TEST_F(Enroll, RefusesNoFace) {
+    cv::Mat plain(480, 640, CV_8UC3);
+    for (int y = 0; y < plain.rows; ++y) plain.row(y).setTo(cv::Scalar(y / 3, 100, 200 - y / 3));
+    const auto r = check(plain);
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.reason, "no face found");
+    EXPECT_FALSE(check(cv::Mat()).ok);
+}
+
+TEST_F(Enroll, RefusesTwoFaces) {
+    cv::Mat a = cv::imread(demo("sample1.jpg").string()), b = cv::imread(demo("sample1.jpg").string());
+    cv::flip(b, b, 1);
+    cv::Mat both;
+    cv::hconcat(a, b, both);
+    const auto r = check(both);
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.reason.find("2 faces found"), std::string::npos) << r.reason;
+}
+
+TEST_F(Enroll, RefusesATooSmallFace) {
+    const cv::Mat photo = cv::imread(demo("sample1.jpg").string());
+    const auto full = aligner_->detect(photo);
+    ASSERT_EQ(full.size(), 1u);
+    // Scale so that the face box side is about 50 px, well below the 80 px minimum.
+    const double f = 50.0 / full[0].bbox.width;
+    cv::Mat small;
+    cv::resize(photo, small, cv::Size(), f, f, cv::INTER_AREA);
+    const auto r = check(small);
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.reason.find("too small"), std::string::npos) << r.reason;
+}
+
+TEST_F(Enroll, CommandLineEnrollListRemove) {
+    const fs::path cli = faceadapt::test::binary_dir() / "tools" / "faceadapt";
+    FACEADAPT_REQUIRE_PATH(cli);
+    faceadapt::test::TempDir dir;
+    const std::string sd = " --state-dir " + dir.path().string();
+    cv::Mat plain(300, 300, CV_8UC3, cv::Scalar(20, 200, 20));
+    cv::imwrite((dir.path() / "plain.png").string(), plain);
+    std::string out;
+    EXPECT_EQ(faceadapt::test::run_command(cli.string() + " enroll --name alice " + demo("sample1.jpg").string() + sd, &out), 0) << out;
+    EXPECT_NE(faceadapt::test::run_command(cli.string() + " enroll --name bob " + (dir.path() / "plain.png").string() + sd, &out), 0);
+    EXPECT_NE(out.find("no face found"), std::string::npos) << out;
+    EXPECT_NE(faceadapt::test::run_command(cli.string() + " enroll --name bob /nonexistent.jpg" + sd, &out), 0);
+    EXPECT_NE(out.find("/nonexistent.jpg"), std::string::npos) << out;
+    EXPECT_EQ(faceadapt::test::run_command(cli.string() + " gallery list" + sd, &out), 0) << out;
+    EXPECT_NE(out.find("alice"), std::string::npos) << out;
+    EXPECT_EQ(out.find("bob"), std::string::npos) << out;
+    EXPECT_EQ(faceadapt::test::run_command(cli.string() + " gallery remove alice" + sd, &out), 0) << out;
+    EXPECT_NE(faceadapt::test::run_command(cli.string() + " gallery remove alice" + sd, &out), 0) << out;
+    EXPECT_EQ(faceadapt::test::run_command(cli.string() + " gallery list" + sd, &out), 0) << out;
+    EXPECT_EQ(out.find("alice"), std::string::npos) << out;
+}

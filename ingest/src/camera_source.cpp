@@ -324,7 +324,7 @@ struct CameraSource::Impl {
         }
         if (log_it) {
             if (retries > 0)
-                spdlog::info("{}: streaming again after {} failed attempt(s)", who(), retries);
+                spdlog::info("{}: streaming again after {} fault(s)", who(), retries);
             else
                 spdlog::info("{}: streaming", who());
         }

@@ -79,6 +79,20 @@ TEST(CameraSource, SlideshowStreamYieldsFramesAtDetectFps) {
     EXPECT_EQ(camera.stats().state, CameraState::stopped);
 }
 
+TEST(CameraSource, UdpTransportStreamsToo) {
+    FACEADAPT_REQUIRE_PATH(demo_photos_dir());
+    ServerProcess server({{"source", demo_photos_dir().string()}, {"fps", "10"}, {"size", "640x360"}});
+    server.start();
+    FrameLog log;
+    auto cfg = test_camera("udp", server.url(), 5.0);
+    cfg.transport = "udp";
+    CameraSource camera(cfg, std::ref(log));
+    camera.start();
+    cv::Mat last = expect_rate(camera, log, 5.0, 2s);
+    EXPECT_EQ(last.size(), cv::Size(640, 360));
+    EXPECT_EQ(camera.stats().faults, 0u) << camera.stats().last_error;
+}
+
 TEST(CameraSource, WalkersVideoStreamYieldsFullHdFrames) {
     FACEADAPT_REQUIRE_PATH(walkers_video());
     ServerProcess server({{"source", walkers_video().string()}});

@@ -68,6 +68,30 @@ TEST(CameraFaults, KilledServerIsReconnectedOnceWhileAnotherCameraKeepsFlowing) 
     EXPECT_EQ(cam_b.stats().reconnects, 0u);
 }
 
+TEST(CameraFaults, HungServerIsAStallAndTheCameraRecoversWhenItResumes) {
+    FACEADAPT_REQUIRE_PATH(demo_photos_dir());
+    ServerProcess server(slideshow());
+    server.start();
+    std::atomic<int> frames{0};
+    auto cfg = test_camera("hung", server.url());
+    cfg.stall_timeout_s = 1.5;
+    CameraSource camera(cfg, [&](Frame&&) { ++frames; });
+    camera.start();
+    ASSERT_TRUE(wait_until([&] { return streaming(camera) && frames >= 2; }, 15s)) << camera.stats().last_error;
+    server.freeze();  // connection open, no data: only the stall watchdog can tell
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return camera.stats().faults >= 1; }, 6s));
+    const double noticed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(noticed, 1.0);
+    EXPECT_LT(noticed, 1.5 + 1.5);
+    EXPECT_NE(camera.stats().last_error.find("stalled"), std::string::npos) << camera.stats().last_error;
+    server.thaw();
+    ASSERT_TRUE(wait_until([&] { return streaming(camera); }, 10s)) << camera.stats().last_error;
+    const int back = frames;
+    EXPECT_TRUE(wait_until([&] { return frames >= back + 3; }, 5s));
+    EXPECT_EQ(camera.stats().reconnects, 1u);
+}
+
 // Waits for `camera` to fail at least `faults` times; returns the stats then.
 CameraStats expect_failing(CameraSource& camera, std::uint64_t faults, std::chrono::milliseconds timeout) {
     EXPECT_TRUE(wait_until([&] { return camera.stats().faults >= faults; }, timeout))

@@ -76,9 +76,18 @@ void ServerProcess::start() {
 void ServerProcess::kill() {
     if (!running()) return;
     ::kill(pid_, SIGKILL);
+    ::kill(pid_, SIGCONT);  // a frozen child must run to die
     int status = 0;
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
+}
+
+void ServerProcess::freeze() {
+    if (running()) ::kill(pid_, SIGSTOP);
+}
+
+void ServerProcess::thaw() {
+    if (running()) ::kill(pid_, SIGCONT);
 }
 
 std::filesystem::path demo_photos_dir() { return weights_dir() / "demo"; }

@@ -34,6 +34,9 @@ public:
     void start();
     // SIGKILL (like a camera losing power) and reap. Idempotent.
     void kill();
+    // SIGSTOP / SIGCONT: the server freezes with its connections open (a hung camera).
+    void freeze();
+    void thaw();
     bool running() const { return pid_ > 0; }
     int port() const;
     std::string url() const;  // rtsp://127.0.0.1:port/mount

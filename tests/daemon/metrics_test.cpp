@@ -1,0 +1,145 @@
+// Metrics registry exposition, the HTTP endpoint, and the sd_notify wrapper.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "faceadapt/daemon/metrics.hpp"
+#include "faceadapt/daemon/metrics_server.hpp"
+#include "faceadapt/daemon/sd_notify.hpp"
+#include "test_support.hpp"
+
+using namespace faceadapt::daemon;
+
+TEST(Metrics, RendersPrometheusTextWithHelpTypeAndEscapedLabels) {
+    MetricsRegistry r;
+    r.describe("faceadapt_frames_total", MetricType::counter, "Frames decoded");
+    r.describe("faceadapt_model_version", MetricType::gauge, "Model version in use");
+    r.add("faceadapt_frames_total", {{"camera", "door\"1"}}, 3);
+    r.add("faceadapt_frames_total", {{"camera", "door\"1"}});
+    r.set("faceadapt_model_version", {}, 7);
+    const std::string text = r.render();
+    EXPECT_NE(text.find("# HELP faceadapt_frames_total Frames decoded\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE faceadapt_frames_total counter\n"), std::string::npos);
+    EXPECT_NE(text.find("faceadapt_frames_total{camera=\"door\\\"1\"} 4\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE faceadapt_model_version gauge\nfaceadapt_model_version 7\n"), std::string::npos);
+    // Families in name order.
+    EXPECT_LT(text.find("faceadapt_frames_total"), text.find("faceadapt_model_version"));
+}
+
+TEST(Metrics, LabelOrderDoesNotMatterAndRemoveMatchingDropsACamera) {
+    MetricsRegistry r;
+    r.describe("x_total", MetricType::counter, "x");
+    r.add("x_total", {{"camera", "a"}, {"state", "up"}}, 2);
+    EXPECT_EQ(r.value("x_total", {{"state", "up"}, {"camera", "a"}}), 2);
+    r.add("x_total", {{"camera", "b"}}, 1);
+    r.remove_matching("camera", "a");
+    EXPECT_EQ(r.value("x_total", {{"camera", "a"}, {"state", "up"}}), 0);
+    EXPECT_EQ(r.value("x_total", {{"camera", "b"}}), 1);
+    EXPECT_EQ(r.render().find("camera=\"a\""), std::string::npos);
+}
+
+TEST(Metrics, RejectsBadNamesUnknownMetricsTypeConflictsAndDecreasingCounters) {
+    MetricsRegistry r;
+    EXPECT_THROW(r.describe("1bad", MetricType::gauge, ""), std::invalid_argument);
+    EXPECT_THROW(r.describe("has space", MetricType::gauge, ""), std::invalid_argument);
+    EXPECT_THROW(r.set("nope", {}, 1), std::invalid_argument);
+    r.describe("c_total", MetricType::counter, "");
+    EXPECT_THROW(r.describe("c_total", MetricType::gauge, ""), std::invalid_argument);
+    EXPECT_THROW(r.add("c_total", {}, -1), std::invalid_argument);
+}
+
+TEST(Metrics, FormatsValues) {
+    EXPECT_EQ(format_metric_value(12), "12");
+    EXPECT_EQ(format_metric_value(0.25), "0.25");
+    EXPECT_EQ(format_metric_value(1.0 / 0.0), "+Inf");
+    EXPECT_EQ(format_metric_value(std::nan("")), "NaN");
+    EXPECT_EQ(escape_label_value("a\\b\nc"), "a\\\\b\\nc");
+}
+
+TEST(MetricsServer, ServesMetricsAndHealthOnLoopback) {
+    MetricsRegistry r;
+    r.describe("faceadapt_up", MetricType::gauge, "1 while running");
+    r.set("faceadapt_up", {}, 1);
+    bool healthy = true;
+    MetricsServer server("127.0.0.1:0", r, [&] { return Health{healthy, "cameras 1/1 up"}; });
+    ASSERT_GT(server.port(), 0);
+    httplib::Client client("127.0.0.1", server.port());
+    auto res = client.Get("/metrics");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_NE(res->body.find("faceadapt_up 1\n"), std::string::npos);
+    EXPECT_NE(res->get_header_value("Content-Type").find("version=0.0.4"), std::string::npos);
+    res = client.Get("/healthz");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(res->body, "ok cameras 1/1 up\n");
+    healthy = false;
+    res = client.Get("/healthz");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 503);
+    res = client.Get("/other");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 404);
+}
+
+TEST(MetricsServer, RejectsBadAddressesAndPortsInUse) {
+    MetricsRegistry r;
+    EXPECT_THROW(parse_listen_address("9464"), std::invalid_argument);
+    EXPECT_THROW(parse_listen_address("127.0.0.1:99999"), std::invalid_argument);
+    EXPECT_THROW(parse_listen_address("127.0.0.1:abc"), std::invalid_argument);
+    EXPECT_EQ(parse_listen_address("[::1]:80"), (std::pair<std::string, int>{"::1", 80}));
+    MetricsServer first("127.0.0.1:0", r, nullptr);
+    try {
+        MetricsServer second("127.0.0.1:" + std::to_string(first.port()), r, nullptr);
+        FAIL() << "a second server bound the same port";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find(std::to_string(first.port())), std::string::npos) << e.what();
+    }
+}
+
+TEST(SdNotify, NoOpWithoutSocketAndSendsMessagesWithOne) {
+    ::unsetenv("NOTIFY_SOCKET");
+    {
+        SystemdNotifier n;
+        EXPECT_FALSE(n.enabled());
+        EXPECT_FALSE(n.notify("READY=1"));
+    }
+    faceadapt::test::TempDir dir;
+    const std::string path = (dir.path() / "notify.sock").string();
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+    timeval timeout{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    SystemdNotifier n;
+    if (!n.enabled()) {
+        ::unsetenv("NOTIFY_SOCKET");
+        ::close(fd);
+        GTEST_SKIP() << "built without libsystemd";
+    }
+    n.ready("cameras 2/2 up\nmodel v1");
+    n.watchdog();
+    n.stopping();
+    ::unsetenv("NOTIFY_SOCKET");
+    char buf[256];
+    std::vector<std::string> got;
+    for (int i = 0; i < 3; ++i) {
+        const ssize_t len = ::recv(fd, buf, sizeof buf, 0);
+        ASSERT_GT(len, 0);
+        got.emplace_back(buf, static_cast<std::size_t>(len));
+    }
+    ::close(fd);
+    EXPECT_EQ(got[0], "READY=1\nSTATUS=cameras 2/2 up model v1");
+    EXPECT_EQ(got[1], "WATCHDOG=1");
+    EXPECT_EQ(got[2], "STOPPING=1");
+}

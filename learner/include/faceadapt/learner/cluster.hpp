@@ -53,10 +53,10 @@ struct SparseDistances {
     std::vector<float> distances;
 };
 
-// Exact k nearest neighbours by cosine similarity (the row itself included, first when it
-// is its own best match). requires: features [N, D] float, rows L2-normalised, k <= N.
-// ensures: returns [N, k] int64 indices sorted by similarity descending. Memory O(N*k)
-// plus one block of similarities (about 64 M floats).
+// Exact k nearest neighbours by cosine similarity (the row itself always first).
+// requires: features [N, D] float on CPU, rows L2-normalised, 1 <= k <= N.
+// ensures: returns [N, k] int64 indices sorted by similarity descending (ties: lower index
+// first). Memory O(N*k) plus two 2048 x 2048 tiles of similarities.
 at::Tensor knn_cosine(const at::Tensor& features, int64_t k);
 
 // MMT's k-reciprocal Jaccard distance, sparse. requires: as knn_cosine, k1 >= 1, k2 >= 1.
@@ -81,10 +81,11 @@ ClusterResult spherical_kmeans(const at::Tensor& features, int k, int iters, uin
 //        tensor that is not 2-D float, or fewer rows than k1 + 1 (dbscan) / 1 (kmeans).
 ClusterResult cluster_features(const at::Tensor& l2normalised_features, const ClusterOptions& options);
 
-// Adjusted Rand index of two labelings (noise -1 treated as its own label each), and the
-// pairwise precision/recall F-score of a predicted labeling against truth (noise points are
-// singletons). Torch-free helpers for tests, benchmarks and logs.
+// Adjusted Rand index of two labelings, each noise point (-1) a singleton. throws
+// std::invalid_argument when the sizes differ. (Other agreement figures: eval.hpp.)
 double adjusted_rand_index(const std::vector<int64_t>& a, const std::vector<int64_t>& b);
-double normalized_mutual_information(const std::vector<int64_t>& a, const std::vector<int64_t>& b);
+
+// The labels with every noise point (-1) given a fresh id of its own (all >= 0).
+std::vector<int64_t> noise_as_singletons(const std::vector<int64_t>& labels);
 
 }  // namespace faceadapt::learner

@@ -1,0 +1,164 @@
+// CoTrainer: dual-network mean-teacher co-training (patent CN112686171A claims 1-4 and 6; MMT)
+// and the single-network pseudo-label baseline ("naive"), with checkpoint/resume.
+//
+// WHAT THIS REPRESENTS
+//   Four FaceResNets: students net1, net2 and their mean (EMA) models mean1, mean2. net1 starts
+//   as the source model, net2 as the source plus seeded Gaussian noise (perturb_scale x each
+//   tensor's std) with its own dropout and augmentation stream. Each cycle:
+//     S1  L2-normalised features of set 1 from mean1 and of set 2 from mean2 (no augmentation);
+//         their normalised sum is the clustering feature.
+//     S2  clustering (cluster.hpp: sparse Jaccard DBSCAN with a label-free eps, or spherical
+//         k-means) -> pseudo-labels; noise dropped for this cycle; the cosine classifier of all
+//         four nets re-initialised from the normalised cluster centroids; Adam rebuilt.
+//     S3  `iters` steps on batches of P pseudo-ids x K images: net1 learns set 1 (its own
+//         augmented view) with the hard labels plus soft targets from mean2 on set 2, net2 the
+//         mirror image; loss_k = (1-a) CE_ls + a SoftCE + (1-b) Triplet + b SoftTriplet
+//         + l2sp_alpha * ||backbone_k - start_k||^2 + distill_weight * similarity distillation
+//         toward the source model's features of the same images; after each step
+//         mean_k = lambda mean_k + (1-lambda) net_k (ema.hpp).
+//     S4  label-free convergence of each net: the NMI between the pseudo-labels its OWN mean
+//         model's features give this cycle and those they gave the cycle before (pseudo-label
+//         stability: 1 = the net no longer changes how it groups the site's faces; it needs no
+//         labels, is comparable between the two nets and does not depend on loss scales).
+//   After the last cycle the final mean models' features are clustered once more for the last
+//   convergence figure; the result is the more convergent mean model (claim 1) or, with
+//   merge, the convergence-weighted average w1 = c1/(c1+c2) (claim 6) fine-tuned on its own
+//   pseudo-labels until its stability exceeds merge_convergence (at most merge_max_cycles).
+//   "naive": one net, clustered on its own features, trained with CE_ls + Triplet (+ L2-SP
+//   with naive_l2sp_alpha, 0 by default: the honest plain self-training baseline).
+//   FaceResNet has no BatchNorm and no buffers: the EMA averages every parameter, nothing else
+//   needs handling.
+// DETERMINISM AND RESUME
+//   Every random draw is derived from (seed, cycle, iteration, ...): sampler, augmentation,
+//   dropout (torch's generator is re-seeded before each step), net2's perturbation, k-means.
+//   A checkpoint (written after each cycle and when stop is requested) holds the four nets,
+//   both optimisers' state, the cycle/iteration/step counters, the current pseudo-labels and
+//   the convergence history, so resume() continues exactly as if never stopped (bit-identical
+//   on CPU with the same thread count).
+// THREAD SAFETY
+//   One thread drives a CoTrainer; it runs its own prefetch worker threads internally.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "faceadapt/learner/cluster.hpp"
+#include "faceadapt/learner/ema.hpp"
+#include "faceadapt/learner/face_resnet.hpp"
+#include "faceadapt/learner/training_data.hpp"
+
+namespace faceadapt::learner {
+
+struct CoTrainOptions {
+    std::string method = "mmt";          // mmt|naive
+    int cycles = 6;
+    int iters = 50;                      // steps per cycle
+    int batch_ids = 8;                   // P
+    int batch_per_id = 4;                // K
+    double lr_backbone = 3.5e-5;
+    double lr_classifier = 3.5e-4;
+    EmaSchedule ema;                     // fixed 0.99 by default
+    ClusterOptions cluster;
+    double soft_ce_weight = 0.5;         // MMT's 0.5
+    double soft_triplet_weight = 0.8;    // MMT's 0.8
+    double label_smoothing = 0.1;
+    double triplet_scale = 10.0;         // distances x this before the triplet softmax
+    double l2sp_alpha = 25.0;            // each student toward its own start weights
+    double naive_l2sp_alpha = 0.0;
+    double distill_weight = 0.0;         // similarity distillation toward the source model
+    double dropout1 = 0.1, dropout2 = 0.15;
+    double classifier_scale = 20.0;
+    double perturb_scale = 0.02;         // net2 = source + N(0, (0.02 std)^2)
+    AugmentOptions augment;
+    bool merge = false;                  // claim 6
+    double merge_convergence = 0.9;
+    int merge_max_cycles = 3;
+    uint64_t seed = 0;
+    std::string device = "cpu";          // cpu|cuda
+    int workers = 2;                     // prefetch threads
+    int prefetch = 4;                    // batches ready ahead
+    int extract_batch = 64;
+    std::filesystem::path checkpoint;    // "" = no checkpoints
+
+    // throws std::invalid_argument naming the first bad field.
+    void validate() const;
+};
+
+struct CycleReport {
+    int cycle = 0;
+    int64_t clusters = 0, noise = 0, clustered = 0;
+    double eps = 0.0;
+    double convergence1 = 0.0, convergence2 = 0.0;  // NMI vs previous cycle (0 at cycle 0)
+    double loss1 = 0.0, loss2 = 0.0;                // mean total loss over the cycle
+    double images_per_s = 0.0;                      // co-training step throughput
+    double prefetch_wait_s = 0.0;                   // time the step waited for data
+    double seconds = 0.0;
+};
+
+struct TrainResult {
+    bool finished = false;           // false: stopped on request (checkpoint written)
+    FaceResNet model{nullptr};       // the output (chosen mean model / merged / naive net), eval mode, CPU
+    std::string chosen;              // "mean1", "mean2", "merged", "naive"
+    double convergence1 = 0.0, convergence2 = 0.0;
+    std::vector<CycleReport> cycles;
+    std::vector<int64_t> final_labels;  // last pseudo-labels of the adapt set (-1 noise)
+};
+
+class CoTrainer {
+public:
+    // requires: source is the model to adapt (it is not modified); set1 uint8 [N,150,150,3]
+    //           RGB on CPU, set2 the same crops through a different enhancement (same shape;
+    //           undefined -> set1 is used for both, naive needs only set1); N >= 2.
+    // throws:   std::invalid_argument for bad options or data.
+    CoTrainer(const FaceResNet& source, torch::Tensor set1, torch::Tensor set2, CoTrainOptions options);
+
+    // Receives each progress line (cycle, iter, losses, images/s, ETA; cycle summaries).
+    void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+
+    // Loads options.checkpoint. ensures: the next run() continues where it stopped.
+    // throws std::runtime_error naming the file when missing/corrupt or made with other data,
+    //        seed or method.
+    void resume();
+
+    // Runs to the end, or until *stop becomes true (then checkpoints and returns finished=false).
+    TrainResult run(const std::atomic<bool>* stop = nullptr);
+
+    // Writes the checkpoint now (what run() does after each cycle).
+    void save_checkpoint() const;
+
+    // The four nets (net1/net2/mean1/mean2; naive uses net1 only).
+    FaceResNet net(int which) const;
+    int64_t global_step() const { return step_; }
+
+private:
+    void start_cycle();
+    double train_steps(const std::atomic<bool>* stop, CycleReport& report);
+    std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps);
+    torch::Tensor extract(FaceResNet& net, const torch::Tensor& set);
+    void reset_classifiers(const torch::Tensor& features, const std::vector<int64_t>& labels);
+    void build_optimisers();
+    FaceResNet merge_and_finetune(double c1, double c2);
+    void log(const std::string& line) const;
+
+    CoTrainOptions o_;
+    torch::Device device_;
+    torch::Tensor set1_, set2_;
+    FaceResNet source_{nullptr}, net1_{nullptr}, net2_{nullptr}, mean1_{nullptr}, mean2_{nullptr};
+    std::vector<torch::Tensor> start1_, start2_;         // L2-SP anchors (backbone, on device)
+    torch::Tensor source_feat1_, source_feat2_;          // for distillation [N,128] on device
+    std::unique_ptr<torch::optim::Adam> opt1_, opt2_;
+    int cycle_ = 0, iter_ = 0;                            // next cycle / next iteration in it
+    int64_t step_ = 0;
+    std::vector<int64_t> labels_;                          // current cycle's pseudo-labels
+    std::vector<int64_t> own1_, own2_;                     // each mean model's own clustering
+    std::vector<CycleReport> reports_;
+    std::function<void(const std::string&)> log_;
+};
+
+}  // namespace faceadapt::learner

@@ -1,0 +1,507 @@
+// Dual-network mean-teacher co-training; see cotrainer.hpp.
+#include "faceadapt/learner/cotrainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+#include "faceadapt/learner/eval.hpp"
+#include "faceadapt/learner/losses.hpp"
+
+namespace faceadapt::learner {
+namespace F = torch::nn::functional;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int64_t kCheckpointFormat = 1;
+
+std::string fmt(const char* f, auto... args) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, f, args...);
+    return buf;
+}
+
+std::string duration_text(double s) {
+    if (!std::isfinite(s) || s < 0) return "?";
+    const auto t = static_cast<int64_t>(s + 0.5);
+    if (t >= 3600) return fmt("%lldh%02lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));
+    return fmt("%lldm%02llds", (long long)(t / 60), (long long)(t % 60));
+}
+
+torch::Tensor labels_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64); }
+std::vector<int64_t> labels_vector(const torch::Tensor& t) {
+    const auto c = t.contiguous();
+    return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
+
+// Pseudo-label stability between cycles: NMI of the two labelings, noise points singletons.
+double stability(const std::vector<int64_t>& prev, const std::vector<int64_t>& cur) {
+    if (prev.size() != cur.size() || prev.empty()) return 0.0;
+    const auto a = noise_as_singletons(prev), b = noise_as_singletons(cur);
+    return clustering_quality(std::vector<int>(a.begin(), a.end()), std::vector<int>(b.begin(), b.end())).nmi;
+}
+
+std::vector<torch::Tensor> detached_clones(const std::vector<torch::Tensor>& v) {
+    std::vector<torch::Tensor> out;
+    for (const auto& t : v) out.push_back(t.detach().clone());
+    return out;
+}
+
+int64_t fingerprint(const torch::Tensor& chips) {
+    return chips.to(torch::kInt64).sum().item<int64_t>() ^ (chips.size(0) << 40);
+}
+
+}  // namespace
+
+void CoTrainOptions::validate() const {
+    auto bad = [](const std::string& m) { throw std::invalid_argument("co-training options: " + m); };
+    if (method != "mmt" && method != "naive") bad("method '" + method + "' is not mmt or naive");
+    if (cycles < 1) bad("cycles must be >= 1");
+    if (iters < 1) bad("iters must be >= 1");
+    if (batch_ids < 2 || batch_per_id < 1) bad("batch_ids must be >= 2 and batch_per_id >= 1");
+    if (!(lr_backbone >= 0) || !(lr_classifier >= 0)) bad("learning rates must be >= 0");
+    if (soft_ce_weight < 0 || soft_ce_weight > 1 || soft_triplet_weight < 0 || soft_triplet_weight > 1)
+        bad("soft_ce_weight and soft_triplet_weight must be in [0, 1]");
+    if (label_smoothing < 0 || label_smoothing >= 1) bad("label_smoothing must be in [0, 1)");
+    if (l2sp_alpha < 0 || naive_l2sp_alpha < 0 || distill_weight < 0) bad("l2sp_alpha / distill_weight must be >= 0");
+    if (device != "cpu" && device != "cuda") bad("device '" + device + "' is not cpu or cuda");
+    if (extract_batch < 1 || workers < 1 || prefetch < 1) bad("extract_batch, workers and prefetch must be >= 1");
+    ema.at(0);  // throws for a bad rule / lambda
+}
+
+CoTrainer::CoTrainer(const FaceResNet& source, torch::Tensor set1, torch::Tensor set2, CoTrainOptions options)
+    : o_(std::move(options)), device_(o_.device == "cuda" ? torch::kCUDA : torch::kCPU) {
+    o_.validate();
+    if (o_.device == "cuda" && !torch::cuda::is_available())
+        throw std::invalid_argument("co-training options: device cuda requested but this libtorch sees no CUDA device");
+    if (!set1.defined() || set1.dim() != 4 || set1.size(1) != kChipSize || set1.size(2) != kChipSize ||
+        set1.size(3) != 3 || set1.scalar_type() != torch::kUInt8)
+        throw std::invalid_argument("CoTrainer: set1 must be uint8 [N,150,150,3]");
+    if (set1.size(0) < 2) throw std::invalid_argument("CoTrainer: needs at least 2 chips");
+    if (!set2.defined()) set2 = set1;
+    if (set2.sizes() != set1.sizes() || set2.scalar_type() != torch::kUInt8)
+        throw std::invalid_argument("CoTrainer: set2 must have the shape of set1");
+    set1_ = set1.cpu().contiguous();
+    set2_ = set2.cpu().contiguous();
+
+    source_ = clone_face_resnet(source);
+    source_->to(device_);
+    source_->eval();
+    net1_ = clone_face_resnet(source_);
+    net1_->set_embedding_dropout(o_.dropout1);
+    net1_->set_classifier_scale(o_.classifier_scale);
+    start1_ = detached_clones(net1_->backbone_parameters());
+    if (o_.method == "mmt") {
+        net2_ = clone_face_resnet(source_);
+        perturb_parameters(*net2_, o_.perturb_scale, mix_seed({o_.seed, 0xE7ull}));
+        net2_->set_embedding_dropout(o_.dropout2);
+        net2_->set_classifier_scale(o_.classifier_scale);
+        start2_ = detached_clones(net2_->backbone_parameters());
+        mean1_ = clone_face_resnet(net1_);
+        mean2_ = clone_face_resnet(net2_);
+        mean1_->eval();
+        mean2_->eval();
+    }
+    if (o_.distill_weight > 0) {
+        source_feat1_ = extract(source_, set1_).to(device_);
+        source_feat2_ = o_.method == "mmt" ? extract(source_, set2_).to(device_) : source_feat1_;
+    }
+}
+
+void CoTrainer::log(const std::string& line) const {
+    if (log_) log_(line);
+}
+
+FaceResNet CoTrainer::net(int which) const {
+    switch (which) {
+        case 1: return net1_;
+        case 2: return net2_;
+        case 3: return mean1_;
+        case 4: return mean2_;
+        default: throw std::out_of_range("CoTrainer::net: 1..4");
+    }
+}
+
+torch::Tensor CoTrainer::extract(FaceResNet& net, const torch::Tensor& set) {
+    torch::NoGradGuard ng;
+    const bool was_training = net->is_training();
+    net->eval();
+    std::vector<torch::Tensor> parts;
+    for (int64_t s = 0; s < set.size(0); s += o_.extract_batch) {
+        const auto x = chips_to_input(set.slice(0, s, std::min(set.size(0), s + o_.extract_batch))).to(device_);
+        parts.push_back(F::normalize(net->forward(x), F::NormalizeFuncOptions().dim(1)).cpu());
+    }
+    net->train(was_training);
+    return torch::cat(parts).contiguous();
+}
+
+std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, double* eps) {
+    auto copt = o_.cluster;
+    copt.seed = mix_seed({o_.seed, 0xC1ull, static_cast<uint64_t>(cycle_)});
+    const auto r = cluster_features(features, copt);
+    if (eps) *eps = r.eps;
+    return r.labels;
+}
+
+void CoTrainer::reset_classifiers(const torch::Tensor& features, const std::vector<int64_t>& labels) {
+    int64_t c = 0;
+    for (auto l : labels) c = std::max(c, l + 1);
+    if (c == 0) throw std::runtime_error("co-training: clustering left every sample as noise");
+    auto sums = torch::zeros({c, features.size(1)});
+    std::vector<int64_t> keep, lab;
+    for (size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] >= 0) keep.push_back(static_cast<int64_t>(i)), lab.push_back(labels[i]);
+    sums.index_add_(0, labels_tensor(lab), features.index_select(0, labels_tensor(keep)));
+    const auto centroids = F::normalize(sums, F::NormalizeFuncOptions().dim(1));
+    for (auto* n : {&net1_, &net2_, &mean1_, &mean2_})
+        if (*n) (*n)->reset_classifier(centroids);
+}
+
+void CoTrainer::build_optimisers() {
+    auto make = [&](FaceResNet& n) {
+        std::vector<torch::optim::OptimizerParamGroup> groups;
+        groups.emplace_back(n->backbone_parameters(), std::make_unique<torch::optim::AdamOptions>(o_.lr_backbone));
+        groups.emplace_back(n->classifier_parameters(), std::make_unique<torch::optim::AdamOptions>(o_.lr_classifier));
+        return std::make_unique<torch::optim::Adam>(std::move(groups), torch::optim::AdamOptions(o_.lr_backbone));
+    };
+    opt1_ = make(net1_);
+    opt2_ = net2_ ? make(net2_) : nullptr;
+}
+
+void CoTrainer::start_cycle() {
+    const auto t0 = Clock::now();
+    CycleReport r;
+    r.cycle = cycle_;
+    const bool mmt = o_.method == "mmt";
+    torch::Tensor features;
+    std::vector<int64_t> own1, own2;
+    double eps_own = 0;
+    if (mmt) {
+        const auto f1 = extract(mean1_, set1_), f2 = extract(mean2_, set2_);
+        features = F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1));
+        own1 = cluster_labels(f1, &eps_own);
+        own2 = cluster_labels(f2, &eps_own);
+        labels_ = cluster_labels(features, &r.eps);
+    } else {
+        features = extract(net1_, set1_);
+        labels_ = cluster_labels(features, &r.eps);
+        own1 = labels_;
+    }
+    if (!own1_.empty()) r.convergence1 = stability(own1_, own1);
+    if (mmt && !own2_.empty()) r.convergence2 = stability(own2_, own2);
+    own1_ = std::move(own1);
+    own2_ = std::move(own2);
+    for (auto l : labels_) r.clusters = std::max(r.clusters, l + 1);
+    r.noise = std::count(labels_.begin(), labels_.end(), int64_t{-1});
+    r.clustered = static_cast<int64_t>(labels_.size()) - r.noise;
+    reset_classifiers(features, labels_);
+    build_optimisers();
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    reports_.push_back(r);
+    log(fmt("cycle %d/%d: %lld pseudo-identities over %lld images, %lld noise dropped, eps %.3f (%s); "
+            "convergence (pseudo-label NMI vs previous cycle) net1 %.3f net2 %.3f; clustering took %.1f s",
+            cycle_ + 1, o_.cycles, (long long)r.clusters, (long long)r.clustered, (long long)r.noise, r.eps,
+            o_.cluster.method == "kmeans" ? "kmeans" : o_.cluster.eps_rule.c_str(), r.convergence1, r.convergence2,
+            r.seconds));
+}
+
+double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report) {
+    const bool mmt = o_.method == "mmt";
+    PkSampler sampler(labels_, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}));
+    BatchPrefetcher prefetch(set1_, mmt ? set2_ : torch::Tensor(), labels_, sampler, o_.augment, o_.seed, cycle_,
+                             iter_, o_.iters, o_.workers, o_.prefetch);
+    net1_->train();
+    if (net2_) net2_->train();
+    const double a = o_.soft_ce_weight, b = o_.soft_triplet_weight;
+    const double alpha = mmt ? o_.l2sp_alpha : o_.naive_l2sp_alpha;
+    double sum1 = 0, sum2 = 0, step_seconds = 0;
+    int done = 0;
+    const auto cycle_t0 = Clock::now();
+    while (iter_ < o_.iters) {
+        if (stop && stop->load()) return step_seconds;
+        const auto t0 = Clock::now();
+        auto batch = prefetch.next();
+        torch::manual_seed(mix_seed({o_.seed, 0xD0ull, static_cast<uint64_t>(cycle_), static_cast<uint64_t>(iter_)}));
+        const auto y = batch.targets.to(device_);
+        const auto x1 = batch.input1.to(device_);
+        const auto f1 = net1_->forward(x1);
+        const auto p1 = net1_->classify(f1);
+        torch::Tensor loss1, loss2;
+        std::string detail;
+        auto remedies = [&](FaceResNet& n, const std::vector<torch::Tensor>& start, const torch::Tensor& f,
+                            const torch::Tensor& src_feat) {
+            torch::Tensor extra = torch::zeros({}, f.options());
+            if (alpha > 0) extra = extra + alpha * l2sp_penalty(n->backbone_parameters(), start);
+            if (o_.distill_weight > 0)
+                extra = extra + o_.distill_weight *
+                                    similarity_distillation(f, src_feat.index_select(0, batch.indices.to(device_)));
+            return extra;
+        };
+        if (mmt) {
+            const auto x2 = batch.input2.to(device_);
+            const auto f2 = net2_->forward(x2);
+            const auto p2 = net2_->classify(f2);
+            torch::Tensor f1m, p1m, f2m, p2m;
+            {
+                torch::NoGradGuard ng;
+                f1m = mean1_->forward(x1);
+                p1m = mean1_->classify(f1m);
+                f2m = mean2_->forward(x2);
+                p2m = mean2_->classify(f2m);
+            }
+            const auto ce1 = label_smoothed_ce(p1, y, o_.label_smoothing), ce2 = label_smoothed_ce(p2, y, o_.label_smoothing);
+            const auto sce1 = soft_ce(p1, p2m), sce2 = soft_ce(p2, p1m);
+            const auto tri1 = softmax_triplet(f1, y, o_.triplet_scale), tri2 = softmax_triplet(f2, y, o_.triplet_scale);
+            const auto stri1 = soft_triplet(f1, f2m, y, o_.triplet_scale), stri2 = soft_triplet(f2, f1m, y, o_.triplet_scale);
+            const auto rem1 = remedies(net1_, start1_, f1, source_feat1_), rem2 = remedies(net2_, start2_, f2, source_feat2_);
+            loss1 = (1 - a) * ce1 + a * sce1 + (1 - b) * tri1 + b * stri1 + rem1;
+            loss2 = (1 - a) * ce2 + a * sce2 + (1 - b) * tri2 + b * stri2 + rem2;
+            opt1_->zero_grad();
+            opt2_->zero_grad();
+            (loss1 + loss2).backward();
+            opt1_->step();
+            opt2_->step();
+            const double lambda = o_.ema.at(step_);
+            ema_update(*mean1_, *net1_, lambda);
+            ema_update(*mean2_, *net2_, lambda);
+            detail = fmt("ce %.3f sce %.3f tri %.3f stri %.3f reg %.4f", ce1.item<double>(), sce1.item<double>(),
+                         tri1.item<double>(), stri1.item<double>(), rem1.item<double>());
+            sum2 += loss2.item<double>();
+        } else {
+            const auto ce = label_smoothed_ce(p1, y, o_.label_smoothing);
+            const auto tri = softmax_triplet(f1, y, o_.triplet_scale);
+            const auto rem = remedies(net1_, start1_, f1, source_feat1_);
+            loss1 = ce + tri + rem;
+            opt1_->zero_grad();
+            loss1.backward();
+            opt1_->step();
+            detail = fmt("ce %.3f tri %.3f reg %.4f", ce.item<double>(), tri.item<double>(), rem.item<double>());
+        }
+        sum1 += loss1.item<double>();
+        ++step_;
+        ++iter_;
+        ++done;
+        step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        const double ips = static_cast<double>(done * sampler.batch_size()) / step_seconds;
+        if (iter_ == o_.iters || iter_ % std::max(1, o_.iters / 10) == 0) {
+            const double per_iter = std::chrono::duration<double>(Clock::now() - cycle_t0).count() / done;
+            const double left = per_iter * ((o_.iters - iter_) + double(o_.cycles - cycle_ - 1) * o_.iters);
+            log(fmt("cycle %d/%d iter %d/%d loss1 %.3f%s (%s) %.1f images/s ETA %s", cycle_ + 1, o_.cycles, iter_,
+                    o_.iters, loss1.item<double>(), mmt ? fmt(" loss2 %.3f", loss2.item<double>()).c_str() : "",
+                    detail.c_str(), ips, duration_text(left).c_str()));
+        }
+    }
+    report.loss1 = done ? sum1 / done : 0;
+    report.loss2 = done ? sum2 / done : 0;
+    report.images_per_s = step_seconds > 0 ? done * sampler.batch_size() / step_seconds : 0;
+    report.prefetch_wait_s = prefetch.wait_seconds();
+    return step_seconds;
+}
+
+TrainResult CoTrainer::run(const std::atomic<bool>* stop) {
+    TrainResult result;
+    const bool mmt = o_.method == "mmt";
+    while (cycle_ < o_.cycles) {
+        if (stop && stop->load()) break;
+        if (iter_ == 0) start_cycle();
+        const auto t0 = Clock::now();
+        train_steps(stop, reports_.back());
+        reports_.back().seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        if (iter_ < o_.iters) break;  // stopped mid-cycle
+        log(fmt("cycle %d/%d done: mean loss net1 %.3f net2 %.3f, co-training step %.1f images/s (prefetch wait %.2f s)",
+                cycle_ + 1, o_.cycles, reports_.back().loss1, reports_.back().loss2, reports_.back().images_per_s,
+                reports_.back().prefetch_wait_s));
+        ++cycle_;
+        iter_ = 0;
+        if (!o_.checkpoint.empty()) save_checkpoint();
+    }
+    result.cycles = reports_;
+    if (cycle_ < o_.cycles) {
+        if (!o_.checkpoint.empty()) save_checkpoint();
+        log(fmt("stopped at cycle %d iter %d; checkpoint %s", cycle_ + 1, iter_, o_.checkpoint.string().c_str()));
+        return result;
+    }
+    // Final convergence: the last mean models' own clustering against the previous one.
+    if (mmt) {
+        const auto f1 = extract(mean1_, set1_), f2 = extract(mean2_, set2_);
+        const auto l1 = cluster_labels(f1, nullptr), l2 = cluster_labels(f2, nullptr);
+        result.convergence1 = stability(own1_, l1);
+        result.convergence2 = stability(own2_, l2);
+        result.final_labels = cluster_labels(F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1)), nullptr);
+        log(fmt("final convergence (pseudo-label NMI vs last cycle): mean1 %.4f mean2 %.4f", result.convergence1,
+                result.convergence2));
+        if (o_.merge) {
+            result.model = merge_and_finetune(result.convergence1, result.convergence2);
+            result.chosen = "merged";
+        } else {
+            const bool first = result.convergence1 >= result.convergence2;
+            result.model = clone_face_resnet(first ? mean1_ : mean2_);
+            result.chosen = first ? "mean1" : "mean2";
+        }
+    } else {
+        const auto f = extract(net1_, set1_);
+        result.final_labels = cluster_labels(f, nullptr);
+        result.convergence1 = stability(own1_, result.final_labels);
+        result.model = clone_face_resnet(net1_);
+        result.chosen = "naive";
+        log(fmt("final convergence (pseudo-label NMI vs last cycle): %.4f", result.convergence1));
+    }
+    result.model->to(torch::kCPU);
+    result.model->eval();
+    result.finished = true;
+    return result;
+}
+
+FaceResNet CoTrainer::merge_and_finetune(double c1, double c2) {
+    const double w1 = c1 + c2 > 0 ? c1 / (c1 + c2) : 0.5;
+    log(fmt("merge (claim 6): w1 = c1/(c1+c2) = %.3f, w2 = %.3f", w1, 1 - w1));
+    auto merged = clone_face_resnet(mean1_);
+    ema_update(*merged, *mean2_, w1);  // merged = w1 * mean1 + (1 - w1) * mean2
+    // Fine-tune the merged net alone (hard pseudo-labels, L2-SP toward the merged weights) until
+    // its pseudo-labels are stable enough.
+    CoTrainOptions fo = o_;
+    fo.method = "naive";
+    fo.naive_l2sp_alpha = o_.l2sp_alpha;
+    fo.cycles = o_.merge_max_cycles;
+    fo.checkpoint.clear();
+    fo.merge = false;
+    CoTrainer tuner(merged, set1_, torch::Tensor(), fo);
+    tuner.set_log(log_);
+    std::vector<int64_t> prev = cluster_labels(extract(merged, set1_), nullptr);
+    for (int c = 0; c < fo.cycles; ++c) {
+        tuner.own1_ = prev;
+        tuner.start_cycle();
+        CycleReport r;
+        tuner.train_steps(nullptr, r);
+        tuner.iter_ = 0;
+        ++tuner.cycle_;
+        auto now = cluster_labels(extract(tuner.net1_, set1_), nullptr);
+        const double conv = stability(prev, now);
+        log(fmt("merged fine-tune round %d: convergence %.4f (target %.3f)", c + 1, conv, o_.merge_convergence));
+        prev = std::move(now);
+        if (conv >= o_.merge_convergence) break;
+    }
+    return clone_face_resnet(tuner.net1_);
+}
+
+void CoTrainer::save_checkpoint() const {
+    torch::serialize::OutputArchive ar;
+    auto scalar = [&](const char* k, int64_t v) { ar.write(k, torch::tensor(v, torch::kInt64)); };
+    scalar("format", kCheckpointFormat);
+    scalar("cycle", cycle_);
+    scalar("iter", iter_);
+    scalar("step", step_);
+    scalar("seed", static_cast<int64_t>(o_.seed));
+    scalar("mmt", o_.method == "mmt");
+    scalar("data", fingerprint(set1_));
+    int64_t classes = 0;
+    for (auto l : labels_) classes = std::max(classes, l + 1);
+    scalar("classes", classes);
+    ar.write("labels", labels_tensor(labels_));
+    ar.write("own1", labels_tensor(own1_));
+    ar.write("own2", labels_tensor(own2_));
+    std::vector<double> rep;
+    for (const auto& r : reports_)
+        rep.insert(rep.end(), {double(r.cycle), double(r.clusters), double(r.noise), double(r.clustered), r.eps,
+                               r.convergence1, r.convergence2, r.loss1, r.loss2, r.images_per_s, r.prefetch_wait_s,
+                               r.seconds});
+    ar.write("reports", torch::tensor(rep, torch::kFloat64));
+    auto put_net = [&](const char* k, const FaceResNet& n) {
+        if (!n) return;
+        torch::serialize::OutputArchive a;
+        n->save(a);
+        ar.write(k, a);
+    };
+    put_net("net1", net1_);
+    put_net("net2", net2_);
+    put_net("mean1", mean1_);
+    put_net("mean2", mean2_);
+    auto put_opt = [&](const char* k, const std::unique_ptr<torch::optim::Adam>& opt) {
+        if (!opt) return;
+        torch::serialize::OutputArchive a;
+        opt->save(a);
+        ar.write(k, a);
+    };
+    put_opt("opt1", opt1_);
+    put_opt("opt2", opt2_);
+    const auto tmp = o_.checkpoint.string() + ".tmp";
+    try {
+        ar.save_to(tmp);
+    } catch (const std::exception& e) {
+        std::filesystem::remove(tmp);
+        throw std::runtime_error("cannot write checkpoint " + tmp + ": " + e.what());
+    }
+    std::filesystem::rename(tmp, o_.checkpoint);
+}
+
+void CoTrainer::resume() {
+    const auto& path = o_.checkpoint;
+    if (path.empty() || !std::filesystem::exists(path))
+        throw std::runtime_error("resume: checkpoint '" + path.string() + "' does not exist");
+    torch::serialize::InputArchive ar;
+    try {
+        ar.load_from(path.string());
+    } catch (const std::exception& e) {
+        throw std::runtime_error("resume: cannot read checkpoint " + path.string() + ": " + e.what());
+    }
+    auto scalar = [&](const char* k) {
+        torch::Tensor t;
+        if (!ar.try_read(k, t)) throw std::runtime_error("resume: checkpoint " + path.string() + " lacks '" + k + "'");
+        return t.item<int64_t>();
+    };
+    if (scalar("format") != kCheckpointFormat)
+        throw std::runtime_error("resume: checkpoint " + path.string() + " has an unknown format");
+    if (scalar("seed") != static_cast<int64_t>(o_.seed) || scalar("mmt") != (o_.method == "mmt") ||
+        scalar("data") != fingerprint(set1_))
+        throw std::runtime_error("resume: checkpoint " + path.string() +
+                                 " was made with another seed, method or data set");
+    cycle_ = static_cast<int>(scalar("cycle"));
+    iter_ = static_cast<int>(scalar("iter"));
+    step_ = scalar("step");
+    const int64_t classes = scalar("classes");
+    torch::Tensor t;
+    ar.read("labels", t);
+    labels_ = labels_vector(t);
+    ar.read("own1", t);
+    own1_ = labels_vector(t);
+    ar.read("own2", t);
+    own2_ = labels_vector(t);
+    ar.read("reports", t);
+    reports_.clear();
+    const auto rep = t.contiguous();
+    for (int64_t i = 0; i + 12 <= rep.numel(); i += 12) {
+        const double* r = rep.data_ptr<double>() + i;
+        reports_.push_back({static_cast<int>(r[0]), static_cast<int64_t>(r[1]), static_cast<int64_t>(r[2]),
+                            static_cast<int64_t>(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]});
+    }
+    auto get_net = [&](const char* k, FaceResNet& n) {
+        if (!n) return;
+        if (classes > 0) n->reset_classifier(torch::ones({classes, kEmbeddingDim}));
+        torch::serialize::InputArchive a;
+        if (!ar.try_read(k, a)) throw std::runtime_error("resume: checkpoint " + path.string() + " lacks " + k);
+        n->load(a);
+        n->to(device_);
+    };
+    get_net("net1", net1_);
+    get_net("net2", net2_);
+    get_net("mean1", mean1_);
+    get_net("mean2", mean2_);
+    if (iter_ > 0) {
+        build_optimisers();
+        auto get_opt = [&](const char* k, std::unique_ptr<torch::optim::Adam>& opt) {
+            if (!opt) return;
+            torch::serialize::InputArchive a;
+            if (!ar.try_read(k, a)) throw std::runtime_error("resume: checkpoint " + path.string() + " lacks " + k);
+            opt->load(a);
+        };
+        get_opt("opt1", opt1_);
+        get_opt("opt2", opt2_);
+    }
+    log(fmt("resumed from %s at cycle %d iter %d (step %lld)", path.string().c_str(), cycle_ + 1, iter_,
+            (long long)step_));
+}
+
+}  // namespace faceadapt::learner

@@ -45,12 +45,14 @@ struct DoorAgent::Impl {
     std::set<std::string> rejected_envelopes;  // sha256 of envelopes refused already
     Clock::time_point last_progress = Clock::now();
     Clock::time_point last_report = Clock::now();
+    std::uint64_t dropped_since_progress = 0;
 
     // Shared with Paho's callbacks and the API.
     mutable std::mutex mutex;
     mutable std::condition_variable cv;
     std::deque<Event> queue;
     std::size_t queued_bytes = 0;
+    std::uint64_t dropped = 0;  // chunks dropped because the worker was behind
     bool stopping = false;
     DoorState current_state;
 
@@ -265,12 +267,16 @@ struct DoorAgent::Impl {
         last_progress = Clock::now();
         if (st.received == st.have.size()) {
             finish();
-        } else if (Clock::now() - last_report > std::chrono::milliseconds(500)) {
+            return;
+        }
+        {
+            std::lock_guard lock(mutex);
+            current_state.chunks_received = st.received;
+        }
+        cv.notify_all();
+        if (Clock::now() - last_report > std::chrono::milliseconds(500)) {  // report at most 2/s
             last_report = Clock::now();
-            set_state([&](DoorState& s) {
-                s.status = "receiving";
-                s.chunks_received = st.received;
-            });
+            set_state([&](DoorState&) {});
         }
     }
 
@@ -312,14 +318,21 @@ struct DoorAgent::Impl {
     }
 
     // ---- threads --------------------------------------------------------------------------
+    // Called on Paho's threads: never blocks (Paho may hold its own lock while calling us).
+    // Over the byte bound, chunks are dropped and fetched again later (check_stall).
     void push(Event ev) {
         std::size_t size = ev.msg ? ev.msg->get_payload().size() : 0;
-        std::unique_lock lock(mutex);
-        // Back-pressure: Paho's delivery thread waits while the worker is behind.
-        cv.wait(lock, [&] { return stopping || queued_bytes == 0 || queued_bytes + size <= options.queue_bytes; });
-        if (stopping) return;
-        queued_bytes += size;
-        queue.push_back(std::move(ev));
+        {
+            std::lock_guard lock(mutex);
+            if (stopping) return;
+            bool droppable = ev.msg && ev.msg->get_topic() != topics.manifest();
+            if (droppable && queued_bytes > 0 && queued_bytes + size > options.queue_bytes) {
+                ++dropped;
+                return;
+            }
+            queued_bytes += size;
+            queue.push_back(std::move(ev));
+        }
         cv.notify_all();
     }
 
@@ -364,13 +377,25 @@ struct DoorAgent::Impl {
         }
     }
 
-    // No new chunk for a while: subscribing again makes the broker send the retained chunks.
+    // No new chunk for a while (or chunks were dropped): subscribing again makes the broker
+    // send the retained chunks again; duplicates are ignored.
     void check_stall() {
-        if (!staging || Clock::now() - last_progress < options.stall_resubscribe || !session->connected()) return;
+        if (!staging || !session->connected()) return;
+        std::uint64_t drops = 0;
+        {
+            std::lock_guard lock(mutex);
+            drops = dropped;
+            dropped = 0;
+        }
+        if (drops > 0) spdlog::info("{}: {} chunks dropped while busy; they will be fetched again", log_name, drops);
+        dropped_since_progress += drops;
+        auto wait = dropped_since_progress > 0 ? std::min(options.stall_resubscribe, std::chrono::milliseconds(1000))
+                                               : options.stall_resubscribe;
+        if (Clock::now() - last_progress < wait) return;
         last_progress = Clock::now();
+        dropped_since_progress = 0;
         spdlog::info("{}: no chunk of version {} for {} ms ({}/{} received); asking the broker again", log_name,
-                     staging->manifest.model_version, options.stall_resubscribe.count(), staging->received,
-                     staging->have.size());
+                     staging->manifest.model_version, wait.count(), staging->received, staging->have.size());
         try {
             session->client().subscribe(topics.chunk_filter(staging->manifest.model_version), 1);
         } catch (const mqtt::exception& e) {

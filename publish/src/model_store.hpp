@@ -12,7 +12,7 @@ namespace faceadapt::publish {
 std::string acceptance_problem(const std::filesystem::path& dir, std::int64_t version, bool allow_rollback);
 
 // Installs a package whose manifest `m` was already verified (signature) from its chunks,
-// checking every chunk, part and payload SHA-256 on the way; temp folder + fsync + rename,
+// checking the payload and part SHA-256 (and chunk sizes) on the way; temp folder + fsync + rename,
 // then installed.json replaced atomically. throws PackageError on a mismatch (nothing changes).
 InstalledModel install_verified(const std::filesystem::path& dir, const std::string& envelope, const Manifest& m,
                                 const std::function<std::string(std::size_t)>& chunk);

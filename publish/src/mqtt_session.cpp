@@ -72,7 +72,11 @@ MqttSession::~MqttSession() {
     } catch (const std::exception& e) {
         spdlog::debug("MQTT {} ({}): disconnect: {}", broker_, client_id_, e.what());
     }
-    client_->disable_callbacks();
+    try {
+        client_->disable_callbacks();
+    } catch (const std::exception& e) {
+        spdlog::debug("MQTT {} ({}): disable callbacks: {}", broker_, client_id_, e.what());
+    }
 }
 
 void MqttSession::stop() {

@@ -241,7 +241,8 @@ TEST_F(Refusal, TamperedChunkIsRefusedHalfPackageSurvivesRestartAndResumes) {
     auto tampered = good;
     tampered.payload[3 * 8 * 1024 + 17] ^= 0x40;
     publisher_->publish(tampered);
-    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error" && s.chunks_total > 0; }, 30s))
+    auto all_but_one = good.manifest.chunk_count() - 1;
+    ASSERT_TRUE(door_->wait_for([&](const fp::DoorState& s) { return s.status == "error" && s.chunks_received == all_but_one; }, 30s))
         << door_->state().to_json();
     EXPECT_NE(door_->state().error.find("chunk 3 of version 2"), std::string::npos) << door_->state().error;
     expect_untouched();

@@ -80,7 +80,9 @@ struct DoorAgentOptions {
     bool allow_rollback = false;           // accept versions older than the installed one
     std::chrono::milliseconds stall_resubscribe{5'000};  // no new chunk for this long: ask again
     std::uint64_t max_payload_bytes = 1ull << 30;
-    std::size_t queue_bytes = 8u << 20;    // received messages waiting for the worker
+    // Received messages waiting for the worker; beyond it chunks are dropped and fetched
+    // again from the broker's retained copies (Paho's callbacks must never block).
+    std::size_t queue_bytes = 64u << 20;
 };
 
 class DoorAgent {

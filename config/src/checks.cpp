@@ -210,6 +210,9 @@ Problem check_quiet_hours(const std::string& value) {
 }
 
 std::string format_number(double value) {
+    // Whole numbers as integers ("100000", not to_chars' shortest "1e+05").
+    if (std::isfinite(value) && value == std::trunc(value) && std::fabs(value) < 1e15)
+        return std::to_string(static_cast<long long>(value));
     char buf[64];
     auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
     return ec == std::errc{} ? std::string(buf, end) : std::string("nan");

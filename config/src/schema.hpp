@@ -109,7 +109,11 @@ Field<S> real(std::string name, double S::*member, double lo, double hi, bool lo
             return r.add(node.source(), key, "expected " + expected + ", got " + format_number(x));
         s.*member = x;
     };
-    auto write = [=](const S& s) { return format_number(s.*member); };
+    auto write = [=](const S& s) {  // always a TOML float: 5 -> 5.0
+        std::string text = format_number(s.*member);
+        if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+        return text;
+    };
     return {std::move(name), expected, false, read, write};
 }
 

@@ -6,3 +6,12 @@ add_executable(learner_core_test
 target_include_directories(learner_core_test PRIVATE ${PROJECT_SOURCE_DIR}/learner/src)
 target_link_libraries(learner_core_test PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
 gtest_discover_tests(learner_core_test DISCOVERY_TIMEOUT 120)
+
+# The CLI (tools/faceadapt) exists only in the full build.
+if(NOT FACEADAPT_LEARNER_ONLY)
+  add_executable(learner_core_cli_test ${CMAKE_CURRENT_LIST_DIR}/test_core_cli.cpp)
+  target_link_libraries(learner_core_cli_test PRIVATE faceadapt_test_support GTest::gtest_main
+    nlohmann_json::nlohmann_json)
+  add_dependencies(learner_core_cli_test faceadapt)
+  gtest_discover_tests(learner_core_cli_test DISCOVERY_TIMEOUT 120)
+endif()

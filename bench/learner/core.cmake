@@ -1,0 +1,3 @@
+# Learner I benchmarks (issue 3).
+add_executable(bench_embed ${CMAKE_CURRENT_LIST_DIR}/bench_embed.cpp)
+target_link_libraries(bench_embed PRIVATE faceadapt_learner)

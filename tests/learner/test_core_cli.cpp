@@ -1,0 +1,156 @@
+// The `faceadapt embed` and `faceadapt eval` commands, run as a user would.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using faceadapt::test::run_command;
+
+namespace {
+
+fs::path faceadapt_exe() { return faceadapt::test::binary_dir() / "tools/faceadapt"; }
+fs::path reference_dir() { return faceadapt::test::shared_dir() / "reference/embeddings"; }
+fs::path manifest() {
+    return faceadapt::test::weights_dir() / "model/face_recognition_model-weights_manifest.json";
+}
+// The line of `output` that holds the JSON object (stderr log lines are mixed in).
+nlohmann::json json_line(const std::string& output) {
+    std::istringstream in(output);
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty() && line.front() == '{') return nlohmann::json::parse(line);
+    ADD_FAILURE() << "no JSON line in: " << output;
+    return nlohmann::json::object();
+}
+std::string env_prefix() { return "FACEADAPT_WEIGHTS_DIR='" + faceadapt::test::weights_dir().string() + "' "; }
+
+}  // namespace
+
+TEST(EmbedCli, ChipsMatchReferenceEmbeddings) {
+    FACEADAPT_REQUIRE_PATH(reference_dir() / "embeddings.json");
+    FACEADAPT_REQUIRE_PATH(manifest());
+    faceadapt::test::TempDir tmp;
+    const fs::path out = tmp.path() / "emb.jsonl";
+    std::string output;
+    const int rc = run_command(env_prefix() + faceadapt_exe().string() + " embed --chips '" +
+                                   (reference_dir() / "chips").string() + "' --out '" + out.string() + "'",
+                               &output);
+    ASSERT_EQ(rc, 0) << output;
+    std::map<std::string, std::vector<double>> got;
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line);
+        got[fs::path(j.at("path").get<std::string>()).filename().string()] = j.at("embedding").get<std::vector<double>>();
+    }
+    std::ifstream ref(reference_dir() / "embeddings.json");
+    const auto expected = nlohmann::json::parse(ref);
+    ASSERT_EQ(got.size(), expected.at("chips").size());
+    double worst = 0.0;
+    for (const auto& c : expected.at("chips")) {
+        const auto name = fs::path(c.at("chip").get<std::string>()).filename().string();
+        ASSERT_TRUE(got.count(name)) << name;
+        const auto e = c.at("embedding").get<std::vector<double>>();
+        ASSERT_EQ(got[name].size(), 128u);
+        for (std::size_t k = 0; k < 128; ++k) worst = std::max(worst, std::abs(got[name][k] - e[k]));
+    }
+    EXPECT_LT(worst, 1e-3) << "max abs difference to embeddings.json";
+}
+
+TEST(EmbedCli, BadInputExitsWithTwo) {
+    faceadapt::test::TempDir tmp;
+    std::string output;
+    // no such folder
+    EXPECT_EQ(run_command(faceadapt_exe().string() + " embed --chips '" + (tmp.path() / "absent").string() +
+                              "' --out '" + (tmp.path() / "o.jsonl").string() + "'",
+                          &output),
+              2)
+        << output;
+    EXPECT_NE(output.find("absent"), std::string::npos) << output;
+    // a chip that is not 150x150
+    FACEADAPT_REQUIRE_PATH(faceadapt::test::weights_dir() / "demo/sample1.jpg");
+    FACEADAPT_REQUIRE_PATH(manifest());
+    fs::create_directories(tmp.path() / "chips");
+    fs::copy_file(faceadapt::test::weights_dir() / "demo/sample1.jpg", tmp.path() / "chips/sample1.jpg");
+    EXPECT_EQ(run_command(env_prefix() + faceadapt_exe().string() + " embed --chips '" + (tmp.path() / "chips").string() +
+                              "' --out '" + (tmp.path() / "o.jsonl").string() + "'",
+                          &output),
+              2)
+        << output;
+    EXPECT_NE(output.find("150x150"), std::string::npos) << output;
+    // both sources at once
+    EXPECT_NE(run_command(faceadapt_exe().string() + " embed --chips a --images b --out c", &output), 0);
+}
+
+TEST(EvalCli, JsonKeysOnASmallFolder) {
+    FACEADAPT_REQUIRE_PATH(reference_dir() / "chips");
+    FACEADAPT_REQUIRE_PATH(manifest());
+    // identity folders from the reference chips: s1_1.png -> s1/1.png (8 identities x 3 chips)
+    faceadapt::test::TempDir tmp;
+    for (const auto& e : fs::directory_iterator(reference_dir() / "chips")) {
+        const std::string name = e.path().filename().string();
+        const auto cut = name.rfind('_');
+        fs::create_directories(tmp.path() / name.substr(0, cut));
+        fs::copy_file(e.path(), tmp.path() / name.substr(0, cut) / name.substr(cut + 1));
+    }
+    std::string output;
+    const int rc = run_command(env_prefix() + faceadapt_exe().string() + " eval --chips --json --data '" +
+                                   tmp.path().string() + "'",
+                               &output);
+    ASSERT_EQ(rc, 0) << output;
+    const auto j = json_line(output);
+    EXPECT_EQ(j.at("images").get<int>(), 24);
+    EXPECT_EQ(j.at("identities").get<int>(), 8);
+    for (const char* key : {"tar_at_far_1e-3", "tar_at_far_1e-4", "pair_accuracy", "rank1", "pairwise_f", "bcubed_f", "nmi"}) {
+        ASSERT_TRUE(j.contains(key)) << key << " missing in " << output;
+        EXPECT_GE(j.at(key).get<double>(), 0.0) << key;
+        EXPECT_LE(j.at(key).get<double>(), 1.0) << key;
+    }
+    EXPECT_TRUE(j.contains("clusters"));
+    EXPECT_FALSE(j.contains("pairs_accuracy")) << "only with --pairs";
+    // the source model separates these 8 well-lit identities
+    EXPECT_GE(j.at("rank1").get<double>(), 0.9);
+
+    // --pairs in LFW format over the same folder: s1 1 2 (same), s1 1 s2 1 (different), ...
+    // (LFW naming: images/<name>/<name>_NNNN.<ext>)
+    const fs::path pairs = tmp.path() / "pairs.txt";
+    const fs::path lfw = tmp.path() / "lfw";
+    std::ofstream p(pairs);
+    p << "20\n";
+    const std::vector<std::string> ids{"s1", "s2", "s3", "s4", "yaleB01", "yaleB02", "yaleB05", "yaleB10"};
+    for (const auto& id : ids) {
+        fs::create_directories(lfw / "images" / id);
+        int k = 1;
+        for (const char* f : {"1.png", "2.png", "10.png"}) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "_%04d.png", k++);
+            fs::copy_file(tmp.path() / id / f, lfw / "images" / id / (id + buf));
+        }
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        p << ids[i] << "\t1\t2\n" << ids[i] << "\t2\t3\n";
+        p << ids[i] << "\t1\t" << ids[(i + 1) % ids.size()] << "\t1\n" << ids[i] << "\t3\t" << ids[(i + 3) % ids.size()] << "\t2\n";
+    }
+    p << "Nobody\t1\t2\n";  // a pair whose images are absent: counted as skipped
+    p.close();
+    ASSERT_EQ(run_command(env_prefix() + faceadapt_exe().string() + " eval --chips --json --data '" + lfw.string() +
+                              "' --pairs '" + pairs.string() + "'",
+                          &output),
+              0)
+        << output;
+    const auto k = json_line(output);
+    ASSERT_TRUE(k.contains("pairs_accuracy")) << output;
+    EXPECT_EQ(k.at("pairs_used").get<int>(), 32);
+    EXPECT_EQ(k.at("pairs_skipped").get<int>(), 1);
+    EXPECT_GE(k.at("pairs_accuracy").get<double>(), 0.8);
+    // a missing data folder is bad input
+    EXPECT_EQ(run_command(faceadapt_exe().string() + " eval --data '" + (tmp.path() / "absent").string() + "'", &output),
+              2);
+}

@@ -462,16 +462,16 @@ void CoTrainer::resume() {
     iter_ = static_cast<int>(scalar("iter"));
     step_ = scalar("step");
     const int64_t classes = scalar("classes");
-    torch::Tensor t;
-    ar.read("labels", t);
-    labels_ = labels_vector(t);
-    ar.read("own1", t);
-    own1_ = labels_vector(t);
-    ar.read("own2", t);
-    own2_ = labels_vector(t);
-    ar.read("reports", t);
+    auto tensor = [&](const char* k) {
+        torch::Tensor t;  // a fresh tensor: read() into a defined one keeps its dtype
+        ar.read(k, t);
+        return t;
+    };
+    labels_ = labels_vector(tensor("labels"));
+    own1_ = labels_vector(tensor("own1"));
+    own2_ = labels_vector(tensor("own2"));
     reports_.clear();
-    const auto rep = t.contiguous();
+    const auto rep = tensor("reports").to(torch::kFloat64).contiguous();
     for (int64_t i = 0; i + 12 <= rep.numel(); i += 12) {
         const double* r = rep.data_ptr<double>() + i;
         reports_.push_back({static_cast<int>(r[0]), static_cast<int64_t>(r[1]), static_cast<int64_t>(r[2]),

@@ -1,0 +1,197 @@
+// The co-trainer end to end on 40 chips: a tiny MMT run, naive, merge, and resume == uninterrupted.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include <torch/torch.h>
+
+#include "faceadapt/learner/cotrainer.hpp"
+#include "faceadapt/learner/weights_import.hpp"
+#include "test_support.hpp"
+
+#ifdef FACEADAPT_HAVE_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#endif
+
+namespace fl = faceadapt::learner;
+
+namespace {
+
+// 40 chips: the 24 reference chips and the first 16 of them mirrored (with OpenCV), else 40
+// synthetic chips of 8 "identities" (a smooth pattern each, plus per-chip noise).
+torch::Tensor forty_chips() {
+    std::vector<torch::Tensor> chips;
+#ifdef FACEADAPT_HAVE_OPENCV
+    const auto dir = faceadapt::test::shared_dir() / "reference/embeddings/chips";
+    if (std::filesystem::exists(dir)) {
+        std::vector<std::filesystem::path> files;
+        for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) {
+            cv::Mat bgr = cv::imread(f.string(), cv::IMREAD_COLOR), rgb;
+            cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+            chips.push_back(torch::from_blob(rgb.data, {150, 150, 3}, torch::kUInt8).clone());
+        }
+        for (int i = 0; i < 16; ++i) chips.push_back(chips[i].flip({1}).contiguous());
+        return torch::stack(chips);
+    }
+#endif
+    auto gen = at::detail::createCPUGenerator(3);
+    auto ids = at::rand({8, 3, 10, 10}, gen) * 200;
+    for (int i = 0; i < 40; ++i) {
+        auto base = torch::nn::functional::interpolate(
+            ids[i % 8].unsqueeze(0),
+            torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{150, 150}).mode(torch::kBilinear).align_corners(false));
+        chips.push_back((base[0].permute({1, 2, 0}) + at::randn({150, 150, 3}, gen) * 8).clamp(0, 255).to(torch::kUInt8));
+    }
+    return torch::stack(chips);
+}
+
+fl::CoTrainOptions tiny(const std::filesystem::path& checkpoint) {
+    fl::CoTrainOptions o;
+    o.cycles = 2;
+    o.iters = 2;
+    o.batch_ids = 3;
+    o.batch_per_id = 2;
+    o.cluster.method = "kmeans";
+    o.cluster.kmeans_k = 6;
+    o.checkpoint = checkpoint;
+    o.workers = 2;
+    return o;
+}
+
+double max_difference(const fl::FaceResNet& a, const fl::FaceResNet& b) {
+    double worst = 0;
+    const auto pb = b->named_parameters();
+    for (const auto& p : a->named_parameters())
+        if (p.value().sizes() == pb[p.key()].sizes())  // the source has no classifier rows
+            worst = std::max(worst, (p.value().cpu() - pb[p.key()].cpu()).abs().max().item<double>());
+    return worst;
+}
+
+class CoTrain : public ::testing::Test {
+protected:
+    void SetUp() override {
+        FACEADAPT_REQUIRE_PATH(faceadapt::test::weights_dir());
+        source_ = fl::import_face_api_weights(faceadapt::test::weights_dir());
+        set1_ = forty_chips();
+        set2_ = fl::enhance_chips(set1_, fl::kSecondViewSpec);
+        set1_ = fl::enhance_chips(set1_, fl::kFirstViewSpec);
+    }
+    fl::FaceResNet source_{nullptr};
+    torch::Tensor set1_, set2_;
+};
+
+}  // namespace
+
+TEST_F(CoTrain, TinyMmtCycleAdaptsAndReports) {
+    faceadapt::test::TempDir dir;
+    auto o = tiny(dir.path() / "ckpt.pt");
+    std::vector<std::string> lines;
+    fl::CoTrainer t(source_, set1_, set2_, o);
+    t.set_log([&](const std::string& l) { lines.push_back(l); });
+    const auto r = t.run();
+    ASSERT_TRUE(r.finished);
+    ASSERT_EQ(r.cycles.size(), 2u);
+    EXPECT_EQ(t.global_step(), 4);
+    EXPECT_TRUE(r.chosen == "mean1" || r.chosen == "mean2");
+    EXPECT_EQ(r.final_labels.size(), 40u);
+    EXPECT_GT(r.cycles[0].clusters, 1);
+    EXPECT_GT(r.cycles[0].images_per_s, 0.0);
+    EXPECT_GE(r.convergence1, 0.0);
+    EXPECT_LE(r.convergence1, 1.0 + 1e-9);
+    EXPECT_GT(r.cycles[1].convergence1, 0.0);  // measured against cycle 1's labels
+    EXPECT_TRUE(std::filesystem::exists(o.checkpoint));
+    // mean1 (started at the source) moved, but not far (L2-SP, 4 steps at lr 3.5e-5); the
+    // output (mean1, or mean2 which started from the perturbed copy) still embeds.
+    const double moved = max_difference(t.net(3), source_);
+    EXPECT_GT(moved, 0.0);
+    EXPECT_LT(moved, 0.01);
+    EXPECT_GT(max_difference(r.model, source_), 0.0);
+    torch::NoGradGuard ng;
+    auto model = r.model;
+    const auto e = model->forward(fl::chips_to_input(set1_.slice(0, 0, 2)));
+    EXPECT_EQ(e.sizes(), (std::vector<int64_t>{2, 128}));
+    EXPECT_TRUE(torch::isfinite(e).all().item<bool>());
+    // The four nets differ: net2 was perturbed, means lag their students.
+    EXPECT_GT(max_difference(t.net(1), t.net(2)), 0.0);
+    EXPECT_GT(max_difference(t.net(1), t.net(3)), 0.0);
+    bool progress = false;
+    for (const auto& l : lines) progress |= l.find("images/s") != std::string::npos && l.find("ETA") != std::string::npos;
+    EXPECT_TRUE(progress);
+}
+
+TEST_F(CoTrain, ResumeEqualsUninterrupted) {
+    faceadapt::test::TempDir dir;
+    auto o = tiny(dir.path() / "a.pt");
+    fl::CoTrainer whole(source_, set1_, set2_, o);
+    const auto ra = whole.run();
+    ASSERT_TRUE(ra.finished);
+
+    // Stop in the middle of cycle 1 (after its first step), then resume in a fresh trainer.
+    o.checkpoint = dir.path() / "b.pt";
+    std::atomic<bool> stop{false};
+    {
+        fl::CoTrainer first(source_, set1_, set2_, o);
+        first.set_log([&](const std::string& l) {
+            if (l.find("cycle 2/2 iter 1/2") != std::string::npos) stop = true;
+        });
+        const auto rb = first.run(&stop);
+        EXPECT_FALSE(rb.finished);
+        EXPECT_EQ(first.global_step(), 3);
+    }
+    fl::CoTrainer second(source_, set1_, set2_, o);
+    second.resume();
+    EXPECT_EQ(second.global_step(), 3);
+    const auto rc = second.run();
+    ASSERT_TRUE(rc.finished);
+    for (int i = 1; i <= 4; ++i) EXPECT_LT(max_difference(whole.net(i), second.net(i)), 1e-6) << "net " << i;
+    EXPECT_LT(max_difference(ra.model, rc.model), 1e-6);
+    EXPECT_EQ(ra.chosen, rc.chosen);
+    EXPECT_EQ(ra.final_labels, rc.final_labels);
+
+    // A checkpoint from another seed is refused with the file named.
+    o.seed = 99;
+    fl::CoTrainer other(source_, set1_, set2_, o);
+    try {
+        other.resume();
+        FAIL() << "checkpoint of another seed accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("b.pt"), std::string::npos);
+    }
+}
+
+TEST_F(CoTrain, NaiveAndMergeRun) {
+    auto o = tiny("");
+    o.cycles = 1;
+    o.method = "naive";
+    fl::CoTrainer naive(source_, set1_, torch::Tensor(), o);
+    const auto rn = naive.run();
+    ASSERT_TRUE(rn.finished);
+    EXPECT_EQ(rn.chosen, "naive");
+    EXPECT_FALSE(naive.net(2));
+    o.method = "mmt";
+    o.merge = true;
+    o.merge_max_cycles = 1;
+    o.merge_convergence = 0.0;
+    fl::CoTrainer merged(source_, set1_, set2_, o);
+    const auto rm = merged.run();
+    ASSERT_TRUE(rm.finished);
+    EXPECT_EQ(rm.chosen, "merged");
+    EXPECT_GT(max_difference(rm.model, merged.net(3)), 0.0);
+}
+
+TEST_F(CoTrain, BadOptionsAndDataAreRejected) {
+    auto o = tiny("");
+    o.method = "mean-teacher";
+    EXPECT_THROW(fl::CoTrainer(source_, set1_, set2_, o), std::invalid_argument);
+    o = tiny("");
+    o.device = "tpu";
+    EXPECT_THROW(fl::CoTrainer(source_, set1_, set2_, o), std::invalid_argument);
+    o = tiny("");
+    EXPECT_THROW(fl::CoTrainer(source_, set1_.slice(1, 0, 100), set2_, o), std::invalid_argument);
+    EXPECT_THROW(fl::CoTrainer(source_, set1_, set2_.slice(0, 0, 10), o), std::invalid_argument);
+    fl::CoTrainer t(source_, set1_, set2_, tiny("/nonexistent/ckpt.pt"));
+    EXPECT_THROW(t.resume(), std::runtime_error);
+}

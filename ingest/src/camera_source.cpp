@@ -108,7 +108,7 @@ struct CameraSource::Impl {
     gst::SourcePtr retry_timer;
     gst::SourcePtr watchdog;
     GstElement* convert = nullptr;   // owned by pipeline
-    bool video_linked = false;       // set by pad-added (streaming thread) before no-more-pads
+    std::atomic<bool> video_linked{false};  // set by pad-added (streaming thread) before no-more-pads
     std::atomic<std::uint64_t> generation{0};
 
     // Streaming-thread side.

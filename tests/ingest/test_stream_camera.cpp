@@ -144,6 +144,33 @@ TEST(CameraSource, FileCameraLoopsAtItsOwnFrameRate) {
     EXPECT_LE(s.decoded, 150u) << "a file plays at its own rate, not as fast as it decodes";
 }
 
+// rtsp-serve loops a 1 s clip: passed through as H.264, and transcoded to another size.
+TEST(CameraSource, LoopedClipStreamsSeamlesslyPassedThroughOrTranscoded) {
+    TempDir dir;
+    const auto file = dir.path() / "one-second.mp4";
+    write_test_video(file, 25);
+    ServerProcess passthrough({{"source", file.string()}});
+    ServerProcess transcoded({{"source", file.string()}, {"size", "160x120"}, {"fps", "25"}});
+    passthrough.start();
+    transcoded.start();
+    FrameLog log_a, log_b;
+    CameraSource a(test_camera("loop-h264", passthrough.url(), 5.0), std::ref(log_a));
+    CameraSource b(test_camera("loop-x264", transcoded.url(), 5.0), std::ref(log_b));
+    a.start();
+    b.start();
+    // 3.5 s of a 1 s clip: three loops, at the stream's own 25 fps, without a fault.
+    expect_rate(a, log_a, 5.0, 3500ms);
+    const auto sa = a.stats(), sb = b.stats();
+    EXPECT_EQ(sa.faults, 0u) << sa.last_error;
+    EXPECT_EQ(sb.faults, 0u) << sb.last_error;
+    EXPECT_EQ(sb.state, CameraState::streaming);
+    EXPECT_GE(sa.decoded, static_cast<std::uint64_t>(3.5 * 25 * 0.8));
+    EXPECT_GE(sb.decoded, static_cast<std::uint64_t>(3.5 * 25 * 0.8));
+    std::lock_guard lock_a(log_a.mutex), lock_b(log_b.mutex);
+    EXPECT_EQ(log_a.last.size(), cv::Size(320, 240));
+    EXPECT_EQ(log_b.last.size(), cv::Size(160, 120));
+}
+
 TEST(CameraSource, RejectsUnsupportedUrlNamingTheCamera) {
     try {
         CameraSource camera(test_camera("lobby", "http://127.0.0.1:1/x"), [](Frame&&) {});

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -40,6 +41,7 @@ struct Publisher::Impl {
     std::uint64_t published_epoch = 0;       // session epoch when `current` was last fully sent
     bool reconnected = false;
     bool stopping = false;
+    std::atomic<bool> shutting_down{false};  // ends waits inside publish() on destruction
 
     std::mutex publish_mutex;  // serialises publish()
     std::unique_ptr<detail::MqttSession> session;
@@ -119,6 +121,7 @@ struct Publisher::Impl {
             while (true) {
                 if (Clock::now() > deadline)
                     throw std::runtime_error("publish to " + session->broker() + " timed out waiting for the PUBACK of " + messages[index].topic);
+                if (shutting_down) throw std::runtime_error("publisher shutting down during a publish");
                 try {
                     if (tok->wait_for(std::chrono::milliseconds(100))) break;
                 } catch (const mqtt::exception& e) {
@@ -262,6 +265,7 @@ Publisher::~Publisher() {
     {
         std::lock_guard lock(impl_->mutex);
         impl_->stopping = true;
+        impl_->shutting_down = true;
     }
     impl_->cv.notify_all();
     impl_->session->stop();

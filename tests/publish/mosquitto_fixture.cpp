@@ -90,6 +90,7 @@ void Mosquitto::write_files() {
              << "keyfile " << (d / "server.key").string() << "\n"
              << "require_certificate " << (options_.require_client_cert ? "true" : "false") << "\n";
     }
+    conf << options_.extra_config;
     write_text(d / "mosquitto.conf", conf.str());
 }
 

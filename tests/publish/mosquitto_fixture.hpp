@@ -29,6 +29,7 @@ struct MosquittoOptions {
     std::string acl;                   // ACL file text; "" -> no ACL
     bool tls = false;                  // TLS listener with a generated CA and server cert
     bool require_client_cert = false;  // with tls: clients must present a cert signed by the CA
+    std::string extra_config;          // appended to mosquitto.conf (e.g. "sys_interval 1\n")
 };
 
 class Mosquitto {

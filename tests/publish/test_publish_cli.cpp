@@ -1,0 +1,141 @@
+// The operator commands end to end, as processes: faceadapt keygen / package / publish and
+// faceadapt-door run / status / install / rollback / match, against a real mosquitto.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "faceadapt/publish/door_agent.hpp"
+#include "faceadapt/publish/package.hpp"
+#include "mosquitto_fixture.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using faceadapt::test::binary_dir;
+using faceadapt::test::Mosquitto;
+using faceadapt::test::run_command;
+using faceadapt::test::TempDir;
+
+namespace {
+
+std::string faceadapt_bin() { return (binary_dir() / "tools" / "faceadapt").string(); }
+std::string door_bin() { return (binary_dir() / "tools" / "faceadapt-door").string(); }
+
+// A child process running a command line (for the long-running agent); killed on destruction.
+class Child {
+public:
+    explicit Child(const std::string& command) {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+    }
+    ~Child() { stop(SIGKILL); }
+    int stop(int sig = SIGTERM) {
+        if (pid_ <= 0) return -1;
+        ::kill(pid_, sig);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+private:
+    pid_t pid_ = -1;
+};
+
+class PublishCli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!fs::exists(faceadapt_bin()) || !fs::exists(door_bin()))
+            GTEST_SKIP() << "needs the faceadapt and faceadapt-door executables in " << (binary_dir() / "tools");
+    }
+    int run(const std::string& command, std::string* output) {
+        int rc = run_command(command, output);
+        std::cerr << "$ " << command << "\n" << *output;
+        return rc;
+    }
+    TempDir tmp_;
+};
+
+TEST_F(PublishCli, KeygenPackagePublishAndDoorCommands) {
+    Mosquitto broker({{{"daemon", "dpw"}, {"door0", "pw0"}}, "", false, false, ""});
+    auto t = tmp_.path();
+    std::ofstream(t / "daemon.pw") << "dpw\n";
+    std::ofstream(t / "door0.pw") << "pw0\n";
+    std::string out;
+
+    ASSERT_EQ(run(faceadapt_bin() + " keygen --out " + (t / "keys").string(), &out), 0);
+    EXPECT_NE(out.find("public key"), std::string::npos);
+    EXPECT_NE(run(faceadapt_bin() + " keygen --out " + (t / "keys").string(), &out), 0);  // never overwrites
+
+    // Default model (the pretrained source model), no gallery.
+    auto pkg_file = t / "v1.fapkg";
+    ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --out " + pkg_file.string() +
+                      " --version 1 --chunk-kib 64", &out), 0);
+    auto pkg = faceadapt::publish::Package::read(pkg_file);
+    EXPECT_EQ(pkg.manifest.model_version, 1);
+    EXPECT_EQ(pkg.manifest.chunk_size, 64u * 1024);
+    EXPECT_NO_THROW(faceadapt::publish::verify_package(pkg, faceadapt::publish::load_public_key(t / "keys")));
+
+    Child door(door_bin() + " run --broker " + broker.url() + " --site cli --door door0 --username door0 --password-file " +
+               (t / "door0.pw").string() + " --pubkey " + (t / "keys" / "signing.pub").string() + " --dir " +
+               (t / "door0").string() + " > " + (t / "door.log").string() + " 2>&1");
+    ASSERT_EQ(run(faceadapt_bin() + " publish " + pkg_file.string() + " --broker " + broker.url() +
+                      " --site cli --username daemon --password-file " + (t / "daemon.pw").string() +
+                      " --doors door0 --ack-timeout 60", &out), 0);
+    EXPECT_NE(out.find("door door0: installed version 1"), std::string::npos);
+    EXPECT_EQ(door.stop(SIGTERM), 0);  // clean shutdown on SIGTERM
+
+    ASSERT_EQ(run(door_bin() + " status --dir " + (t / "door0").string(), &out), 0);
+    EXPECT_NE(out.find("installed version 1"), std::string::npos);
+
+    // Bad input: a wrong password is refused with a runtime error, an unknown flag with 2.
+    std::ofstream(t / "bad.pw") << "nope\n";
+    EXPECT_EQ(run(faceadapt_bin() + " publish " + pkg_file.string() + " --broker " + broker.url() +
+                      " --site cli --client-id bad --username daemon --password-file " + (t / "bad.pw").string(), &out), 1);
+    EXPECT_EQ(run(faceadapt_bin() + " publish " + pkg_file.string() + " --site cli --broker http://x", &out), 2);
+    EXPECT_EQ(run(faceadapt_bin() + " package --key " + (t / "nokeys").string() + " --out " + (t / "x.fapkg").string(), &out), 1);
+}
+
+TEST_F(PublishCli, GalleryPackageInstallRollbackAndMatch) {
+    auto demo = faceadapt::test::weights_dir() / "demo";
+    FACEADAPT_REQUIRE_PATH(demo / "sample1.jpg");
+    FACEADAPT_REQUIRE_PATH(demo / "sample2.jpg");
+    auto t = tmp_.path();
+    std::string out;
+    ASSERT_EQ(run(faceadapt_bin() + " keygen --out " + (t / "keys").string(), &out), 0);
+    fs::create_directories(t / "gallery" / "sample-one");
+    fs::copy_file(demo / "sample1.jpg", t / "gallery" / "sample-one" / "a.jpg");
+    ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --out " + (t / "v2.fapkg").string() +
+                      " --version 2 --gallery " + (t / "gallery").string(), &out), 0);
+    ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --out " + (t / "v3.fapkg").string() +
+                      " --version 3 --gallery " + (t / "gallery").string(), &out), 0);
+    auto pub = (t / "keys" / "signing.pub").string();
+    auto dir = (t / "door").string();
+    ASSERT_EQ(run(door_bin() + " install " + (t / "v2.fapkg").string() + " --dir " + dir + " --pubkey " + pub, &out), 0);
+    ASSERT_EQ(run(door_bin() + " install " + (t / "v3.fapkg").string() + " --dir " + dir + " --pubkey " + pub, &out), 0);
+    EXPECT_NE(run(door_bin() + " install " + (t / "v2.fapkg").string() + " --dir " + dir + " --pubkey " + pub, &out), 0);
+    EXPECT_NE(out.find("not newer"), std::string::npos);
+
+    // The enrolled photo matches itself; a photo of someone else is unknown or farther.
+    ASSERT_EQ(run(door_bin() + " match " + (demo / "sample1.jpg").string() + " --dir " + dir, &out), 0);
+    EXPECT_EQ(out.rfind("sample-one ", 0), 0u) << out;
+    double self = std::stod(out.substr(out.find(' ') + 1));
+    EXPECT_LT(self, 0.05);
+    if (run(door_bin() + " match " + (demo / "sample2.jpg").string() + " --dir " + dir, &out) == 0) {
+        double other = std::stod(out.substr(out.find(' ') + 1));
+        EXPECT_GT(other, self + 0.1) << out;  // a different photo is farther (or "unknown")
+    }
+
+    ASSERT_EQ(run(door_bin() + " rollback --dir " + dir, &out), 0);
+    ASSERT_EQ(run(door_bin() + " status --dir " + dir + " --json", &out), 0);
+    EXPECT_NE(out.find("\"installed_version\": 2"), std::string::npos) << out;
+    EXPECT_NE(out.find("\"refuse_up_to\": 3"), std::string::npos) << out;
+}
+
+}  // namespace

@@ -55,56 +55,48 @@ cv::Mat expect_rate(CameraSource& camera, FrameLog& log, double fps, std::chrono
     return log.last;
 }
 
-TEST(CameraSource, SlideshowStreamYieldsFramesAtDetectFps) {
-    FACEADAPT_REQUIRE_PATH(demo_photos_dir());
-    ServerProcess server({{"source", demo_photos_dir().string()}, {"fps", "15"}, {"size", "1280x720"}});
+// Streams `server_args` into one camera, checks the sampled rate over `window` and the frame
+// size; returns the last frame.
+cv::Mat expect_stream(std::map<std::string, std::string> server_args, config::CameraConfig camera_config,
+                      std::chrono::milliseconds window, cv::Size size) {
+    ServerProcess server(std::move(server_args));
     server.start();
+    camera_config.url = server.url();
     FrameLog log;
-    CameraSource camera(test_camera("door", server.url(), 5.0), std::ref(log));
+    CameraSource camera(camera_config, std::ref(log));
     camera.start();
-    cv::Mat last = expect_rate(camera, log, 5.0, 3s);
-    ASSERT_FALSE(last.empty());
+    cv::Mat last = expect_rate(camera, log, camera_config.detect_fps, window);
     EXPECT_EQ(last.type(), CV_8UC3);
-    EXPECT_EQ(last.cols, 1280);
-    EXPECT_EQ(last.rows, 720);
-    cv::Scalar mean, stddev;
-    cv::meanStdDev(last, mean, stddev);
-    EXPECT_GT(stddev[0], 10.0) << "the frame looks blank: the photos did not come through";
-    EXPECT_EQ(log.camera, "door");
+    EXPECT_EQ(last.size(), size);
+    EXPECT_EQ(log.camera, camera_config.id);
     const auto s = camera.stats();
     EXPECT_EQ(s.reconnects, 0u);
     EXPECT_EQ(s.faults, 0u) << s.last_error;
-    EXPECT_GT(s.decoded, s.frames) << "the source decodes at 15 fps and samples 5";
+    EXPECT_GT(s.decoded, s.frames) << "the stream runs faster than detect_fps: most frames are not sampled";
     camera.stop();
     EXPECT_EQ(camera.stats().state, CameraState::stopped);
+    return last;
+}
+
+TEST(CameraSource, SlideshowStreamYieldsFramesAtDetectFps) {
+    FACEADAPT_REQUIRE_PATH(demo_photos_dir());
+    cv::Mat last = expect_stream({{"source", demo_photos_dir().string()}, {"fps", "15"}, {"size", "1280x720"}},
+                                 test_camera("door", "", 5.0), 3s, {1280, 720});
+    cv::Scalar mean, stddev;
+    cv::meanStdDev(last, mean, stddev);
+    EXPECT_GT(stddev[0], 10.0) << "the frame looks blank: the photos did not come through";
 }
 
 TEST(CameraSource, UdpTransportStreamsToo) {
     FACEADAPT_REQUIRE_PATH(demo_photos_dir());
-    ServerProcess server({{"source", demo_photos_dir().string()}, {"fps", "10"}, {"size", "640x360"}});
-    server.start();
-    FrameLog log;
-    auto cfg = test_camera("udp", server.url(), 5.0);
+    auto cfg = test_camera("udp", "", 5.0);
     cfg.transport = "udp";
-    CameraSource camera(cfg, std::ref(log));
-    camera.start();
-    cv::Mat last = expect_rate(camera, log, 5.0, 2s);
-    EXPECT_EQ(last.size(), cv::Size(640, 360));
-    EXPECT_EQ(camera.stats().faults, 0u) << camera.stats().last_error;
+    expect_stream({{"source", demo_photos_dir().string()}, {"fps", "10"}, {"size", "640x360"}}, cfg, 2s, {640, 360});
 }
 
 TEST(CameraSource, WalkersVideoStreamYieldsFullHdFrames) {
     FACEADAPT_REQUIRE_PATH(walkers_video());
-    ServerProcess server({{"source", walkers_video().string()}});
-    server.start();
-    FrameLog log;
-    CameraSource camera(test_camera("hall", server.url(), 4.0), std::ref(log));
-    camera.start();
-    cv::Mat last = expect_rate(camera, log, 4.0, 3s);
-    ASSERT_FALSE(last.empty());
-    EXPECT_EQ(last.cols, 1920);
-    EXPECT_EQ(last.rows, 1080);
-    EXPECT_EQ(camera.stats().faults, 0u) << camera.stats().last_error;
+    expect_stream({{"source", walkers_video().string()}}, test_camera("hall", "", 4.0), 3s, {1920, 1080});
 }
 
 // Writes a short H.264 MP4 (test pattern) with GStreamer.

@@ -1,0 +1,195 @@
+// faceadapt-door: the door-controller agent (docs/mqtt.md, docs/package-format.md).
+//   run --broker URL --site SITE --door ID --pubkey FILE --dir DIR [--username U --password-file F]
+//       [--ca F --client-cert F --client-key F] [--client-id ID] [--allow-rollback] [--config FILE]
+//     Receives, verifies, installs and acknowledges model packages until SIGINT/SIGTERM.
+//   status --dir DIR [--json]        the installed version (and the one kept before it)
+//   install FILE --dir DIR --pubkey FILE [--allow-rollback]   offline install of a package file
+//   rollback --dir DIR               operator rollback to the previous version
+//   match IMAGE --dir DIR            detect, align, embed with the installed model: best name + distance
+//   Exit 0 ok (match: a name or "unknown" was printed), 1 runtime failure (match: no face), 2 bad input.
+#include <signal.h>
+
+#include <iostream>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <spdlog/spdlog.h>
+
+#include "faceadapt/config/config.hpp"
+#include "faceadapt/ingest/face_aligner.hpp"
+#include "faceadapt/learner/embedder.hpp"
+#include "faceadapt/publish/door_agent.hpp"
+#include "faceadapt/publish/mqtt_cli.hpp"
+
+namespace fs = std::filesystem;
+namespace fp = faceadapt::publish;
+
+namespace {
+
+int run_agent(fp::DoorAgentOptions options) {
+    // SIGINT/SIGTERM are taken by sigwait below; block them before any thread starts.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    fp::DoorAgent agent(options);
+    agent.start();
+    spdlog::info("door {} of site {}: running (installed version {})", options.door, options.site,
+                 agent.state().installed_version);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("door {}: stopping on signal {}", options.door, sig);
+    agent.stop();
+    return 0;
+}
+
+int status(const fs::path& dir, bool json) {
+    auto installed = fp::read_installed(dir);
+    if (json) {
+        nlohmann::json j = {{"dir", dir.string()}, {"installed_version", installed ? installed->version : 0}};
+        if (installed) {
+            j["previous_version"] = installed->previous_version;
+            j["refuse_up_to"] = installed->refuse_up_to;
+            j["installed_at"] = installed->installed_at;
+            j["created"] = installed->manifest.created;
+            j["gallery_entries"] = installed->manifest.gallery_entries;
+            j["match_threshold"] = installed->manifest.match_threshold;
+            j["key_id"] = installed->manifest.key_id;
+            j["model_file"] = installed->model_file.string();
+        }
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    if (!installed) {
+        std::cout << "no model installed in " << dir.string() << "\n";
+        return 0;
+    }
+    std::cout << "installed version " << installed->version << " (previous " << installed->previous_version << ")\n"
+              << "installed at " << installed->installed_at << ", created " << installed->manifest.created << "\n"
+              << "gallery " << installed->manifest.gallery_entries << " entries, threshold "
+              << installed->manifest.match_threshold << ", signed by key " << installed->manifest.key_id << "\n";
+    return 0;
+}
+
+int match(const fs::path& image_file, const fs::path& dir, const fs::path& landmarks) {
+    auto installed = fp::read_installed(dir);
+    if (!installed) throw std::runtime_error("no model installed in " + dir.string());
+    auto gallery = fp::load_installed_gallery(*installed);  // checks model + gallery hashes
+    cv::Mat image = cv::imread(image_file.string(), cv::IMREAD_COLOR);
+    if (image.empty()) throw std::invalid_argument(image_file.string() + ": not a readable image");
+    faceadapt::ingest::FaceAligner aligner(landmarks);
+    auto faces = aligner.detect(image);
+    if (faces.empty()) {
+        std::cout << "no face found in " << image_file.string() << "\n";
+        return 1;
+    }
+    faceadapt::learner::Embedder embedder(installed->model_file, "cpu", 1);
+    auto embedding = embedder.embed({faces.front().chip}).at(0);
+    auto result = fp::match_gallery(gallery, embedding);
+    if (result.matched)
+        std::cout << result.name << " " << result.distance << "\n";
+    else
+        std::cout << "unknown " << result.distance << (result.name.empty() ? "" : " (nearest " + result.name + ")") << "\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    spdlog::set_pattern("%^%l%$ %v");
+    CLI::App app{"faceadapt-door: receives, verifies, installs and matches with signed face models"};
+    app.require_subcommand(1);
+    int exit_code = 0;
+    auto guarded = [&exit_code](auto&& body) {
+        try {
+            exit_code = body();
+        } catch (const faceadapt::config::ConfigError& e) {
+            for (const auto& issue : e.issues()) spdlog::error("{}", issue.to_string());
+            exit_code = 2;
+        } catch (const std::invalid_argument& e) {
+            spdlog::error("{}", e.what());
+            exit_code = 2;
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+            exit_code = 1;
+        }
+    };
+
+    // run
+    fp::DoorAgentOptions agent;
+    fp::MqttOverrides mqtt;
+    fs::path pubkey, config_file;
+    auto* run = app.add_subcommand("run", "Run the agent until SIGINT/SIGTERM");
+    run->add_option("--site", agent.site, "site id")->required();
+    run->add_option("--door", agent.door, "this door's id ([A-Za-z0-9_-]+)")->required();
+    run->add_option("--pubkey", pubkey, "the site's signing.pub (pinned)")->required()->check(CLI::ExistingPath);
+    run->add_option("--dir", agent.dir, "model folder")->required();
+    fp::add_mqtt_flags(run, mqtt);
+    run->add_flag("--allow-rollback", agent.allow_rollback, "accept versions older than the installed one");
+    run->add_option("--config", config_file, "site config file ([mqtt] section)")->check(CLI::ExistingFile);
+    run->callback([&] {
+        guarded([&] {
+            faceadapt::config::MqttConfig base;
+            if (!config_file.empty()) base = faceadapt::config::load_config(config_file).mqtt;
+            agent.mqtt = fp::apply_overrides(base, mqtt);
+            agent.public_key = fp::load_public_key(pubkey);
+            return run_agent(agent);
+        });
+    });
+
+    // status
+    fs::path status_dir;
+    bool status_json = false;
+    auto* st = app.add_subcommand("status", "Print the installed model version");
+    st->add_option("--dir", status_dir, "model folder")->required();
+    st->add_flag("--json", status_json, "JSON output");
+    st->callback([&] { guarded([&] { return status(status_dir, status_json); }); });
+
+    // install
+    fs::path install_file, install_dir, install_key;
+    bool install_rollback = false;
+    auto* inst = app.add_subcommand("install", "Verify and install a package file (offline)");
+    inst->add_option("file", install_file, "package file")->required()->check(CLI::ExistingFile);
+    inst->add_option("--dir", install_dir, "model folder")->required();
+    inst->add_option("--pubkey", install_key, "the site's signing.pub")->required()->check(CLI::ExistingPath);
+    inst->add_flag("--allow-rollback", install_rollback, "accept a version older than the installed one");
+    inst->callback([&] {
+        guarded([&] {
+            auto installed = fp::install_package(install_dir, fp::Package::read(install_file),
+                                                 fp::load_public_key(install_key), install_rollback);
+            std::cout << "installed version " << installed.version << " (previous " << installed.previous_version << ")\n";
+            return 0;
+        });
+    });
+
+    // rollback
+    fs::path rollback_dir;
+    auto* rb = app.add_subcommand("rollback", "Operator rollback to the previous version");
+    rb->add_option("--dir", rollback_dir, "model folder")->required();
+    rb->callback([&] {
+        guarded([&] {
+            auto installed = fp::rollback_installed(rollback_dir);
+            std::cout << "installed version " << installed.version << "; versions up to " << installed.refuse_up_to
+                      << " are refused from now on\n";
+            return 0;
+        });
+    });
+
+    // match
+    fs::path match_image, match_dir, landmarks = faceadapt::ingest::FaceAligner::default_landmarks_model();
+    auto* m = app.add_subcommand("match", "Who is in IMAGE, by the installed model and gallery");
+    m->add_option("image", match_image, "image file")->required()->check(CLI::ExistingFile);
+    m->add_option("--dir", match_dir, "model folder")->required();
+    m->add_option("--landmarks", landmarks, "dlib 68-point landmark model")->check(CLI::ExistingFile);
+    m->callback([&] { guarded([&] { return match(match_image, match_dir, landmarks); }); });
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+    return exit_code;
+}

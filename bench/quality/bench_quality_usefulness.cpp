@@ -5,9 +5,10 @@
 //
 //   bench_quality_usefulness [--per-id N] [--cache FILE] [--config FILE]
 //
-// --per-id: images per identity, evenly spaced (default 24; 0 = all 64).
+// --per-id: images per identity, evenly spaced (default 16; 0 = all 64).
 // --cache:  detection + embedding results are stored there and reused (scoring-only reruns).
-// --config: a site TOML whose [quality] tables are scored instead of the defaults.
+// --config: a site TOML whose [quality] tables are scored as well.
+// Scores with config::QualityConfig's defaults and with quality::tuned_quality_config().
 // Skips (exit 0, a message) when the dataset or the source weights are absent.
 #include <algorithm>
 #include <chrono>
@@ -103,10 +104,33 @@ std::vector<Sample> load_cache(const fs::path& file) {
     return samples;
 }
 
+void report(const std::string& label, const faceadapt::config::QualityConfig& qc, const std::vector<Sample>& samples) {
+    const q::QualityScorer scorer(qc);
+    std::printf("== %s\n", label.c_str());
+    std::vector<double> score, dist;
+    double above_sum = 0, below_sum = 0;
+    int above = 0, below = 0;
+    for (const auto& s : samples) {
+        const auto r = scorer.score(s.f);
+        score.push_back(r.normalized);
+        dist.push_back(s.same_distance);
+        if (r.accepted) above_sum += s.same_distance, ++above;
+        else below_sum += s.same_distance, ++below;
+    }
+    std::printf("threshold %.3f (coefficient_form %s)\n", qc.threshold, qc.coefficient_form.c_str());
+    std::printf("crops above threshold: %d, mean same-identity distance %.4f\n", above, above ? above_sum / above : NAN);
+    std::printf("crops below threshold: %d, mean same-identity distance %.4f\n", below, below ? below_sum / below : NAN);
+    std::printf("Spearman(score, mean same-identity distance) = %.4f over %zu crops\n", spearman(score, dist),
+                samples.size());
+    const bool holds = above > 0 && below > 0 && above_sum / above < below_sum / below;
+    std::printf("usefulness %s: above-threshold crops are %s their identity\n", holds ? "HOLDS" : "FAILS",
+                holds ? "closer to" : "NOT closer to");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    int per_id = 24;
+    int per_id = 16;
     fs::path cache, config_file;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
@@ -115,9 +139,6 @@ int main(int argc, char** argv) {
         else if (a == "--config") config_file = argv[i + 1];
     }
     const fs::path yaleb = fs::path(FACEADAPT_SHARED_DIR) / "datasets" / "yaleb";
-    faceadapt::config::QualityConfig qc;
-    if (!config_file.empty()) qc = faceadapt::config::load_config(config_file).quality;
-    const q::QualityScorer scorer(qc);
 
     std::vector<Sample> samples;
     if (!cache.empty() && fs::exists(cache)) {
@@ -186,33 +207,24 @@ int main(int argc, char** argv) {
                 if (j != i) sum += faceadapt::learner::euclidean_distance(samples[i].e, samples[j].e), ++n;
             samples[i].same_distance = n ? sum / n : 0.0;
         }
-    std::vector<double> score, dist;
-    double above_sum = 0, below_sum = 0;
-    int above = 0, below = 0;
-    for (const auto& s : samples) {
-        const auto r = scorer.score(s.f);
-        score.push_back(r.normalized);
-        dist.push_back(s.same_distance);
-        if (r.accepted) above_sum += s.same_distance, ++above;
-        else below_sum += s.same_distance, ++below;
-    }
-    std::printf("threshold %.3f (coefficient_form %s)\n", qc.threshold, qc.coefficient_form.c_str());
-    std::printf("crops above threshold: %d, mean same-identity distance %.4f\n", above, above ? above_sum / above : NAN);
-    std::printf("crops below threshold: %d, mean same-identity distance %.4f\n", below, below ? below_sum / below : NAN);
-    std::printf("Spearman(score, mean same-identity distance) = %.4f over %zu crops\n", spearman(score, dist),
-                samples.size());
+    std::vector<double> dist_all;
+    for (const auto& s : samples) dist_all.push_back(s.same_distance);
+    std::vector<std::pair<std::string, faceadapt::config::QualityConfig>> configs = {
+        {"config.hpp defaults", {}}, {"tuned defaults (quality::tuned_quality_config)", q::tuned_quality_config()}};
+    auto percent = q::tuned_quality_config();
+    percent.coefficient_form = "percent";
+    configs.emplace_back("tuned defaults, percent form of step 130", percent);
+    if (!config_file.empty()) configs.emplace_back(config_file.string(), faceadapt::config::load_config(config_file).quality);
     std::printf("per feature Spearman with the distance:");
 #define X(n)                                                                       \
     {                                                                              \
         std::vector<double> v;                                                     \
         for (const auto& s : samples) v.push_back(s.f.n);                          \
-        std::printf(" %s %.3f", #n, spearman(v, dist));                            \
+        std::printf(" %s %.3f", #n, spearman(v, dist_all));                            \
     }
     FEATURES(X)
 #undef X
     std::printf("\n");
-    const bool holds = above > 0 && below > 0 && above_sum / above < below_sum / below;
-    std::printf("usefulness %s: above-threshold crops are %s their identity\n", holds ? "HOLDS" : "FAILS",
-                holds ? "closer to" : "NOT closer to");
+    for (const auto& [label, qc] : configs) report(label, qc, samples);
     return 0;
 }

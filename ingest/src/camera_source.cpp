@@ -455,7 +455,11 @@ struct CameraSource::Impl {
         frame.camera = self->camera.id;
         frame.timestamp = std::chrono::system_clock::now();
         frame.sequence = self->frames.fetch_add(1, std::memory_order_relaxed);
-        if (self->on_frame) self->on_frame(std::move(frame));
+        try {
+            if (self->on_frame) self->on_frame(std::move(frame));
+        } catch (const std::exception& e) {  // never let an exception unwind into GStreamer
+            spdlog::error("{}: frame callback failed: {}", self->who(), e.what());
+        }
         return GST_FLOW_OK;
     }
 };

@@ -100,7 +100,7 @@ config::CameraConfig test_camera(const std::string& id, const std::string& url, 
     c.url = url;
     c.detect_fps = detect_fps;
     c.latency_ms = 100;
-    c.stall_timeout_s = 2.0;
+    c.stall_timeout_s = 5.0;  // also the connect timeout: generous for a loaded test machine
     c.backoff_initial_s = 0.25;
     c.backoff_max_s = 1.0;
     return c;

@@ -2,3 +2,8 @@
 add_executable(test_face_aligner test_face_aligner.cpp)
 target_link_libraries(test_face_aligner PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest_main)
 gtest_discover_tests(test_face_aligner DISCOVERY_TIMEOUT 120)
+
+add_executable(test_face_stage test_face_stage.cpp)
+# VideoCapture reads the walkers video; the project's OpenCV_LIBS lists no videoio.
+target_link_libraries(test_face_stage PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest_main opencv_videoio)
+gtest_discover_tests(test_face_stage DISCOVERY_TIMEOUT 120)

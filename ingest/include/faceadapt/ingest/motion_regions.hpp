@@ -1,0 +1,88 @@
+// MotionRegions: where in a frame face detection can pay (motion and live tracks).
+//
+// WHAT THIS REPRESENTS
+//   The gate in front of the HOG detector of one camera. Each frame is shrunk to a small grey
+//   copy. Motion there is: OpenCV's MOG2 background subtraction while the camera holds still,
+//   OR'ed with the difference to the previous small frame after compensating the camera's own
+//   motion (a similarity transform fitted with RANSAC to tracked corners), which is what still
+//   works while a camera pans, zooms or shakes (MOG2's model is restarted then). The frame is
+//   cut into tiles of about one face; tiles with motion, grown by a margin so that a face whose
+//   centre is in the tile fits whole in the crop, and the boxes of live tracks, grown likewise,
+//   are merged into a few crops of the full-resolution frame. The first frame (no history
+//   yet) gives the whole frame, and so does a frame whose crops would add up to more than
+//   `full_frame_above` of it.
+// THREAD SAFETY
+//   Not thread-safe: one per camera, used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/video/background_segm.hpp>
+
+namespace faceadapt::ingest {
+
+struct MotionOptions {
+    int min_face_px = 80;            // smallest wanted face side, full-resolution pixels
+    int analysis_width = 320;        // width of the small copy motion is measured on
+    double tile_faces = 1.0;         // tile side, in min_face_px
+    double min_tile_motion = 0.02;   // fraction of a tile's pixels that must move to select it
+    double margin_faces = 0.3;       // selected tiles grown by this many min_face_px on each side
+    double close_faces = 0.5;        // motion gaps up to this many min_face_px are closed
+    double head_band_faces = 3.0;    // moving tiles within this many min_face_px of the top of
+                                     // their vertical run of moving tiles: searched every frame;
+                                     // <= 0: every moving tile is a head tile
+    int motion_every = 1;            // search motion on one frame in this many (tracks: every frame)
+    double head_gap_faces = 2.0;     // a moving run below a still gap this tall has its own head band
+    double body_budget = 0.05;       // other moving tiles searched per frame, fraction of all tiles
+    int body_max_defer = 0;          // > 0: no moving tile waits more frames than this
+    double track_margin = 0.75;      // track boxes grown by this many box sides on each side
+    int diff_threshold = 18;         // grey levels: compensated frame difference that is motion
+    double still_camera_px = 0.5;    // camera motion below this (small-copy pixels) is "still"
+    std::size_t max_regions = 8;     // crops per frame at most
+    double full_frame_above = 0.7;   // coverage above which the whole frame is one region
+};
+
+// Merges rectangles into a few covering crops, minimising the area a detector must scan: two
+// crops merge when their bounding box is no larger than the two areas added (they overlap
+// enough or touch along a side); then, while more than `max_count` remain, the pair whose
+// bounding box adds the least area. Results are clipped to `bounds` (empty ones dropped) and may
+// still overlap a little. ensures: every input pixel inside bounds is covered; size <= max(1, max_count).
+std::vector<cv::Rect> merge_regions(std::vector<cv::Rect> rects, std::size_t max_count, cv::Size bounds);
+
+// The area a detector scans over `rects` (the sum of their clipped areas) as a fraction of
+// `bounds`, capped at 1.
+double coverage(const std::vector<cv::Rect>& rects, cv::Size bounds);
+
+class MotionRegions {
+public:
+    // throws std::invalid_argument when min_face_px < 1, analysis_width < 16 or max_regions == 0.
+    explicit MotionRegions(const MotionOptions& options);
+
+    // requires: frame is the camera's full-resolution frame, CV_8UC1 (grey) or CV_8UC3 (BGR),
+    //           the same size every call (a new size restarts the background model);
+    //           track_boxes in frame pixels.
+    // ensures:  at most max_regions disjoint rectangles inside the frame to run detection on;
+    //           empty when nothing moves and no track is live.
+    std::vector<cv::Rect> update(const cv::Mat& frame, const std::vector<cv::Rect>& track_boxes);
+
+    // The motion mask of the last frame, on the small copy (255 = moving).
+    const cv::Mat& last_mask() const { return mask_; }
+    // Whether the camera itself was found moving between the last two frames.
+    bool camera_moving() const { return camera_moving_; }
+
+private:
+    cv::Mat camera_motion(const cv::Mat& previous, const cv::Mat& current) const;
+
+    MotionOptions options_;
+    cv::Ptr<cv::BackgroundSubtractorMOG2> subtractor_;
+    cv::Size frame_size_;
+    cv::Mat small_, previous_, mask_, mog_mask_;
+    long frames_ = 0;
+    long still_frames_ = 0;
+    std::vector<int> tile_age_;   // per tile: frames its motion has waited to be searched       // frames since the camera last moved (MOG2 model age)
+    bool camera_moving_ = false;
+};
+
+}  // namespace faceadapt::ingest

@@ -1,0 +1,141 @@
+// FaceStage: motion-gated HOG + landmarks + alignment + IoU tracking for one camera.
+#include "faceadapt/ingest/face_stage.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+
+#include <opencv2/imgproc.hpp>
+
+#include "face_hog.hpp"
+#include "faceadapt/ingest/face_landmarks.hpp"
+#include "faceadapt/ingest/motion_regions.hpp"
+#include "faceadapt/ingest/tracker.hpp"
+
+namespace faceadapt::ingest {
+namespace {
+
+constexpr double kHogNativeFacePx = 80.0;  // dlib's frontal detector window
+constexpr int kHogCell = 8;                 // fhog cell size
+
+int effective_min_face(const config::DetectConfig& detect, int min_face_px) {
+    const int px = min_face_px > 0 ? min_face_px : detect.min_face_px;
+    if (px < 1) throw std::invalid_argument("FaceStage: min_face_px must be >= 1, got " + std::to_string(px));
+    return px;
+}
+
+// Keeps the higher-scoring box of any pair overlapping by IoU > 0.5 (crops may overlap).
+std::vector<detail::ScoredBox> suppress_duplicates(std::vector<detail::ScoredBox> boxes) {
+    std::sort(boxes.begin(), boxes.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+    std::vector<detail::ScoredBox> kept;
+    for (const auto& b : boxes)
+        if (std::none_of(kept.begin(), kept.end(), [&](const auto& k) { return iou(k.box, b.box) > 0.5; }))
+            kept.push_back(b);
+    return kept;
+}
+
+}  // namespace
+
+struct FaceStage::Impl {
+    std::string camera;
+    int min_face_px;
+    bool motion_gating;
+    std::shared_ptr<const LandmarkModel> landmarks;
+    detail::HogFaceDetector detector;
+    MotionRegions motion;
+    IouTracker tracker;
+    FaceStageStats stats;
+    cv::Mat grey;
+
+    Impl(std::string camera_id, const config::DetectConfig& detect, int min_face,
+         std::shared_ptr<const LandmarkModel> model, MotionOptions motion_options)
+        : camera(std::move(camera_id)),
+          min_face_px(min_face),
+          motion_gating(detect.motion_gating),
+          landmarks(std::move(model)),
+          motion((motion_options.min_face_px = min_face, motion_options)),
+          tracker(detect.track_iou, std::chrono::duration<double>(detect.track_max_age_s)) {
+        if (!landmarks) throw std::invalid_argument("FaceStage " + camera + ": null landmark model");
+    }
+};
+
+FaceStage::FaceStage(std::string camera_id, const config::DetectConfig& detect, int min_face_px)
+    : FaceStage(std::move(camera_id), detect, min_face_px,
+                std::make_shared<const LandmarkModel>(detect.landmarks_model)) {}
+
+FaceStage::FaceStage(std::string camera_id, const config::DetectConfig& detect, int min_face_px,
+                     std::shared_ptr<const LandmarkModel> landmarks)
+    : FaceStage(std::move(camera_id), detect, min_face_px, std::move(landmarks), MotionOptions{}) {}
+
+FaceStage::FaceStage(std::string camera_id, const config::DetectConfig& detect, int min_face_px,
+                     std::shared_ptr<const LandmarkModel> landmarks, MotionOptions motion)
+    : impl_(std::make_unique<Impl>(std::move(camera_id), detect, effective_min_face(detect, min_face_px),
+                                   std::move(landmarks), motion)) {}
+
+FaceStage::~FaceStage() = default;
+FaceStage::FaceStage(FaceStage&&) noexcept = default;
+FaceStage& FaceStage::operator=(FaceStage&&) noexcept = default;
+
+const std::string& FaceStage::camera() const { return impl_->camera; }
+int FaceStage::min_face_px() const { return impl_->min_face_px; }
+const FaceStageStats& FaceStage::last_stats() const { return impl_->stats; }
+const IouTracker& FaceStage::tracker() const { return impl_->tracker; }
+
+std::vector<FaceObservation> FaceStage::process(const cv::Mat& frame, std::chrono::system_clock::time_point ts) {
+    Impl& s = *impl_;
+    detail::require_grey_or_bgr(frame, "FaceStage " + s.camera + ": frame");
+    if (frame.channels() == 3) cv::cvtColor(frame, s.grey, cv::COLOR_BGR2GRAY);
+    else s.grey = frame;
+
+    cv::Scalar mean, stddev;
+    cv::meanStdDev(s.grey, mean, stddev);
+
+    const cv::Rect whole(cv::Point(0, 0), frame.size());
+    const std::vector<cv::Rect> regions =
+        s.motion_gating ? s.motion.update(s.grey, s.tracker.predicted_boxes(ts)) : std::vector<cv::Rect>{whole};
+
+    // HOG on each crop of the full-resolution grey frame, at the scale min_face_px needs.
+    const double scale = kHogNativeFacePx / s.min_face_px;
+    std::vector<detail::ScoredBox> found;
+    for (cv::Rect region : regions) {
+        // Crops start on HOG's 8-pixel cell grid (at the scale HOG runs on) of the whole frame,
+        // so that a crop sees the same features, and finds the same boxes, as a full-frame pass
+        // and as the previous frame's crop around the same track.
+        const int grid = std::max(1, static_cast<int>(std::lround(kHogCell / scale)));
+        const cv::Point br = region.br();
+        region.x -= region.x % grid;
+        region.y -= region.y % grid;
+        region = cv::Rect(region.tl(), br) & whole;
+        for (auto b : s.detector.detect(s.grey(region), scale)) {
+            b.box += region.tl();
+            if (std::min(b.box.width, b.box.height) >= s.min_face_px) found.push_back(b);
+        }
+    }
+    if (regions.size() > 1) found = suppress_duplicates(std::move(found));
+
+    std::vector<cv::Rect> boxes;
+    boxes.reserve(found.size());
+    for (const auto& b : found) boxes.push_back(b.box);
+    const auto ids = s.tracker.update(boxes, ts);
+
+    std::vector<FaceObservation> out;
+    out.reserve(found.size());
+    for (std::size_t i = 0; i < found.size(); ++i) {
+        FaceObservation o;
+        o.camera = s.camera;
+        o.timestamp = ts;
+        o.track_id = ids[i];
+        o.bbox = found[i].box;
+        o.landmarks = s.landmarks->fit(s.grey, found[i].box);
+        o.chip = extract_face_chip(frame, o.landmarks);
+        o.frame_size = frame.size();
+        o.frame_brightness = mean[0];
+        o.frame_contrast = stddev[0];
+        out.push_back(std::move(o));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.track_id < b.track_id; });
+    s.stats = {regions.size(), coverage(regions, frame.size()), out.size(), regions};
+    return out;
+}
+
+}  // namespace faceadapt::ingest

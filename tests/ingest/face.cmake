@@ -7,3 +7,10 @@ add_executable(test_face_stage test_face_stage.cpp)
 # VideoCapture reads the walkers video; the project's OpenCV_LIBS lists no videoio.
 target_link_libraries(test_face_stage PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest_main opencv_videoio)
 gtest_discover_tests(test_face_stage DISCOVERY_TIMEOUT 120)
+
+add_executable(test_face_detect test_face_detect.cpp)
+target_link_libraries(test_face_detect PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest_main)
+if(TARGET faceadapt)
+  add_dependencies(test_face_detect faceadapt)  # the DetectCommand tests run the CLI
+endif()
+gtest_discover_tests(test_face_detect DISCOVERY_TIMEOUT 120)

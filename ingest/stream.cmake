@@ -5,5 +5,6 @@ target_sources(faceadapt_ingest PRIVATE
   src/frame_queue.cpp
   src/camera_source.cpp
   src/rtsp_test_server.cpp
-  src/pipeline.cpp)
+  src/pipeline.cpp
+  src/pipeline_face_stage.cpp)
 target_link_libraries(faceadapt_ingest PRIVATE PkgConfig::GST PkgConfig::GSTRTSP spdlog::spdlog)

@@ -1,6 +1,7 @@
 // FrameQueue and FacePipeline: drop-oldest queues, per-camera serialisation in the worker pool,
 // prompt shutdown; with the real FaceStage on the slideshow camera when it is built.
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <set>
 
@@ -153,6 +154,92 @@ TEST(FacePipeline, RejectsDuplicateCameraIds) {
     };
     std::vector<config::CameraConfig> cams{test_camera("x", "rtsp://127.0.0.1:1/a"), test_camera("x", "rtsp://127.0.0.1:1/b")};
     EXPECT_THROW(FacePipeline(cams, detect, nullptr, factory), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace faceadapt::test
+
+namespace faceadapt::test {
+namespace {
+
+// Landmarks that look like a face: inside (a margin around) the box, the nose tip between the
+// eyes and the mouth, the eyes apart.
+void expect_plausible(const ingest::FaceObservation& o) {
+    const cv::Rect2f box(o.bbox);
+    const cv::Rect2f margin(box.x - box.width * 0.3f, box.y - box.height * 0.3f, box.width * 1.6f, box.height * 1.6f);
+    for (const auto& p : o.landmarks) EXPECT_TRUE(margin.contains(p)) << "landmark " << p << " far from box " << o.bbox;
+    auto mean = [&](int from, int to) {
+        cv::Point2f m(0, 0);
+        for (int i = from; i <= to; ++i) m += o.landmarks[i];
+        return m * (1.0f / static_cast<float>(to - from + 1));
+    };
+    const cv::Point2f left_eye = mean(36, 41), right_eye = mean(42, 47), mouth = mean(48, 67);
+    const cv::Point2f nose = o.landmarks[30];
+    // In the face's own frame (heads tilt): x along the eyes, y from the eyes to the mouth.
+    const cv::Point2f eyes = (left_eye + right_eye) * 0.5f, across = right_eye - left_eye, down = mouth - eyes;
+    const float cross = across.x * down.y - across.y * down.x;
+    EXPECT_GT(cross, 0.0f) << "mouth below the eyes, left eye on the left";
+    const float t = (nose - eyes).dot(down) / down.dot(down);
+    EXPECT_GT(t, 0.1f) << "nose tip between eyes and mouth";
+    EXPECT_LT(t, 0.95f) << "nose tip between eyes and mouth";
+    EXPECT_GT(std::sqrt(across.dot(across)), box.width * 0.2f) << "eyes apart";
+    EXPECT_EQ(o.chip.rows, 150);
+    EXPECT_EQ(o.chip.cols, 150);
+    EXPECT_EQ(o.chip.type(), CV_8UC3);
+    EXPECT_GE(o.track_id, 1);
+}
+
+struct Collected {
+    std::mutex mutex;
+    std::vector<FaceObservation> all;
+    void operator()(FaceObservation&& o) {
+        std::lock_guard lock(mutex);
+        all.push_back(std::move(o));
+    }
+    std::size_t size() {
+        std::lock_guard lock(mutex);
+        return all.size();
+    }
+};
+
+// Runs one camera of `server_args` through the real FaceStage until `min_faces` observations
+// arrive; checks each of them and the camera's counters.
+void expect_aligned_chips(std::map<std::string, std::string> server_args, const std::string& id, double detect_fps,
+                          std::size_t min_faces, cv::Size frame_size) {
+    ServerProcess server(std::move(server_args));
+    server.start();
+    config::DetectConfig detect;
+    detect.min_face_px = 60;
+    Collected faces;
+    FacePipeline pipeline({test_camera(id, server.url(), detect_fps)}, detect, std::ref(faces),
+                          ingest::face_stage_factory(detect));
+    pipeline.start();
+    EXPECT_TRUE(wait_until([&] { return faces.size() >= min_faces; }, 30s))
+        << "faces " << faces.size() << ", frames processed " << pipeline.stats()[0].processed << ", "
+        << pipeline.stats()[0].source.last_error;
+    pipeline.stop();
+    const auto s = pipeline.stats()[0];
+    EXPECT_EQ(s.faces, faces.size());
+    EXPECT_EQ(s.stage_errors, 0u);
+    std::lock_guard lock(faces.mutex);
+    for (const auto& o : faces.all) {
+        EXPECT_EQ(o.camera, id);
+        EXPECT_EQ(o.frame_size, frame_size);
+        expect_plausible(o);
+    }
+}
+
+TEST(FacePipeline, FaceStageOnTheSlideshowCameraYieldsAlignedChips) {
+    FACEADAPT_REQUIRE_PATH(demo_photos_dir());
+    FACEADAPT_REQUIRE_PATH(config::DetectConfig{}.landmarks_model);
+    expect_aligned_chips({{"source", demo_photos_dir().string()}, {"fps", "5"}, {"size", "1280x720"}}, "photos", 2.0, 3,
+                         {1280, 720});
+}
+
+TEST(FacePipeline, FaceStageOnTheWalkersCameraYieldsAlignedChips) {
+    FACEADAPT_REQUIRE_PATH(walkers_video());
+    FACEADAPT_REQUIRE_PATH(config::DetectConfig{}.landmarks_model);
+    expect_aligned_chips({{"source", walkers_video().string()}}, "walkers", 3.0, 2, {1920, 1080});
 }
 
 }  // namespace

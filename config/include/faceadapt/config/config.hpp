@@ -225,8 +225,10 @@ Config load_config(const std::filesystem::path& file);
 // Same, for text already in memory; `name` is used in messages.
 Config parse_config(std::string_view toml_text, const std::filesystem::path& name);
 
-// The effective configuration as TOML, secrets masked. Reparsing it gives an equal Config
-// (except the masked secrets).
+// The effective configuration as TOML (every key, defaults filled in), secrets masked: a
+// resolved password shows only as a comment `# password = "********"`; password_file and
+// password_env (where it comes from) are written, so reparsing the text in the same environment
+// gives an equal Config, secrets included.
 std::string to_toml(const Config& config);
 
 // rtsp://user:pass@host/x -> rtsp://user:***@host/x (for logs).

@@ -73,9 +73,10 @@ Result run(int doors, std::size_t model_bytes) {
         o.site = "bench";
         o.door = "door" + std::to_string(i);
         o.mqtt = broker.mqtt_config();
+        o.mqtt.keepalive_s = 60;  // 100 clients share one Paho receive thread in this process
         o.public_key = key.public_key();
         o.dir = tmp.path() / o.door;
-        o.queue_bytes = 8u << 20;
+        o.queue_bytes = 16u << 20;
         agents.push_back(std::make_unique<fp::DoorAgent>(o));
         agents.back()->start();
         ids.push_back(o.door);

@@ -46,6 +46,7 @@ struct DoorAgent::Impl {
     Clock::time_point last_progress = Clock::now();
     Clock::time_point last_report = Clock::now();
     std::uint64_t dropped_since_progress = 0;
+    std::set<std::string> refetch_topics;  // exact chunk topics subscribed to fetch missing chunks
 
     // Shared with Paho's callbacks and the API.
     mutable std::mutex mutex;
@@ -113,9 +114,13 @@ struct DoorAgent::Impl {
         if (session && session->connected()) {
             try {
                 session->client().unsubscribe(topics.chunk_filter(staging->manifest.model_version));
+                if (!refetch_topics.empty())
+                    session->client().unsubscribe(mqtt::string_collection::create(
+                        std::vector<std::string>(refetch_topics.begin(), refetch_topics.end())));
             } catch (const mqtt::exception&) {
             }
         }
+        refetch_topics.clear();
         std::error_code ec;
         fs::remove_all(staging->dir, ec);
         staging.reset();
@@ -166,7 +171,13 @@ struct DoorAgent::Impl {
         try {
             cli.publish(topics.door_online(options.door), "online", 1, true);
             cli.subscribe(topics.manifest(), 1);
-            if (staging) cli.subscribe(topics.chunk_filter(staging->manifest.model_version), 1);
+            if (staging) {
+                refetch_topics.clear();  // a new session has no subscriptions
+                if (staging->received == 0)
+                    cli.subscribe(topics.chunk_filter(staging->manifest.model_version), 1);
+                else
+                    refetch_missing();
+            }
         } catch (const mqtt::exception& e) {
             spdlog::warn("{}: after connecting: {}", log_name, e.what());
         }
@@ -396,10 +407,24 @@ struct DoorAgent::Impl {
         dropped_since_progress = 0;
         spdlog::info("{}: no chunk of version {} for {} ms ({}/{} received); asking the broker again", log_name,
                      staging->manifest.model_version, wait.count(), staging->received, staging->have.size());
+        refetch_missing();
+    }
+
+    // Subscribes to the exact topic of each missing chunk: the broker sends just those
+    // retained chunks (subscribing to the wildcard again would re-send all of them).
+    void refetch_missing() {
+        std::vector<std::string> missing;
+        for (std::size_t i = 0; i < staging->have.size(); ++i)
+            if (!staging->have[i]) missing.push_back(topics.chunk(staging->manifest.model_version, i));
         try {
-            session->client().subscribe(topics.chunk_filter(staging->manifest.model_version), 1);
+            for (std::size_t from = 0; from < missing.size(); from += 64) {
+                std::vector<std::string> batch(missing.begin() + static_cast<std::ptrdiff_t>(from),
+                                               missing.begin() + static_cast<std::ptrdiff_t>(std::min(missing.size(), from + 64)));
+                session->client().subscribe(mqtt::string_collection::create(batch), std::vector<int>(batch.size(), 1));
+                refetch_topics.insert(batch.begin(), batch.end());
+            }
         } catch (const mqtt::exception& e) {
-            spdlog::debug("{}: resubscribe: {}", log_name, e.what());
+            spdlog::debug("{}: refetch: {}", log_name, e.what());
         }
     }
 };

@@ -6,11 +6,14 @@
 //   OR'ed with the difference to the previous small frame after compensating the camera's own
 //   motion (a similarity transform fitted with RANSAC to tracked corners), which is what still
 //   works while a camera pans, zooms or shakes (MOG2's model is restarted then). The frame is
-//   cut into tiles of about one face; tiles with motion, grown by a margin so that a face whose
-//   centre is in the tile fits whole in the crop, and the boxes of live tracks, grown likewise,
+//   cut into tiles of about one face. A face sits at the top of whatever moves with it, so the
+//   moving tiles within `head_band_faces` of the top of each vertical run of moving tiles are
+//   searched on every frame, while the rest of a moving shape (bodies) shares a small
+//   round-robin budget (`body_budget`, longest-waiting first). Selected tiles, grown by a margin
+//   so that a face on them fits whole in a crop, and the boxes of live tracks, grown likewise,
 //   are merged into a few crops of the full-resolution frame. The first frame (no history
 //   yet) gives the whole frame, and so does a frame whose crops would add up to more than
-//   `full_frame_above` of it.
+//   `full_frame_above` of it. Measured on walkers-1080p.mp4: see bench/ingest/bench_face_stage.
 // THREAD SAFETY
 //   Not thread-safe: one per camera, used by one thread at a time.
 #pragma once

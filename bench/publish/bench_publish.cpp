@@ -86,6 +86,7 @@ Result run(int doors, std::size_t model_bytes) {
     fp::PublisherOptions po;
     po.site = "bench";
     po.mqtt = broker.mqtt_config();
+    po.mqtt.keepalive_s = 60;
     fp::Publisher publisher(po);
     auto before = broker_counters(broker.url());
     auto t0 = Clock::now();

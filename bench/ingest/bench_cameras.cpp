@@ -5,8 +5,8 @@
 //   source  CameraSource: decode, sample 5 fps, BGR on sampled frames only
 //   full    FacePipeline with the real FaceStage (motion-gated HOG, landmarks, chips)
 // all measured in this one run against the same streams. "Sustained" = the face workers keep
-// up: no frame dropped from the bounded queues during the window and >= 90% of the expected
-// 5 fps x N frames processed.
+// up (no growing queue): >= 95% of the offered 5 fps x N frames processed in the window and at
+// most 2% of them dropped from the bounded queues.
 //
 // The cameras are a child process (this executable with --serve) running RtspTestServer with
 // one mount per camera, passing a 720p25 H.264 file through (no encoding in the measurement).
@@ -373,12 +373,16 @@ int main(int argc, char** argv) {
     int sustained_max = 0;
     Measure at_ref;
     double stage_cpu_per_frame = 0;  // lowest CPU seconds of the face stage per processed frame
-    for (int n : {2, 4, 8, 12}) {
+    for (int n : {2, 4, 6, 8, 10, 12}) {
         if (n > max_cameras) break;
         const Measure full = full_pipeline(base, n, window_s, detect);
         const double bare_n = bare.cpu_cores / n_ref * n;  // bare decode scales per camera
         const double ratio = full.cpu_cores / (bare_n + full.detect_cores);
-        const bool ok = full.all_streaming && full.drops == 0 && full.fps_per_camera >= 0.9 * kDetectFps;
+        // Steady state: the workers keep up with what the cameras offer (a frame or two dropped
+        // in a burst is not a growing queue).
+        const double offered = kDetectFps * n * window_s;
+        const bool ok = full.all_streaming && full.fps_per_camera >= 0.95 * kDetectFps &&
+                        static_cast<double>(full.drops) <= 0.02 * offered;
         if (ok) sustained_max = n;
         // Contention inflates CPU time per frame (shared caches, SMT): keep the lowest seen.
         if (full.stage_ms > 0 && (stage_cpu_per_frame == 0 || full.stage_ms / 1000.0 < stage_cpu_per_frame))

@@ -189,8 +189,8 @@ std::vector<NamedPair> read_lfw_pairs(const fs::path& file) {
 void run_embed(const fs::path& dir, bool align, const ModelArgs& margs, const fs::path& out_file) {
     const auto files = list_images(dir);
     if (files.empty()) throw BadInput("no images under " + dir.string());
+    const Chips chips = make_chips(files, align);  // bad chips are reported before the model loads
     const auto embedder = make_embedder(margs);
-    const Chips chips = make_chips(files, align);
     const auto embeddings = embed_chips(embedder, chips);
     const fs::path tmp = out_file.string() + ".tmp";
     {

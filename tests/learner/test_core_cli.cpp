@@ -1,5 +1,7 @@
 // The `faceadapt embed` and `faceadapt eval` commands, run as a user would.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -124,14 +126,21 @@ TEST(EvalCli, JsonKeysOnASmallFolder) {
     const fs::path lfw = tmp.path() / "lfw";
     std::ofstream p(pairs);
     p << "20\n";
-    const std::vector<std::string> ids{"s1", "s2", "s3", "s4", "yaleB01", "yaleB02", "yaleB05", "yaleB10"};
+    std::vector<std::string> ids;
+    for (const auto& e : fs::directory_iterator(tmp.path()))
+        if (e.is_directory() && e.path().filename() != "lfw") ids.push_back(e.path().filename().string());
+    std::sort(ids.begin(), ids.end());
+    ASSERT_EQ(ids.size(), 8u);
     for (const auto& id : ids) {
         fs::create_directories(lfw / "images" / id);
-        int k = 1;
-        for (const char* f : {"1.png", "2.png", "10.png"}) {
+        std::vector<fs::path> files;
+        for (const auto& f : fs::directory_iterator(tmp.path() / id)) files.push_back(f.path());
+        std::sort(files.begin(), files.end());
+        ASSERT_EQ(files.size(), 3u) << id;
+        for (std::size_t k = 0; k < files.size(); ++k) {
             char buf[32];
-            std::snprintf(buf, sizeof buf, "_%04d.png", k++);
-            fs::copy_file(tmp.path() / id / f, lfw / "images" / id / (id + buf));
+            std::snprintf(buf, sizeof buf, "_%04zu.png", k + 1);
+            fs::copy_file(files[k], lfw / "images" / id / (id + buf));
         }
     }
     for (std::size_t i = 0; i < ids.size(); ++i) {

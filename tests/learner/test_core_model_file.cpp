@@ -8,32 +8,16 @@
 #include <torch/torch.h>
 
 #include "faceadapt/learner/model_file.hpp"
+#include "test_core_util.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace faceadapt::learner;
+using faceadapt::test::error_of;
+using faceadapt::test::slurp;
+using faceadapt::test::spit;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-void spit(const fs::path& p, const std::string& s) {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out << s;
-}
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "(no exception)";
-}
 
 class ModelFileTest : public ::testing::Test {
 protected:

@@ -12,8 +12,10 @@
 
 #include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/learner/face_resnet.hpp"
+#include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/weights_import.hpp"
 #include "mini_json.hpp"
+#include "test_core_util.hpp"
 #include "test_support.hpp"
 
 #ifdef FACEADAPT_HAVE_OPENCV
@@ -23,6 +25,9 @@
 
 namespace fs = std::filesystem;
 using namespace faceadapt::learner;
+using faceadapt::test::error_of;
+using faceadapt::test::slurp;
+using faceadapt::test::spit;
 
 namespace {
 
@@ -30,31 +35,10 @@ fs::path model_dir() { return faceadapt::test::weights_dir() / "model"; }
 constexpr const char* kManifest = "face_recognition_model-weights_manifest.json";
 constexpr const char* kBin = "face_recognition_model.bin";
 
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-void spit(const fs::path& p, const std::string& s) {
-    std::ofstream out(p, std::ios::binary);
-    out << s;
-}
-
 // Copies the real weights into a temp folder so that one file can be damaged.
 void copy_weights(const fs::path& to) {
     fs::copy_file(model_dir() / kManifest, to / kManifest);
     fs::copy_file(model_dir() / kBin, to / kBin);
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "(no exception)";
 }
 
 }  // namespace
@@ -183,6 +167,24 @@ TEST(WeightsImport, WrongManifestIsRejected) {
     spit(dir.path() / kManifest, wrong);
     msg = error_of([&] { import_face_api_weights(dir.path()); });
     EXPECT_NE(msg.find("unknown tensor"), std::string::npos) << msg;
+}
+
+TEST(Embedder, ModelFileGivesTheSourceModelsEmbeddings) {
+    FACEADAPT_REQUIRE_PATH(model_dir() / kManifest);
+    faceadapt::test::TempDir dir;
+    auto net = load_source_model();
+    ModelMetadata meta;
+    meta.provenance_json = "{\"imported\": true}";
+    save_model(net, meta, dir.path() / "source.fam");
+    const Embedder from_source({}, "cpu", 4), from_file(dir.path() / "source.fam", "cpu", 2);
+    EXPECT_EQ(from_file.metadata().provenance_json, "{\"imported\": true}");
+    std::vector<std::uint8_t> raw(3 * 150 * 150 * 3);
+    for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
+    const auto a = from_source.embed(raw.data(), 3), b = from_file.embed(raw.data(), 3);
+    ASSERT_EQ(b.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i)
+        for (std::size_t k = 0; k < 128; ++k) EXPECT_NEAR(a[i][k], b[i][k], 1e-5);
+    EXPECT_TRUE(from_source.embed(raw.data(), 0).empty());
 }
 
 #ifdef FACEADAPT_HAVE_OPENCV

@@ -5,10 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -190,11 +188,12 @@ std::vector<std::string> section_names() {
 
 // ---- checks that need more than one key or the file system --------------------------------
 
-// The text of a secret file, trailing newlines removed; or the reason it cannot be had.
-std::optional<std::string> read_small_file(const fs::path& file, std::string& error) {
+// The whole text of `file` (at most `limit` bytes), or nullopt with the reason in `error`.
+std::optional<std::string> read_small_file(const fs::path& file, std::string& error,
+                                           std::size_t limit = 1u << 20) {
     std::error_code ec;
     if (fs::is_directory(file, ec)) {
-        error = "is a directory";
+        error = "Is a directory";
         return std::nullopt;
     }
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
@@ -206,8 +205,8 @@ std::optional<std::string> read_small_file(const fs::path& file, std::string& er
     char buf[4096];
     while (std::size_t n = std::fread(buf, 1, sizeof buf, f.get())) {
         text.append(buf, n);
-        if (text.size() > (1u << 20)) {
-            error = "is larger than 1 MiB";
+        if (text.size() > limit) {
+            error = "larger than " + std::to_string(limit >> 20) + " MiB";
             return std::nullopt;
         }
     }
@@ -254,7 +253,7 @@ void check_readable(Reader& r, const toml::table& table, const std::string& pref
     std::error_code ec;
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
     const std::string error = !f ? std::strerror(errno)
-                              : fs::is_directory(file, ec) ? "is a directory" : "";
+                              : fs::is_directory(file, ec) ? "Is a directory" : "";
     if (!error.empty()) {
         r.add(where(table, key), prefix + "." + std::string(key),
               "cannot read '" + file.string() + "': " + error);
@@ -263,6 +262,7 @@ void check_readable(Reader& r, const toml::table& table, const std::string& pref
 
 void read_cameras(Reader& r, const toml::node& node, std::vector<CameraConfig>& cameras) {
     const auto* array = node.as_array();
+    if (array && array->empty()) return;  // `camera = []`: no cameras
     if (!array || !array->is_array_of_tables()) {
         return r.add(node.source(), "camera",
                      "expected an array of tables: write a [[camera]] block per camera, got " +
@@ -386,15 +386,10 @@ Config parse_config(std::string_view toml_text, const fs::path& name) {
 }
 
 Config load_config(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::ostringstream text;
-    if (!in || !(text << in.rdbuf())) {
-        const int err = errno;
-        throw ConfigError({ConfigIssue{file, 0, 0, "",
-                                       std::string("cannot read the file: ") +
-                                           (err ? std::strerror(err) : "unknown error")}});
-    }
-    Config config = parse_config(text.str(), file);
+    std::string error;
+    const auto text = read_small_file(file, error, 16u << 20);
+    if (!text) throw ConfigError({ConfigIssue{file, 0, 0, "", "cannot read the file: " + error}});
+    Config config = parse_config(*text, file);
     std::size_t enabled = 0;
     for (const auto& camera : config.cameras) enabled += camera.enabled ? 1 : 0;
     spdlog::debug("config {}: site '{}', {} camera(s), {} enabled", file.string(), config.site.id,

@@ -26,8 +26,10 @@ namespace faceadapt::config::detail {
 // Collects the issues of one parse, located in `file`; resolves relative paths against it.
 class Reader {
 public:
-    explicit Reader(std::filesystem::path file)
-        : file_(std::move(file)), base_(file_.parent_path()) {}
+    explicit Reader(std::filesystem::path file) : file_(std::move(file)) {
+        std::error_code ec;  // a relative name means relative to the working directory
+        base_ = std::filesystem::absolute(file_.empty() ? "." : file_, ec).parent_path();
+    }
 
     void add(const toml::source_region& where, std::string key_path, std::string message) {
         issues_.push_back({file_, static_cast<int>(where.begin.line),
@@ -36,7 +38,7 @@ public:
     }
     // A relative path in the file means relative to the file's directory.
     std::filesystem::path resolve(const std::filesystem::path& p) const {
-        if (p.empty() || p.is_absolute() || base_.empty()) return p;
+        if (p.empty() || p.is_absolute()) return p;
         return (base_ / p).lexically_normal();
     }
     const std::filesystem::path& file() const { return file_; }

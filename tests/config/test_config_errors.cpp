@@ -1,5 +1,6 @@
 // Table-driven: each malformed site file gives exactly one issue, at an exact line:column, for an
 // exact key path, with a message saying what was expected.
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct BadCase {
     const char* key_path;
     const char* fragment;  // must appear in the message
 };
+
+// Names the case in test listings (instead of a byte dump).
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 // A valid camera block (lines 1-3) followed by `extra`, which starts on line 4.
 std::string camera(const std::string& extra) {

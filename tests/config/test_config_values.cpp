@@ -116,6 +116,23 @@ TEST(ConfigValues, ExampleIsValidAndDocumentsTheDefaults) {
     for (const auto& camera : c.cameras) EXPECT_EQ(camera.url.rfind("rtsp://127.0.0.1:", 0), 0u);
 }
 
+TEST(ConfigValues, RelativeNamesRoundTrip) {
+    // A file named relative to the working directory: its relative paths become absolute once,
+    // so printing and reparsing under the same name does not move them again.
+    const auto first = cfg::parse_config("[site]\nstate_dir = \"state\"\n", "conf/site.toml");
+    EXPECT_EQ(first.site.state_dir, fs::current_path() / "conf/state");
+    EXPECT_EQ(cfg::parse_config(cfg::to_toml(first), "conf/site.toml"), first);
+}
+
+TEST(ConfigValues, EmptyFileAndEmptyCameraArrayAreValid) {
+    faceadapt::test::TempDir dir;
+    write_text(dir.path() / "empty.toml", "");
+    EXPECT_TRUE(cfg::load_config(dir.path() / "empty.toml").cameras.empty());
+    EXPECT_TRUE(cfg::parse_config("camera = []\n", "x.toml").cameras.empty());
+    // A directory is not a configuration file.
+    EXPECT_THROW(cfg::load_config(dir.path()), cfg::ConfigError);
+}
+
 TEST(ConfigValues, DemoConfigIsValid) {
     const auto c = cfg::load_config(faceadapt::test::source_dir() / "config/demo.toml");
     ASSERT_EQ(c.cameras.size(), 1u);
@@ -205,7 +222,7 @@ TEST(ConfigSecrets, PasswordFileThatIsADirectory) {
         FAIL() << "accepted a directory as password file";
     } catch (const cfg::ConfigError& e) {
         ASSERT_EQ(e.issues().size(), 1u);
-        EXPECT_NE(e.issues()[0].message.find("is a directory"), std::string::npos);
+        EXPECT_NE(e.issues()[0].message.find("Is a directory"), std::string::npos);
     }
 }
 

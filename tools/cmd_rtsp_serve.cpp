@@ -5,7 +5,6 @@
 //                        FILE|DIR
 // Serves until SIGINT/SIGTERM. Prints "rtsp-serve: ready rtsp://address:port/mount" on stdout
 // once it listens (scripts and tests wait for that line).
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -40,20 +39,10 @@ int parse_size(const std::string& text, ingest::RtspMount& mount) {
 int run_rtsp_serve(RtspServeArgs& args) {
     if (int rc = parse_size(args.size, args.mount)) return rc;
     args.options.mounts = {args.mount};
-    // Block the stop signals before any thread starts, then wait for one of them.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     try {
-        ingest::RtspTestServer server(args.options);
-        server.start();
-        std::cout << "rtsp-serve: ready " << server.url(args.mount.path) << std::endl;
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
-        spdlog::info("rtsp-serve: signal {}, stopping", sig);
-        server.stop();
+        ingest::RtspTestServer::serve_until_signal(args.options, [&](const ingest::RtspTestServer& server) {
+            std::cout << "rtsp-serve: ready " << server.url(args.mount.path) << std::endl;
+        });
     } catch (const std::invalid_argument& e) {
         spdlog::error("{}", e.what());
         return 2;

@@ -171,16 +171,7 @@ int serve_main(char** argv) {
         m.source = argv[3];
         o.mounts.push_back(m);
     }
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGTERM);
-    sigaddset(&s, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &s, nullptr);
-    ingest::RtspTestServer server(o);
-    server.start();
-    int sig = 0;
-    sigwait(&s, &sig);
-    server.stop();
+    ingest::RtspTestServer::serve_until_signal(o);
     return 0;
 }
 

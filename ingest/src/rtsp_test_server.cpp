@@ -9,6 +9,8 @@
 // The media pipeline's sinks sync to the clock, so frames leave at their real rate.
 #include "faceadapt/ingest/rtsp_test_server.hpp"
 
+#include <csignal>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -485,6 +487,23 @@ void RtspTestServer::stop() {
     gst::invoke(d.context.get(), [&d] { g_main_loop_quit(d.loop.get()); });
     d.thread.join();
     d.server.reset();
+}
+
+int RtspTestServer::serve_until_signal(RtspServerOptions options,
+                                       const std::function<void(const RtspTestServer&)>& on_ready) {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    RtspTestServer server(std::move(options));
+    server.start();
+    if (on_ready) on_ready(server);
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("rtsp-serve: signal {}, stopping", sig);
+    server.stop();
+    return sig;
 }
 
 int RtspTestServer::port() const { return impl_->bound_port.load(); }

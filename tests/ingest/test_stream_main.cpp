@@ -133,17 +133,8 @@ int serve_main(int argc, char** argv) {
     if (kv.count("fps")) mount.fps = std::stod(kv["fps"]);
     if (kv.count("size")) std::sscanf(kv["size"].c_str(), "%dx%d", &mount.width, &mount.height);
     options.mounts.push_back(mount);
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     try {
-        ingest::RtspTestServer server(options);
-        server.start();
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
-        server.stop();
+        ingest::RtspTestServer::serve_until_signal(options);
     } catch (const std::exception& e) {
         std::cerr << "test server: " << e.what() << "\n";
         return 1;

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,13 @@ public:
     void stop();
 
     int port() const;                                        // the bound port after start()
+
+    // The body of a server process: blocks SIGINT and SIGTERM in the calling thread (call it
+    // before the process starts other threads, so that they inherit the mask), starts a server
+    // with `options`, calls `on_ready` with it, waits for one of those signals and stops.
+    // Returns the signal number. throws what the constructor and start() throw.
+    static int serve_until_signal(RtspServerOptions options,
+                                  const std::function<void(const RtspTestServer&)>& on_ready = {});
     // "rtsp://address:port/mount" (without credentials).
     std::string url(const std::string& mount = "/cam") const;
 

@@ -289,9 +289,10 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
         if (iter_ == o_.iters || iter_ % std::max(1, o_.iters / 10) == 0) {
             const double per_iter = std::chrono::duration<double>(Clock::now() - cycle_t0).count() / done;
             const double left = per_iter * ((o_.iters - iter_) + double(o_.cycles - cycle_ - 1) * o_.iters);
-            log(fmt("cycle %d/%d iter %d/%d loss1 %.3f%s (%s) %.1f images/s ETA %s", cycle_ + 1, o_.cycles, iter_,
-                    o_.iters, loss1.item<double>(), mmt ? fmt(" loss2 %.3f", loss2.item<double>()).c_str() : "",
-                    detail.c_str(), ips, duration_text(left).c_str()));
+            const double l1 = loss1.item<double>(), l2 = mmt ? loss2.item<double>() : 0.0;
+            log(fmt("cycle %d/%d iter %d/%d loss %.4f (net1 %.4f: %s%s) %.1f images/s ETA %s", cycle_ + 1, o_.cycles,
+                    iter_, o_.iters, l1 + l2, l1, detail.c_str(), mmt ? fmt("; net2 %.4f", l2).c_str() : "", ips,
+                    duration_text(left).c_str()));
         }
     }
     report.loss1 = done ? sum1 / done : 0;

@@ -1,0 +1,366 @@
+// adapt_benchmark: the Yale B site-adaptation benchmark of issue 4 (run by scripts/bench-adapt).
+//
+// Protocol: ../shared/datasets/yaleb, per identity, image files sorted by name; even positions
+// are the adapt set (labels unused for training), odd positions the test set. Rows: the source
+// model, naive self-training, MMT co-training. Columns: test TAR at FAR 1e-3, test rank-1,
+// pseudo-label pairwise F on the adapt set, LFW devtest pairs accuracy (10 folds), wall time.
+// Chips are aligned once (dlib HOG + 68 landmarks, pad-and-equalise retry) into a cache folder
+// of FACHIPS1 files; images without a detected face fall back to a padded resize of the whole
+// (tightly cropped) image, counted and printed. In a learner-only build the cache must exist.
+// Also prints the co-training step's images/s beside the forward/backward limit of the same
+// four nets on the same batch.
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "faceadapt/learner/cluster.hpp"
+#include "faceadapt/learner/cotrainer.hpp"
+#include "faceadapt/learner/eval.hpp"
+#include "faceadapt/learner/losses.hpp"
+#include "faceadapt/learner/weights_import.hpp"
+
+#ifdef FACEADAPT_HAVE_INGEST
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "faceadapt/ingest/face_aligner.hpp"
+#include "faceadapt/ingest/face_landmarks.hpp"
+#endif
+
+namespace fs = std::filesystem;
+namespace fl = faceadapt::learner;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Split {
+    torch::Tensor chips;      // uint8 [N,150,150,3]
+    std::vector<int> labels;  // identity index
+};
+
+void write_labels(const fs::path& p, const std::vector<int>& v) {
+    std::ofstream out(p);
+    for (int x : v) out << x << "\n";
+}
+std::vector<int> read_labels(const fs::path& p) {
+    std::ifstream in(p);
+    if (!in) throw std::runtime_error("cannot read " + p.string());
+    std::vector<int> v;
+    for (int x; in >> x;) v.push_back(x);
+    return v;
+}
+
+#ifdef FACEADAPT_HAVE_INGEST
+// Aligns each file (largest face); fallback: pad by 12% and resize the whole image.
+torch::Tensor align_files(const std::vector<fs::path>& files, int& fallbacks, bool lfw) {
+    auto landmarks = std::make_shared<const faceadapt::ingest::LandmarkModel>();
+    auto out = torch::empty({static_cast<int64_t>(files.size()), 150, 150, 3}, torch::kUInt8);
+    std::atomic<size_t> next{0};
+    std::atomic<int> fb{0};
+    std::vector<std::thread> threads;
+    for (unsigned w = 0; w < std::max(1u, std::thread::hardware_concurrency()); ++w)
+        threads.emplace_back([&] {
+            faceadapt::ingest::FaceAligner aligner(landmarks);
+            for (size_t i = next++; i < files.size(); i = next++) {
+                cv::Mat img = cv::imread(files[i].string(), cv::IMREAD_COLOR), chip;
+                if (img.empty()) throw std::runtime_error("cannot read " + files[i].string());
+                auto faces = aligner.detect(img);
+                if (!faces.empty()) {
+                    chip = faces.front().chip;
+                } else {
+                    ++fb;
+                    cv::Mat rgb, padded;
+                    cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+                    if (lfw) {  // LFW: the centre 110 px (the face) as the prototype did
+                        rgb = rgb(cv::Rect((rgb.cols - 110) / 2, (rgb.rows - 110) / 2, 110, 110)).clone();
+                    }
+                    const int px = rgb.cols * 12 / 100, py = rgb.rows * 12 / 100;
+                    cv::copyMakeBorder(rgb, padded, py, py, px, px, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+                    cv::resize(padded, chip, cv::Size(150, 150), 0, 0, cv::INTER_AREA);
+                }
+                cv::Mat dst(150, 150, CV_8UC3, out[static_cast<int64_t>(i)].data_ptr<uint8_t>());
+                chip.copyTo(dst);
+            }
+        });
+    for (auto& t : threads) t.join();
+    fallbacks = fb;
+    return out;
+}
+#endif
+
+void prepare_cache(const fs::path& shared, const fs::path& cache) {
+    if (fs::exists(cache / "done")) return;
+#ifndef FACEADAPT_HAVE_INGEST
+    throw std::runtime_error("chip cache " + cache.string() +
+                             " is missing and this build has no aligner: prepare it with a full build");
+#else
+    fs::create_directories(cache);
+    const auto yale = shared / "datasets/yaleb";
+    std::vector<fs::path> ids;
+    for (const auto& e : fs::directory_iterator(yale))
+        if (e.is_directory()) ids.push_back(e.path());
+    std::sort(ids.begin(), ids.end());
+    std::vector<fs::path> adapt_files, test_files;
+    std::vector<int> adapt_labels, test_labels;
+    for (size_t k = 0; k < ids.size(); ++k) {
+        std::vector<fs::path> files;
+        for (const auto& e : fs::directory_iterator(ids[k])) {
+            auto ext = e.path().extension().string();
+            if (ext == ".png" || ext == ".pgm" || ext == ".jpg") files.push_back(e.path());
+        }
+        std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.filename() < b.filename(); });
+        for (size_t i = 0; i < files.size(); ++i) {
+            (i % 2 == 0 ? adapt_files : test_files).push_back(files[i]);
+            (i % 2 == 0 ? adapt_labels : test_labels).push_back(static_cast<int>(k));
+        }
+    }
+    auto t0 = Clock::now();
+    int fb_a = 0, fb_t = 0, fb_l = 0;
+    fl::save_chips_file(align_files(adapt_files, fb_a, false), cache / "yaleb_adapt.chips");
+    write_labels(cache / "yaleb_adapt.labels", adapt_labels);
+    fl::save_chips_file(align_files(test_files, fb_t, false), cache / "yaleb_test.chips");
+    write_labels(cache / "yaleb_test.labels", test_labels);
+    // LFW devtest: every image a pair names, aligned once; the pairs as index pairs.
+    const auto lfw = shared / "datasets/lfw-devtest";
+    std::ifstream in(lfw / "pairsDevTest.txt");
+    if (!in) throw std::runtime_error("cannot read " + (lfw / "pairsDevTest.txt").string());
+    std::string line;
+    std::getline(in, line);
+    std::map<std::string, int> index;
+    std::vector<fs::path> lfw_files;
+    std::ofstream pairs(cache / "lfw.pairs");
+    auto image = [&](const std::string& name, int n) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "_%04d.jpg", n);
+        const std::string key = name + buf;
+        auto [it, added] = index.emplace(key, static_cast<int>(lfw_files.size()));
+        if (added) lfw_files.push_back(lfw / "images" / name / key);
+        return it->second;
+    };
+    while (std::getline(in, line)) {
+        std::istringstream ss(line);
+        std::vector<std::string> f;
+        for (std::string t; ss >> t;) f.push_back(t);
+        if (f.size() == 3) pairs << image(f[0], std::stoi(f[1])) << " " << image(f[0], std::stoi(f[2])) << " 1\n";
+        else if (f.size() == 4) pairs << image(f[0], std::stoi(f[1])) << " " << image(f[2], std::stoi(f[3])) << " 0\n";
+    }
+    pairs.close();
+    fl::save_chips_file(align_files(lfw_files, fb_l, true), cache / "lfw.chips");
+    std::ofstream(cache / "alignment.txt") << "yaleb adapt " << adapt_files.size() << " (fallback " << fb_a
+                                           << "), test " << test_files.size() << " (fallback " << fb_t << "); lfw "
+                                           << lfw_files.size() << " (fallback " << fb_l << "); " << since(t0) << " s\n";
+    std::ofstream(cache / "done") << "ok\n";
+#endif
+}
+
+std::vector<fl::Embedding> embed(fl::FaceResNet net, const torch::Tensor& chips) {
+    torch::NoGradGuard ng;
+    net->eval();
+    std::vector<fl::Embedding> out;
+    for (int64_t s = 0; s < chips.size(0); s += 64) {
+        auto e = net->forward(fl::chips_to_input(chips.slice(0, s, std::min(chips.size(0), s + 64)))).contiguous();
+        for (int64_t i = 0; i < e.size(0); ++i) {
+            fl::Embedding x;
+            std::memcpy(x.data(), e[i].data_ptr<float>(), sizeof(float) * 128);
+            out.push_back(x);
+        }
+    }
+    return out;
+}
+
+struct Row {
+    std::string name;
+    double tar = 0, rank1 = 0, pseudo_f = 0, lfw = 0, seconds = 0;
+    int64_t clusters = 0, noise = 0;
+    std::string note;
+};
+
+struct Data {
+    Split adapt, test;
+    torch::Tensor lfw;
+    std::vector<fl::Pair> pairs;
+};
+
+void evaluate(const fl::FaceResNet& net, const Data& d, Row& row) {
+    const auto te = embed(net, d.test.chips);
+    row.tar = fl::verify_all_pairs(te, d.test.labels).tar_at_far_1e3;
+    row.rank1 = fl::rank1_leave_one_out(te, d.test.labels).rank1;
+    row.lfw = fl::pairs_accuracy(embed(net, d.lfw), d.pairs, 10).accuracy;
+}
+
+double pseudo_f(const std::vector<int>& truth, const std::vector<int64_t>& labels) {
+    return fl::clustering_quality(truth, std::vector<int>(labels.begin(), labels.end())).pairwise_f;
+}
+
+// Images/s of the bare four-net work of one co-training step on one batch (net1 and net2
+// forward+backward, both mean nets forward), no data loading, losses or EMA.
+double four_net_limit(const fl::FaceResNet& source, const torch::Tensor& chips, int batch, int reps) {
+    auto n1 = fl::clone_face_resnet(source), n2 = fl::clone_face_resnet(source);
+    auto m1 = fl::clone_face_resnet(source), m2 = fl::clone_face_resnet(source);
+    n1->train();
+    n2->train();
+    const auto x1 = fl::chips_to_input(chips.slice(0, 0, batch)), x2 = x1.flip({3}).contiguous();
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; ++r) {
+        const auto t0 = Clock::now();
+        auto loss = n1->forward(x1).pow(2).sum() + n2->forward(x2).pow(2).sum();
+        {
+            torch::NoGradGuard ng;
+            m1->forward(x1);
+            m2->forward(x2);
+        }
+        loss.backward();
+        if (r > 0) best = std::min(best, since(t0));  // first rep warms up
+    }
+    return batch / best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    fs::path cache = "adapt-cache", shared = FACEADAPT_SHARED_DIR;
+    int cycles = 6, iters = 50, threads = 0;
+    uint64_t seed = 0;
+    std::string methods = "source,naive,mmt";
+    fl::CoTrainOptions base;
+    bool prepare_only = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--cache") cache = val();
+        else if (a == "--shared") shared = val();
+        else if (a == "--cycles") cycles = std::stoi(val());
+        else if (a == "--iters") iters = std::stoi(val());
+        else if (a == "--seed") seed = std::stoull(val());
+        else if (a == "--methods") methods = val();
+        else if (a == "--threads") threads = std::stoi(val());
+        else if (a == "--l2sp") base.l2sp_alpha = std::stod(val());
+        else if (a == "--distill") base.distill_weight = std::stod(val());
+        else if (a == "--eps-rule") base.cluster.eps_rule = val();
+        else if (a == "--eps") base.cluster.eps = std::stod(val());
+        else if (a == "--lambda") base.ema.lambda = std::stod(val());
+        else if (a == "--erase") base.augment.erase_probability = std::stod(val());
+        else if (a == "--prepare-only") prepare_only = true;
+        else if (a == "--device") base.device = val();
+        else {
+            std::fprintf(stderr,
+                         "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--cycles N] [--iters M] [--seed S] "
+                         "[--methods source,naive,mmt] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
+                         "[--eps E] [--lambda L] [--erase P] [--device cpu|cuda] [--prepare-only]\n");
+            return 2;
+        }
+    }
+    if (threads > 0) at::set_num_threads(threads);
+    base.checkpoint.clear();
+    const auto t_all = Clock::now();
+    auto t0 = Clock::now();
+    prepare_cache(shared, cache);
+    std::printf("chip cache %s ready (%.0f s)", cache.string().c_str(), since(t0));
+    if (std::ifstream al(cache / "alignment.txt"); al) {
+        std::string s;
+        std::getline(al, s);
+        std::printf(": %s", s.c_str());
+    }
+    std::printf("\n");
+    if (prepare_only) return 0;
+
+    Data d;
+    d.adapt = {fl::load_chips_file(cache / "yaleb_adapt.chips"), read_labels(cache / "yaleb_adapt.labels")};
+    d.test = {fl::load_chips_file(cache / "yaleb_test.chips"), read_labels(cache / "yaleb_test.labels")};
+    d.lfw = fl::load_chips_file(cache / "lfw.chips");
+    {
+        std::ifstream in(cache / "lfw.pairs");
+        for (size_t a, b, s; in >> a >> b >> s;) d.pairs.push_back({a, b, s == 1});
+    }
+    const auto source = fl::load_source_model();
+    const auto set1 = fl::enhance_chips(d.adapt.chips, "stretch");
+    const auto set2 = fl::enhance_chips(d.adapt.chips, "median,smooth");
+    std::printf("yaleb adapt %lld, test %lld images; lfw %lld images, %zu pairs; torch threads %d\n",
+                (long long)d.adapt.chips.size(0), (long long)d.test.chips.size(0), (long long)d.lfw.size(0),
+                d.pairs.size(), at::get_num_threads());
+    std::fflush(stdout);
+
+    std::vector<Row> rows;
+    double mmt_ips = 0;
+    auto contains = [&](const char* m) { return ("," + methods + ",").find(std::string(",") + m + ",") != std::string::npos; };
+    if (contains("source")) {
+        Row r{"source"};
+        t0 = Clock::now();
+        evaluate(source, d, r);
+        fl::ClusterOptions co = base.cluster;
+        auto f = torch::nn::functional::normalize(torch::stack([&] {
+            std::vector<torch::Tensor> v;
+            for (const auto& e : embed(source, d.adapt.chips)) v.push_back(torch::tensor(std::vector<float>(e.begin(), e.end())));
+            return v;
+        }()), torch::nn::functional::NormalizeFuncOptions().dim(1));
+        const auto c = fl::cluster_features(f, co);
+        r.pseudo_f = pseudo_f(d.adapt.labels, c.labels);
+        r.clusters = c.num_clusters;
+        r.noise = c.num_noise;
+        r.seconds = since(t0);
+        rows.push_back(r);
+        std::printf("source: TAR %.3f rank-1 %.3f F %.3f LFW %.4f (%.0f s)\n", r.tar, r.rank1, r.pseudo_f, r.lfw, r.seconds);
+        std::fflush(stdout);
+    }
+    for (const char* m : {"naive", "mmt"}) {
+        if (!contains(m)) continue;
+        auto o = base;
+        o.method = m;
+        o.cycles = cycles;
+        o.iters = iters;
+        o.seed = seed;
+        Row r{m};
+        t0 = Clock::now();
+        fl::CoTrainer t(source, set1, std::string(m) == "mmt" ? set2 : torch::Tensor(), o);
+        t.set_log([&](const std::string& l) {
+            if (l.find(" iter ") == std::string::npos || l.find(" iter " + std::to_string(iters) + "/") != std::string::npos)
+                std::printf("  [%s] %s\n", m, l.c_str()), std::fflush(stdout);
+        });
+        const auto res = t.run();
+        r.seconds = since(t0);
+        evaluate(res.model, d, r);
+        r.pseudo_f = pseudo_f(d.adapt.labels, res.final_labels);
+        r.clusters = 0;
+        for (auto l : res.final_labels) r.clusters = std::max<int64_t>(r.clusters, l + 1);
+        r.noise = std::count(res.final_labels.begin(), res.final_labels.end(), int64_t{-1});
+        r.note = res.chosen;
+        double ips = 0;
+        for (const auto& c : res.cycles) ips += c.images_per_s / res.cycles.size();
+        if (std::string(m) == "mmt") mmt_ips = ips;
+        rows.push_back(r);
+        std::printf("%s: TAR %.3f rank-1 %.3f F %.3f LFW %.4f (%.0f s, %s, step %.1f images/s)\n", m, r.tar, r.rank1,
+                    r.pseudo_f, r.lfw, r.seconds, r.note.c_str(), ips);
+        std::fflush(stdout);
+    }
+    std::printf("\n| method | test TAR@FAR1e-3 | test rank-1 | adapt pseudo-label pairwise F (clusters/noise) | LFW devtest | wall s |\n");
+    std::printf("|---|---|---|---|---|---|\n");
+    for (const auto& r : rows)
+        std::printf("| %s%s | %.3f | %.3f | %.3f (%lld/%lld) | %.4f | %.0f |\n", r.name.c_str(),
+                    r.note.empty() ? "" : (" (" + r.note + ")").c_str(), r.tar, r.rank1, r.pseudo_f,
+                    (long long)r.clusters, (long long)r.noise, r.lfw, r.seconds);
+    if (mmt_ips > 0) {
+        const int batch = base.batch_ids * base.batch_per_id;
+        const double limit = four_net_limit(source, set1, batch, 3);
+        std::printf("\nco-training step %.1f images/s vs four-net forward/backward limit %.1f images/s on the same "
+                    "batch of %d: ratio %.2f (target >= 0.9)\n",
+                    mmt_ips, limit, batch, mmt_ips / limit);
+    }
+    std::printf("total %.0f s (cycles %d x iters %d, seed %llu, l2sp %.1f, distill %.2f, eps rule %s)\n", since(t_all),
+                cycles, iters, (unsigned long long)seed, base.l2sp_alpha, base.distill_weight,
+                base.cluster.eps_rule.c_str());
+    return 0;
+}

@@ -154,3 +154,38 @@ TEST(FaceAligner, SmallGreyPhotoNeedsUpsampling) {
     EXPECT_LE(faces.front().bbox.width, grey.cols);
     EXPECT_GE(faces.front().bbox.width, grey.cols / 3);
 }
+
+// The alignment the source model was trained on: ../shared/reference/embeddings/chips holds 24
+// chips (ORL and Yale B) made with dlib's own pipeline; ours must reproduce them closely.
+TEST(FaceAligner, ReproducesTheReferenceChips) {
+    const fs::path chips = faceadapt::test::shared_dir() / "reference" / "embeddings" / "chips";
+    const fs::path datasets = faceadapt::test::shared_dir() / "datasets";
+    FACEADAPT_REQUIRE_PATH(chips);
+    FACEADAPT_REQUIRE_PATH(datasets / "orl");
+    const FaceAligner aligner(shared_model());
+    int compared = 0;
+    double total = 0;
+    for (const auto& entry : fs::directory_iterator(chips)) {
+        // s1_10.png -> orl/s1/10.png; yaleB01_yaleB01_P00A+000E+00.png -> yaleb/yaleB01/yaleB01_P00A+000E+00.png
+        const std::string name = entry.path().filename().string();
+        const auto cut = name.find('_');
+        ASSERT_NE(cut, std::string::npos) << name;
+        const std::string folder = name.substr(0, cut), file = name.substr(cut + 1);
+        const fs::path source = folder.rfind("yaleB", 0) == 0 ? datasets / "yaleb" / folder / file
+                                                              : datasets / "orl" / folder / file;
+        if (!fs::exists(source)) continue;
+        const cv::Mat image = cv::imread(source.string(), cv::IMREAD_COLOR);
+        const auto faces = aligner.detect(image);
+        ASSERT_FALSE(faces.empty()) << source;
+        cv::Mat ours;
+        cv::cvtColor(faces.front().chip, ours, cv::COLOR_RGB2BGR);
+        const cv::Mat reference = cv::imread(entry.path().string(), cv::IMREAD_COLOR);
+        ASSERT_EQ(reference.size(), ours.size()) << entry.path();
+        const double mean_abs = cv::norm(ours, reference, cv::NORM_L1) / (ours.total() * 3.0);
+        EXPECT_LT(mean_abs, 8.0) << name << ": chip differs from the reference";  // measured 1.4..6.2
+        total += mean_abs;
+        ++compared;
+    }
+    ASSERT_GT(compared, 0) << "no reference chip had its source image";
+    EXPECT_LT(total / compared, 4.0) << "mean over " << compared << " chips";  // measured 2.6
+}

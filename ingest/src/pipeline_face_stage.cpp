@@ -1,25 +1,42 @@
 // face_stage_factory: the production FrameProcessor, one FaceStage per camera sharing one
-// landmark model (loaded on the first camera, ~100 MB).
+// landmark model (~100 MB).
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 
 #include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/ingest/face_pipeline.hpp"
 #include "faceadapt/ingest/face_stage.hpp"
 
 namespace faceadapt::ingest {
+namespace {
 
-ProcessorFactory face_stage_factory(const config::DetectConfig& detect) {
-    struct Shared {
-        std::once_flag once;
-        std::shared_ptr<const LandmarkModel> landmarks;
-    };
-    auto shared = std::make_shared<Shared>();
+struct SharedLandmarks {
+    std::once_flag once;
+    std::shared_ptr<const LandmarkModel> model;
+};
+
+ProcessorFactory make_factory(const config::DetectConfig& detect, std::shared_ptr<SharedLandmarks> shared) {
     return [detect, shared](const config::CameraConfig& camera) -> FrameProcessor {
-        std::call_once(shared->once, [&] { shared->landmarks = std::make_shared<const LandmarkModel>(detect.landmarks_model); });
-        auto stage = std::make_shared<FaceStage>(camera.id, detect, camera.min_face_px, shared->landmarks);
+        std::call_once(shared->once, [&] {
+            if (!shared->model) shared->model = std::make_shared<const LandmarkModel>(detect.landmarks_model);
+        });
+        auto stage = std::make_shared<FaceStage>(camera.id, detect, camera.min_face_px, shared->model);
         return [stage](const Frame& frame) { return stage->process(frame.bgr, frame.timestamp); };
     };
+}
+
+}  // namespace
+
+ProcessorFactory face_stage_factory(const config::DetectConfig& detect) {
+    return make_factory(detect, std::make_shared<SharedLandmarks>());
+}
+
+ProcessorFactory face_stage_factory(const config::DetectConfig& detect, std::shared_ptr<const LandmarkModel> landmarks) {
+    if (!landmarks) throw std::invalid_argument("face_stage_factory: no landmark model given");
+    auto shared = std::make_shared<SharedLandmarks>();
+    shared->model = std::move(landmarks);
+    return make_factory(detect, std::move(shared));
 }
 
 }  // namespace faceadapt::ingest

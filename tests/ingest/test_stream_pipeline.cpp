@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/ingest/face_pipeline.hpp"
 #include "faceadapt/ingest/frame_queue.hpp"
 #include "test_stream_support.hpp"
@@ -161,6 +162,23 @@ TEST(FacePipeline, RejectsDuplicateCameraIds) {
 
 namespace faceadapt::test {
 namespace {
+
+TEST(FacePipeline, FaceStageFactorySharesAGivenLandmarkModel) {
+    config::DetectConfig detect;
+    FACEADAPT_REQUIRE_PATH(detect.landmarks_model);
+    EXPECT_THROW(ingest::face_stage_factory(detect, nullptr), std::invalid_argument);
+    auto model = std::make_shared<const ingest::LandmarkModel>(detect.landmarks_model);
+    auto factory = ingest::face_stage_factory(detect, model);
+    auto a = factory(test_camera("a", "rtsp://127.0.0.1:1/a"));
+    auto b = factory(test_camera("b", "rtsp://127.0.0.1:1/b"));
+    EXPECT_EQ(model.use_count(), 4) << "the caller, the factory and the two cameras' stages share one model";
+    Frame blank;
+    blank.camera = "a";
+    blank.bgr = cv::Mat(360, 640, CV_8UC3, cv::Scalar(90, 90, 90));
+    EXPECT_TRUE(a(blank).empty()) << "no face in a grey frame";
+    blank.bgr = cv::Mat();
+    EXPECT_THROW(b(blank), std::invalid_argument) << "an empty frame is bad input";
+}
 
 // Landmarks that look like a face: inside (a margin around) the box, the nose tip between the
 // eyes and the mouth, the eyes apart.

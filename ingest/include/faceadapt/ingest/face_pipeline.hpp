@@ -28,6 +28,8 @@
 
 namespace faceadapt::ingest {
 
+class LandmarkModel;  // face_landmarks.hpp
+
 // Turns one camera's frames into observations. Called by one thread at a time per camera;
 // may throw (the pipeline counts and logs the error and carries on with the next frame).
 using FrameProcessor = std::function<std::vector<FaceObservation>(const Frame&)>;
@@ -37,7 +39,11 @@ using ProcessorFactory = std::function<FrameProcessor(const config::CameraConfig
 // The production processor: one ingest::FaceStage per camera, with the camera's min_face_px
 // (or detect.min_face_px when the camera leaves it 0).
 // throws (when a processor is made) what FaceStage throws, e.g. a missing landmark model.
+// Copies of the returned factory share one landmark model (~100 MB), loaded on first use.
 ProcessorFactory face_stage_factory(const config::DetectConfig& detect);
+// Same, with a landmark model already loaded (to share it between several FacePipelines).
+// throws std::invalid_argument when `landmarks` is null.
+ProcessorFactory face_stage_factory(const config::DetectConfig& detect, std::shared_ptr<const LandmarkModel> landmarks);
 
 struct CameraPipelineStats {
     std::string camera;

@@ -53,15 +53,16 @@ struct Location {
 };
 
 int enroll(const cfg::Config& config, const std::string& name, const std::vector<std::string>& images) {
-    const ingest::FaceAligner aligner(config.detect.landmarks_model);
     const quality::QualityScorer scorer(config.quality);
     quality::Gallery gallery(config.site.state_dir);
+    std::unique_ptr<ingest::FaceAligner> aligner;  // ~100 MB landmark model: loaded when first needed
     int refused = 0;
     for (const auto& path : images) {
         const cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
+        if (!image.empty() && !aligner) aligner = std::make_unique<ingest::FaceAligner>(config.detect.landmarks_model);
         const auto check = image.empty()
                                ? quality::EnrollCheck{false, "cannot read the image (missing or not an image)", {}, {}}
-                               : quality::check_enrollment_image(image, aligner, scorer, config.detect.min_face_px);
+                               : quality::check_enrollment_image(image, *aligner, scorer, config.detect.min_face_px);
         if (!check.ok) {
             std::cout << path << ": refused: " << check.reason << '\n';
             ++refused;

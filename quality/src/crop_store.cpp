@@ -142,7 +142,7 @@ void CropStore::Impl::repair() {
             fs::remove(p, ec);
             ++report.temp_files_removed;
         } else {
-            on_disk.insert(fs::relative(p, root).string());
+            on_disk.insert(p.string().substr(root.string().size() + 1));  // "img/<camera>/<file>"
         }
     }
     // 2. Rows without files, files whose size disagrees with the index.

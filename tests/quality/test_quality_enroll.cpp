@@ -218,10 +218,11 @@ TEST_F(Enroll, CommandLineEnrollListRemove) {
     cv::imwrite(portrait, portrait_);
     std::string out;
     EXPECT_EQ(faceadapt::test::run_command(cli.string() + " enroll --name alice " + portrait + sd, &out), 0) << out;
-    EXPECT_NE(faceadapt::test::run_command(cli.string() + " enroll --name bob " + (dir.path() / "plain.png").string() + sd, &out), 0);
-    EXPECT_NE(out.find("no face found"), std::string::npos) << out;
-    EXPECT_NE(faceadapt::test::run_command(cli.string() + " enroll --name bob /nonexistent.jpg" + sd, &out), 0);
-    EXPECT_NE(out.find("/nonexistent.jpg"), std::string::npos) << out;
+    // Both photos refused, each with its reason; nothing enrolled for bob.
+    EXPECT_EQ(faceadapt::test::run_command(cli.string() + " enroll --name bob " + (dir.path() / "plain.png").string() +
+                                               " /nonexistent.jpg" + sd, &out), 1) << out;
+    EXPECT_NE(out.find("plain.png: refused: no face found"), std::string::npos) << out;
+    EXPECT_NE(out.find("/nonexistent.jpg: refused: cannot read"), std::string::npos) << out;
     EXPECT_EQ(faceadapt::test::run_command(cli.string() + " gallery list" + sd, &out), 0) << out;
     EXPECT_NE(out.find("alice"), std::string::npos) << out;
     EXPECT_EQ(out.find("bob"), std::string::npos) << out;

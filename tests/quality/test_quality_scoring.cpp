@@ -256,3 +256,30 @@ TEST(QualityScoring, JsonRoundTrip) {
     EXPECT_THROW(q::quality_from_json("{not json"), std::invalid_argument);
     EXPECT_THROW(q::quality_from_json("{}"), std::invalid_argument);
 }
+
+TEST(QualityScoring, TunedTablesAreAValidConfigAndPreferWellExposedChips) {
+    // The proposed defaults survive the config round trip (valid [quality] section).
+    faceadapt::config::Config config;
+    config.quality = q::tuned_quality_config();
+    const auto reparsed = faceadapt::config::parse_config(faceadapt::config::to_toml(config), "tuned.toml");
+    EXPECT_EQ(reparsed.quality.exposure_coefficient, config.quality.exposure_coefficient);
+    EXPECT_EQ(reparsed.quality.min_integrity, config.quality.min_integrity);
+    // The same frontal face, well exposed in a normal scene vs dark in a dark scene.
+    faceadapt::ingest::FaceObservation bright;
+    bright.frame_size = {640, 480};
+    bright.bbox = {200, 100, 200, 200};
+    bright.landmarks = projected_landmarks(0, 0);
+    bright.chip = textured_chip();
+    bright.frame_brightness = 120;
+    faceadapt::ingest::FaceObservation dark = bright;
+    dark.chip = cv::Mat();
+    bright.chip.convertTo(dark.chip, CV_8UC3, 0.12);
+    dark.frame_brightness = 15;
+    const q::QualityScorer scorer(q::tuned_quality_config());
+    const auto good = scorer.score(bright), bad = scorer.score(dark);
+    EXPECT_TRUE(good.accepted) << good.reason;
+    EXPECT_FALSE(bad.accepted);
+    EXPECT_LT(bad.exposure_factor, good.exposure_factor);
+    EXPECT_LT(bad.W1, good.W1);  // in the dark the image part weighs more (step 132)
+    EXPECT_NE(bad.reason.find("exposure"), std::string::npos) << bad.reason;
+}

@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
@@ -114,8 +117,16 @@ std::filesystem::path Mosquitto::make_other_ca() const {
     return d / "other-ca.crt";
 }
 
+// mosquitto lives in /usr/sbin on Debian, which is not on a normal user's PATH.
+static std::string mosquitto_executable() {
+    for (const char* candidate : {"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"})
+        if (::access(candidate, X_OK) == 0) return candidate;
+    return "mosquitto";  // from PATH
+}
+
 void Mosquitto::start() {
     if (pid_ > 0) return;
+    auto executable = mosquitto_executable();
     auto conf = (dir() / "mosquitto.conf").string();
     auto out = (dir() / "mosquitto.stderr").string();
     pid_ = ::fork();
@@ -127,7 +138,8 @@ void Mosquitto::start() {
             ::dup2(fd, 2);
         }
         for (int other = 3; other < 4096; ++other) ::close(other);  // not the test's client sockets
-        ::execlp("mosquitto", "mosquitto", "-c", conf.c_str(), static_cast<char*>(nullptr));
+        ::execlp(executable.c_str(), "mosquitto", "-c", conf.c_str(), static_cast<char*>(nullptr));
+        std::fprintf(stderr, "cannot run %s (install the mosquitto package): %s\n", executable.c_str(), std::strerror(errno));
         ::_exit(127);
     }
     wait_ready();
@@ -177,7 +189,7 @@ config::MqttConfig Mosquitto::mqtt_config(const std::string& user, const std::st
     c.username = user;
     c.password = config::Secret(password);
     if (options_.tls) c.ca_file = ca_file();
-    c.keepalive_s = 5;
+    c.keepalive_s = 30;
     return c;
 }
 

@@ -8,6 +8,7 @@
 
 #include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/keys.hpp"
+#include "faceadapt/publish/mqtt_settings.hpp"
 #include "faceadapt/publish/package.hpp"
 #include "test_helpers.hpp"
 #include "test_support.hpp"
@@ -236,4 +237,26 @@ TEST(Match, NearestEntryWithinThreshold) {
     r = fp::match_gallery(g, probe);
     EXPECT_FALSE(r.matched);
     EXPECT_FALSE(fp::match_gallery(fp::Gallery{}, probe).matched);
+}
+
+TEST(MqttOverrides, FlagsReplaceConfigAndReadPasswordFile) {
+    TempDir dir;
+    std::ofstream(dir.path() / "pw") << "s3cret\nignored second line\n";
+    faceadapt::config::MqttConfig base;
+    base.username = "from-config";
+    base.ca_file = "/etc/ca.pem";
+    fp::MqttOverrides o;
+    o.broker = "mqtts://127.0.0.1:8883";
+    o.username = "door1";
+    o.password_file = dir.path() / "pw";
+    auto c = fp::apply_overrides(base, o);
+    EXPECT_EQ(c.broker, "mqtts://127.0.0.1:8883");
+    EXPECT_EQ(c.username, "door1");
+    EXPECT_EQ(c.password.str(), "s3cret");
+    EXPECT_EQ(c.ca_file, "/etc/ca.pem");  // not overridden
+    o.broker = "http://127.0.0.1";
+    EXPECT_THROW(fp::apply_overrides(base, o), std::invalid_argument);
+    o.broker.clear();
+    o.password_file = dir.path() / "missing";
+    EXPECT_THROW(fp::apply_overrides(base, o), std::runtime_error);
 }

@@ -27,6 +27,7 @@
 #include "faceadapt/learner/eval.hpp"
 #include "faceadapt/learner/losses.hpp"
 #include "faceadapt/learner/weights_import.hpp"
+#include "cotrain_speed.hpp"
 
 #ifdef FACEADAPT_HAVE_INGEST
 #include <opencv2/imgcodecs.hpp>
@@ -91,6 +92,7 @@ torch::Tensor align_files(const std::vector<fs::path>& files, int& fallbacks, bo
                 }
                 cv::Mat dst(150, 150, CV_8UC3, out[static_cast<int64_t>(i)].data_ptr<uint8_t>());
                 chip.copyTo(dst);
+                if ((i + 1) % 100 == 0) std::fprintf(stderr, "  aligned %zu/%zu\n", i + 1, files.size());
             }
         });
     for (auto& t : threads) t.join();
@@ -99,7 +101,7 @@ torch::Tensor align_files(const std::vector<fs::path>& files, int& fallbacks, bo
 }
 #endif
 
-void prepare_cache(const fs::path& shared, const fs::path& cache) {
+void prepare_cache(const fs::path& shared, const fs::path& cache, int identities, int lfw_pairs) {
     if (fs::exists(cache / "done")) return;
 #ifndef FACEADAPT_HAVE_INGEST
     throw std::runtime_error("chip cache " + cache.string() +
@@ -111,6 +113,7 @@ void prepare_cache(const fs::path& shared, const fs::path& cache) {
     for (const auto& e : fs::directory_iterator(yale))
         if (e.is_directory()) ids.push_back(e.path());
     std::sort(ids.begin(), ids.end());
+    if (identities > 0 && static_cast<size_t>(identities) < ids.size()) ids.resize(identities);
     std::vector<fs::path> adapt_files, test_files;
     std::vector<int> adapt_labels, test_labels;
     for (size_t k = 0; k < ids.size(); ++k) {
@@ -148,10 +151,13 @@ void prepare_cache(const fs::path& shared, const fs::path& cache) {
         if (added) lfw_files.push_back(lfw / "images" / name / key);
         return it->second;
     };
+    int same = 0, diff = 0;
     while (std::getline(in, line)) {
         std::istringstream ss(line);
         std::vector<std::string> f;
         for (std::string t; ss >> t;) f.push_back(t);
+        if (lfw_pairs > 0 && (f.size() == 3 ? same : diff) >= lfw_pairs / 2) continue;
+        ++(f.size() == 3 ? same : diff);
         if (f.size() == 3) pairs << image(f[0], std::stoi(f[1])) << " " << image(f[0], std::stoi(f[2])) << " 1\n";
         else if (f.size() == 4) pairs << image(f[0], std::stoi(f[1])) << " " << image(f[2], std::stoi(f[3])) << " 0\n";
     }
@@ -203,29 +209,6 @@ double pseudo_f(const std::vector<int>& truth, const std::vector<int64_t>& label
     return fl::clustering_quality(truth, std::vector<int>(labels.begin(), labels.end())).pairwise_f;
 }
 
-// Images/s of the bare four-net work of one co-training step on one batch (net1 and net2
-// forward+backward, both mean nets forward), no data loading, losses or EMA.
-double four_net_limit(const fl::FaceResNet& source, const torch::Tensor& chips, int batch, int reps) {
-    auto n1 = fl::clone_face_resnet(source), n2 = fl::clone_face_resnet(source);
-    auto m1 = fl::clone_face_resnet(source), m2 = fl::clone_face_resnet(source);
-    n1->train();
-    n2->train();
-    const auto x1 = fl::chips_to_input(chips.slice(0, 0, batch)), x2 = x1.flip({3}).contiguous();
-    double best = 1e30;
-    for (int r = 0; r < reps + 1; ++r) {
-        const auto t0 = Clock::now();
-        auto loss = n1->forward(x1).pow(2).sum() + n2->forward(x2).pow(2).sum();
-        {
-            torch::NoGradGuard ng;
-            m1->forward(x1);
-            m2->forward(x2);
-        }
-        loss.backward();
-        if (r > 0) best = std::min(best, since(t0));  // first rep warms up
-    }
-    return batch / best;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -235,6 +218,7 @@ int main(int argc, char** argv) {
     std::string methods = "source,naive,mmt";
     fl::CoTrainOptions base;
     bool prepare_only = false;
+    int identities = 0, lfw_pairs = 0;  // 0 = all (smaller runs for a loaded machine)
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string {
@@ -255,12 +239,15 @@ int main(int argc, char** argv) {
         else if (a == "--lambda") base.ema.lambda = std::stod(val());
         else if (a == "--erase") base.augment.erase_probability = std::stod(val());
         else if (a == "--prepare-only") prepare_only = true;
+        else if (a == "--identities") identities = std::stoi(val());
+        else if (a == "--lfw-pairs") lfw_pairs = std::stoi(val());
         else if (a == "--device") base.device = val();
         else {
             std::fprintf(stderr,
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
-                         "[--eps E] [--lambda L] [--erase P] [--device cpu|cuda] [--prepare-only]\n");
+                         "[--eps E] [--lambda L] [--erase P] [--device cpu|cuda] [--identities N] [--lfw-pairs N] "
+                         "[--prepare-only]\n");
             return 2;
         }
     }
@@ -268,7 +255,9 @@ int main(int argc, char** argv) {
     base.checkpoint.clear();
     const auto t_all = Clock::now();
     auto t0 = Clock::now();
-    prepare_cache(shared, cache);
+    if (identities > 0 || lfw_pairs > 0)
+        cache += "-i" + std::to_string(identities) + "-p" + std::to_string(lfw_pairs);
+    prepare_cache(shared, cache, identities, lfw_pairs);
     std::printf("chip cache %s ready (%.0f s)", cache.string().c_str(), since(t0));
     if (std::ifstream al(cache / "alignment.txt"); al) {
         std::string s;
@@ -285,6 +274,37 @@ int main(int argc, char** argv) {
     {
         std::ifstream in(cache / "lfw.pairs");
         for (size_t a, b, s; in >> a >> b >> s;) d.pairs.push_back({a, b, s == 1});
+    }
+    // Smaller runs: the first N identities of Yale B; the first half of N pairs from each LFW half.
+    auto subset = [&](Split& sp) {
+        std::vector<int64_t> keep;
+        std::vector<int> labels;
+        for (size_t i = 0; i < sp.labels.size(); ++i)
+            if (sp.labels[i] < identities) keep.push_back(static_cast<int64_t>(i)), labels.push_back(sp.labels[i]);
+        sp.chips = sp.chips.index_select(0, torch::tensor(keep, torch::kInt64)).contiguous();
+        sp.labels = labels;
+    };
+    if (identities > 0) {
+        subset(d.adapt);
+        subset(d.test);
+    }
+    if (lfw_pairs > 0 && static_cast<size_t>(lfw_pairs) < d.pairs.size()) {
+        std::vector<fl::Pair> same, diff, kept;
+        for (const auto& p : d.pairs) (p.same ? same : diff).push_back(p);
+        same.resize(std::min<size_t>(same.size(), lfw_pairs / 2));
+        diff.resize(std::min<size_t>(diff.size(), lfw_pairs / 2));
+        // Re-index the images those pairs use, so that only they are embedded.
+        std::map<size_t, size_t> remap;
+        std::vector<int64_t> used;
+        auto id = [&](size_t i) {
+            auto [it, added] = remap.emplace(i, used.size());
+            if (added) used.push_back(static_cast<int64_t>(i));
+            return it->second;
+        };
+        for (auto* v : {&same, &diff})
+            for (const auto& p : *v) kept.push_back({id(p.a), id(p.b), p.same});
+        d.pairs = kept;
+        d.lfw = d.lfw.index_select(0, torch::tensor(used, torch::kInt64)).contiguous();
     }
     const auto source = fl::load_source_model();
     const auto set1 = fl::enhance_chips(d.adapt.chips, "stretch");
@@ -354,7 +374,7 @@ int main(int argc, char** argv) {
                     (long long)r.clusters, (long long)r.noise, r.lfw, r.seconds);
     if (mmt_ips > 0) {
         const int batch = base.batch_ids * base.batch_per_id;
-        const double limit = four_net_limit(source, set1, batch, 3);
+        const double limit = fl::bench::four_net_limit(source, set1, batch, 3, torch::Device(base.device == "cuda" ? torch::kCUDA : torch::kCPU));
         std::printf("\nco-training step %.1f images/s vs four-net forward/backward limit %.1f images/s on the same "
                     "batch of %d: ratio %.2f (target >= 0.9)\n",
                     mmt_ips, limit, batch, mmt_ips / limit);

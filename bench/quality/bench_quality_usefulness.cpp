@@ -3,9 +3,11 @@
 // crops scoring below it. Prints both means, the Spearman rank correlation between the score and
 // the chip's mean same-identity distance, and the same correlation for each single feature.
 //
-//   bench_quality_usefulness [--per-id N] [--cache FILE] [--config FILE]
+//   bench_quality_usefulness [--per-id N] [--offset K] [--cache FILE] [--config FILE]
 //
 // --per-id: images per identity, evenly spaced (default 16; 0 = all 64).
+// --offset: shift the evenly spaced picks by K files (--per-id 32 --offset 1 takes the odd-numbered
+//           files: held out from the even-numbered ones the tables were tuned on).
 // --cache:  detection + embedding results are stored there and reused (scoring-only reruns).
 // --config: a site TOML whose [quality] tables are scored as well.
 // Scores with config::QualityConfig's defaults and with quality::tuned_quality_config().
@@ -131,10 +133,12 @@ void report(const std::string& label, const faceadapt::config::QualityConfig& qc
 
 int main(int argc, char** argv) {
     int per_id = 16;
+    std::size_t offset = 0;
     fs::path cache, config_file;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         if (a == "--per-id") per_id = std::stoi(argv[i + 1]);
+        else if (a == "--offset") offset = std::stoul(argv[i + 1]);
         else if (a == "--cache") cache = argv[i + 1];
         else if (a == "--config") config_file = argv[i + 1];
     }
@@ -171,7 +175,7 @@ int main(int argc, char** argv) {
             std::sort(files.begin(), files.end());
             const std::size_t take = per_id > 0 ? std::min<std::size_t>(per_id, files.size()) : files.size();
             for (std::size_t k = 0; k < take; ++k) {
-                const auto& file = files[k * files.size() / take];
+                const auto& file = files[(k * files.size() / take + offset) % files.size()];
                 const cv::Mat img = cv::imread(file.string(), cv::IMREAD_COLOR);
                 ++tried;
                 if (img.empty()) continue;

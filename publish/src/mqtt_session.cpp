@@ -21,6 +21,7 @@ MqttSession::MqttSession(const config::MqttConfig& cfg, std::string client_id, s
         throw std::invalid_argument("MQTT broker URI \"" + cfg.broker + "\": " + e.what());
     }
     auto builder = mqtt::connect_options_builder()
+                       .mqtt_version(MQTTVERSION_3_1_1)  // no silent fallback to 3.1: refusals are reported at once
                        .clean_session(true)
                        .keep_alive_interval(std::chrono::seconds(cfg.keepalive_s))
                        .connect_timeout(std::chrono::seconds(5))

@@ -1,6 +1,97 @@
-// Subcommands of the daemon module (placeholder until that module's issue lands: registers nothing).
+// Subcommands of the daemon module: `faceadapt models list|rollback`.
+#include <iostream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include "commands.hpp"
+#include "faceadapt/config/config.hpp"
+#include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/release.hpp"
 
 namespace faceadapt::tools {
-void register_daemon_commands(CLI::App&, CommandResult&) {}
+namespace {
+
+struct ModelsArgs {
+    std::filesystem::path config_file;
+    int version = 0;
+    bool json = false;
+};
+
+// Loads the config for a models subcommand; on ConfigError prints the issues and returns false.
+bool load(const ModelsArgs& args, config::Config& out, CommandResult& result) {
+    try {
+        out = config::load_config(args.config_file);
+        return true;
+    } catch (const config::ConfigError& e) {
+        for (const auto& issue : e.issues()) std::cerr << issue.to_string() << '\n';
+        result.exit_code = 2;
+        return false;
+    }
+}
+
+void list_models(const ModelsArgs& args, CommandResult& result) {
+    config::Config cfg;
+    if (!load(args, cfg, result)) return;
+    daemon::ModelRegistry registry(cfg.site.state_dir / "models");
+    const int current = registry.current_version();
+    if (args.json) {
+        nlohmann::json out{{"current", current}, {"previous", registry.previous_version()}, {"versions", nlohmann::json::array()}};
+        for (const auto& v : registry.list()) out["versions"].push_back(v.meta);
+        std::cout << out.dump(2) << '\n';
+        return;
+    }
+    std::cout << fmt::format("{:>3} {:>7} {:<20} {:<9} {:<22} {}\n", "", "VERSION", "CREATED", "PUBLISHED", "ORIGIN", "GATE");
+    std::cout << fmt::format("{:>3} {:>7} {:<20} {:<9} {:<22} {}\n", current == 0 ? "*" : "", 0, "-", "-",
+                             "pretrained source", "-");
+    for (const auto& v : registry.list()) {
+        std::string gate = "-";
+        if (v.meta.contains("gate")) {
+            const auto& c = v.meta["gate"]["candidate"];
+            gate = fmt::format("tar {:.3f} rank1 {:.3f} site {:.3f}/{:.3f}", c["gallery"].value("tar", 0.0),
+                               c["gallery"].value("rank1", 0.0), c["site"].value("consistency", 0.0),
+                               c["site"].value("compactness", 0.0));
+        }
+        std::cout << fmt::format("{:>3} {:>7} {:<20} {:<9} {:<22} {}\n", v.version == current ? "*" : "", v.version,
+                                 v.meta.value("created", std::string{"?"}), v.published() ? "yes" : "no", v.origin(),
+                                 gate);
+    }
+}
+
+void rollback(const ModelsArgs& args, CommandResult& result) {
+    config::Config cfg;
+    if (!load(args, cfg, result)) return;
+    daemon::ModelRegistry registry(cfg.site.state_dir / "models");
+    if (!registry.contains(args.version)) {
+        std::cerr << fmt::format("models rollback: version {} is not in {} (see `faceadapt models list`)\n",
+                                 args.version, registry.dir().string());
+        result.exit_code = 2;
+        return;
+    }
+    const daemon::ReleaseReport r = daemon::rollback(cfg, registry, args.version, nullptr);
+    std::cout << fmt::format("rolled back to version {} as new version {}: {}\n", args.version, r.version,
+                             r.published ? fmt::format("published; doors acked [{}] rejected [{}] missing [{}]",
+                                                       fmt::join(r.acked, ","), fmt::join(r.rejected, ","),
+                                                       fmt::join(r.missing, ","))
+                                         : "NOT published: " + r.error);
+    result.exit_code = r.published ? 0 : 1;
+}
+
+}  // namespace
+
+void register_daemon_commands(CLI::App& app, CommandResult& result) {
+    auto args = std::make_shared<ModelsArgs>();
+    auto* models = app.add_subcommand("models", "List the site's model versions or roll back to one");
+    models->require_subcommand(1);
+    auto* list = models->add_subcommand("list", "List model versions (* marks the current one)");
+    list->add_option("--config,-c", args->config_file, "Site TOML file")->required();
+    list->add_flag("--json", args->json, "Print JSON");
+    list->callback([args, &result] { list_models(*args, result); });
+    auto* back = models->add_subcommand(
+        "rollback", "Make VERSION current again: it is registered as a new version and published to the doors");
+    back->add_option("--config,-c", args->config_file, "Site TOML file")->required();
+    back->add_option("VERSION", args->version, "A version from `faceadapt models list`")->required()->check(CLI::PositiveNumber);
+    back->callback([args, &result] { rollback(*args, result); });
+}
+
 }  // namespace faceadapt::tools

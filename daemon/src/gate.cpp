@@ -9,29 +9,19 @@
 #include <fmt/format.h>
 
 #include "faceadapt/config/config.hpp"
+#include "faceadapt/learner/eval.hpp"
 
 namespace faceadapt::daemon {
 namespace {
 
-using Rows = std::vector<std::vector<float>>;
+using Rows = std::vector<learner::Embedding>;
 
-Rows normalised(const Rows& rows, const std::vector<std::string>& labels) {
+void check_sizes(const Rows& rows, const std::vector<std::string>& labels) {
     if (rows.size() != labels.size())
         throw std::invalid_argument(fmt::format("gate: {} embeddings but {} labels", rows.size(), labels.size()));
-    Rows out = rows;
-    for (auto& r : out) {
-        if (r.empty() || r.size() != rows.front().size())
-            throw std::invalid_argument("gate: embeddings of different or zero length");
-        double n = 0;
-        for (float x : r) n += double(x) * x;
-        n = std::sqrt(n);
-        if (n > 0)
-            for (float& x : r) x = static_cast<float>(x / n);
-    }
-    return out;
 }
 
-double dot(const std::vector<float>& a, const std::vector<float>& b) {
+double dot(const learner::Embedding& a, const learner::Embedding& b) {
     double s = 0;
     for (std::size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i];
     return s;
@@ -52,39 +42,34 @@ std::pair<std::vector<std::size_t>, int> repeated(const std::vector<std::string>
 }  // namespace
 
 GalleryFigures evaluate_gallery(const Rows& rows, const std::vector<std::string>& labels, double far) {
-    const Rows x = normalised(rows, labels);
+    check_sizes(rows, labels);
     GalleryFigures g;
     g.far = far;
     const auto [idx, people] = repeated(labels);
     g.people = people;
     g.images = static_cast<int>(idx.size());
     if (people < 2) return g;
-    std::vector<double> genuine, impostor;
-    std::size_t correct = 0;
-    for (std::size_t a = 0; a < idx.size(); ++a) {
-        double best = -2;
-        std::size_t best_j = a;
-        for (std::size_t b = 0; b < idx.size(); ++b) {
-            if (a == b) continue;
-            const double s = dot(x[idx[a]], x[idx[b]]);
-            if (s > best) { best = s; best_j = b; }
-            if (b > a) (labels[idx[a]] == labels[idx[b]] ? genuine : impostor).push_back(s);
-        }
-        correct += labels[idx[best_j]] == labels[idx[a]];
+    std::map<std::string, int> ids;
+    Rows x;
+    std::vector<int> y;
+    for (std::size_t i : idx) {
+        x.push_back(rows[i]);
+        y.push_back(ids.try_emplace(labels[i], static_cast<int>(ids.size())).first->second);
     }
-    g.rank1 = double(correct) / idx.size();
-    std::sort(impostor.begin(), impostor.end(), std::greater<>());
-    const auto allowed = static_cast<std::size_t>(std::floor(far * impostor.size()));
-    g.threshold = allowed < impostor.size() ? impostor[allowed] : -1.0;
-    std::size_t accepted = 0;
-    for (double s : genuine) accepted += s > g.threshold;
-    g.tar = genuine.empty() ? 0.0 : double(accepted) / genuine.size();
+    std::vector<float> genuine, impostor;
+    for (std::size_t a = 0; a < x.size(); ++a)
+        for (std::size_t b = a + 1; b < x.size(); ++b)
+            (y[a] == y[b] ? genuine : impostor).push_back(learner::euclidean_distance(x[a], x[b]));
+    g.tar = learner::tar_at_far(std::move(genuine), std::move(impostor), far);
+    g.rank1 = learner::rank1_leave_one_out(x, y).rank1;
     g.evaluated = true;
     return g;
 }
 
 SiteFigures evaluate_site(const Rows& rows, const std::vector<std::string>& labels) {
-    const Rows x = normalised(rows, labels);
+    check_sizes(rows, labels);
+    Rows x;
+    for (const auto& r : rows) x.push_back(learner::l2_normalized(r));
     SiteFigures s;
     s.crops = static_cast<int>(rows.size());
     const auto [idx, groups] = repeated(labels);
@@ -97,14 +82,11 @@ SiteFigures evaluate_site(const Rows& rows, const std::vector<std::string>& labe
         c.resize(x[i].size(), 0.0);
         for (std::size_t k = 0; k < x[i].size(); ++k) c[k] += x[i][k];
     }
-    std::map<std::string, std::vector<float>> centroid;
+    std::map<std::string, learner::Embedding> centroid;
     for (auto& [l, c] : sum) {
-        double n = 0;
-        for (double v : c) n += v * v;
-        n = std::sqrt(n);
-        std::vector<float> f(c.size());
-        for (std::size_t k = 0; k < c.size(); ++k) f[k] = static_cast<float>(n > 0 ? c[k] / n : 0.0);
-        centroid[l] = std::move(f);
+        learner::Embedding f{};
+        for (std::size_t k = 0; k < f.size(); ++k) f[k] = static_cast<float>(c[k]);
+        centroid[l] = learner::l2_normalized(f);
     }
     std::size_t consistent = 0;
     double margin = 0;
@@ -169,7 +151,7 @@ GateDecision decide(const ModelFigures& current, const ModelFigures& candidate, 
 
 nlohmann::json to_json(const GalleryFigures& g) {
     return {{"evaluated", g.evaluated}, {"people", g.people}, {"images", g.images}, {"far", g.far},
-            {"tar", g.tar}, {"threshold", g.threshold}, {"rank1", g.rank1}};
+            {"tar", g.tar}, {"rank1", g.rank1}};
 }
 nlohmann::json to_json(const SiteFigures& s) {
     return {{"evaluated", s.evaluated}, {"crops", s.crops}, {"groups", s.groups},

@@ -3,9 +3,9 @@
 // WHAT THIS REPRESENTS
 //   The figures of one model on the two evaluation sets, and the decision that compares a
 //   candidate's figures with the current model's:
-//     - the enrolled gallery (labelled): verification TAR at the configured FAR, and rank-1
-//       identification (leave-one-out), both only when at least two people have at least two
-//       images each;
+//     - the enrolled gallery (labelled): verification TAR at the configured FAR over all pairs
+//       and leave-one-out rank-1 identification (learner/eval.hpp: Euclidean distance of raw
+//       embeddings), both only when at least two people have at least two images each;
 //     - a held-out slice of recent site crops (unlabelled; crops of one track are one person):
 //       consistency = the fraction of crops whose nearest other crop is of the same track, and
 //       compactness = the mean over crops of (cosine to its own track's centroid - the highest
@@ -23,6 +23,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/learner/embedding.hpp"
+
 namespace faceadapt::config {
 struct GateConfig;
 }
@@ -35,7 +37,6 @@ struct GalleryFigures {
     bool evaluated = false;         // false: fewer than 2 people with >= 2 images
     double tar = 0.0;               // true-accept rate at `far`
     double far = 0.0;               // the false-accept rate asked for
-    double threshold = 0.0;         // the cosine threshold that gives it
     double rank1 = 0.0;             // leave-one-out rank-1 identification
 };
 
@@ -58,12 +59,11 @@ struct GateDecision {
     std::vector<std::string> reasons;  // why refused (empty when promoted)
 };
 
-// Rows are embeddings (any scale; normalised inside). `labels[i]` is row i's person / track.
-// requires: labels.size() == rows.size(), all rows the same non-zero length.
-// throws std::invalid_argument on a size mismatch.
-GalleryFigures evaluate_gallery(const std::vector<std::vector<float>>& rows,
+// `labels[i]` is row i's person (gallery) or track (site). Site rows are L2-normalised inside.
+// requires: labels.size() == rows.size(). throws std::invalid_argument on a size mismatch.
+GalleryFigures evaluate_gallery(const std::vector<learner::Embedding>& rows,
                                 const std::vector<std::string>& labels, double far);
-SiteFigures evaluate_site(const std::vector<std::vector<float>>& rows, const std::vector<std::string>& labels);
+SiteFigures evaluate_site(const std::vector<learner::Embedding>& rows, const std::vector<std::string>& labels);
 
 GateDecision decide(const ModelFigures& current, const ModelFigures& candidate, const config::GateConfig& gate);
 

@@ -1,0 +1,827 @@
+#include "faceadapt/daemon/daemon.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "faceadapt/daemon/gate.hpp"
+#include "faceadapt/daemon/metrics.hpp"
+#include "faceadapt/daemon/metrics_server.hpp"
+#include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/release.hpp"
+#include "faceadapt/daemon/scheduler.hpp"
+#include "faceadapt/daemon/sd_notify.hpp"
+#include "faceadapt/daemon/training_child.hpp"
+#include "faceadapt/ingest/face_pipeline.hpp"
+#include "faceadapt/learner/embedder.hpp"
+#include "faceadapt/learner/model_metadata.hpp"
+#include "faceadapt/publish/publisher.hpp"
+#include "faceadapt/quality/crop_store.hpp"
+#include "faceadapt/quality/gallery.hpp"
+#include "faceadapt/quality/quality.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::system_clock;
+using json = nlohmann::json;
+
+namespace faceadapt::daemon {
+namespace {
+
+// Everything that makes a camera's pipeline: a change in any of these restarts it.
+std::string camera_fingerprint(const config::CameraConfig& c, const config::DetectConfig& d) {
+    return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", c.url, c.username, c.password.str(),
+                       c.transport, c.latency_ms, c.detect_fps, c.stall_timeout_s, c.backoff_initial_s,
+                       c.backoff_max_s, c.min_face_px, d.min_face_px, d.motion_gating, d.track_iou,
+                       d.track_max_age_s, d.landmarks_model.string(), d.queue_depth);
+}
+
+json read_json_file(const fs::path& p) {
+    std::ifstream in(p);
+    if (!in) return json();
+    try {
+        return json::parse(in);
+    } catch (const std::exception& e) {
+        spdlog::warn("daemon: ignoring unreadable {}: {}", p.string(), e.what());
+        return json();
+    }
+}
+
+// One row of a store snapshot's index.csv: id,camera,unix_ms,track,score,file
+struct SnapshotRow {
+    std::int64_t id = 0;
+    std::string camera;
+    std::int64_t unix_ms = 0;
+    std::int64_t track = -1;
+    std::string line;
+    fs::path file;
+};
+
+std::vector<std::string> split_csv(const std::string& line) {
+    std::vector<std::string> out;
+    std::stringstream ss(line);
+    std::string field;
+    while (std::getline(ss, field, ',')) out.push_back(field);
+    return out;
+}
+
+std::uint64_t fnv1a(const std::string& s) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+std::string compact_utc() {
+    std::string t = utc_timestamp();  // 2026-11-27T01:02:03Z
+    std::erase(t, '-');
+    std::erase(t, ':');
+    return t;
+}
+
+fs::path find_trainer(const fs::path& configured) {
+    if (!configured.empty()) return configured;
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        for (const fs::path& p : {self.parent_path() / "faceadapt", self.parent_path().parent_path() / "tools" / "faceadapt"})
+            if (fs::exists(p)) return p;
+    }
+    if (const char* path = std::getenv("PATH")) {
+        std::stringstream ss(path);
+        std::string dir;
+        while (std::getline(ss, dir, ':'))
+            if (fs::exists(fs::path(dir) / "faceadapt")) return fs::path(dir) / "faceadapt";
+    }
+    return "faceadapt";
+}
+
+std::vector<cv::Mat> read_chips(const std::vector<fs::path>& files) {
+    std::vector<cv::Mat> out;
+    for (const auto& f : files) {
+        cv::Mat bgr = cv::imread(f.string(), cv::IMREAD_COLOR);
+        if (bgr.empty()) continue;
+        if (bgr.size() != cv::Size(150, 150)) cv::resize(bgr, bgr, cv::Size(150, 150));
+        cv::Mat rgb;
+        cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+        out.push_back(rgb);
+    }
+    return out;
+}
+
+}  // namespace
+
+struct Daemon::Impl {
+    DaemonOptions options;
+    config::Config config;                 // guarded by config_mutex
+    mutable std::mutex config_mutex;
+    MetricsRegistry metrics;
+    SystemdNotifier notifier;
+    std::unique_ptr<quality::CropStore> store;
+    std::unique_ptr<ModelRegistry> registry;
+    std::shared_ptr<const quality::QualityScorer> scorer;  // swapped on reload (atomic_load/store)
+    std::unique_ptr<MetricsServer> server;
+
+    struct Camera {
+        config::CameraConfig config;
+        std::string fingerprint;
+        std::unique_ptr<ingest::FacePipeline> pipeline;
+    };
+    std::map<std::string, Camera> cameras;  // main thread only
+
+    std::atomic<bool> stop{false};
+    std::atomic<bool> reload{false};
+    std::atomic<std::int64_t> loop_heartbeat{0};
+
+    // Learner thread: one cycle (or startup recovery) at a time.
+    std::thread learner;
+    std::atomic<bool> learner_busy{false};
+    std::mutex child_mutex;
+    TrainingChild* child = nullptr;         // the running child, under child_mutex
+    std::atomic<int> progress_cycle{0}, progress_cycles{0}, progress_iter{0}, progress_iters{0};
+    std::unique_ptr<publish::Publisher> publisher;  // learner thread only
+    std::string trainer_status = "idle";   // under status_mutex
+    std::mutex status_mutex;
+
+    SchedulerState sched;                   // main thread (snapshot copies to the learner)
+    std::int64_t last_crop_id = 0;          // scheduler.json
+    std::atomic<std::int64_t> crops_since_last{0};
+
+    explicit Impl(DaemonOptions o) : options(std::move(o)) {
+        config = config::load_config(options.config_file);
+        options.trainer = find_trainer(options.trainer);
+    }
+
+    config::Config current_config() const {
+        std::lock_guard lock(config_mutex);
+        return config;
+    }
+
+    void describe_metrics() {
+        using T = MetricType;
+        const std::pair<const char*, std::pair<T, const char*>> families[] = {
+            {"faceadapt_up", {T::gauge, "1 while faceadaptd runs"}},
+            {"faceadapt_camera_up", {T::gauge, "1 when the camera is streaming"}},
+            {"faceadapt_camera_state", {T::gauge, "1 for the camera's current state"}},
+            {"faceadapt_camera_frames_total", {T::counter, "Frames sampled for detection"}},
+            {"faceadapt_camera_decoded_frames_total", {T::counter, "Frames decoded"}},
+            {"faceadapt_camera_faces_total", {T::counter, "Faces detected and aligned"}},
+            {"faceadapt_camera_queue_drops_total", {T::counter, "Frames dropped from a full queue"}},
+            {"faceadapt_camera_reconnects_total", {T::counter, "Times the camera streamed again after a fault"}},
+            {"faceadapt_camera_faults_total", {T::counter, "Camera errors, stalls and failed starts"}},
+            {"faceadapt_crops_stored_total", {T::counter, "Crops written to the store"}},
+            {"faceadapt_crops_rejected_total", {T::counter, "Faces not stored, by reason"}},
+            {"faceadapt_crops_evicted_total", {T::counter, "Crops evicted to respect the store limits"}},
+            {"faceadapt_store_crops", {T::gauge, "Crops in the store"}},
+            {"faceadapt_store_bytes", {T::gauge, "Bytes of crops in the store"}},
+            {"faceadapt_training_running", {T::gauge, "1 while a training child runs"}},
+            {"faceadapt_training_cycles_total", {T::counter, "Training cycles by result"}},
+            {"faceadapt_training_cycle_seconds_total", {T::counter, "Wall time spent in training cycles"}},
+            {"faceadapt_training_last_cycle_seconds", {T::gauge, "Duration of the last training cycle"}},
+            {"faceadapt_training_progress", {T::gauge, "Progress of the running cycle (0..1)"}},
+            {"faceadapt_model_version", {T::gauge, "Model version in use (0 = pretrained source)"}},
+            {"faceadapt_gate_decisions_total", {T::counter, "Promotion gate decisions"}},
+            {"faceadapt_gate_figure", {T::gauge, "Last gate figures per model"}},
+            {"faceadapt_publish_total", {T::counter, "Package publications by result"}},
+            {"faceadapt_publish_last_seconds", {T::gauge, "Duration of the last publication"}},
+            {"faceadapt_door_acks_total", {T::counter, "Door answers to publications"}},
+            {"faceadapt_door_installed_version", {T::gauge, "Version each door reports installed"}},
+            {"faceadapt_config_reloads_total", {T::counter, "SIGHUP reloads by result"}},
+        };
+        for (const auto& [name, f] : families) metrics.describe(name, f.first, f.second);
+        metrics.set("faceadapt_up", {}, 1);
+    }
+
+    // ---- cameras ------------------------------------------------------------------------
+    void on_observation(ingest::FaceObservation&& obs) {
+        const auto s = std::atomic_load(&scorer);
+        const quality::QualityScore score = s->score(obs);
+        if (!score.accepted) {
+            spdlog::debug("camera {}: face of track {} not kept: {} (score {:.3f})", obs.camera, obs.track_id,
+                          score.reason, score.normalized);
+            metrics.add("faceadapt_crops_rejected_total", {{"camera", obs.camera}, {"reason", "quality"}});
+            return;
+        }
+        try {
+            quality::CropInput in;
+            in.camera = obs.camera;
+            in.timestamp = obs.timestamp;
+            in.track_id = obs.track_id;
+            in.chip = obs.chip;
+            in.score = score.normalized;
+            in.quality_json = quality::to_json(score);
+            const quality::InsertResult r = store->insert(in);
+            if (r.evicted > 0) metrics.add("faceadapt_crops_evicted_total", {}, r.evicted);
+            switch (r.outcome) {
+            case quality::InsertOutcome::stored:
+                metrics.add("faceadapt_crops_stored_total", {{"camera", obs.camera}});
+                ++crops_since_last;
+                break;
+            case quality::InsertOutcome::rejected_track_full:
+                metrics.add("faceadapt_crops_rejected_total", {{"camera", obs.camera}, {"reason", "track_full"}});
+                break;
+            case quality::InsertOutcome::rejected_too_old:
+                metrics.add("faceadapt_crops_rejected_total", {{"camera", obs.camera}, {"reason", "too_old"}});
+                break;
+            }
+        } catch (const std::exception& e) {
+            metrics.add("faceadapt_crops_rejected_total", {{"camera", obs.camera}, {"reason", "store_error"}});
+            spdlog::error("camera {}: crop not stored: {}", obs.camera, e.what());
+        }
+    }
+
+    void start_camera(const config::CameraConfig& cam, const config::DetectConfig& detect, std::size_t n_enabled) {
+        config::DetectConfig d = detect;
+        const int total = detect.workers > 0 ? detect.workers : static_cast<int>(std::thread::hardware_concurrency());
+        d.workers = std::max(1, total / static_cast<int>(std::max<std::size_t>(1, n_enabled)));
+        try {
+            auto pipeline = std::make_unique<ingest::FacePipeline>(
+                std::vector<config::CameraConfig>{cam}, d,
+                [this](ingest::FaceObservation&& o) { on_observation(std::move(o)); }, ingest::face_stage_factory(d));
+            pipeline->start();
+            cameras[cam.id] = Camera{cam, camera_fingerprint(cam, detect), std::move(pipeline)};
+            spdlog::info("camera {}: started ({}, {} worker(s))", cam.id, config::mask_url_credentials(cam.url),
+                         d.workers);
+        } catch (const std::exception& e) {
+            spdlog::error("camera {}: cannot start: {}", cam.id, e.what());
+        }
+    }
+
+    void stop_camera(const std::string& id) {
+        auto it = cameras.find(id);
+        if (it == cameras.end()) return;
+        it->second.pipeline->stop();
+        cameras.erase(it);
+        metrics.remove_matching("camera", id);
+    }
+
+    void apply_cameras(const config::Config& next) {
+        std::map<std::string, const config::CameraConfig*> wanted;
+        for (const auto& c : next.cameras)
+            if (c.enabled) wanted[c.id] = &c;
+        std::vector<std::string> removed;
+        for (const auto& [id, cam] : cameras)
+            if (!wanted.count(id) || camera_fingerprint(*wanted[id], next.detect) != cam.fingerprint) removed.push_back(id);
+        for (const auto& id : removed) {
+            spdlog::info("camera {}: {}", id, wanted.count(id) ? "changed, restarting" : "removed, stopping");
+            stop_camera(id);
+        }
+        for (const auto& [id, c] : wanted)
+            if (!cameras.count(id)) start_camera(*c, next.detect, wanted.size());
+    }
+
+    void update_camera_metrics() {
+        for (const auto& [id, cam] : cameras) {
+            for (const auto& st : cam.pipeline->stats()) {
+                const Labels l{{"camera", st.camera}};
+                metrics.set("faceadapt_camera_up", l, st.source.state == ingest::CameraState::streaming ? 1 : 0);
+                for (auto s : {ingest::CameraState::connecting, ingest::CameraState::streaming,
+                               ingest::CameraState::backing_off, ingest::CameraState::stopped})
+                    metrics.set("faceadapt_camera_state", {{"camera", st.camera}, {"state", ingest::to_string(s)}},
+                                st.source.state == s ? 1 : 0);
+                metrics.set("faceadapt_camera_frames_total", l, double(st.source.frames));
+                metrics.set("faceadapt_camera_decoded_frames_total", l, double(st.source.decoded));
+                metrics.set("faceadapt_camera_faces_total", l, double(st.faces));
+                metrics.set("faceadapt_camera_queue_drops_total", l, double(st.drops));
+                metrics.set("faceadapt_camera_reconnects_total", l, double(st.source.reconnects));
+                metrics.set("faceadapt_camera_faults_total", l, double(st.source.faults));
+            }
+        }
+    }
+
+    int cameras_up() const {
+        int up = 0;
+        for (const auto& [id, cam] : cameras)
+            for (const auto& st : cam.pipeline->stats()) up += st.source.state == ingest::CameraState::streaming;
+        return up;
+    }
+
+    // ---- reload -------------------------------------------------------------------------
+    void do_reload() {
+        notifier.reloading();
+        config::Config next;
+        try {
+            next = config::load_config(options.config_file);
+        } catch (const config::ConfigError& e) {
+            spdlog::error("reload: {} is invalid; keeping the running configuration:", options.config_file.string());
+            for (const auto& issue : e.issues()) spdlog::error("  {}", issue.to_string());
+            metrics.add("faceadapt_config_reloads_total", {{"result", "rejected"}});
+            notifier.notify("READY=1");
+            return;
+        } catch (const std::exception& e) {
+            spdlog::error("reload: {}; keeping the running configuration", e.what());
+            metrics.add("faceadapt_config_reloads_total", {{"result", "rejected"}});
+            notifier.notify("READY=1");
+            return;
+        }
+        const config::Config old = current_config();
+        if (next.site.state_dir != old.site.state_dir) {
+            spdlog::warn("reload: site.state_dir changed to {}; it takes effect after a restart",
+                         next.site.state_dir.string());
+            next.site.state_dir = old.site.state_dir;
+        }
+        if (next.metrics.listen != old.metrics.listen || next.metrics.enabled != old.metrics.enabled)
+            spdlog::warn("reload: [metrics] changed; it takes effect after a restart");
+        try {
+            std::atomic_store(&scorer, std::shared_ptr<const quality::QualityScorer>(
+                                           std::make_shared<quality::QualityScorer>(next.quality)));
+        } catch (const std::exception& e) {
+            spdlog::error("reload: [quality]: {}; keeping the old scoring", e.what());
+        }
+        apply_cameras(next);
+        {
+            std::lock_guard lock(config_mutex);
+            config = next;
+        }
+        spdlog::set_level(spdlog::level::from_str(next.site.log_level));
+        metrics.add("faceadapt_config_reloads_total", {{"result", "ok"}});
+        spdlog::info("reload: {} applied ({} camera(s) running)", options.config_file.string(), cameras.size());
+        notifier.notify("READY=1");
+    }
+
+    // ---- scheduler state ----------------------------------------------------------------
+    void load_scheduler_state() {
+        const json j = read_json_file(registry->dir() / "scheduler.json");
+        if (j.is_object()) {
+            last_crop_id = j.value("last_crop_id", std::int64_t{0});
+            if (j.contains("last_cycle_end_unix"))
+                sched.last_cycle_end = Clock::time_point(std::chrono::seconds(j["last_cycle_end_unix"].get<std::int64_t>()));
+        }
+    }
+
+    void save_scheduler_state(Clock::time_point end, std::int64_t crop_id) {
+        json j{{"last_crop_id", crop_id},
+               {"last_cycle_end_unix", std::chrono::duration_cast<std::chrono::seconds>(end.time_since_epoch()).count()},
+               {"last_cycle_end", utc_timestamp()}};
+        write_file_atomically(registry->dir() / "scheduler.json", j.dump(2) + "\n");
+    }
+
+    void set_trainer_status(std::string s) {
+        std::lock_guard lock(status_mutex);
+        trainer_status = std::move(s);
+    }
+
+    std::string status_line() {
+        std::string t;
+        {
+            std::lock_guard lock(status_mutex);
+            t = trainer_status;
+        }
+        const auto st = store->stats();
+        return fmt::format("cameras {}/{} up, {} crops stored, model v{}, training: {}", cameras_up(), cameras.size(),
+                           st.crops, registry->current_version(), t);
+    }
+
+    // ---- the learner thread -------------------------------------------------------------
+    publish::Publisher* ensure_publisher(const config::Config& cfg) {
+        if (publisher && publisher->connected()) return publisher.get();
+        publisher.reset();
+        try {
+            publish::PublisherOptions po;
+            po.site = cfg.site.id;
+            po.mqtt = cfg.mqtt;
+            po.qos = std::max(1, cfg.publish.qos);
+            po.connect_timeout = 5s;
+            publisher = std::make_unique<publish::Publisher>(po);
+            publisher->set_door_state_handler([this](const publish::DoorState& s) {
+                metrics.set("faceadapt_door_installed_version", {{"door", s.door}}, double(s.installed_version));
+            });
+            return publisher.get();
+        } catch (const std::exception& e) {
+            spdlog::warn("publish: broker {} unavailable: {}", cfg.mqtt.broker, e.what());
+            return nullptr;
+        }
+    }
+
+    void release(const config::Config& cfg, int version) {
+        publish::Publisher* pub = ensure_publisher(cfg);
+        const ReleaseReport r = release_version(cfg, *registry, version, pub);
+        metrics.add("faceadapt_publish_total", {{"result", r.published ? "ok" : "failed"}});
+        metrics.set("faceadapt_publish_last_seconds", {}, r.publish_seconds);
+        metrics.add("faceadapt_door_acks_total", {{"result", "acked"}}, double(r.acked.size()));
+        metrics.add("faceadapt_door_acks_total", {{"result", "rejected"}}, double(r.rejected.size()));
+        metrics.add("faceadapt_door_acks_total", {{"result", "missing"}}, double(r.missing.size()));
+    }
+
+    // Exports the store and moves a held-out slice of tracks aside. Returns the largest crop id.
+    std::int64_t make_snapshot(const fs::path& dir, double holdout_fraction) {
+        const fs::path data = dir / "data", holdout = dir / "holdout";
+        fs::remove_all(data);
+        fs::remove_all(holdout);
+        fs::create_directories(holdout);
+        store->export_snapshot(data);
+        std::ifstream in(data / "index.csv");
+        std::string header, line;
+        std::getline(in, header);
+        std::vector<SnapshotRow> rows;
+        while (std::getline(in, line)) {
+            const auto f = split_csv(line);
+            if (f.size() < 6) continue;
+            SnapshotRow r;
+            r.id = std::stoll(f[0]);
+            r.camera = f[1];
+            r.unix_ms = std::stoll(f[2]);
+            r.track = std::stoll(f[3]);
+            r.file = f[5];
+            r.line = line;
+            rows.push_back(std::move(r));
+        }
+        in.close();
+        std::int64_t max_id = 0;
+        for (const auto& r : rows) max_id = std::max(max_id, r.id);
+        // Hold out whole tracks (their crops are one person: the site figures' weak labels);
+        // which ones is a hash of (camera, track), so it is stable across cycles.
+        std::ofstream keep(data / "index.csv.new"), held(holdout / "index.csv");
+        keep << header << '\n';
+        held << header << '\n';
+        const auto cut = static_cast<std::uint64_t>(holdout_fraction * 1000.0);
+        for (const auto& r : rows) {
+            const bool hold = r.track >= 0 && fnv1a(r.camera + "/" + std::to_string(r.track)) % 1000 < cut;
+            if (!hold) {
+                keep << r.line << '\n';
+                continue;
+            }
+            const fs::path src = r.file.is_absolute() ? r.file : data / r.file;
+            const fs::path dst = holdout / r.camera / src.filename();
+            fs::create_directories(dst.parent_path());
+            std::error_code ec;
+            fs::rename(src, dst, ec);
+            if (!ec) held << r.line << '\n';
+        }
+        keep.close();
+        fs::rename(data / "index.csv.new", data / "index.csv");
+        return max_id;
+    }
+
+    // The held-out crops: files and their track labels.
+    static std::pair<std::vector<fs::path>, std::vector<std::string>> holdout_set(const fs::path& dir) {
+        std::vector<fs::path> files;
+        std::vector<std::string> labels;
+        std::ifstream in(dir / "holdout" / "index.csv");
+        std::string line;
+        std::getline(in, line);
+        while (std::getline(in, line)) {
+            const auto f = split_csv(line);
+            if (f.size() < 6) continue;
+            files.push_back(dir / "holdout" / f[1] / fs::path(f[5]).filename());
+            labels.push_back(f[1] + "/" + f[3]);
+        }
+        return {files, labels};
+    }
+
+    ModelFigures evaluate(const fs::path& model_file, const std::string& device, const std::vector<cv::Mat>& gallery,
+                          const std::vector<std::string>& names, const std::vector<cv::Mat>& site,
+                          const std::vector<std::string>& tracks, double far) {
+        learner::Embedder embedder(model_file, device);
+        auto embed = [&](const std::vector<cv::Mat>& chips) {
+            std::vector<learner::Embedding> out;
+            for (std::size_t i = 0; i < chips.size() && !stop; i += 64) {
+                std::vector<cv::Mat> part(chips.begin() + i, chips.begin() + std::min(chips.size(), i + 64));
+                for (const auto& e : embedder.embed(part)) out.push_back(e);
+            }
+            if (stop) throw std::runtime_error("stopped");
+            return out;
+        };
+        return {evaluate_gallery(embed(gallery), names, far), evaluate_site(embed(site), tracks)};
+    }
+
+    void run_cycle(json cycle) {
+        const config::Config cfg = current_config();
+        const std::string name = cycle.value("name", "cycle-" + compact_utc());
+        const fs::path dir = registry->candidate_dir(name);
+        const bool resume = cycle.value("status", std::string{}) == "training" && fs::exists(dir / "data" / "index.csv");
+        const auto started = std::chrono::steady_clock::now();
+        std::int64_t max_id = cycle.value("max_crop_id", std::int64_t{0});
+        if (!resume) {
+            set_trainer_status("snapshot");
+            max_id = make_snapshot(dir, cfg.gate.holdout_fraction);
+            cycle = {{"name", name}, {"status", "training"}, {"max_crop_id", max_id}, {"started", utc_timestamp()}};
+            write_file_atomically(registry->dir() / "cycle.json", cycle.dump(2) + "\n");
+        }
+        const int parent = registry->current_version();
+        std::vector<std::string> argv{options.trainer.string(), "train", "--data", (dir / "data").string(), "--chips",
+                                      "--out", (dir / "candidate.model").string(),
+                                      "--cycles", std::to_string(cfg.learner.cycles),
+                                      "--iters", std::to_string(cfg.learner.iters),
+                                      "--config", fs::absolute(options.config_file).string(),
+                                      "--checkpoint", (dir / "checkpoint").string()};
+        if (parent > 0) argv.insert(argv.end(), {"--init", registry->get(parent).model_file.string()});
+        if (resume && fs::exists(dir / "checkpoint")) argv.push_back("--resume");
+        else if (resume) spdlog::info("cycle {}: no checkpoint was written; training again from the start", name);
+        spdlog::info("cycle {}: {} training on {} ({})", name, resume ? "resuming" : "starting",
+                     (dir / "data").string(), fmt::join(argv, " "));
+        set_trainer_status(resume ? "resuming" : "training");
+        metrics.set("faceadapt_training_running", {}, 1);
+        TrainingResult result;
+        {
+            const bool cuda = cfg.learner.device.rfind("cuda", 0) == 0;
+            TrainingChild child(argv, TrainingLimits{cfg.learner.nice, true, cuda ? 0.0 : cfg.learner.memory_limit_mb},
+                                [this, name](const TrainingProgress& p) {
+                                    spdlog::info("cycle {}: {}", name, p.line);
+                                    if (p.cycle) { progress_cycle = *p.cycle; progress_cycles = *p.cycles; }
+                                    if (p.iter) { progress_iter = *p.iter; progress_iters = *p.iters; }
+                                    if (p.cycle || p.iter)
+                                        set_trainer_status(fmt::format("cycle {}/{} iter {}/{}", progress_cycle.load(),
+                                                                       progress_cycles.load(), progress_iter.load(),
+                                                                       progress_iters.load()));
+                                });
+            {
+                std::lock_guard lock(child_mutex);
+                this->child = &child;
+            }
+            for (;;) {
+                if (auto r = child.poll()) { result = *r; break; }
+                if (stop) {
+                    spdlog::info("cycle {}: stopping the training child (it checkpoints)", name);
+                    result = child.terminate(options.stop_grace);
+                    break;
+                }
+                if (progress_cycles > 0) {
+                    const double per = 1.0 / progress_cycles;
+                    const double in_cycle = progress_iters > 0 ? double(progress_iter) / progress_iters : 0.0;
+                    metrics.set("faceadapt_training_progress", {}, per * (progress_cycle - 1 + in_cycle));
+                }
+                std::this_thread::sleep_for(100ms);
+            }
+            std::lock_guard lock(child_mutex);
+            this->child = nullptr;
+        }
+        metrics.set("faceadapt_training_running", {}, 0);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        if (stop) {
+            spdlog::info("cycle {}: stopped ({}); it resumes from its checkpoint at the next start", name,
+                         result.describe());
+            set_trainer_status("stopped");
+            return;  // cycle.json stays: the next start resumes
+        }
+        metrics.add("faceadapt_training_cycle_seconds_total", {}, seconds);
+        metrics.set("faceadapt_training_last_cycle_seconds", {}, seconds);
+        if (!result.ok() || !fs::exists(dir / "candidate.model")) {
+            const std::string why = result.ok() ? "no candidate model written" : result.describe();
+            spdlog::error("cycle {}: training failed: {}", name, why);
+            for (const auto& l : result.last_lines) spdlog::error("cycle {}:   {}", name, l);
+            metrics.add("faceadapt_training_cycles_total", {{"result", "failed"}});
+            registry->append_history({{"event", "cycle"}, {"cycle", name}, {"result", "failed"}, {"error", why},
+                                      {"seconds", seconds}, {"output", result.last_lines}});
+            finish_cycle(dir, max_id);
+            return;
+        }
+        metrics.add("faceadapt_training_cycles_total", {{"result", "ok"}});
+        json training = json::object();
+        try {
+            training = json::parse(learner::read_model_metadata(dir / "candidate.model").provenance_json);
+        } catch (const std::exception& e) {
+            spdlog::warn("cycle {}: candidate metadata: {}", name, e.what());
+        }
+        registry->append_history({{"event", "cycle"}, {"cycle", name}, {"result", "ok"}, {"seconds", seconds}});
+        spdlog::info("cycle {}: trained in {:.1f} s; evaluating the candidate", name, seconds);
+        set_trainer_status("gate");
+        try {
+            gate_and_release(cfg, name, dir, parent, training, seconds);
+        } catch (const std::exception& e) {
+            if (stop) return;
+            spdlog::error("cycle {}: gate/release failed: {}", name, e.what());
+            registry->append_history({{"event", "gate"}, {"cycle", name}, {"promote", false}, {"error", e.what()}});
+            metrics.add("faceadapt_gate_decisions_total", {{"decision", "error"}});
+        }
+        finish_cycle(dir, max_id);
+    }
+
+    void finish_cycle(const fs::path& dir, std::int64_t max_id) {
+        std::error_code ec;
+        fs::remove_all(dir / "data", ec);
+        fs::remove_all(dir / "holdout", ec);
+        fs::remove_all(dir / "checkpoint", ec);
+        fs::remove(registry->dir() / "cycle.json", ec);
+        save_scheduler_state(Clock::now(), max_id);
+        set_trainer_status("idle");
+    }
+
+    void gate_and_release(const config::Config& cfg, const std::string& name, const fs::path& dir, int parent,
+                          const json& training, double seconds) {
+        // Gallery chips and held-out crops, decoded once for both models.
+        std::vector<cv::Mat> gallery_chips;
+        std::vector<std::string> names;
+        {
+            quality::Gallery gallery(cfg.site.state_dir);
+            for (const auto& e : gallery.entries())
+                if (auto chip = gallery.load_chip(e)) {
+                    gallery_chips.push_back(*chip);
+                    names.push_back(e.name);
+                }
+        }
+        auto [files, tracks] = holdout_set(dir);
+        std::vector<cv::Mat> site = read_chips(files);
+        if (site.size() != tracks.size()) {  // an unreadable file: keep labels aligned
+            std::vector<cv::Mat> s2;
+            std::vector<std::string> t2;
+            for (std::size_t i = 0; i < files.size(); ++i) {
+                auto one = read_chips({files[i]});
+                if (!one.empty()) { s2.push_back(one[0]); t2.push_back(tracks[i]); }
+            }
+            site = std::move(s2);
+            tracks = std::move(t2);
+        }
+        const fs::path current_file = parent > 0 ? registry->get(parent).model_file : fs::path();
+        const ModelFigures cur = evaluate(current_file, cfg.learner.device, gallery_chips, names, site, tracks, cfg.gate.far);
+        const ModelFigures cand =
+            evaluate(dir / "candidate.model", cfg.learner.device, gallery_chips, names, site, tracks, cfg.gate.far);
+        const GateDecision d = decide(cur, cand, cfg.gate);
+        for (const auto& [model, f] : {std::pair{"current", &cur}, std::pair{"candidate", &cand}}) {
+            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "gallery_tar"}}, f->gallery.tar);
+            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "gallery_rank1"}}, f->gallery.rank1);
+            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "site_consistency"}}, f->site.consistency);
+            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "site_compactness"}}, f->site.compactness);
+        }
+        metrics.add("faceadapt_gate_decisions_total", {{"decision", d.promote ? "promoted" : "refused"}});
+        json record{{"event", "gate"},       {"cycle", name},          {"promote", d.promote},
+                    {"current_version", parent}, {"current", to_json(cur)}, {"candidate", to_json(cand)},
+                    {"checks", d.checks},    {"reasons", d.reasons}};
+        for (const auto& c : d.checks) spdlog::info("gate {}: {}", name, c);
+        if (!d.promote) {
+            for (const auto& r : d.reasons) spdlog::warn("gate {}: refused: {}", name, r);
+            registry->append_history(record);
+            return;
+        }
+        json gate_numbers{{"candidate", to_json(cand)}, {"current", to_json(cur)}};
+        const ModelVersion added = registry->add(dir / "candidate.model", "train",
+                                                 {{"cycle", name},
+                                                  {"parent_version", parent},
+                                                  {"training_seconds", seconds},
+                                                  {"training", training.is_object() ? training : json::object()},
+                                                  {"gate", gate_numbers}});
+        record["version"] = added.version;
+        registry->append_history(record);
+        registry->set_current(added.version);
+        metrics.set("faceadapt_model_version", {}, added.version);
+        spdlog::info("gate {}: promoted as version {} (was {})", name, added.version, parent);
+        set_trainer_status("publishing");
+        release(cfg, added.version);
+    }
+
+    // Startup: resume an interrupted cycle, republish a current version not fully published.
+    void recover() {
+        const config::Config cfg = current_config();
+        const int current = registry->current_version();
+        if (current > 0 && !registry->get(current).published()) {
+            spdlog::info("startup: version {} is current but was not fully published; publishing it again", current);
+            release(cfg, current);
+        }
+        const json cycle = read_json_file(registry->dir() / "cycle.json");
+        if (cycle.is_object() && !stop) {
+            spdlog::info("startup: resuming interrupted cycle {}", cycle.value("name", std::string{"?"}));
+            run_cycle(cycle);
+        }
+    }
+
+    void start_learner(std::function<void()> work) {
+        if (learner.joinable()) learner.join();
+        learner_busy = true;
+        learner = std::thread([this, work = std::move(work)] {
+            try {
+                work();
+            } catch (const std::exception& e) {
+                spdlog::error("learner: {}", e.what());
+                set_trainer_status("idle");
+            }
+            learner_busy = false;
+        });
+    }
+};
+
+Daemon::Daemon(DaemonOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Daemon::~Daemon() {
+    impl_->stop = true;
+    if (impl_->learner.joinable()) impl_->learner.join();
+}
+
+void Daemon::block_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+}
+
+void Daemon::request_stop() { impl_->stop = true; }
+void Daemon::request_reload() { impl_->reload = true; }
+const MetricsRegistry& Daemon::metrics() const { return impl_->metrics; }
+
+int Daemon::run() {
+    Impl& d = *impl_;
+    config::Config cfg = d.current_config();
+    spdlog::set_level(spdlog::level::from_str(cfg.site.log_level));
+    if (!cfg.learner.weights_dir.empty()) ::setenv("FACEADAPT_WEIGHTS_DIR", cfg.learner.weights_dir.c_str(), 1);
+    d.describe_metrics();
+    try {
+        fs::create_directories(cfg.site.state_dir);
+        d.store = std::make_unique<quality::CropStore>(cfg.site.state_dir, cfg.store);
+        const auto& rep = d.store->open_report();
+        if (rep.temp_files_removed || rep.orphan_files_removed || rep.rows_without_file || rep.files_quarantined ||
+            rep.index_quarantined)
+            spdlog::warn("store: repaired at open: {} temp files, {} orphan files, {} rows without file, {} "
+                         "quarantined{}",
+                         rep.temp_files_removed, rep.orphan_files_removed, rep.rows_without_file,
+                         rep.files_quarantined, rep.index_quarantined ? ", index replaced: " + rep.index_problem : "");
+        d.registry = std::make_unique<ModelRegistry>(cfg.site.state_dir / "models");
+        d.scorer = std::make_shared<quality::QualityScorer>(cfg.quality);
+        if (cfg.metrics.enabled)
+            d.server = std::make_unique<MetricsServer>(cfg.metrics.listen, d.metrics, [&d] {
+                const auto age = std::chrono::steady_clock::now().time_since_epoch().count() - d.loop_heartbeat.load();
+                const bool alive = std::chrono::steady_clock::duration(age) < 30s;
+                std::lock_guard lock(d.status_mutex);
+                return Health{alive, alive ? "main loop alive" : "main loop stuck"};
+            });
+    } catch (const std::exception& e) {
+        spdlog::critical("faceadaptd: cannot start: {}", e.what());
+        return 1;
+    }
+    d.load_scheduler_state();
+    d.metrics.set("faceadapt_model_version", {}, d.registry->current_version());
+    d.apply_cameras(cfg);
+    d.start_learner([&d] { d.recover(); });
+
+    d.notifier.ready(d.status_line());
+    spdlog::info("faceadaptd: ready ({} camera(s), state {}, trainer {})", d.cameras.size(), cfg.site.state_dir.string(),
+                 d.options.trainer.string());
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    auto last_status = std::chrono::steady_clock::now() - 1h;
+    std::string last_line;
+    while (!d.stop) {
+        d.loop_heartbeat = std::chrono::steady_clock::now().time_since_epoch().count();
+        const auto tick_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d.options.tick).count();
+        timespec ts{static_cast<time_t>(tick_ns / 1'000'000'000), static_cast<long>(tick_ns % 1'000'000'000)};
+        const int sig = sigtimedwait(&set, nullptr, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            spdlog::info("faceadaptd: {} received, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            d.stop = true;
+            break;
+        }
+        if (sig == SIGHUP || d.reload.exchange(false)) d.do_reload();
+        d.notifier.watchdog();
+        d.update_camera_metrics();
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_status >= 2s) {
+            last_status = now;
+            const auto st = d.store->stats();
+            d.metrics.set("faceadapt_store_crops", {}, double(st.crops));
+            d.metrics.set("faceadapt_store_bytes", {}, double(st.bytes));
+            d.metrics.set("faceadapt_model_version", {}, d.registry->current_version());
+            const std::string line = d.status_line();
+            if (line != last_line) d.notifier.status(line);
+            last_line = line;
+            if (!d.learner_busy) {
+                cfg = d.current_config();
+                d.load_scheduler_state();
+                d.sched.cycle_running = false;
+                d.sched.crops_at_last_cycle = 0;
+                d.sched.crops_total = d.store->count_after(d.last_crop_id);
+                ScheduleDecision decision;
+                try {
+                    decision = should_start_cycle(cfg.learner, d.sched, Clock::now(), local_minute_of_day(Clock::now()));
+                } catch (const std::exception& e) {
+                    decision = {false, e.what()};
+                }
+                if (decision.start) {
+                    spdlog::info("scheduler: starting a training cycle ({})", decision.reason);
+                    d.start_learner([&d] { d.run_cycle(json::object()); });
+                } else {
+                    spdlog::debug("scheduler: {}", decision.reason);
+                }
+            }
+        }
+    }
+    // Shutdown: cameras first (workers finish their frame: store writes complete), then the
+    // training child (SIGTERM, it checkpoints), then the rest.
+    d.notifier.stopping();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (auto& [id, cam] : d.cameras) cam.pipeline->stop();
+    d.cameras.clear();
+    if (d.learner.joinable()) d.learner.join();
+    d.publisher.reset();
+    d.server.reset();
+    d.store.reset();
+    spdlog::info("faceadaptd: stopped in {:.1f} s",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return 0;
+}
+
+}  // namespace faceadapt::daemon

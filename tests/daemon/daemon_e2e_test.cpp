@@ -1,0 +1,346 @@
+// faceadaptd end to end on loopback, with the real executables:
+//   - SIGHUP reload (camera added, removed, unchanged; invalid file), a crashing training child,
+//     SIGTERM within 10 s;
+//   - a candidate made worse on purpose is refused by the gate and never published;
+//   - rtsp-serve -> faceadaptd -> crops -> a tiny training cycle -> gate -> mosquitto -> door
+//     ack, with kill -9 of the daemon during store writes and during the training cycle.
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "daemon_process.hpp"
+#include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/ingest/rtsp_test_server.hpp"
+#include "faceadapt/learner/ema.hpp"
+#include "faceadapt/learner/model_file.hpp"
+#include "faceadapt/learner/weights_import.hpp"
+#include "faceadapt/quality/crop_store.hpp"
+#include "faceadapt/quality/gallery.hpp"
+#include "mosquitto_fixture.hpp"
+#include "test_support.hpp"
+
+using namespace faceadapt;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using test::eventually;
+using test::fetch_metrics;
+using test::metric_value;
+
+namespace {
+
+fs::path faceadapt_exe() { return test::binary_dir() / "tools" / "faceadapt"; }
+fs::path faceadaptd_exe() { return test::binary_dir() / "daemon" / "faceadaptd"; }
+fs::path door_exe() { return test::binary_dir() / "tools" / "faceadapt-door"; }
+fs::path walkers() { return test::shared_dir() / "datasets" / "videos" / "walkers-1080p.mp4"; }
+fs::path reference() { return test::shared_dir() / "reference" / "embeddings"; }
+
+struct Site {
+    std::string state_dir;
+    std::vector<std::pair<std::string, std::string>> cameras;  // id, url
+    int metrics_port = 0;
+    std::string mqtt = "tcp://127.0.0.1:1";
+    std::string learner = "min_new_crops = 1000000\n";
+    std::string gate;
+    std::string camera_extra;  // appended to every camera
+};
+
+std::string site_toml(const Site& s) {
+    std::string t = "[site]\nid = \"e2e\"\nstate_dir = \"" + s.state_dir + "\"\nlog_level = \"info\"\n";
+    for (const auto& [id, url] : s.cameras)
+        t += "[[camera]]\nid = \"" + id + "\"\nurl = \"" + url + "\"\ndetect_fps = 3.0\n" + s.camera_extra;
+    t += "[detect]\nworkers = 1\n";
+    // The walkers' faces score 0.3..0.45 (small, soft, half-profile): keep them.
+    t += "[quality]\nthreshold = 0.3\n";
+    t += "[learner]\ncycles = 1\niters = 2\nbatch_ids = 4\nbatch_per_id = 2\nk1 = 6\nk2 = 3\nmin_samples = 2\n"
+         "interval_hours = 100\n" + s.learner;
+    t += "[gate]\n" + s.gate;
+    t += "[mqtt]\nbroker = \"" + s.mqtt + "\"\n";
+    t += "[publish]\nack_timeout_s = 20\n";
+    t += "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(s.metrics_port) + "\"\n";
+    return t;
+}
+
+void write(const fs::path& p, const std::string& text) {
+    std::ofstream(p) << text;
+}
+
+fs::path script(const fs::path& dir, const std::string& name, const std::string& body) {
+    const fs::path p = dir / name;
+    write(p, "#!/bin/sh\n" + body);
+    fs::permissions(p, fs::perms::owner_all);
+    return p;
+}
+
+std::vector<nlohmann::json> history(const fs::path& state) {
+    return daemon::ModelRegistry(state / "models").history();
+}
+
+std::optional<nlohmann::json> last_event(const fs::path& state, const std::string& event) {
+    std::optional<nlohmann::json> out;
+    for (const auto& h : history(state))
+        if (h.value("event", "") == event) out = h;
+    return out;
+}
+
+// Enrolls the 8 reference identities (3 chips each) into the gallery of `state`.
+void enroll_reference(const fs::path& state) {
+    std::ifstream in(reference() / "embeddings.json");
+    const auto j = nlohmann::json::parse(in);
+    quality::Gallery gallery(state);
+    for (const auto& c : j["chips"]) {
+        cv::Mat bgr = cv::imread((reference() / c["chip"].get<std::string>()).string());
+        ASSERT_FALSE(bgr.empty());
+        cv::Mat rgb;
+        cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+        gallery.add(c["identity"].get<std::string>(), rgb, quality::QualityScore{}, c["chip"].get<std::string>());
+    }
+}
+
+int door_installed(const fs::path& dir) {
+    std::string out;
+    test::run_command(door_exe().string() + " status --json --dir " + dir.string() + " 2>/dev/null", &out);
+    try {
+        return nlohmann::json::parse(out).value("installed_version", 0);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+std::vector<std::string> daemon_argv(const fs::path& config, const fs::path& trainer = {}) {
+    std::vector<std::string> a{faceadaptd_exe().string(), "--config", config.string()};
+    if (!trainer.empty()) a.insert(a.end(), {"--trainer", trainer.string()});
+    return a;
+}
+
+}  // namespace
+
+TEST(DaemonLifecycle, ReloadCamerasRejectInvalidConfigSurviveTrainerCrashStopQuickly) {
+    FACEADAPT_REQUIRE_PATH(test::weights_dir() / "demo");
+    test::TempDir dir;
+    ingest::RtspServerOptions ro;
+    ro.port = 0;
+    for (const char* m : {"/a", "/b", "/c"}) {
+        ingest::RtspMount mount;
+        mount.path = m;
+        mount.source = test::weights_dir() / "demo";
+        mount.width = 320;
+        mount.height = 240;
+        mount.fps = 5;
+        ro.mounts.push_back(mount);
+    }
+    ingest::RtspTestServer server(ro);
+    server.start();
+    // The training child crashes at once: the daemon must report it and carry on.
+    const fs::path crash = script(dir.path(), "crash-trainer.sh", "echo 'loading snapshot'\necho 'boom' >&2\nexit 3\n");
+    Site site;
+    site.state_dir = (dir.path() / "state").string();
+    site.metrics_port = test::free_loopback_port();
+    site.cameras = {{"a", server.url("/a")}, {"b", server.url("/b")}};
+    site.learner = "min_new_crops = 0\n";
+    const fs::path config = dir.path() / "site.toml";
+    write(config, site_toml(site));
+
+    test::Process d(daemon_argv(config, crash));
+    std::string m;
+    ASSERT_TRUE(eventually([&] {
+        m = fetch_metrics(site.metrics_port);
+        return metric_value(m, "faceadapt_camera_up", "camera=\"a\"") == 1.0 &&
+               metric_value(m, "faceadapt_camera_up", "camera=\"b\"") == 1.0 &&
+               metric_value(m, "faceadapt_training_cycles_total", "result=\"failed\"") == 1.0;
+    }, 60s)) << m << d.output();
+    const auto failed = last_event(site.state_dir, "cycle");
+    ASSERT_TRUE(failed);
+    EXPECT_EQ((*failed)["result"], "failed");
+    EXPECT_EQ((*failed)["error"], "exit 3");
+    EXPECT_EQ((*failed)["output"].back(), "boom");
+    EXPECT_TRUE(d.has_line("training failed: exit 3"));
+
+    // Reload: b removed, c added, a unchanged (never restarted).
+    const double a_frames = *metric_value(fetch_metrics(site.metrics_port), "faceadapt_camera_frames_total", "camera=\"a\"");
+    site.cameras = {{"a", server.url("/a")}, {"c", server.url("/c")}};
+    write(config, site_toml(site));
+    d.signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] {
+        m = fetch_metrics(site.metrics_port);
+        return metric_value(m, "faceadapt_camera_up", "camera=\"c\"") == 1.0 &&
+               !metric_value(m, "faceadapt_camera_up", "camera=\"b\"") &&
+               metric_value(m, "faceadapt_config_reloads_total", "result=\"ok\"") == 1.0;
+    }, 60s)) << m << d.output();
+    EXPECT_GE(*metric_value(m, "faceadapt_camera_frames_total", "camera=\"a\""), a_frames);
+    EXPECT_EQ(metric_value(m, "faceadapt_camera_up", "camera=\"a\""), 1.0);
+    EXPECT_TRUE(d.has_line("camera b: removed"));
+    EXPECT_FALSE(d.has_line("camera a: (changed|removed)"));
+
+    // An invalid file is refused with its errors; the running cameras stay.
+    write(config, site_toml(site) + "[[camera]]\nid = \"a\"\nurl = \"ftp://x\"\ndetect_fps = -2\n");
+    d.signal(SIGHUP);
+    ASSERT_TRUE(d.wait_for_line("keeping the running configuration", 20s)) << d.output();
+    EXPECT_TRUE(d.wait_for_line("detect_fps", 5s)) << d.output();
+    ASSERT_TRUE(eventually([&] {
+        m = fetch_metrics(site.metrics_port);
+        return metric_value(m, "faceadapt_config_reloads_total", "result=\"rejected\"") == 1.0;
+    }, 10s));
+    EXPECT_EQ(metric_value(m, "faceadapt_camera_up", "camera=\"a\""), 1.0);
+    EXPECT_EQ(metric_value(m, "faceadapt_camera_up", "camera=\"c\""), 1.0);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    d.signal(SIGTERM);
+    const auto r = d.wait_exit(12s);
+    ASSERT_TRUE(r) << "faceadaptd did not stop within 12 s\n" << d.output();
+    EXPECT_TRUE(r->ok()) << r->describe();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+TEST(DaemonGate, AWorsenedCandidateIsRefusedAndNeverPublished) {
+    FACEADAPT_REQUIRE_PATH(reference() / "embeddings.json");
+    FACEADAPT_REQUIRE_PATH(test::weights_dir() / "model");
+    test::TempDir dir;
+    const fs::path state = dir.path() / "state";
+    enroll_reference(state);
+    // The "trainer" writes the source model with its weights perturbed far beyond training noise.
+    const fs::path bad = dir.path() / "bad.model";
+    {
+        auto net = learner::load_source_model();
+        learner::perturb_parameters(*net, 1.0, 7);
+        learner::save_model(net, learner::ModelMetadata{}, bad);
+    }
+    const fs::path trainer = script(dir.path(), "bad-trainer.sh",
+                                    "out=''\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=\"$2\"; shift; done\n"
+                                    "echo 'cycle 1/1 iter 1/1 loss=9.9'\ncp " + bad.string() + " \"$out\"\n");
+    test::Mosquitto broker;
+    fs::create_directories(state / "keys");
+    ASSERT_EQ(test::run_command(faceadapt_exe().string() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
+    Site site;
+    site.state_dir = state.string();
+    site.metrics_port = test::free_loopback_port();
+    site.mqtt = broker.url();
+    site.learner = "min_new_crops = 0\n";
+    const fs::path config = dir.path() / "site.toml";
+    write(config, site_toml(site));
+
+    test::Process d(daemon_argv(config, trainer));
+    ASSERT_TRUE(d.wait_for_line("gate .*refused", 120s)) << d.output();
+    const auto gate = last_event(state, "gate");
+    ASSERT_TRUE(gate);
+    EXPECT_FALSE((*gate)["promote"].get<bool>());
+    EXPECT_TRUE((*gate)["candidate"]["gallery"]["evaluated"].get<bool>());
+    EXPECT_LT((*gate)["candidate"]["gallery"]["rank1"].get<double>(), (*gate)["current"]["gallery"]["rank1"].get<double>());
+    EXPECT_FALSE((*gate)["reasons"].empty());
+    EXPECT_GT((*gate)["current"]["gallery"]["rank1"].get<double>(), 0.9);  // the source model is good here
+    // Never published: no version, no package, nothing on the broker, metrics agree.
+    daemon::ModelRegistry registry(state / "models");
+    EXPECT_EQ(registry.current_version(), 0);
+    EXPECT_TRUE(registry.list().empty());
+    EXPECT_FALSE(fs::exists(state / "models" / "packages"));
+    EXPECT_FALSE(last_event(state, "publish"));
+    const std::string m = fetch_metrics(site.metrics_port);
+    EXPECT_EQ(metric_value(m, "faceadapt_gate_decisions_total", "decision=\"refused\""), 1.0);
+    EXPECT_EQ(metric_value(m, "faceadapt_model_version"), 0.0);
+    EXPECT_FALSE(metric_value(m, "faceadapt_publish_total", "result=\"ok\""));
+    d.signal(SIGTERM);
+    ASSERT_TRUE(d.wait_exit(12s));
+}
+
+TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
+    FACEADAPT_REQUIRE_PATH(walkers());
+    FACEADAPT_REQUIRE_PATH(reference() / "embeddings.json");
+    FACEADAPT_REQUIRE_PATH(test::weights_dir() / "model");
+    test::TempDir dir;
+    const fs::path state = dir.path() / "state";
+    enroll_reference(state);
+    test::Mosquitto broker;
+    fs::create_directories(state / "keys");
+    ASSERT_EQ(test::run_command(faceadapt_exe().string() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
+
+    // The camera: the walkers video served over RTSP by `faceadapt rtsp-serve`.
+    const int rtsp_port = test::free_loopback_port();
+    test::Process camera({faceadapt_exe().string(), "rtsp-serve", "--port", std::to_string(rtsp_port), "--mount", "/cam",
+                          walkers().string()});
+    Site site;
+    site.state_dir = state.string();
+    site.metrics_port = test::free_loopback_port();
+    site.mqtt = broker.url();
+    site.cameras = {{"cam", "rtsp://127.0.0.1:" + std::to_string(rtsp_port) + "/cam"}};
+    site.learner = "min_new_crops = 40\n";
+    // Tolerances wide open: this test is about the plumbing, the gate's own test is above.
+    site.gate = "max_tar_drop = 1.0\nmax_rank1_drop = 1.0\nmax_compactness_drop = 2.0\n";
+    const fs::path config = dir.path() / "site.toml";
+    write(config, site_toml(site));
+    const fs::path door_dir = dir.path() / "door";
+    test::Process door({door_exe().string(), "run", "--site", "e2e", "--door", "door1", "--pubkey",
+                        (state / "keys" / "signing.pub").string(), "--dir", door_dir.string(), "--config",
+                        config.string()});
+
+    // 1. Crops flow; kill -9 while they are being written.
+    std::string m;
+    {
+        test::Process d(daemon_argv(config));
+        ASSERT_TRUE(eventually([&] {
+            m = fetch_metrics(site.metrics_port);
+            return metric_value(m, "faceadapt_crops_stored_total", "camera=\"cam\"").value_or(0) >= 5;
+        }, 90s)) << m << d.output();
+        EXPECT_GT(*metric_value(m, "faceadapt_camera_frames_total", "camera=\"cam\""), 0);
+        EXPECT_GT(*metric_value(m, "faceadapt_camera_faces_total", "camera=\"cam\""), 0);
+        d.signal(SIGKILL);
+        ASSERT_TRUE(d.wait_exit(5s));
+    }
+    {
+        quality::CropStore store(state, config::StoreConfig{});
+        const auto rows = store.snapshot();
+        EXPECT_GE(rows.size(), 5u);
+        for (const auto& r : rows) EXPECT_TRUE(fs::exists(r.file)) << "row " << r.id << " lost its file";
+        EXPECT_EQ(store.open_report().rows_without_file, 0);
+    }
+
+    // 2. Restart; a training cycle starts once 40 crops are in; kill -9 in the middle of it.
+    {
+        test::Process d(daemon_argv(config));
+        ASSERT_TRUE(d.wait_for_line("cycle .*: starting training", 240s)) << d.output();
+        std::this_thread::sleep_for(8s);  // the child is loading, clustering or training now
+        d.signal(SIGKILL);
+        ASSERT_TRUE(d.wait_exit(5s));
+    }
+    const auto cycle = nlohmann::json::parse(std::ifstream(state / "models" / "cycle.json"));
+    EXPECT_EQ(cycle["status"], "training");
+    EXPECT_EQ(door_installed(door_dir), 0);  // nothing published, half or whole
+    EXPECT_FALSE(last_event(state, "publish"));
+
+    // 3. Restart: the cycle resumes, the candidate passes the gate, is published, the door acks.
+    test::Process d(daemon_argv(config));
+    ASSERT_TRUE(d.wait_for_line("startup: resuming interrupted cycle", 30s)) << d.output();
+    ASSERT_TRUE(eventually([&] { return last_event(state, "publish").has_value(); }, 300s)) << d.output();
+    const auto gate = last_event(state, "gate");
+    ASSERT_TRUE(gate);
+    EXPECT_TRUE((*gate)["promote"].get<bool>()) << gate->dump();
+    EXPECT_TRUE((*gate)["candidate"]["gallery"]["evaluated"].get<bool>());
+    const auto pub = *last_event(state, "publish");
+    EXPECT_TRUE(pub["published"].get<bool>()) << pub.dump();
+    EXPECT_EQ(pub["version"], 1);
+    EXPECT_EQ(pub["gallery_entries"], 24);
+    EXPECT_EQ(pub["acked"], nlohmann::json::array({"door1"})) << pub.dump();
+    EXPECT_EQ(door_installed(door_dir), 1);
+    daemon::ModelRegistry registry(state / "models");
+    EXPECT_EQ(registry.current_version(), 1);
+    EXPECT_TRUE(registry.get(1).published());
+    EXPECT_FALSE(fs::exists(state / "models" / "cycle.json"));
+    m = fetch_metrics(site.metrics_port);
+    EXPECT_EQ(metric_value(m, "faceadapt_model_version"), 1.0);
+    EXPECT_EQ(metric_value(m, "faceadapt_door_acks_total", "result=\"acked\""), 1.0);
+    EXPECT_EQ(metric_value(m, "faceadapt_door_installed_version", "door=\"door1\""), 1.0);
+
+    // 4. Rollback to version 1: a new version 2, published and acked.
+    std::string out;
+    EXPECT_EQ(test::run_command(faceadapt_exe().string() + " models rollback --config " + config.string() + " 1 2>&1", &out), 0)
+        << out;
+    EXPECT_NE(out.find("new version 2"), std::string::npos) << out;
+    EXPECT_TRUE(eventually([&] { return door_installed(door_dir) == 2; }, 30s));
+    test::run_command(faceadapt_exe().string() + " models list --config " + config.string(), &out);
+    EXPECT_NE(out.find("rollback of 1"), std::string::npos) << out;
+    d.signal(SIGTERM);
+    ASSERT_TRUE(d.wait_exit(12s));
+}

@@ -103,6 +103,12 @@ void MqttSession::connect(std::chrono::milliseconds timeout) {
             last_error = "no answer to CONNECT";
         } catch (const mqtt::exception& e) {
             last_error = e.what();
+            // CONNACK refusals that retrying cannot fix (MQTT 3.1.1 return codes).
+            if (e.get_return_code() == 4 || e.get_return_code() == 5)
+                throw std::runtime_error("MQTT broker " + broker_ + " refused " + client_id_ +
+                                         ": not authorized (check the user name, password and ACL)");
+            if (e.get_return_code() == 2)
+                throw std::runtime_error("MQTT broker " + broker_ + " rejected the client id " + client_id_);
         }
         if (std::chrono::steady_clock::now() + backoff > deadline) break;
         std::unique_lock lock(mutex_);

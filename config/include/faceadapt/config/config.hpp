@@ -81,16 +81,16 @@ struct DetectConfig {
 struct QualityConfig {
     double threshold = 0.5;                         // [0, 1]: keep crops scoring above
     double max_deviation_deg = 45.0;                // (0, 90]; step 122 gate: pose deviation must be below
-    double min_integrity = 0.9;                     // [0, 1]; step 122 gate: integrity must be above
-    Table deviation_score = {{0, 1.0}, {15, 0.9}, {30, 0.6}, {45, 0.2}};           // step 122
-    Table integrity_score = {{0.9, 0.5}, {1.0, 1.0}};                               // step 123
+    double min_integrity = 0.6;                     // [0, 1]; step 122 gate: integrity must be above
+    Table deviation_score = {{0, 1.0}, {10, 0.95}, {20, 0.8}, {30, 0.6}, {45, 0.2}};           // step 122
+    Table integrity_score = {{0.6, 0.4}, {0.8, 0.7}, {1.0, 1.0}};                               // step 123
     Table density_weight = {{0.0, 0.5}, {0.01, 0.6}, {0.03, 0.7}};                  // step 124: density -> w1 (w2 = 1-w1)
-    Table density_quality = {{0.0, 0.2}, {0.005, 0.5}, {0.02, 0.9}, {0.05, 1.0}};   // step 126
-    Table entropy_deviation = {{0.0, -0.3}, {5.0, -0.1}, {7.0, 0.0}, {8.0, 0.0}};   // step 127
-    Table exposure_coefficient = {{0, 0.6}, {60, 0.9}, {120, 1.0}, {180, 0.9}, {255, 0.6}}; // step 129
+    Table density_quality = {{0.0, 0.1}, {0.002, 0.4}, {0.006, 0.8}, {0.012, 1.0}};   // step 126
+    Table entropy_deviation = {{0.0, -0.6}, {4.0, -0.4}, {6.0, -0.15}, {7.0, 0.0}, {8.0, 0.0}};   // step 127
+    Table exposure_coefficient = {{0, 0.1}, {30, 0.3}, {60, 0.7}, {100, 1.0}, {170, 1.0}, {220, 0.7}, {255, 0.4}}; // step 129
     std::string coefficient_form = "unit";          // step 130: unit|percent
-    Table environment_weight = {{0, 0.3}, {60, 0.5}, {255, 0.5}};                  // step 132: ambient -> w1
-    Table sharpness_score = {{0, 0.0}, {50, 0.5}, {200, 1.0}};                      // extra, folded into step 130
+    Table environment_weight = {{0, 0.1}, {60, 0.3}, {120, 0.5}, {255, 0.5}};                  // step 132: ambient -> w1
+    Table sharpness_score = {{0, 0.3}, {50, 0.6}, {150, 0.9}, {300, 1.0}};                      // extra, folded into step 130
 
     bool operator==(const QualityConfig&) const = default;
 };

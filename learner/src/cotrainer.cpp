@@ -157,7 +157,11 @@ void CoTrainer::reset_classifiers(const torch::Tensor& features, const std::vect
     sums.index_add_(0, labels_tensor(lab), features.index_select(0, labels_tensor(keep)));
     const auto centroids = F::normalize(sums, F::NormalizeFuncOptions().dim(1));
     for (auto* n : {&net1_, &net2_, &mean1_, &mean2_})
-        if (*n) (*n)->reset_classifier(centroids);
+        if (*n) {
+            (*n)->reset_classifier(centroids);
+            // The old gradient has the old row count; libtorch's zero_grad() keeps it allocated.
+            for (auto& p : (*n)->classifier_parameters()) p.mutable_grad() = torch::Tensor();
+        }
 }
 
 void CoTrainer::build_optimisers() {

@@ -79,6 +79,9 @@ Embedder::Embedder(const std::filesystem::path& model_file, const std::string& d
         impl_->meta = std::move(loaded.meta);
     }
     impl_->net->eval();
+    // Channels-last measured faster on CPU (bench_embed: CPU ms per chip, both batch sizes);
+    // not measured on CUDA, so left off there.
+    impl_->channels_last = impl_->device.is_cpu();
     if (impl_->channels_last) {
         torch::NoGradGuard no_grad;
         for (auto& p : impl_->net->parameters())

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "faceadapt/common/durable_file.hpp"
+
 namespace faceadapt::publish::detail {
 
 // Initialises libsodium once (thread-safe); throws std::runtime_error when it cannot.
@@ -31,14 +33,19 @@ private:
 };
 std::string sha256_hex(std::string_view bytes);
 
-// throws std::runtime_error naming the file when it cannot be read.
-std::string read_file(const std::filesystem::path& file);
-// Writes without fsync (staging data that is re-verified before use).
-void write_file(const std::filesystem::path& file, std::string_view bytes);
-// temp file in the same folder + write + fsync + rename + fsync(folder). `mode` applies to the
-// temp file before any byte is written (0600 keys are never readable by others).
-void write_file_durable(const std::filesystem::path& file, std::string_view bytes, unsigned mode = 0644);
-void fsync_path(const std::filesystem::path& path);  // a file or a folder
+// Whole-file I/O and the crash-safe write come from common/durable_file.hpp.
+using common::fsync_path;
+using common::read_file;
+// Staging data that is re-verified before use: atomic, not fsync'ed.
+inline void write_file(const std::filesystem::path& file, std::string_view bytes) {
+    common::write_file_atomic(file, bytes, {.fsync = false});
+}
+// temp + write + fsync + rename + fsync(folder); `mode` applies before any byte is written
+// (0600 keys are never readable by others).
+inline void write_file_durable(const std::filesystem::path& file, std::string_view bytes,
+                               unsigned mode = 0644) {
+    common::write_file_atomic(file, bytes, {.fsync = true, .mode = mode});
+}
 
 // "2026-11-27T01:02:03Z"
 std::string utc_now_iso8601();

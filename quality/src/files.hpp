@@ -8,13 +8,17 @@
 
 #include <opencv2/core.hpp>
 
+#include "faceadapt/common/durable_file.hpp"
+
 namespace faceadapt::quality::files {
 
-// The suffix of a file being written; such files are debris after a crash.
-inline constexpr const char* kTempSuffix = ".tmp";
+// Temp files (debris after a crash), folder fsync and unique names come from common/.
+using common::kTempSuffix;
+using common::sync_directory;
+using common::unique_token;
 
-// Encodes `rgb` (8UC3 RGB or 8UC1) as PNG and writes it to `target` crash-safely:
-// <target>.tmp, write, fsync, rename over target, fsync the directory (fsync only when do_fsync).
+// Encodes `rgb` (8UC3 RGB or 8UC1) as PNG and writes it to `target` with
+// common::write_file_atomic (durable only when do_fsync; atomic either way).
 // ensures: returns the file size in bytes; on failure nothing is left at target or its temp.
 // throws std::runtime_error naming the file.
 std::int64_t write_png_atomic(const cv::Mat& rgb, const std::filesystem::path& target, bool do_fsync);
@@ -26,10 +30,6 @@ std::optional<cv::Mat> read_rgb(const std::filesystem::path& file);
 std::filesystem::path quarantine(const std::filesystem::path& file,
                                  const std::filesystem::path& quarantine_dir);
 
-// fsync of a directory (makes renames/unlinks inside it durable). Errors are ignored.
-void sync_directory(const std::filesystem::path& dir);
 
-// A name fragment unique for this process and call: <pid hex><counter hex><random hex>.
-std::string unique_token();
 
 }  // namespace faceadapt::quality::files

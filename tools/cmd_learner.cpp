@@ -201,7 +201,7 @@ void run_embed(const fs::path& dir, bool align, const ModelArgs& margs, const fs
                 spdlog::info("{}: no face found", files[i].string());
                 continue;
             }
-            nlohmann::json line{{"path", files[i].string()},
+            nlohmann::ordered_json line{{"path", files[i].string()},
                                 {"embedding", std::vector<float>(embeddings[i].begin(), embeddings[i].end())}};
             out << line.dump() << '\n';
         }

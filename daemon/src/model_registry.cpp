@@ -101,7 +101,9 @@ ModelRegistry::ModelRegistry(fs::path models_dir) : dir_(std::move(models_dir)) 
     if (!fs::is_directory(dir_ / "versions"))
         throw std::runtime_error("model registry: cannot create " + (dir_ / "versions").string() +
                                  (ec ? ": " + ec.message() : ""));
-    // Leftovers of an add() interrupted by a crash: never a valid version.
+    // Leftovers of an add() interrupted by a crash: never a valid version. Under the lock, so
+    // that an add() running in another process (it holds the lock throughout) is not disturbed.
+    DirLock lock(dir_);
     for (const auto& e : fs::directory_iterator(dir_ / "versions"))
         if (e.path().filename().string().ends_with(".partial")) fs::remove_all(e.path(), ec);
 }

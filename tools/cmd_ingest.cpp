@@ -42,7 +42,7 @@ void register_ingest_commands(CLI::App& app, CommandResult& result) {
     detect->add_option("--landmarks", args->landmarks, "dlib 68-point shape predictor file");
     detect->callback([args, &result] {
         args->job.options.pad_and_equalize_retry = !args->no_retry;
-        try {
+        run_guarded(result, [&] {
             const auto model = std::make_shared<const ingest::LandmarkModel>(args->landmarks);
             const auto summary = ingest::detect_stills(args->job, model);
             for (const auto& f : summary.unreadable_files)
@@ -51,13 +51,8 @@ void register_ingest_commands(CLI::App& app, CommandResult& result) {
             std::cout << "images " << summary.images << ", found " << summary.found << ", missing " << summary.missing;
             if (summary.unreadable) std::cout << ", unreadable " << summary.unreadable;
             std::cout << ", chips " << summary.chips << " -> " << args->job.out.string() << '\n';
-        } catch (const std::invalid_argument& e) {
-            spdlog::error("{}", e.what());
-            result.exit_code = 2;
-        } catch (const std::exception& e) {
-            spdlog::error("{}", e.what());
-            result.exit_code = 1;
-        }
+            return 0;
+        });
     });
 }
 

@@ -50,26 +50,6 @@ struct BadInput : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
 };
 
-// Runs a command body, mapping exceptions to exit codes (2: bad input, 1: failure).
-template <typename F>
-void guarded(CommandResult& result, F&& body) {
-    try {
-        result.exit_code = body();
-    } catch (const BadInput& e) {
-        spdlog::error("{}", e.what());
-        result.exit_code = 2;
-    } catch (const config::ConfigError& e) {
-        for (const auto& issue : e.issues()) spdlog::error("{}", issue.to_string());
-        result.exit_code = 2;
-    } catch (const std::invalid_argument& e) {
-        spdlog::error("{}", e.what());
-        result.exit_code = 2;
-    } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
-        result.exit_code = 1;
-    }
-}
-
 std::string read_bytes(const fs::path& file) {
     std::ifstream in(file, std::ios::binary);
     if (!in) throw BadInput("cannot read " + file.string());
@@ -140,7 +120,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     auto keygen_out = std::make_shared<fs::path>();
     keygen->add_option("--out", *keygen_out, "folder for signing.key (0600) and signing.pub")->required();
     keygen->callback([&result, keygen_out] {
-        guarded(result, [&] {
+        run_guarded(result, [&] {
             auto key = publish::SigningKey::generate();
             key.save(*keygen_out);
             std::cout << "public key " << key.public_key().hex() << " (id " << key.public_key().key_id() << ")\n"
@@ -170,7 +150,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     package->add_option("--metrics", pa->metrics, "JSON {\"training\":{...},\"gate\":{...}} of numbers")->check(CLI::ExistingFile);
     package->add_option("--config", pa->config, "site config file")->check(CLI::ExistingFile);
     package->callback([&result, pa] {
-        guarded(result, [&] {
+        run_guarded(result, [&] {
             config::Config cfg;
             if (!pa->config.empty()) cfg = config::load_config(pa->config);
             auto key_dir = pa->key_dir;
@@ -229,7 +209,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     pub->add_option("--ack-timeout", pb->ack_timeout_s, "seconds to wait for door acks (default [publish].ack_timeout_s)");
     publish::add_mqtt_flags(pub, pb->mqtt);
     pub->callback([&result, pb] {
-        guarded(result, [&] {
+        run_guarded(result, [&] {
             config::Config cfg;
             if (!pb->config.empty()) cfg = config::load_config(pb->config);
             auto pkg = publish::Package::read(pb->file);

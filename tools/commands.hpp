@@ -3,6 +3,8 @@
 // and sets their callbacks; a callback's exit code is returned through `exit_code`.
 #pragma once
 
+#include <functional>
+
 #include <CLI/CLI.hpp>
 
 namespace faceadapt::tools {
@@ -12,6 +14,11 @@ namespace faceadapt::tools {
 struct CommandResult {
     int exit_code = 0;
 };
+
+// Runs a subcommand's body and sets result.exit_code: the body's return value on success;
+// 2 for invalid input (std::invalid_argument and its subclasses, config::ConfigError with each
+// issue on its own line); 1 for any other std::exception. Every failure is logged once.
+void run_guarded(CommandResult& result, const std::function<int()>& body);
 
 void register_config_commands(CLI::App& app, CommandResult& result);   // config check|print, version
 void register_ingest_commands(CLI::App& app, CommandResult& result);   // detect

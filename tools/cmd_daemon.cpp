@@ -48,9 +48,14 @@ void list_models(const ModelsArgs& args, CommandResult& result) {
         std::string gate = "-";
         if (v.meta.contains("gate")) {
             const auto& c = v.meta["gate"]["candidate"];
-            gate = fmt::format("tar {:.3f} rank1 {:.3f} site {:.3f}/{:.3f}", c["gallery"].value("tar", 0.0),
-                               c["gallery"].value("rank1", 0.0), c["site"].value("consistency", 0.0),
-                               c["site"].value("compactness", 0.0));
+            const bool g = c["gallery"].value("evaluated", false), s = c["site"].value("evaluated", false);
+            gate = fmt::format("gallery {} site {}",
+                               g ? fmt::format("tar {:.3f} rank1 {:.3f}", c["gallery"].value("tar", 0.0),
+                                               c["gallery"].value("rank1", 0.0))
+                                 : std::string("-"),
+                               s ? fmt::format("consistency {:.3f} compactness {:.3f}",
+                                               c["site"].value("consistency", 0.0), c["site"].value("compactness", 0.0))
+                                 : std::string("-"));
         }
         std::cout << fmt::format("{:>3} {:>7} {:<20} {:<9} {:<22} {}\n", v.version == current ? "*" : "", v.version,
                                  v.meta.value("created", std::string{"?"}), v.published() ? "yes" : "no", v.origin(),

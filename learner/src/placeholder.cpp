@@ -1,2 +1,0 @@
-// Keeps faceadapt_learner a real library while its sources land.
-namespace faceadapt::learner {}

@@ -24,6 +24,7 @@
 #include "faceadapt/daemon/scheduler.hpp"
 #include "faceadapt/daemon/sd_notify.hpp"
 #include "faceadapt/daemon/training_child.hpp"
+#include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/ingest/face_pipeline.hpp"
 #include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/learner/model_metadata.hpp"
@@ -139,6 +140,18 @@ struct Daemon::Impl {
         std::unique_ptr<ingest::FacePipeline> pipeline;
     };
     std::map<std::string, Camera> cameras;  // main thread only
+    // The 68-point model (~100 MB) is loaded once and shared by every camera's face stage;
+    // reloaded only when [detect].landmarks_model names another file. Main thread only.
+    std::shared_ptr<const ingest::LandmarkModel> landmarks;
+    std::filesystem::path landmarks_file;
+
+    std::shared_ptr<const ingest::LandmarkModel> shared_landmarks(const std::filesystem::path& file) {
+        if (!landmarks || landmarks_file != file) {
+            landmarks = std::make_shared<const ingest::LandmarkModel>(file);
+            landmarks_file = file;
+        }
+        return landmarks;
+    }
 
     std::atomic<bool> stop{false};
     std::atomic<bool> reload{false};
@@ -248,7 +261,8 @@ struct Daemon::Impl {
         try {
             auto pipeline = std::make_unique<ingest::FacePipeline>(
                 std::vector<config::CameraConfig>{cam}, d,
-                [this](ingest::FaceObservation&& o) { on_observation(std::move(o)); }, ingest::face_stage_factory(d));
+                [this](ingest::FaceObservation&& o) { on_observation(std::move(o)); },
+                ingest::face_stage_factory(d, shared_landmarks(d.landmarks_model)));
             pipeline->start();
             cameras[cam.id] = Camera{cam, camera_fingerprint(cam, detect), std::move(pipeline)};
             spdlog::info("camera {}: started ({}, {} worker(s))", cam.id, config::mask_url_credentials(cam.url),

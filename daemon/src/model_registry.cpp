@@ -17,17 +17,12 @@
 
 #include <fmt/format.h>
 
+#include "faceadapt/common/durable_file.hpp"
+
 namespace fs = std::filesystem;
 
 namespace faceadapt::daemon {
 namespace {
-
-void fsync_path(const fs::path& p, bool directory) {
-    const int fd = ::open(p.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
-}
 
 std::string read_text(const fs::path& p) {
     std::ifstream in(p);
@@ -73,25 +68,7 @@ std::string utc_timestamp() {
 }
 
 void write_file_atomically(const fs::path& file, const std::string& text) {
-    const fs::path tmp = file.string() + ".tmp";
-    {
-        const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
-        std::size_t done = 0;
-        while (done < text.size()) {
-            const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                ::close(fd);
-                throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
-            }
-            done += static_cast<std::size_t>(n);
-        }
-        ::fsync(fd);
-        ::close(fd);
-    }
-    fs::rename(tmp, file);
-    fsync_path(file.parent_path().empty() ? fs::path(".") : file.parent_path(), true);
+    common::write_file_atomic(file, text);
 }
 
 ModelRegistry::ModelRegistry(fs::path models_dir) : dir_(std::move(models_dir)) {
@@ -166,7 +143,7 @@ ModelVersion ModelRegistry::add(const fs::path& model_file, const std::string& o
     fs::remove_all(partial);
     fs::create_directories(partial);
     fs::copy_file(model_file, partial / "model", fs::copy_options::overwrite_existing);
-    fsync_path(partial / "model", false);
+    common::fsync_path(partial / "model");
     if (!meta.is_object()) meta = nlohmann::json::object();
     meta["version"] = next;
     meta["origin"] = origin;
@@ -174,7 +151,7 @@ ModelVersion ModelRegistry::add(const fs::path& model_file, const std::string& o
     if (!meta.contains("published")) meta["published"] = false;
     write_file_atomically(partial / "meta.json", meta.dump(2) + "\n");
     fs::rename(partial, final_dir);
-    fsync_path(dir_ / "versions", true);
+    common::sync_directory(dir_ / "versions");
     return get(next);
 }
 

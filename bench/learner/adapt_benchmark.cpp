@@ -50,7 +50,7 @@ struct Split {
     std::vector<int> labels;  // identity index
 };
 
-void write_labels(const fs::path& p, const std::vector<int>& v) {
+[[maybe_unused]] void write_labels(const fs::path& p, const std::vector<int>& v) {
     std::ofstream out(p);
     for (int x : v) out << x << "\n";
 }

@@ -8,6 +8,8 @@
 //   last 4       uint32 CRC-32 (IEEE) of every byte before it
 #include "faceadapt/learner/model_file.hpp"
 
+#include "faceadapt/common/durable_file.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -128,18 +130,6 @@ ModelMetadata metadata_from_json(const std::string& text, const fs::path& path) 
     return m;
 }
 
-void write_all(int fd, const std::string& data, const fs::path& path) {
-    std::size_t done = 0;
-    while (done < data.size()) {
-        const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw std::runtime_error("model file " + path.string() + ": write failed: " + std::strerror(errno));
-        }
-        done += static_cast<std::size_t>(n);
-    }
-}
-
 std::string read_exact(std::ifstream& in, std::size_t n, const fs::path& path, const char* what) {
     std::string buf(n, '\0');
     in.read(buf.data(), static_cast<std::streamsize>(n));
@@ -222,27 +212,10 @@ void save_model(FaceResNet& net, const ModelMetadata& meta_in, const fs::path& p
     bytes += w;
     put_le<uint32_t>(bytes, crc32(bytes.data(), bytes.size()));
 
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    std::string tmpl = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
-    const int fd = ::mkstemp(tmpl.data());
-    if (fd < 0)
-        throw std::runtime_error("model file " + path.string() + ": cannot create a temp file in " + dir.string() +
-                                 ": " + std::strerror(errno));
     try {
-        write_all(fd, bytes, path);
-        if (::fsync(fd) != 0)
-            throw std::runtime_error("model file " + path.string() + ": fsync failed: " + std::strerror(errno));
-        ::close(fd);
-        if (::rename(tmpl.c_str(), path.c_str()) != 0)
-            throw std::runtime_error("model file " + path.string() + ": rename failed: " + std::strerror(errno));
-    } catch (...) {
-        ::close(fd);  // harmless EBADF when already closed
-        ::unlink(tmpl.c_str());
-        throw;
-    }
-    if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); dfd >= 0) {
-        ::fsync(dfd);
-        ::close(dfd);
+        common::write_file_atomic(path, bytes);
+    } catch (const std::exception& e) {
+        throw std::runtime_error("model file " + path.string() + ": cannot save: " + e.what());
     }
 }
 

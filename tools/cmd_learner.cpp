@@ -125,15 +125,10 @@ std::vector<Embedding> embed_chips(const learner::Embedder& embedder, const Chip
 
 template <typename F>
 void run_command(CommandResult& result, F&& body) {
-    try {
+    run_guarded(result, [&] {
         body();
-    } catch (const BadInput& e) {
-        spdlog::error("{}", e.what());
-        result.exit_code = 2;
-    } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
-        result.exit_code = 1;
-    }
+        return 0;
+    });
 }
 
 struct ModelArgs {

@@ -301,7 +301,9 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     {
         test::Process d(daemon_argv(config));
         ASSERT_TRUE(d.wait_for_line("cycle .*: starting training", 240s)) << d.output();
-        std::this_thread::sleep_for(8s);  // the child is loading, clustering or training now
+        // Kill as soon as the child reports its first line (it has loaded the snapshot and is
+        // about to cluster and train): a fixed sleep let an idle machine finish the tiny cycle first.
+        ASSERT_TRUE(d.wait_for_line("cycle .*: .*train: [0-9]+ chips", 60s)) << d.output();
         d.signal(SIGKILL);
         ASSERT_TRUE(d.wait_exit(5s));
     }

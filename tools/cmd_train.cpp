@@ -247,23 +247,7 @@ void register_train_command(CLI::App& app, CommandResult& result) {
     cmd->add_flag("--merge", args->merge, "Output the convergence-weighted merge of both mean models (claim 6)");
     cmd->add_option("--init", args->init, "Start from this model file instead of the pretrained source weights");
     cmd->add_option("--views", args->views, "Enhancement of the two training sets: quality (OpenCV) or tensor");
-    cmd->callback([args, &result] {
-        try {
-            result.exit_code = run_train(*args);
-        } catch (const BadInput& e) {
-            spdlog::error("train: {}", e.what());
-            result.exit_code = 2;
-        } catch (const config::ConfigError& e) {
-            for (const auto& i : e.issues()) spdlog::error("{}", i.to_string());
-            result.exit_code = 2;
-        } catch (const std::invalid_argument& e) {
-            spdlog::error("train: {}", e.what());
-            result.exit_code = 2;
-        } catch (const std::exception& e) {
-            spdlog::error("train: {}", e.what());
-            result.exit_code = 1;
-        }
-    });
+    cmd->callback([args, &result] { run_guarded(result, [&] { return run_train(*args); }); });
 }
 
 }  // namespace faceadapt::tools

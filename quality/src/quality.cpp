@@ -165,23 +165,6 @@ double evaluate(const config::Table& table, double x, double fallback) {
     return table.back()[1];
 }
 
-config::QualityConfig tuned_quality_config() {
-    config::QualityConfig c;
-    c.threshold = 0.5;
-    c.max_deviation_deg = 45.0;
-    c.min_integrity = 0.6;
-    c.deviation_score = {{0, 1.0}, {10, 0.95}, {20, 0.8}, {30, 0.6}, {45, 0.2}};
-    c.integrity_score = {{0.6, 0.4}, {0.8, 0.7}, {1.0, 1.0}};
-    c.density_weight = {{0.0, 0.5}, {0.01, 0.6}, {0.03, 0.7}};
-    c.density_quality = {{0.0, 0.1}, {0.002, 0.4}, {0.006, 0.8}, {0.012, 1.0}};
-    c.entropy_deviation = {{0.0, -0.6}, {4.0, -0.4}, {6.0, -0.15}, {7.0, 0.0}, {8.0, 0.0}};
-    c.exposure_coefficient = {{0, 0.1}, {30, 0.3}, {60, 0.7}, {100, 1.0}, {170, 1.0}, {220, 0.7}, {255, 0.4}};
-    c.coefficient_form = "unit";
-    c.environment_weight = {{0, 0.1}, {60, 0.3}, {120, 0.5}, {255, 0.5}};
-    c.sharpness_score = {{0, 0.3}, {50, 0.6}, {150, 0.9}, {300, 1.0}};
-    return c;
-}
-
 QualityScorer::QualityScorer(config::QualityConfig config) : config_(std::move(config)) {
     if (config_.coefficient_form == "percent") percent_ = true;
     else if (config_.coefficient_form != "unit")

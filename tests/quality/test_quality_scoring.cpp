@@ -258,9 +258,9 @@ TEST(QualityScoring, JsonRoundTrip) {
 }
 
 TEST(QualityScoring, TunedTablesAreAValidConfigAndPreferWellExposedChips) {
-    // The proposed defaults survive the config round trip (valid [quality] section).
+    // The defaults (tuned on Yale B, docs/quality.md) survive the config round trip (valid [quality] section).
     faceadapt::config::Config config;
-    config.quality = q::tuned_quality_config();
+    config.quality = faceadapt::config::QualityConfig{};
     const auto reparsed = faceadapt::config::parse_config(faceadapt::config::to_toml(config), "tuned.toml");
     EXPECT_EQ(reparsed.quality.exposure_coefficient, config.quality.exposure_coefficient);
     EXPECT_EQ(reparsed.quality.min_integrity, config.quality.min_integrity);
@@ -275,7 +275,7 @@ TEST(QualityScoring, TunedTablesAreAValidConfigAndPreferWellExposedChips) {
     dark.chip = cv::Mat();
     bright.chip.convertTo(dark.chip, CV_8UC3, 0.12);
     dark.frame_brightness = 15;
-    const q::QualityScorer scorer(q::tuned_quality_config());
+    const q::QualityScorer scorer(faceadapt::config::QualityConfig{});
     const auto good = scorer.score(bright), bad = scorer.score(dark);
     EXPECT_TRUE(good.accepted) << good.reason;
     EXPECT_FALSE(bad.accepted);

@@ -86,12 +86,6 @@ QualityFeatures compute_features(const ingest::FaceObservation& obs);
 // Evaluates a piecewise-linear table (clamped at both ends). An empty table yields `fallback`.
 double evaluate(const config::Table& table, double x, double fallback = 0.0);
 
-// The [quality] tables tuned on Extended Yale B with the source model (docs/quality.md,
-// bench_quality_usefulness): a lower integrity gate (0.6: tight crops and partly cut faces are
-// graded by step 123 instead of refused) and exposure, entropy, density and sharpness tables
-// fitted to the feature ranges measured on real chips. Proposed as config::QualityConfig's defaults.
-config::QualityConfig tuned_quality_config();
-
 // Steps 122-133 on given features.
 class QualityScorer {
 public:

@@ -1,5 +1,8 @@
 // Metrics registry exposition, the HTTP endpoint, and the sd_notify wrapper.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -86,6 +89,59 @@ TEST(MetricsServer, ServesMetricsAndHealthOnLoopback) {
     res = client.Get("/other");
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 404);
+}
+
+namespace {
+
+// Sends `request` raw over a new loopback connection and returns what comes back before the
+// server closes it (or 1 s of silence passes).
+std::string raw_exchange(int port, const std::string& request) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return "socket failed";
+    timeval tv{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string reply;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+        char buf[4096];
+        for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+    } else {
+        reply = "connect failed";
+    }
+    ::close(fd);
+    return reply;
+}
+
+}  // namespace
+
+TEST(MetricsServer, SurvivesGarbageAndHostileRequests) {
+    MetricsRegistry r;
+    r.describe("faceadapt_up", MetricType::gauge, "1 while running");
+    r.set("faceadapt_up", {}, 1);
+    MetricsServer server("127.0.0.1:0", r, [] { return Health{true, "fine"}; });
+    // Binary noise, a request line with no version, a header far over any sane size, a method
+    // the endpoint does not serve, and a request cut off half-way.
+    const std::string noise("\x00\xff\x13\x37GARBAGE\r\n\r\n", 15);
+    for (const std::string& request :
+         {noise, std::string("GET\r\n\r\n"), "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(1 << 20, 'a') + "\r\n\r\n",
+          std::string("DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), std::string("GET /metr")}) {
+        const std::string reply = raw_exchange(server.port(), request);
+        // Whatever the server answers, it is never a 200 with the metrics.
+        EXPECT_EQ(reply.find("faceadapt_up 1"), std::string::npos) << request.substr(0, 40);
+        // A complete request gets a 4xx status line; the others may just be closed.
+        if (request.starts_with("DELETE") || request.starts_with("GET /metrics HTTP/1.1\r\nX-Big"))
+            EXPECT_TRUE(reply.starts_with("HTTP/1.1 4")) << "[" << reply.substr(0, 60) << "] for " << request.substr(0, 20);
+    }
+    // The well-formed request after them is served as usual.
+    httplib::Client client("127.0.0.1", server.port());
+    auto res = client.Get("/metrics");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_NE(res->body.find("faceadapt_up 1\n"), std::string::npos);
 }
 
 TEST(MetricsServer, RejectsBadAddressesAndPortsInUse) {

@@ -54,7 +54,33 @@ int64_t fingerprint(const torch::Tensor& chips) {
     return chips.to(torch::kInt64).sum().item<int64_t>() ^ (chips.size(0) << 40);
 }
 
+// Seconds since the previous lap (or construction): times the parts of one step in sequence.
+class LapClock {
+public:
+    double lap() {
+        const auto now = Clock::now();
+        const double s = std::chrono::duration<double>(now - last_).count();
+        last_ = now;
+        return s;
+    }
+
+private:
+    Clock::time_point last_ = Clock::now();
+};
+
 }  // namespace
+
+double StepTimes::total() const {
+    return data + forward + losses + l2sp + backward + optimiser1 + optimiser2 + ema1 + ema2 + other;
+}
+
+std::string StepTimes::text(int steps) const {
+    const double k = steps > 0 ? 1e3 / steps : 0.0;
+    return fmt("data %.1f, forward %.1f, losses %.1f, L2-SP forward %.1f, backward %.1f, Adam net1 %.1f, "
+               "Adam net2 %.1f, EMA mean1 %.1f, EMA mean2 %.1f, other %.1f; total %.1f ms/step over %d steps",
+               data * k, forward * k, losses * k, l2sp * k, backward * k, optimiser1 * k, optimiser2 * k, ema1 * k,
+               ema2 * k, other * k, total() * k, steps);
+}
 
 void CoTrainOptions::validate() const {
     auto bad = [](const std::string& m) { throw std::invalid_argument("co-training options: " + m); };
@@ -227,10 +253,14 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
     while (iter_ < o_.iters) {
         if (stop && stop->load()) return step_seconds;
         const auto t0 = Clock::now();
+        LapClock lap;
+        auto& times = report.step_times;
         auto batch = prefetch.next();
         torch::manual_seed(mix_seed({o_.seed, 0xD0ull, static_cast<uint64_t>(cycle_), static_cast<uint64_t>(iter_)}));
         const auto y = batch.targets.to(device_);
         const auto x1 = batch.input1.to(device_);
+        const auto x2 = mmt ? batch.input2.to(device_) : torch::Tensor();
+        times.data += lap.lap();
         const auto f1 = net1_->forward(x1);
         const auto p1 = net1_->classify(f1);
         torch::Tensor loss1, loss2;
@@ -238,14 +268,15 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
         auto remedies = [&](FaceResNet& n, const std::vector<torch::Tensor>& start, const torch::Tensor& f,
                             const torch::Tensor& src_feat) {
             torch::Tensor extra = torch::zeros({}, f.options());
+            times.losses += lap.lap();
             if (alpha > 0) extra = extra + alpha * l2sp_penalty(n->backbone_parameters(), start);
+            times.l2sp += lap.lap();
             if (o_.distill_weight > 0)
                 extra = extra + o_.distill_weight *
                                     similarity_distillation(f, src_feat.index_select(0, batch.indices.to(device_)));
             return extra;
         };
         if (mmt) {
-            const auto x2 = batch.input2.to(device_);
             const auto f2 = net2_->forward(x2);
             const auto p2 = net2_->classify(f2);
             torch::Tensor f1m, p1m, f2m, p2m;
@@ -256,6 +287,7 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
                 f2m = mean2_->forward(x2);
                 p2m = mean2_->classify(f2m);
             }
+            times.forward += lap.lap();
             const auto ce1 = label_smoothed_ce(p1, y, o_.label_smoothing), ce2 = label_smoothed_ce(p2, y, o_.label_smoothing);
             const auto sce1 = soft_ce(p1, p2m), sce2 = soft_ce(p2, p1m);
             const auto tri1 = softmax_triplet(f1, y, o_.triplet_scale), tri2 = softmax_triplet(f2, y, o_.triplet_scale);
@@ -263,25 +295,35 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
             const auto rem1 = remedies(net1_, start1_, f1, source_feat1_), rem2 = remedies(net2_, start2_, f2, source_feat2_);
             loss1 = (1 - a) * ce1 + a * sce1 + (1 - b) * tri1 + b * stri1 + rem1;
             loss2 = (1 - a) * ce2 + a * sce2 + (1 - b) * tri2 + b * stri2 + rem2;
+            times.losses += lap.lap();
             opt1_->zero_grad();
             opt2_->zero_grad();
             (loss1 + loss2).backward();
+            times.backward += lap.lap();
             opt1_->step();
+            times.optimiser1 += lap.lap();
             opt2_->step();
+            times.optimiser2 += lap.lap();
             const double lambda = o_.ema.at(step_);
             ema_update(*mean1_, *net1_, lambda);
+            times.ema1 += lap.lap();
             ema_update(*mean2_, *net2_, lambda);
+            times.ema2 += lap.lap();
             detail = fmt("ce %.3f sce %.3f tri %.3f stri %.3f reg %.4f", ce1.item<double>(), sce1.item<double>(),
                          tri1.item<double>(), stri1.item<double>(), rem1.item<double>());
             sum2 += loss2.item<double>();
         } else {
+            times.forward += lap.lap();
             const auto ce = label_smoothed_ce(p1, y, o_.label_smoothing);
             const auto tri = softmax_triplet(f1, y, o_.triplet_scale);
             const auto rem = remedies(net1_, start1_, f1, source_feat1_);
             loss1 = ce + tri + rem;
+            times.losses += lap.lap();
             opt1_->zero_grad();
             loss1.backward();
+            times.backward += lap.lap();
             opt1_->step();
+            times.optimiser1 += lap.lap();
             detail = fmt("ce %.3f tri %.3f reg %.4f", ce.item<double>(), tri.item<double>(), rem.item<double>());
         }
         sum1 += loss1.item<double>();
@@ -298,6 +340,8 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
                     iter_, o_.iters, l1 + l2, l1, detail.c_str(), mmt ? fmt("; net2 %.4f", l2).c_str() : "", ips,
                     duration_text(left).c_str()));
         }
+        times.other += lap.lap();
+        ++report.steps_timed;
     }
     report.loss1 = done ? sum1 / done : 0;
     report.loss2 = done ? sum2 / done : 0;

@@ -90,6 +90,23 @@ struct CoTrainOptions {
     void validate() const;
 };
 
+// Where the co-training steps' time went: seconds summed over a cycle's steps (host clock).
+// On CPU every part is exact; on CUDA kernels run asynchronously, so only the sum is exact there.
+// Not stored in checkpoints.
+struct StepTimes {
+    double data = 0.0;        // waiting for the prefetched batch, copies to the device
+    double forward = 0.0;     // net1/net2 forward + classify, mean1/mean2 forward (no grad)
+    double losses = 0.0;      // CE, soft CE, triplets, distillation
+    double l2sp = 0.0;        // the L2-SP penalty's forward (its backward is inside `backward`)
+    double backward = 0.0;    // zero_grad + backward
+    double optimiser1 = 0.0, optimiser2 = 0.0;  // each student's Adam step
+    double ema1 = 0.0, ema2 = 0.0;              // each mean model's update
+    double other = 0.0;       // loss read-outs (.item()), logging
+    double total() const;
+    // One line, milliseconds per step: "data 1.0 forward 800.0 ... (ms/step over N steps)".
+    std::string text(int steps) const;
+};
+
 struct CycleReport {
     int cycle = 0;
     int64_t clusters = 0, noise = 0, clustered = 0;
@@ -99,6 +116,8 @@ struct CycleReport {
     double images_per_s = 0.0;                      // co-training step throughput
     double prefetch_wait_s = 0.0;                   // time the step waited for data
     double seconds = 0.0;
+    StepTimes step_times;                           // this run's steps of the cycle (not checkpointed)
+    int steps_timed = 0;                            // steps summed in step_times
 };
 
 struct TrainResult {

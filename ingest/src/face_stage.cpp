@@ -8,6 +8,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "face_hog.hpp"
+#include "region_hog.hpp"
 #include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/ingest/motion_regions.hpp"
 #include "faceadapt/ingest/tracker.hpp"
@@ -16,7 +17,6 @@ namespace faceadapt::ingest {
 namespace {
 
 constexpr double kHogNativeFacePx = 80.0;  // dlib's frontal detector window
-constexpr int kHogCell = 8;                 // fhog cell size
 
 int effective_min_face(const config::DetectConfig& detect, int min_face_px) {
     const int px = min_face_px > 0 ? min_face_px : detect.min_face_px;
@@ -24,14 +24,12 @@ int effective_min_face(const config::DetectConfig& detect, int min_face_px) {
     return px;
 }
 
-// Keeps the higher-scoring box of any pair overlapping by IoU > 0.5 (crops may overlap).
-std::vector<detail::ScoredBox> suppress_duplicates(std::vector<detail::ScoredBox> boxes) {
-    std::sort(boxes.begin(), boxes.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
-    std::vector<detail::ScoredBox> kept;
-    for (const auto& b : boxes)
-        if (std::none_of(kept.begin(), kept.end(), [&](const auto& k) { return iou(k.box, b.box) > 0.5; }))
-            kept.push_back(b);
-    return kept;
+// `r` (frame pixels) on the image HOG runs on (frame resized by `scale`), grown to whole pixels.
+cv::Rect to_work(const cv::Rect& r, double scale) {
+    if (scale == 1.0) return r;
+    const cv::Point tl(cvFloor(r.x * scale), cvFloor(r.y * scale));
+    const cv::Point br(cvCeil(r.br().x * scale), cvCeil(r.br().y * scale));
+    return {tl, br};
 }
 
 }  // namespace
@@ -41,11 +39,12 @@ struct FaceStage::Impl {
     int min_face_px;
     bool motion_gating;
     std::shared_ptr<const LandmarkModel> landmarks;
-    detail::HogFaceDetector detector;
+    detail::HogFaceDetector detector;  // whole frame (motion_gating = false)
+    detail::RegionHog region_detector;  // motion-gated: the whole frame's detections in the regions
     MotionRegions motion;
     IouTracker tracker;
     FaceStageStats stats;
-    cv::Mat grey;
+    cv::Mat grey, work;
 
     Impl(std::string camera_id, const config::DetectConfig& detect, int min_face,
          std::shared_ptr<const LandmarkModel> model, MotionOptions motion_options)
@@ -94,24 +93,24 @@ std::vector<FaceObservation> FaceStage::process(const cv::Mat& frame, std::chron
     const std::vector<cv::Rect> regions =
         s.motion_gating ? s.motion.update(s.grey, s.tracker.predicted_boxes(ts)) : std::vector<cv::Rect>{whole};
 
-    // HOG on each crop of the full-resolution grey frame, at the scale min_face_px needs.
+    // HOG at the scale min_face_px needs. Gated, it runs only inside the regions but finds there
+    // what the whole frame's run finds (same pyramid pixels, same cell grid; RegionHog).
     const double scale = kHogNativeFacePx / s.min_face_px;
     std::vector<detail::ScoredBox> found;
-    for (cv::Rect region : regions) {
-        // Crops start on HOG's 8-pixel cell grid (at the scale HOG runs on) of the whole frame,
-        // so that a crop sees the same features, and finds the same boxes, as a full-frame pass
-        // and as the previous frame's crop around the same track.
-        const int grid = std::max(1, static_cast<int>(std::lround(kHogCell / scale)));
-        const cv::Point br = region.br();
-        region.x -= region.x % grid;
-        region.y -= region.y % grid;
-        region = cv::Rect(region.tl(), br) & whole;
-        for (auto b : s.detector.detect(s.grey(region), scale)) {
-            b.box += region.tl();
-            if (std::min(b.box.width, b.box.height) >= s.min_face_px) found.push_back(b);
-        }
+    if (!s.motion_gating) {
+        found = s.detector.detect(s.grey, scale);
+    } else if (!regions.empty()) {
+        // The same resize HogFaceDetector::detect applies to the whole frame.
+        if (scale == 1.0) s.work = s.grey;
+        else cv::resize(s.grey, s.work, cv::Size(), scale, scale, scale > 1 ? cv::INTER_LINEAR : cv::INTER_AREA);
+        std::vector<cv::Rect> work_regions;
+        for (const auto& r : regions) work_regions.push_back(to_work(r, scale));
+        found = s.region_detector.detect(s.work, work_regions, s.min_face_px * scale);
+        for (auto& b : found)
+            b.box = cv::Rect(cvRound(b.box.x / scale), cvRound(b.box.y / scale), cvRound(b.box.width / scale),
+                             cvRound(b.box.height / scale));
     }
-    if (regions.size() > 1) found = suppress_duplicates(std::move(found));
+    std::erase_if(found, [&](const auto& b) { return std::min(b.box.width, b.box.height) < s.min_face_px; });
 
     std::vector<cv::Rect> boxes;
     boxes.reserve(found.size());

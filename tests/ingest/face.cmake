@@ -14,3 +14,9 @@ if(TARGET faceadapt)
   add_dependencies(test_face_detect faceadapt)  # the DetectCommand tests run the CLI
 endif()
 gtest_discover_tests(test_face_detect DISCOVERY_TIMEOUT 120)
+
+# RegionHog is private to ingest: its header comes from ingest/src, dlib is linked here too.
+add_executable(test_region_hog test_region_hog.cpp)
+target_include_directories(test_region_hog PRIVATE ${PROJECT_SOURCE_DIR}/ingest/src)
+target_link_libraries(test_region_hog PRIVATE faceadapt_ingest faceadapt_test_support dlib::dlib GTest::gtest_main opencv_videoio)
+gtest_discover_tests(test_region_hog DISCOVERY_TIMEOUT 120)

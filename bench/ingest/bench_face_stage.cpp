@@ -11,9 +11,10 @@
 //        and motion-gate tuning (MotionOptions; with any of them only that gate runs):
 //        [--tile FACES] [--margin FACES] [--track-margin BOXES] [--diff GREY] [--tile-motion F]
 //        [--regions N] [--width PX] [--budget F] [--defer N] [--band FACES] [--gap FACES]
-//        [--every N] [--close FACES]
-// Without tuning flags three gates run: the defaults, "all motion" (no head band) and
-// "motion 1 in 2" (motion searched on every 2nd frame, tracks on every frame).
+//        [--every N] [--close FACES] [--track-scale F]
+// Without tuning flags three gates run: the defaults (what faceadaptd runs, printed first),
+// "motion 1 in 1" (motion searched on every frame) and "motion 1 in 4" (every 4th frame; tracks
+// are searched on every frame in all three).
 #include <time.h>
 
 #include <chrono>
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
         const std::string a = argv[i];
         static const std::set<std::string> tuning = {"--tile", "--margin", "--track-margin", "--diff", "--tile-motion",
                                                      "--regions", "--width", "--budget", "--defer", "--band",
-                                                     "--gap", "--every", "--close"};
+                                                     "--gap", "--every", "--close", "--track-scale"};
         tuned = tuned || tuning.count(a) > 0;
         auto next = [&]() -> std::string {
             if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
         else if (a == "--tile") motion.tile_faces = std::stod(next());
         else if (a == "--margin") motion.margin_faces = std::stod(next());
         else if (a == "--track-margin") motion.track_margin = std::stod(next());
+        else if (a == "--track-scale") motion.track_scale = std::stod(next());
         else if (a == "--diff") motion.diff_threshold = std::stoi(next());
         else if (a == "--tile-motion") motion.min_tile_motion = std::stod(next());
         else if (a == "--regions") motion.max_regions = std::stoul(next());
@@ -149,14 +151,14 @@ int main(int argc, char** argv) {
                             std::make_unique<ingest::FaceStage>("gated", gated_cfg, min_face_px, landmarks, options),
                             {}, 0, 0, 0});
     };
-    add("motion-gated", motion);
+    add(tuned ? "motion-gated (tuned)" : "motion-gated (default)", motion);
     if (!tuned) {
-        ingest::MotionOptions all_motion = motion;
-        all_motion.head_band_faces = 0;  // every moving tile, every frame
-        add("gated, all motion", all_motion);
-        ingest::MotionOptions amortised = motion;
-        amortised.motion_every = 2;      // motion searched every 2nd frame, tracks every frame
-        add("gated, motion 1 in 2", amortised);
+        ingest::MotionOptions every_frame = motion;
+        every_frame.motion_every = 1;    // motion searched on every frame
+        add("gated, motion 1 in 1", every_frame);
+        ingest::MotionOptions sparser = motion;
+        sparser.motion_every = 4;        // motion searched every 4th frame, tracks every frame
+        add("gated, motion 1 in 4", sparser);
     }
 
     Totals tf;

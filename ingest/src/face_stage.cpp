@@ -41,6 +41,7 @@ struct FaceStage::Impl {
     std::shared_ptr<const LandmarkModel> landmarks;
     detail::HogFaceDetector detector;  // whole frame (motion_gating = false)
     detail::RegionHog region_detector;  // motion-gated: the whole frame's detections in the regions
+    double track_scale;                 // MotionOptions::track_scale
     MotionRegions motion;
     IouTracker tracker;
     FaceStageStats stats;
@@ -52,6 +53,7 @@ struct FaceStage::Impl {
           min_face_px(min_face),
           motion_gating(detect.motion_gating),
           landmarks(std::move(model)),
+          track_scale(motion_options.track_scale),
           motion((motion_options.min_face_px = min_face, motion_options)),
           tracker(detect.track_iou, std::chrono::duration<double>(detect.track_max_age_s)) {
         if (!landmarks) throw std::invalid_argument("FaceStage " + camera + ": null landmark model");
@@ -90,8 +92,18 @@ std::vector<FaceObservation> FaceStage::process(const cv::Mat& frame, std::chron
     cv::meanStdDev(s.grey, mean, stddev);
 
     const cv::Rect whole(cv::Point(0, 0), frame.size());
-    const std::vector<cv::Rect> regions =
-        s.motion_gating ? s.motion.update(s.grey, s.tracker.predicted_boxes(ts)) : std::vector<cv::Rect>{whole};
+    // Gated: the regions with motion, searched for every face size, and the regions around live
+    // tracks, searched for faces near the track's size (MotionOptions::track_scale).
+    std::vector<cv::Rect> regions{whole};
+    std::vector<std::pair<cv::Rect, cv::Rect>> tracked;  // (region, predicted box)
+    if (s.motion_gating) {
+        regions = s.motion.update(s.grey, {});
+        const bool whole_frame = regions.size() == 1 && regions[0] == whole;
+        for (const auto& box : s.tracker.predicted_boxes(ts)) {
+            if (whole_frame) break;
+            for (const auto& r : s.motion.track_regions({box}, frame.size())) tracked.emplace_back(r, box);
+        }
+    }
 
     // HOG at the scale min_face_px needs. Gated, it runs only inside the regions but finds there
     // what the whole frame's run finds (same pyramid pixels, same cell grid; RegionHog).
@@ -99,12 +111,22 @@ std::vector<FaceObservation> FaceStage::process(const cv::Mat& frame, std::chron
     std::vector<detail::ScoredBox> found;
     if (!s.motion_gating) {
         found = s.detector.detect(s.grey, scale);
-    } else if (!regions.empty()) {
+    } else if (!regions.empty() || !tracked.empty()) {
         // The same resize HogFaceDetector::detect applies to the whole frame.
         if (scale == 1.0) s.work = s.grey;
         else cv::resize(s.grey, s.work, cv::Size(), scale, scale, scale > 1 ? cv::INTER_LINEAR : cv::INTER_AREA);
-        std::vector<cv::Rect> work_regions;
-        for (const auto& r : regions) work_regions.push_back(to_work(r, scale));
+        std::vector<detail::HogRegion> work_regions;
+        for (const auto& r : regions) work_regions.push_back({to_work(r, scale)});
+        for (const auto& [r, box] : tracked) {
+            detail::HogRegion h{to_work(r, scale)};
+            if (s.track_scale > 1) {
+                const double side = std::min(box.width, box.height) * scale;
+                h.min_box_px = side / s.track_scale;
+                h.max_box_px = side * s.track_scale;
+            }
+            work_regions.push_back(h);
+            regions.push_back(r);
+        }
         found = s.region_detector.detect(s.work, work_regions, s.min_face_px * scale);
         for (auto& b : found)
             b.box = cv::Rect(cvRound(b.box.x / scale), cvRound(b.box.y / scale), cvRound(b.box.width / scale),

@@ -95,6 +95,14 @@ std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vec
         mask_ = cv::Mat(small_.size(), CV_8UC1, cv::Scalar(255));
         return {whole};
     }
+    // Motion is searched on one frame in motion_every (tracks on every frame); the others skip
+    // its analysis and keep only the small copy the next frame is differenced against.
+    const bool search_motion = options_.motion_every <= 1 || frames_ % options_.motion_every == 0;
+    if (!search_motion) {
+        std::swap(previous_, small_);
+        mask_ = cv::Mat::zeros(previous_.size(), CV_8UC1);
+        return merge_regions(track_regions(track_boxes, frame.size()), options_.max_regions, frame.size());
+    }
 
     // Camera motion: how far the previous frame's corners moved under the fitted transform.
     const cv::Mat m = camera_motion(previous_, small_);
@@ -147,9 +155,7 @@ std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vec
                         std::min(mask_.rows, static_cast<int>((r + 1) * tile_small)) - y);
     };
     std::vector<unsigned char> moving(static_cast<std::size_t>(cols * rows), 0);
-    // Motion is searched on one frame in motion_every (tracks on every frame).
-    const bool search_motion = options_.motion_every <= 1 || frames_ % options_.motion_every == 0;
-    for (int r = 0; r < rows && search_motion; ++r)
+    for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c) {
             const cv::Rect t = tile_rect(c, r);
             moving[std::size_t(r * cols + c)] = cv::countNonZero(mask_(t)) >= options_.min_tile_motion * t.area();
@@ -214,13 +220,20 @@ std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vec
                                cvCeil(s.height * f) + 2 * margin);
             c = end;
         }
+    for (const auto& t : track_regions(track_boxes, frame.size())) rects.push_back(t);
+    rects = merge_regions(std::move(rects), options_.max_regions, frame.size());
+    if (coverage(rects, frame.size()) > options_.full_frame_above) return {whole};
+    return rects;
+}
+
+std::vector<cv::Rect> MotionRegions::track_regions(const std::vector<cv::Rect>& track_boxes, cv::Size frame) const {
+    std::vector<cv::Rect> rects;
     for (const auto& b : track_boxes) {
         const int mx = cvRound(options_.track_margin * std::max(b.width, options_.min_face_px));
         const int my = cvRound(options_.track_margin * std::max(b.height, options_.min_face_px));
-        rects.emplace_back(b.x - mx, b.y - my, b.width + 2 * mx, b.height + 2 * my);
+        const cv::Rect r = cv::Rect(b.x - mx, b.y - my, b.width + 2 * mx, b.height + 2 * my) & cv::Rect(cv::Point(), frame);
+        if (!r.empty()) rects.push_back(r);
     }
-    rects = merge_regions(std::move(rects), options_.max_regions, frame.size());
-    if (coverage(rects, frame.size()) > options_.full_frame_above) return {whole};
     return rects;
 }
 

@@ -9,6 +9,8 @@
 #include <dlib/opencv/cv_image.h>
 #include <dlib/simd.h>
 
+#include "faceadapt/ingest/motion_regions.hpp"
+
 namespace faceadapt::ingest::detail {
 namespace {
 
@@ -207,6 +209,14 @@ cv::Mat RegionHog::level_pixels(int level, cv::Rect rect) {
 
 std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector<cv::Rect>& regions,
                                          double min_box_px) {
+    std::vector<HogRegion> all;
+    all.reserve(regions.size());
+    for (const auto& r : regions) all.push_back({r});
+    return detect(image, all, min_box_px);
+}
+
+std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector<HogRegion>& regions,
+                                         double min_box_px) {
     if (image.empty() || image.type() != CV_8UC1)
         throw std::invalid_argument("RegionHog::detect: expected a non-empty 8-bit grey image");
     prepare(image);
@@ -230,13 +240,17 @@ std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector
         dlib::rectangle probe = fe.feats_to_image(dlib::centered_rect(dlib::point(30, 30), box_w, box_h), cell,
                                                   filter_h, filter_w);
         probe = pyr.rect_up(probe, static_cast<unsigned int>(l));
-        if (std::min(probe.width(), probe.height()) + 2 < min_box_px) continue;
+        const double side = static_cast<double>(std::min(probe.width(), probe.height()));
+        if (side + 2 < min_box_px) continue;
         const cv::Size size = levels_[l].size;
-        for (const cv::Rect& asked : regions) {
-            const cv::Rect region = asked & whole;
+        // The regions on this level, grown by the context the features need, their origins on
+        // the level's cell grid; sub-images that overlap enough are merged (their bounding box
+        // costs no more than the two apart), so that no pixel's features are computed twice.
+        std::vector<cv::Rect> subs;
+        for (const HogRegion& asked : regions) {
+            if (side + 2 < asked.min_box_px || side - 2 > asked.max_box_px) continue;
+            const cv::Rect region = asked.rect & whole;
             if (region.empty()) continue;
-            // The region on this level, grown by the context the features need, its origin on
-            // the level's cell grid.
             const dlib::dpoint a = point_down(pyr, region.x, region.y, l);
             const dlib::dpoint b = point_down(pyr, region.br().x, region.br().y, l);
             int x0 = std::max(0, static_cast<int>(std::floor(a.x())) - kContextPx);
@@ -246,7 +260,12 @@ std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector
             const int x1 = std::min(size.width, static_cast<int>(std::ceil(b.x())) + kContextPx + kLastCellPx);
             const int y1 = std::min(size.height, static_cast<int>(std::ceil(b.y())) + kContextPx + kLastCellPx);
             if (x1 - x0 < filter_w * cell || y1 - y0 < filter_h * cell) continue;  // no window fits
-            const cv::Rect sub(x0, y0, x1 - x0, y1 - y0);
+            subs.emplace_back(x0, y0, x1 - x0, y1 - y0);
+        }
+        // Bounding boxes of cell-aligned rectangles stay cell-aligned.
+        subs = merge_regions(std::move(subs), subs.size(), size);
+        for (const cv::Rect& sub : subs) {
+            const int x0 = sub.x, y0 = sub.y, x1 = sub.br().x, y1 = sub.br().y;
             ensure(l, sub);
             fe(dlib::cv_image<unsigned char>(levels_[l].pixels(sub)), feats[0], cell, filter_h, filter_w);
             for (unsigned long d = 0; d < detector_.num_detectors(); ++d) {

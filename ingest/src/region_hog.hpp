@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -31,6 +32,14 @@
 
 namespace faceadapt::ingest::detail {
 
+// Where to search, and for which box sides (image pixels): a region around a tracked face needs
+// only the pyramid levels near the face's size.
+struct HogRegion {
+    cv::Rect rect;
+    double min_box_px = 0;
+    double max_box_px = std::numeric_limits<double>::infinity();
+};
+
 class RegionHog {
 public:
     RegionHog();
@@ -39,9 +48,11 @@ public:
     // ensures:  the detections of dlib's frontal face detector on the whole image whose box side
     //           (image pixels) is at least min_box_px (levels whose boxes are smaller are not
     //           run) and whose detection window lies inside a region (or touches the image's
-    //           border there), after dlib's non-max suppression among them; boxes in image
-    //           pixels, as dlib returns them. A detection the whole-image run suppresses in
-    //           favour of a box outside every region (or smaller than min_box_px) is kept.
+    //           border there) at a level whose box side is within that region's bounds, after
+    //           dlib's non-max suppression among them; boxes in image pixels, as dlib returns
+    //           them. A detection the whole-image run suppresses in favour of a box outside every
+    //           region (or smaller than min_box_px) is kept.
+    std::vector<ScoredBox> detect(const cv::Mat& image, const std::vector<HogRegion>& regions, double min_box_px);
     std::vector<ScoredBox> detect(const cv::Mat& image, const std::vector<cv::Rect>& regions, double min_box_px);
 
     // Pyramid level `level` (0 = the image) of the last image given to detect(), computed where

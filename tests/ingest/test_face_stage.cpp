@@ -172,7 +172,7 @@ TEST(MotionRegions, WholeFrameFirstThenOnlyWhatMovesOrIsTracked) {
     cv::Mat background(720, 1280, CV_8UC1);
     cv::randu(background, 60, 120);
     cv::GaussianBlur(background, background, {0, 0}, 3);
-    MotionRegions motion(MotionOptions{.min_face_px = 80});
+    MotionRegions motion(MotionOptions{.min_face_px = 80, .motion_every = 1});
     auto regions = motion.update(background, {});
     ASSERT_EQ(regions.size(), 1u);
     EXPECT_EQ(regions[0], cv::Rect(0, 0, 1280, 720));
@@ -195,6 +195,30 @@ TEST(MotionRegions, WholeFrameFirstThenOnlyWhatMovesOrIsTracked) {
     EXPECT_TRUE(covers(regions, block));
     EXPECT_FALSE(covers(regions, {1000, 500, 100, 100}));
     EXPECT_THROW(motion.update(cv::Mat(), {}), std::invalid_argument);
+}
+
+TEST(MotionRegions, MotionEveryNSearchesMotionOnEveryNthFrameAndTracksOnEvery) {
+    cv::Mat background(720, 1280, CV_8UC1);
+    cv::randu(background, 60, 120);
+    cv::GaussianBlur(background, background, {0, 0}, 3);
+    MotionRegions motion(MotionOptions{.min_face_px = 80, .motion_every = 3, .track_margin = 0.5});
+    ASSERT_EQ(motion.update(background, {}).size(), 1u);  // frame 0: the whole frame
+    const cv::Rect block(200, 200, 120, 160), track(800, 300, 90, 90);
+    // A block that changes on every frame: motion is searched on frames 2, 5, ... (one in
+    // three after the first); on frames 1 and 3 only the track is searched.
+    for (int k = 1; k <= 3; ++k) {
+        cv::Mat frame = background.clone();
+        frame(block).setTo(k * 60);  // changes every frame: moving
+        const auto regions = motion.update(frame, {track});
+        EXPECT_TRUE(covers(regions, track)) << "frame " << k;
+        EXPECT_EQ(covers(regions, block), k == 2) << "frame " << k;
+        EXPECT_EQ(cv::countNonZero(motion.last_mask()) == 0, k != 2) << "frame " << k;
+    }
+    // track_regions: each box grown by track_margin box sides, clipped, not merged.
+    const auto grown = motion.track_regions({track, cv::Rect(1250, 700, 80, 80)}, background.size());
+    ASSERT_EQ(grown.size(), 2u);
+    EXPECT_EQ(grown[0], cv::Rect(755, 255, 180, 180));
+    EXPECT_EQ(grown[1], cv::Rect(1210, 660, 70, 60));
 }
 
 // ---- FaceStage ---------------------------------------------------------------------------

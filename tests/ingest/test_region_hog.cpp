@@ -67,7 +67,7 @@ TEST(RegionHog, PyramidLevelsAreDlibsBitForBit) {
     const cv::Mat grey = demo_photo_grey();
     ASSERT_FALSE(grey.empty());
     RegionHog hog;
-    hog.detect(grey, {}, 0);  // loads the image
+    hog.detect(grey, std::vector<cv::Rect>{}, 0);  // loads the image
     // dlib's own chain of pyramid_down<6>, as its scanner builds it.
     dlib::pyramid_down<6> pyr;
     std::vector<dlib::array2d<unsigned char>> dlib_levels(static_cast<std::size_t>(hog.levels()));
@@ -160,6 +160,10 @@ TEST(RegionHog, ACropRegionFindsTheFaceTheWholeFrameFinds) {
     ASSERT_EQ(found.size(), 1u);
     EXPECT_EQ(found[0].box, face->box);
     EXPECT_NEAR(found[0].score, face->score, 1e-9);
+    // A region bounded to other box sizes (a track's) does not run the face's level.
+    using faceadapt::ingest::detail::HogRegion;
+    EXPECT_TRUE(hog.detect(grey, std::vector<HogRegion>{{crop, 100, 140}}, 80).empty());
+    ASSERT_EQ(hog.detect(grey, std::vector<HogRegion>{{crop, 70, 100}}, 80).size(), 1u);
     // Nothing is found outside the regions.
     EXPECT_TRUE(hog.detect(grey, {cv::Rect(1500, 100, 300, 300)}, 80).empty());
 }

@@ -3,9 +3,12 @@
 // WHAT THIS REPRESENTS
 //   The per-camera state of the face stage: a dlib HOG detector, the MOG2 motion gate
 //   (MotionRegions), the IoU tracker, and a (shared) 68-point landmark model. process() runs
-//   HOG only inside the motion/track regions (or on the whole frame when
-//   DetectConfig::motion_gating is false), at the scale the smallest wanted face needs
-//   (HOG finds ~80 px faces at the scale it runs on: crops are resized by 80 / min_face_px),
+//   HOG only inside the motion regions (every size) and the regions around live tracks (sizes
+//   within MotionOptions::track_scale of the track's), or on the whole frame when
+//   DetectConfig::motion_gating is false, at the scale the smallest wanted face needs (HOG finds
+//   ~80 px faces at the scale it runs on: the frame is resized by 80 / min_face_px). Gated, the
+//   regions are searched on the whole frame's own HOG pyramid (ingest/src/region_hog.hpp), so a
+//   face found there is the face full-frame HOG finds, box and score;
 //   fits landmarks at full resolution, extracts the 150x150 RGB chip of
 //   get_face_chip_details(shape, 150, 0.25) and gives each face a per-camera track id.
 // THREAD SAFETY

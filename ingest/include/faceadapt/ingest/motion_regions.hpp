@@ -13,7 +13,9 @@
 //   so that a face on them fits whole in a crop, and the boxes of live tracks, grown likewise,
 //   are merged into a few crops of the full-resolution frame. The first frame (no history
 //   yet) gives the whole frame, and so does a frame whose crops would add up to more than
-//   `full_frame_above` of it. Measured on walkers-1080p.mp4: see bench/ingest/bench_face_stage.
+//   `full_frame_above` of it. With motion_every > 1 the frames between two motion searches skip
+//   the motion analysis too (only the small copy is kept for the next difference) and give only
+//   the track regions. Measured on walkers-1080p.mp4: see bench/ingest/bench_face_stage.
 // THREAD SAFETY
 //   Not thread-safe: one per camera, used by one thread at a time.
 #pragma once
@@ -31,16 +33,18 @@ struct MotionOptions {
     int analysis_width = 320;        // width of the small copy motion is measured on
     double tile_faces = 1.0;         // tile side, in min_face_px
     double min_tile_motion = 0.02;   // fraction of a tile's pixels that must move to select it
-    double margin_faces = 0.3;       // selected tiles grown by this many min_face_px on each side
+    double margin_faces = 0.2;       // selected tiles grown by this many min_face_px on each side
     double close_faces = 0.5;        // motion gaps up to this many min_face_px are closed
     double head_band_faces = 3.0;    // moving tiles within this many min_face_px of the top of
                                      // their vertical run of moving tiles: searched every frame;
                                      // <= 0: every moving tile is a head tile
-    int motion_every = 1;            // search motion on one frame in this many (tracks: every frame)
+    int motion_every = 3;            // search motion on one frame in this many (tracks: every frame)
     double head_gap_faces = 2.0;     // a moving run below a still gap this tall has its own head band
-    double body_budget = 0.05;       // other moving tiles searched per frame, fraction of all tiles
+    double body_budget = 0.0;        // other moving tiles searched per frame, fraction of all tiles
     int body_max_defer = 0;          // > 0: no moving tile waits more frames than this
     double track_margin = 0.75;      // track boxes grown by this many box sides on each side
+    double track_scale = 1.3;        // FaceStage: around a track, faces from its box side / this to
+                                     // its side * this are searched (<= 1: every size)
     int diff_threshold = 18;         // grey levels: compensated frame difference that is motion
     double still_camera_px = 0.5;    // camera motion below this (small-copy pixels) is "still"
     std::size_t max_regions = 8;     // crops per frame at most
@@ -70,7 +74,12 @@ public:
     //           empty when nothing moves and no track is live.
     std::vector<cv::Rect> update(const cv::Mat& frame, const std::vector<cv::Rect>& track_boxes);
 
-    // The motion mask of the last frame, on the small copy (255 = moving).
+    // The regions update() adds for `track_boxes` (grown by track_margin, clipped to `frame`,
+    // not merged), one per box; empty ones dropped.
+    std::vector<cv::Rect> track_regions(const std::vector<cv::Rect>& track_boxes, cv::Size frame) const;
+
+    // The motion mask of the last frame, on the small copy (255 = moving; all 0 on a frame whose
+    // motion is not searched, see motion_every).
     const cv::Mat& last_mask() const { return mask_; }
     // Whether the camera itself was found moving between the last two frames.
     bool camera_moving() const { return camera_moving_; }

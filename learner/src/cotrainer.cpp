@@ -9,6 +9,7 @@
 
 #include "faceadapt/learner/eval.hpp"
 #include "faceadapt/learner/losses.hpp"
+#include "faceadapt/learner/mean_teacher_adam.hpp"
 
 namespace faceadapt::learner {
 namespace F = torch::nn::functional;
@@ -68,18 +69,43 @@ private:
     Clock::time_point last_ = Clock::now();
 };
 
+// zero_grad, backward, then each student's fused L2-SP + Adam + EMA step (on the worker during
+// backward when `overlap` is set; finish_step() does what is left). Returns each student's L2-SP
+// penalty ||w - w0||^2 before the step (0 without anchors).
+std::pair<double, double> backward_and_update(const torch::Tensor& loss, MeanTeacherAdam* opt1, MeanTeacherAdam* opt2,
+                                              OverlappedUpdates* overlap, StepTimes& times, LapClock& lap) {
+    for (auto* opt : {opt1, opt2})
+        if (opt) {
+            opt->zero_grad();
+            opt->begin_step();
+        }
+    loss.backward();
+    times.backward += lap.lap();
+    if (overlap) overlap->wait();
+    times.update_wait += lap.lap();
+    const double pen1 = opt1->finish_step();
+    times.update1 += lap.lap();
+    times.overlapped += opt1->last_update_seconds();
+    double pen2 = 0.0;
+    if (opt2) {
+        pen2 = opt2->finish_step();
+        times.update2 += lap.lap();
+        times.overlapped += opt2->last_update_seconds();
+    }
+    return {pen1, pen2};
+}
+
 }  // namespace
 
-double StepTimes::total() const {
-    return data + forward + losses + l2sp + backward + optimiser1 + optimiser2 + ema1 + ema2 + other;
-}
+double StepTimes::total() const { return data + forward + losses + backward + update_wait + update1 + update2 + other; }
 
 std::string StepTimes::text(int steps) const {
     const double k = steps > 0 ? 1e3 / steps : 0.0;
-    return fmt("data %.1f, forward %.1f, losses %.1f, L2-SP forward %.1f, backward %.1f, Adam net1 %.1f, "
-               "Adam net2 %.1f, EMA mean1 %.1f, EMA mean2 %.1f, other %.1f; total %.1f ms/step over %d steps",
-               data * k, forward * k, losses * k, l2sp * k, backward * k, optimiser1 * k, optimiser2 * k, ema1 * k,
-               ema2 * k, other * k, total() * k, steps);
+    return fmt("data %.1f, forward %.1f, losses %.1f, backward %.1f, update wait %.1f, update net1+mean1 %.1f, "
+               "update net2+mean2 %.1f, other %.1f; total %.1f ms/step over %d steps (the L2-SP+Adam+EMA passes took "
+               "%.1f, on CPU on the worker thread during backward)",
+               data * k, forward * k, losses * k, backward * k, update_wait * k, update1 * k, update2 * k, other * k,
+               total() * k, steps, overlapped * k);
 }
 
 void CoTrainOptions::validate() const {
@@ -191,14 +217,26 @@ void CoTrainer::reset_classifiers(const torch::Tensor& features, const std::vect
 }
 
 void CoTrainer::build_optimisers() {
-    auto make = [&](FaceResNet& n) {
+    const double alpha = o_.method == "mmt" ? o_.l2sp_alpha : o_.naive_l2sp_alpha;
+    auto make = [&](FaceResNet& n, const std::vector<torch::Tensor>& start, FaceResNet& mean) {
         std::vector<torch::optim::OptimizerParamGroup> groups;
         groups.emplace_back(n->backbone_parameters(), std::make_unique<torch::optim::AdamOptions>(o_.lr_backbone));
         groups.emplace_back(n->classifier_parameters(), std::make_unique<torch::optim::AdamOptions>(o_.lr_classifier));
-        return std::make_unique<torch::optim::Adam>(std::move(groups), torch::optim::AdamOptions(o_.lr_backbone));
+        // L2-SP anchors for the backbone (none when alpha is 0: nothing to read), none for the classifier.
+        std::vector<torch::Tensor> anchors, means;
+        if (alpha > 0) {
+            anchors = start;
+            anchors.resize(anchors.size() + n->classifier_parameters().size());
+        }
+        if (mean) {
+            means = mean->backbone_parameters();
+            for (const auto& p : mean->classifier_parameters()) means.push_back(p);
+        }
+        return std::make_unique<MeanTeacherAdam>(std::move(groups), torch::optim::AdamOptions(o_.lr_backbone),
+                                                 std::move(anchors), std::move(means));
     };
-    opt1_ = make(net1_);
-    opt2_ = net2_ ? make(net2_) : nullptr;
+    opt1_ = make(net1_, start1_, mean1_);
+    opt2_ = net2_ ? make(net2_, start2_, mean2_) : nullptr;
 }
 
 void CoTrainer::start_cycle() {
@@ -247,6 +285,15 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
     if (net2_) net2_->train();
     const double a = o_.soft_ce_weight, b = o_.soft_triplet_weight;
     const double alpha = mmt ? o_.l2sp_alpha : o_.naive_l2sp_alpha;
+    // On CPU the optimiser/EMA pass of each parameter runs on a worker thread as soon as backward
+    // has its gradient, overlapping the rest of the backward pass (the second core is otherwise
+    // only used by the prefetch workers). Bit-identical to running it after backward.
+    std::unique_ptr<OverlappedUpdates> overlap;
+    if (device_.is_cpu()) {
+        std::vector<MeanTeacherAdam*> opts{opt1_.get()};
+        if (opt2_) opts.push_back(opt2_.get());
+        overlap = std::make_unique<OverlappedUpdates>(std::move(opts));
+    }
     double sum1 = 0, sum2 = 0, step_seconds = 0;
     int done = 0;
     const auto cycle_t0 = Clock::now();
@@ -257,6 +304,9 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
         auto& times = report.step_times;
         auto batch = prefetch.next();
         torch::manual_seed(mix_seed({o_.seed, 0xD0ull, static_cast<uint64_t>(cycle_), static_cast<uint64_t>(iter_)}));
+        const double lambda = mmt ? o_.ema.at(step_) : 1.0;
+        opt1_->configure(alpha, lambda);
+        if (opt2_) opt2_->configure(alpha, lambda);
         const auto y = batch.targets.to(device_);
         const auto x1 = batch.input1.to(device_);
         const auto x2 = mmt ? batch.input2.to(device_) : torch::Tensor();
@@ -265,17 +315,18 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
         const auto p1 = net1_->classify(f1);
         torch::Tensor loss1, loss2;
         std::string detail;
-        auto remedies = [&](FaceResNet& n, const std::vector<torch::Tensor>& start, const torch::Tensor& f,
-                            const torch::Tensor& src_feat) {
-            torch::Tensor extra = torch::zeros({}, f.options());
-            times.losses += lap.lap();
-            if (alpha > 0) extra = extra + alpha * l2sp_penalty(n->backbone_parameters(), start);
-            times.l2sp += lap.lap();
-            if (o_.distill_weight > 0)
-                extra = extra + o_.distill_weight *
-                                    similarity_distillation(f, src_feat.index_select(0, batch.indices.to(device_)));
-            return extra;
+        // Similarity distillation (autograd). L2-SP is not in the graph: MeanTeacherAdam adds its
+        // gradient 2 alpha (w - w0) and reports the penalty of the weights before the step.
+        auto distillation = [&](const torch::Tensor& f, const torch::Tensor& src_feat) {
+            if (o_.distill_weight <= 0) return torch::zeros({}, f.options());
+            return o_.distill_weight * similarity_distillation(f, src_feat.index_select(0, batch.indices.to(device_)));
         };
+        // One value read-out for all (one device sync on CUDA).
+        auto values = [](std::initializer_list<torch::Tensor> ts) {
+            const auto v = torch::stack(std::vector<torch::Tensor>(ts)).to(torch::kCPU, torch::kFloat64).contiguous();
+            return std::vector<double>(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+        };
+        double value1 = 0, value2 = 0;  // the step's total losses, L2-SP included
         if (mmt) {
             const auto f2 = net2_->forward(x2);
             const auto p2 = net2_->classify(f2);
@@ -292,41 +343,32 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
             const auto sce1 = soft_ce(p1, p2m), sce2 = soft_ce(p2, p1m);
             const auto tri1 = softmax_triplet(f1, y, o_.triplet_scale), tri2 = softmax_triplet(f2, y, o_.triplet_scale);
             const auto stri1 = soft_triplet(f1, f2m, y, o_.triplet_scale), stri2 = soft_triplet(f2, f1m, y, o_.triplet_scale);
-            const auto rem1 = remedies(net1_, start1_, f1, source_feat1_), rem2 = remedies(net2_, start2_, f2, source_feat2_);
-            loss1 = (1 - a) * ce1 + a * sce1 + (1 - b) * tri1 + b * stri1 + rem1;
-            loss2 = (1 - a) * ce2 + a * sce2 + (1 - b) * tri2 + b * stri2 + rem2;
+            const auto dis1 = distillation(f1, source_feat1_), dis2 = distillation(f2, source_feat2_);
+            loss1 = (1 - a) * ce1 + a * sce1 + (1 - b) * tri1 + b * stri1 + dis1;
+            loss2 = (1 - a) * ce2 + a * sce2 + (1 - b) * tri2 + b * stri2 + dis2;
             times.losses += lap.lap();
-            opt1_->zero_grad();
-            opt2_->zero_grad();
-            (loss1 + loss2).backward();
-            times.backward += lap.lap();
-            opt1_->step();
-            times.optimiser1 += lap.lap();
-            opt2_->step();
-            times.optimiser2 += lap.lap();
-            const double lambda = o_.ema.at(step_);
-            ema_update(*mean1_, *net1_, lambda);
-            times.ema1 += lap.lap();
-            ema_update(*mean2_, *net2_, lambda);
-            times.ema2 += lap.lap();
-            detail = fmt("ce %.3f sce %.3f tri %.3f stri %.3f reg %.4f", ce1.item<double>(), sce1.item<double>(),
-                         tri1.item<double>(), stri1.item<double>(), rem1.item<double>());
-            sum2 += loss2.item<double>();
+            const auto [pen1, pen2] = backward_and_update(loss1 + loss2, opt1_.get(), opt2_.get(), overlap.get(), times, lap);
+            copy_buffers(*mean1_, *net1_);  // none in FaceResNet; the EMA averages parameters only
+            copy_buffers(*mean2_, *net2_);
+            const auto v = values({loss1, loss2, ce1, sce1, tri1, stri1, dis1});
+            const double reg1 = alpha * pen1 + v[6];
+            value1 = v[0] + alpha * pen1;
+            value2 = v[1] + alpha * pen2;
+            detail = fmt("ce %.3f sce %.3f tri %.3f stri %.3f reg %.4f", v[2], v[3], v[4], v[5], reg1);
+            sum2 += value2;
         } else {
             times.forward += lap.lap();
             const auto ce = label_smoothed_ce(p1, y, o_.label_smoothing);
             const auto tri = softmax_triplet(f1, y, o_.triplet_scale);
-            const auto rem = remedies(net1_, start1_, f1, source_feat1_);
-            loss1 = ce + tri + rem;
+            const auto dis = distillation(f1, source_feat1_);
+            loss1 = ce + tri + dis;
             times.losses += lap.lap();
-            opt1_->zero_grad();
-            loss1.backward();
-            times.backward += lap.lap();
-            opt1_->step();
-            times.optimiser1 += lap.lap();
-            detail = fmt("ce %.3f tri %.3f reg %.4f", ce.item<double>(), tri.item<double>(), rem.item<double>());
+            const double pen = backward_and_update(loss1, opt1_.get(), nullptr, overlap.get(), times, lap).first;
+            const auto v = values({loss1, ce, tri, dis});
+            value1 = v[0] + alpha * pen;
+            detail = fmt("ce %.3f tri %.3f reg %.4f", v[1], v[2], alpha * pen + v[3]);
         }
-        sum1 += loss1.item<double>();
+        sum1 += value1;
         ++step_;
         ++iter_;
         ++done;
@@ -335,7 +377,7 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
         if (iter_ == o_.iters || iter_ % std::max(1, o_.iters / 10) == 0) {
             const double per_iter = std::chrono::duration<double>(Clock::now() - cycle_t0).count() / done;
             const double left = per_iter * ((o_.iters - iter_) + double(o_.cycles - cycle_ - 1) * o_.iters);
-            const double l1 = loss1.item<double>(), l2 = mmt ? loss2.item<double>() : 0.0;
+            const double l1 = value1, l2 = value2;
             log(fmt("cycle %d/%d iter %d/%d loss %.4f (net1 %.4f: %s%s) %.1f images/s ETA %s", cycle_ + 1, o_.cycles,
                     iter_, o_.iters, l1 + l2, l1, detail.c_str(), mmt ? fmt("; net2 %.4f", l2).c_str() : "", ips,
                     duration_text(left).c_str()));
@@ -468,7 +510,8 @@ void CoTrainer::save_checkpoint() const {
     put_net("net2", net2_);
     put_net("mean1", mean1_);
     put_net("mean2", mean2_);
-    auto put_opt = [&](const char* k, const std::unique_ptr<torch::optim::Adam>& opt) {
+    // MeanTeacherAdam writes torch::optim::Adam's archive: checkpoints of either load in both.
+    auto put_opt = [&](const char* k, const std::unique_ptr<MeanTeacherAdam>& opt) {
         if (!opt) return;
         torch::serialize::OutputArchive a;
         opt->save(a);
@@ -524,7 +567,7 @@ void CoTrainer::resume() {
     for (int64_t i = 0; i + 12 <= rep.numel(); i += 12) {
         const double* r = rep.data_ptr<double>() + i;
         reports_.push_back({static_cast<int>(r[0]), static_cast<int64_t>(r[1]), static_cast<int64_t>(r[2]),
-                            static_cast<int64_t>(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]});
+                            static_cast<int64_t>(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], StepTimes{}, 0});
     }
     auto get_net = [&](const char* k, FaceResNet& n) {
         if (!n) return;
@@ -540,7 +583,7 @@ void CoTrainer::resume() {
     get_net("mean2", mean2_);
     if (iter_ > 0) {
         build_optimisers();
-        auto get_opt = [&](const char* k, std::unique_ptr<torch::optim::Adam>& opt) {
+        auto get_opt = [&](const char* k, std::unique_ptr<MeanTeacherAdam>& opt) {
             if (!opt) return;
             torch::serialize::InputArchive a;
             if (!ar.try_read(k, a)) throw std::runtime_error("resume: checkpoint " + path.string() + " lacks " + k);

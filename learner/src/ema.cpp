@@ -22,6 +22,11 @@ void ema_update(torch::nn::Module& mean, const torch::nn::Module& student, doubl
             throw std::invalid_argument("ema_update: parameter '" + p.key() + "' differs between mean and student");
         p.value().mul_(lambda).add_(*s, 1.0 - lambda);
     }
+    copy_buffers(mean, student);
+}
+
+void copy_buffers(torch::nn::Module& mean, const torch::nn::Module& student) {
+    torch::NoGradGuard ng;
     const auto bufs = student.named_buffers(true);
     for (auto& b : mean.named_buffers(true))
         if (const auto* s = bufs.find(b.key())) b.value().copy_(*s);

@@ -1,6 +1,7 @@
 // The fused L2-SP + Adam + EMA step; see mean_teacher_adam.hpp.
 #include "faceadapt/learner/mean_teacher_adam.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -33,48 +34,73 @@ Coefficients coefficients(const torch::optim::AdamOptions& o, int64_t step, doub
             static_cast<float>(lambda),      static_cast<float>(1 - lambda)};
 }
 
-// One pass over a float32 contiguous CPU tensor of n elements. The operations and their order
-// are torch::optim::Adam's (mul_, add_, mul_, addcmul_, sqrt, div, add_, addcdiv_), then
-// ema_update's (mul_, add_), each rounded to float. Returns sum (w - w0)^2 before the update.
-template <bool kGrad, bool kAnchor, bool kMean>
-double fused_pass(float* __restrict w, const float* __restrict g, const float* __restrict w0, float* __restrict m,
-                  float* __restrict v, float* __restrict mean, int64_t n, const Coefficients& c) {
+// a * b + c: one rounding (a fused multiply-add) when kFma, else two.
+template <bool kFma>
+inline float madd(float a, float b, float c) {
+    if constexpr (kFma) return __builtin_fmaf(a, b, c);
+    else return a * b + c;  // not contracted: the file is built with -ffp-contract=off
+}
+
+// One pass over a float32 contiguous CPU tensor of n elements. The operations, their order and
+// their roundings are torch::optim::Adam's (mul_, add_, mul_, addcmul_, sqrt, div, add_, addcdiv_)
+// then ema_update's (mul_, add_), so the result is bit-identical to those ops: on CPUs with FMA
+// torch's vectorised add_(x, alpha) is a fused multiply-add, and so is its addcmul_ (the compiler
+// contracts self + value * t1 * t2); kFma mirrors both. Returns sum (w - w0)^2 before the update.
+template <bool kFma, bool kGrad, bool kAnchor, bool kMean>
+__attribute__((always_inline)) inline double fused_pass(float* __restrict w, const float* __restrict g,
+                                                        const float* __restrict w0, float* __restrict m,
+                                                        float* __restrict v, float* __restrict mean, int64_t n,
+                                                        const Coefficients& c) {
     double penalty = 0.0;
     // A vector reduction (the file is built with -fopenmp-simd -fno-math-errno, see adapt.cmake):
     // its summation order is fixed by the build, so the penalty is the same run after run.
 #pragma omp simd reduction(+ : penalty)
     for (int64_t j = 0; j < n; ++j) {
         float wj = w[j];
+        float gj = 0.0f;
+        if constexpr (kGrad) gj = g[j];
         if constexpr (kAnchor) {
             const float d = wj - w0[j];
             penalty += static_cast<double>(d) * d;
-            if constexpr (kGrad) {
-                const float gj = g[j] + c.two_alpha * d;
-                const float mj = m[j] * c.beta1 + c.one_minus_beta1 * gj;
-                const float vj = v[j] * c.beta2 + (c.one_minus_beta2 * gj) * gj;
-                m[j] = mj;
-                v[j] = vj;
-                wj = (c.minus_step_size * mj) / (std::sqrt(vj) / c.sqrt_bias_correction2 + c.eps) + wj;
-            }
-        } else if constexpr (kGrad) {
-            const float gj = g[j];
-            const float mj = m[j] * c.beta1 + c.one_minus_beta1 * gj;
-            const float vj = v[j] * c.beta2 + (c.one_minus_beta2 * gj) * gj;
+            gj = gj + c.two_alpha * d;  // autograd: g + alpha * (2 * d), the same float value
+        }
+        if constexpr (kGrad) {
+            const float mj = madd<kFma>(gj, c.one_minus_beta1, m[j] * c.beta1);  // mul_, add_(g, 1 - beta1)
+            const float vj = madd<kFma>(c.one_minus_beta2 * gj, gj, v[j] * c.beta2);  // mul_, addcmul_
             m[j] = mj;
             v[j] = vj;
-            wj = (c.minus_step_size * mj) / (std::sqrt(vj) / c.sqrt_bias_correction2 + c.eps) + wj;
+            wj = (c.minus_step_size * mj) / (std::sqrt(vj) / c.sqrt_bias_correction2 + c.eps) + wj;  // addcdiv_
+            w[j] = wj;
         }
-        if constexpr (kGrad) w[j] = wj;
-        if constexpr (kMean) mean[j] = mean[j] * c.lambda + c.one_minus_lambda * wj;
+        if constexpr (kMean) mean[j] = madd<kFma>(wj, c.one_minus_lambda, mean[j] * c.lambda);  // mul_, add_
     }
     return penalty;
 }
 
-template <bool kGrad, bool kAnchor>
-double fused_pass_mean(bool with_mean, float* w, const float* g, const float* w0, float* m, float* v, float* mean,
-                       int64_t n, const Coefficients& c) {
-    return with_mean ? fused_pass<kGrad, kAnchor, true>(w, g, w0, m, v, mean, n, c)
-                     : fused_pass<kGrad, kAnchor, false>(w, g, w0, m, v, mean, n, c);
+template <bool kFma>
+__attribute__((always_inline)) inline double fused_dispatch(bool grad, bool anchor, bool mean, float* w, const float* g, const float* w0, float* m, float* v,
+                      float* mu, int64_t n, const Coefficients& c) {
+    if (grad && anchor && mean) return fused_pass<kFma, true, true, true>(w, g, w0, m, v, mu, n, c);
+    if (grad && anchor) return fused_pass<kFma, true, true, false>(w, g, w0, m, v, mu, n, c);
+    if (grad && mean) return fused_pass<kFma, true, false, true>(w, g, w0, m, v, mu, n, c);
+    if (grad) return fused_pass<kFma, true, false, false>(w, g, w0, m, v, mu, n, c);
+    if (anchor && mean) return fused_pass<kFma, false, true, true>(w, g, w0, m, v, mu, n, c);
+    if (anchor) return fused_pass<kFma, false, true, false>(w, g, w0, m, v, mu, n, c);
+    if (mean) return fused_pass<kFma, false, false, true>(w, g, w0, m, v, mu, n, c);
+    return 0.0;
+}
+
+// The FMA instantiation, compiled for AVX2+FMA (called only where the CPU has them).
+__attribute__((target("avx2,fma"))) double fused_fma(bool grad, bool anchor, bool mean, float* w, const float* g,
+                                                       const float* w0, float* m, float* v, float* mu, int64_t n,
+                                                       const Coefficients& c) {
+    return fused_dispatch<true>(grad, anchor, mean, w, g, w0, m, v, mu, n, c);
+}
+
+// torch picks its AVX2 (or AVX512) kernels, whose add_ is a fused multiply-add, on such CPUs.
+bool cpu_has_fma() {
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return has;
 }
 
 bool fusable(const torch::Tensor& t) {
@@ -165,6 +191,7 @@ void MeanTeacherAdam::begin_step() {
             slot.state = static_cast<torch::optim::AdamParamState*>(entry.get());
             slot.options = static_cast<const torch::optim::AdamOptions*>(&g.options());
             slot.penalty = 0.0;
+            slot.seconds = 0.0;
             slot.done = false;
         }
 }
@@ -173,6 +200,7 @@ void MeanTeacherAdam::update(size_t i, const torch::Tensor& grad) {
     auto& slot = slots_.at(i);
     if (!slot.state) throw std::logic_error("MeanTeacherAdam::update outside begin_step()/finish_step()");
     if (slot.done) throw std::logic_error("MeanTeacherAdam::update: parameter " + std::to_string(i) + " updated twice");
+    const auto t0 = std::chrono::steady_clock::now();
     auto& w = params_[i];
     auto* s = slot.state;
     if (grad.defined()) s->step(s->step() + 1);
@@ -185,25 +213,25 @@ void MeanTeacherAdam::update(size_t i, const torch::Tensor& grad) {
         const auto g = grad.defined() ? grad.contiguous() : grad;
         float *pw = ptr(w), *pm = ptr(s->exp_avg()), *pv = ptr(s->exp_avg_sq()), *pmean = ptr(slot.mean);
         const float *pg = ptr(g), *p0 = ptr(slot.anchor);
-        const bool mean = pmean != nullptr;
         const int64_t n = w.numel();
-        if (pg && p0) slot.penalty = fused_pass_mean<true, true>(mean, pw, pg, p0, pm, pv, pmean, n, c);
-        else if (pg) slot.penalty = fused_pass_mean<true, false>(mean, pw, pg, p0, pm, pv, pmean, n, c);
-        else if (p0) slot.penalty = fused_pass_mean<false, true>(mean, pw, pg, p0, pm, pv, pmean, n, c);
-        else slot.penalty = fused_pass_mean<false, false>(mean, pw, pg, p0, pm, pv, pmean, n, c);
+        slot.penalty = cpu_has_fma() ? fused_fma(pg, p0, pmean, pw, pg, p0, pm, pv, pmean, n, c)
+                                     : fused_dispatch<false>(pg, p0, pmean, pw, pg, p0, pm, pv, pmean, n, c);
     }
+    slot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     slot.done = true;
 }
 
 double MeanTeacherAdam::finish_step() {
-    double total = 0.0;
+    double total = 0.0, seconds = 0.0;
     for (size_t i = 0; i < slots_.size(); ++i) {
         if (!slots_[i].state) throw std::logic_error("MeanTeacherAdam::finish_step without begin_step()");
         if (!slots_[i].done) update(i, params_[i].grad());
         total += slots_[i].penalty;
+        seconds += slots_[i].seconds;
         slots_[i].state = nullptr;
     }
     last_penalty_ = total;
+    last_seconds_ = seconds;
     return total;
 }
 

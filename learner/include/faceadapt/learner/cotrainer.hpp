@@ -15,7 +15,9 @@
 //         mirror image; loss_k = (1-a) CE_ls + a SoftCE + (1-b) Triplet + b SoftTriplet
 //         + l2sp_alpha * ||backbone_k - start_k||^2 + distill_weight * similarity distillation
 //         toward the source model's features of the same images; after each step
-//         mean_k = lambda mean_k + (1-lambda) net_k (ema.hpp).
+//         mean_k = lambda mean_k + (1-lambda) net_k (ema.hpp). The L2-SP gradient, Adam and the
+//         EMA are one fused pass per parameter (MeanTeacherAdam), on CPU run from backward
+//         hooks on a worker thread while the rest of backward goes on (OverlappedUpdates).
 //     S4  label-free convergence of each net: the NMI between the pseudo-labels its OWN mean
 //         model's features give this cycle and those they gave the cycle before (pseudo-label
 //         stability: 1 = the net no longer changes how it groups the site's faces; it needs no
@@ -51,6 +53,7 @@
 #include "faceadapt/learner/cluster.hpp"
 #include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/face_resnet.hpp"
+#include "faceadapt/learner/mean_teacher_adam.hpp"
 #include "faceadapt/learner/training_data.hpp"
 
 namespace faceadapt::learner {
@@ -94,16 +97,17 @@ struct CoTrainOptions {
 // On CPU every part is exact; on CUDA kernels run asynchronously, so only the sum is exact there.
 // Not stored in checkpoints.
 struct StepTimes {
-    double data = 0.0;        // waiting for the prefetched batch, copies to the device
-    double forward = 0.0;     // net1/net2 forward + classify, mean1/mean2 forward (no grad)
-    double losses = 0.0;      // CE, soft CE, triplets, distillation
-    double l2sp = 0.0;        // the L2-SP penalty's forward (its backward is inside `backward`)
-    double backward = 0.0;    // zero_grad + backward
-    double optimiser1 = 0.0, optimiser2 = 0.0;  // each student's Adam step
-    double ema1 = 0.0, ema2 = 0.0;              // each mean model's update
-    double other = 0.0;       // loss read-outs (.item()), logging
+    double data = 0.0;         // waiting for the prefetched batch, copies to the device
+    double forward = 0.0;      // net1/net2 forward + classify, mean1/mean2 forward (no grad)
+    double losses = 0.0;       // CE, soft CE, triplets, distillation
+    double backward = 0.0;     // zero_grad + backward
+    double update_wait = 0.0;  // waiting for the worker's last updates after backward
+    double update1 = 0.0, update2 = 0.0;  // each student's L2-SP + Adam + EMA left after backward
+                                          // (all of it when not overlapped: CUDA)
+    double other = 0.0;        // loss read-outs, logging
+    double overlapped = 0.0;   // the updates' time on the worker thread, during backward (not in total())
     double total() const;
-    // One line, milliseconds per step: "data 1.0 forward 800.0 ... (ms/step over N steps)".
+    // One line, milliseconds per step: "data 1.0, forward 800.0, ... (ms/step over N steps)".
     std::string text(int steps) const;
 };
 
@@ -171,7 +175,7 @@ private:
     FaceResNet source_{nullptr}, net1_{nullptr}, net2_{nullptr}, mean1_{nullptr}, mean2_{nullptr};
     std::vector<torch::Tensor> start1_, start2_;         // L2-SP anchors (backbone, on device)
     torch::Tensor source_feat1_, source_feat2_;          // for distillation [N,128] on device
-    std::unique_ptr<torch::optim::Adam> opt1_, opt2_;
+    std::unique_ptr<MeanTeacherAdam> opt1_, opt2_;         // each student's L2-SP + Adam + EMA
     int cycle_ = 0, iter_ = 0;                            // next cycle / next iteration in it
     int64_t step_ = 0;
     std::vector<int64_t> labels_;                          // current cycle's pseudo-labels

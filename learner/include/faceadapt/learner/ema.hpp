@@ -32,6 +32,11 @@ struct EmaSchedule {
 // throws:   std::invalid_argument naming the parameter that differs.
 void ema_update(torch::nn::Module& mean, const torch::nn::Module& student, double lambda);
 
+// ensures: each buffer of `mean` that `student` has by name is a copy of the student's (what
+//          ema_update does with buffers; for the fused MeanTeacherAdam path, which averages
+//          parameters only). No-op for FaceResNet (no buffers).
+void copy_buffers(torch::nn::Module& mean, const torch::nn::Module& student);
+
 // ensures: every parameter p += noise_scale * std(p) * N(0,1), drawn from a generator seeded by
 //          `seed` (the same seed gives the same perturbation). Single-element tensors are left as they are.
 void perturb_parameters(torch::nn::Module& net, double noise_scale, uint64_t seed);

@@ -10,10 +10,12 @@
 //   (autograd penalty forward + backward, ~10 Adam tensor ops, 2 EMA ops); here a float32
 //   contiguous CPU tensor is read and written once (w, g, w0, m, v, mean). Other tensors (CUDA)
 //   take the same update as torch tensor ops, in torch::optim::Adam's order.
-//   The update matches torch::optim::Adam + ema_update to float rounding (torch's vectorised
-//   add_/EMA use fused multiply-adds, this loop does not; tests/learner compare within 1e-6).
-//   The L2-SP gradient is bit-identical to autograd's: 2 alpha is exact in float, so
-//   (2 alpha) * d rounds like autograd's alpha * (2 * d).
+//   The update is bit-identical to torch::optim::Adam + ema_update (libtorch 1.13 CPU): the loop
+//   performs torch's operations in torch's order with torch's roundings, including the fused
+//   multiply-adds of torch's AVX2/AVX512 kernels (add_ with alpha, addcmul_) on CPUs with FMA
+//   (a runtime check; ATEN_CPU_CAPABILITY=default would make torch round differently).
+//   tests/learner check it within 1e-6 and exactly. The L2-SP gradient is bit-identical to
+//   autograd's: 2 alpha is exact in float, so (2 alpha) * d rounds like autograd's alpha * (2 * d).
 //   Only parameters are averaged; the students' buffers are copied by copy_buffers() (ema.hpp),
 //   FaceResNet has none.
 //   Supported: amsgrad off, weight_decay 0 (the co-trainer's Adam; the constructor throws else).
@@ -72,20 +74,22 @@ public:
 
     // ||w - w0||^2 of the last finished step (before its update).
     double last_l2sp_penalty() const { return last_penalty_; }
+    // Seconds the last finished step's update() calls took, whichever thread ran them.
+    double last_update_seconds() const { return last_seconds_; }
 
 private:
     struct Slot {
         torch::optim::AdamParamState* state = nullptr;
         const torch::optim::AdamOptions* options = nullptr;
         torch::Tensor anchor, mean;
-        double penalty = 0.0;
+        double penalty = 0.0, seconds = 0.0;
         bool done = false;
     };
 
     std::vector<torch::Tensor> params_;
     std::vector<Slot> slots_;
     double alpha_ = 0.0, lambda_ = 1.0;
-    double last_penalty_ = 0.0;
+    double last_penalty_ = 0.0, last_seconds_ = 0.0;
 };
 
 // Runs MeanTeacherAdam::update() for each parameter on a worker thread as soon as backward has

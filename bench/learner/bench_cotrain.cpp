@@ -4,6 +4,7 @@
 // Optional arguments: device (cpu|cuda), iterations, batch ids P (K = 4). BENCH_COTRAIN_LOG=1 prints
 // the trainer's progress lines (the running images/s after each step; the first step is the slowest).
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -44,15 +45,17 @@ int main(int argc, char** argv) {
     fl::CoTrainer t(source, fl::enhance_chips(chips, fl::kFirstViewSpec), fl::enhance_chips(chips, fl::kSecondViewSpec), o);
     if (std::getenv("BENCH_COTRAIN_LOG")) t.set_log([](const std::string& l) { std::printf("%s\n", l.c_str()); });
     const auto r = t.run();
-    const double step = r.cycles.at(0).images_per_s;
-    const auto limit = fl::bench::four_net_limit_parts(source, chips, p * 4, 3, torch::Device(device == "cuda" ? torch::kCUDA : torch::kCPU));
     const auto& c = r.cycles.at(0);
-    std::printf("cotrain %s batch %dx4, torch threads %d: full co-training step %.1f images/s (prefetch wait %.2f s over "
-                "%d steps), four-net forward/backward limit %.1f images/s, ratio %.2f (target >= 0.9)\n",
-                device.c_str(), p, at::get_num_threads(), step, c.prefetch_wait_s, iters, limit.images_per_s,
-                step / limit.images_per_s);
+    const double step = fl::bench::median_step_images_per_s(c.step_seconds, p * 4);
+    const auto limit = fl::bench::four_net_limit_parts(source, chips, p * 4, std::max(3, iters - 1),
+                                                       torch::Device(device == "cuda" ? torch::kCUDA : torch::kCPU));
+    std::printf("cotrain %s batch %dx4, torch threads %d: full co-training step %.1f images/s (median of %d steps after "
+                "the first; mean of all %.1f; prefetch wait %.2f s), four-net forward/backward limit %.1f images/s "
+                "(median of %d after a warm-up; best %.1f), ratio %.2f (target >= 0.9)\n",
+                device.c_str(), p, at::get_num_threads(), step, iters - 1, c.images_per_s, c.prefetch_wait_s,
+                limit.images_per_s, std::max(3, iters - 1), limit.best_images_per_s, step / limit.images_per_s);
     std::printf("step breakdown: %s\n", c.step_times.text(c.steps_timed).c_str());
-    std::printf("limit breakdown: forward %.1f, backward %.1f ms (best of 3)\n", limit.forward_s * 1e3,
+    std::printf("limit breakdown: forward %.1f, backward %.1f ms (the median repetition)\n", limit.forward_s * 1e3,
                 limit.backward_s * 1e3);
     return 0;
 }

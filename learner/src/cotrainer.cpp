@@ -372,7 +372,9 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
         ++step_;
         ++iter_;
         ++done;
-        step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        const double this_step = std::chrono::duration<double>(Clock::now() - t0).count();
+        step_seconds += this_step;
+        report.step_seconds.push_back(this_step);
         const double ips = static_cast<double>(done * sampler.batch_size()) / step_seconds;
         if (iter_ == o_.iters || iter_ % std::max(1, o_.iters / 10) == 0) {
             const double per_iter = std::chrono::duration<double>(Clock::now() - cycle_t0).count() / done;

@@ -122,6 +122,7 @@ struct CycleReport {
     double seconds = 0.0;
     StepTimes step_times;                           // this run's steps of the cycle (not checkpointed)
     int steps_timed = 0;                            // steps summed in step_times
+    std::vector<double> step_seconds;               // each step's wall time, this run (not checkpointed)
 };
 
 struct TrainResult {

@@ -24,6 +24,7 @@
 
 #include "faceadapt/learner/cluster.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
+#include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/eval.hpp"
 #include "faceadapt/learner/losses.hpp"
 #include "faceadapt/learner/weights_import.hpp"
@@ -218,6 +219,7 @@ int main(int argc, char** argv) {
     std::string methods = "source,naive,mmt";
     fl::CoTrainOptions base;
     bool prepare_only = false;
+    bool eval_means = false;  // also evaluate both mean models and their plain average
     int identities = 0, lfw_pairs = 0;  // 0 = all (smaller runs for a loaded machine)
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -239,6 +241,8 @@ int main(int argc, char** argv) {
         else if (a == "--lambda") base.ema.lambda = std::stod(val());
         else if (a == "--erase") base.augment.erase_probability = std::stod(val());
         else if (a == "--prepare-only") prepare_only = true;
+        else if (a == "--means") eval_means = true;
+        else if (a == "--merge") base.merge = true;
         else if (a == "--identities") identities = std::stoi(val());
         else if (a == "--lfw-pairs") lfw_pairs = std::stoi(val());
         else if (a == "--device") base.device = val();
@@ -246,8 +250,8 @@ int main(int argc, char** argv) {
             std::fprintf(stderr,
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
-                         "[--eps E] [--lambda L] [--erase P] [--device cpu|cuda] [--identities N] [--lfw-pairs N] "
-                         "[--prepare-only]\n");
+                         "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
+                         "[--lfw-pairs N] [--prepare-only]\n");
             return 2;
         }
     }
@@ -333,7 +337,7 @@ int main(int argc, char** argv) {
         r.noise = c.num_noise;
         r.seconds = since(t0);
         rows.push_back(r);
-        std::printf("source: TAR %.3f rank-1 %.3f F %.3f LFW %.4f (%.0f s)\n", r.tar, r.rank1, r.pseudo_f, r.lfw, r.seconds);
+        std::printf("source: TAR %.3f rank-1 %.4f F %.3f LFW %.4f (%.0f s)\n", r.tar, r.rank1, r.pseudo_f, r.lfw, r.seconds);
         std::fflush(stdout);
     }
     for (const char* m : {"naive", "mmt"}) {
@@ -362,15 +366,27 @@ int main(int argc, char** argv) {
         for (const auto& c : res.cycles) steps.insert(steps.end(), c.step_seconds.begin(), c.step_seconds.end());
         const double ips = fl::bench::median_step_images_per_s(steps, o.batch_ids * o.batch_per_id);
         if (std::string(m) == "mmt") mmt_ips = ips;
+        if (eval_means && std::string(m) == "mmt") {  // claim 1 picks one mean model; how did the other do?
+            auto avg = fl::clone_face_resnet(t.net(3));
+            fl::ema_update(*avg, *t.net(4), 0.5);
+            for (auto [name, net] : {std::pair{"mean1", t.net(3)}, std::pair{"mean2", t.net(4)}, std::pair{"avg", avg}}) {
+                Row e{name};
+                auto n = fl::clone_face_resnet(net);
+                n->eval();
+                evaluate(n, d, e);
+                std::printf("  %s: TAR %.3f rank-1 %.4f LFW %.4f\n", name, e.tar, e.rank1, e.lfw);
+            }
+            std::fflush(stdout);
+        }
         rows.push_back(r);
-        std::printf("%s: TAR %.3f rank-1 %.3f F %.3f LFW %.4f (%.0f s, %s, step %.1f images/s)\n", m, r.tar, r.rank1,
+        std::printf("%s: TAR %.3f rank-1 %.4f F %.3f LFW %.4f (%.0f s, %s, step %.1f images/s)\n", m, r.tar, r.rank1,
                     r.pseudo_f, r.lfw, r.seconds, r.note.c_str(), ips);
         std::fflush(stdout);
     }
     std::printf("\n| method | test TAR@FAR1e-3 | test rank-1 | adapt pseudo-label pairwise F (clusters/noise) | LFW devtest | wall s |\n");
     std::printf("|---|---|---|---|---|---|\n");
     for (const auto& r : rows)
-        std::printf("| %s%s | %.3f | %.3f | %.3f (%lld/%lld) | %.4f | %.0f |\n", r.name.c_str(),
+        std::printf("| %s%s | %.3f | %.4f | %.3f (%lld/%lld) | %.4f | %.0f |\n", r.name.c_str(),
                     r.note.empty() ? "" : (" (" + r.note + ")").c_str(), r.tar, r.rank1, r.pseudo_f,
                     (long long)r.clusters, (long long)r.noise, r.lfw, r.seconds);
     if (mmt_ips > 0) {

@@ -7,17 +7,22 @@
 // 1080p frame (this thread's CPU time; OpenCV runs single-threaded here so nothing escapes),
 // faces per second of CPU, the gated stage's recall of the reference's faces (IoU >= 0.5),
 // faces it found that the reference did not, the CPU-time ratio, and the mean area searched.
-// Usage: bench_face_stage [--video FILE] [--fps F] [--min-face-px N] [--frames N] [--verbose]
+// Usage: bench_face_stage [--video FILE] [--fps F] [--min-face-px N] [--frames N] [--verbose] [--why]
 //        and motion-gate tuning (MotionOptions; with any of them only that gate runs):
 //        [--tile FACES] [--margin FACES] [--track-margin BOXES] [--diff GREY] [--tile-motion F]
 //        [--regions N] [--width PX] [--budget F] [--defer N] [--band FACES] [--gap FACES]
-//        [--every N] [--close FACES] [--track-scale F]
+//        [--every N] [--close FACES] [--track-scale F] [--tracked-grow BOXES]
+//        [--track-grace-s SECONDS]
+// --why: for each reference face a gate missed, whether it lay outside every searched region
+//        or inside one (and at which HOG pyramid level a face of its size is found) and missed.
 // Without tuning flags three gates run: the defaults (what faceadaptd runs, printed first),
 // "motion 1 in 1" (motion searched on every frame) and "motion 1 in 4" (every 4th frame; tracks
 // are searched on every frame in all three).
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -52,9 +57,10 @@ struct Totals {
     double coverage = 0;
 };
 
-// Greedy one-to-one matching of `found` against `reference` at IoU >= 0.5; returns matches.
+// Greedy one-to-one matching of `found` against `reference` at IoU >= 0.5; returns matches and,
+// when `missed` is given, the reference faces left unmatched.
 std::size_t matched(const std::vector<ingest::FaceObservation>& reference,
-                    const std::vector<ingest::FaceObservation>& found) {
+                    const std::vector<ingest::FaceObservation>& found, std::vector<cv::Rect>* missed = nullptr) {
     std::vector<bool> used(found.size(), false);
     std::size_t hits = 0;
     for (const auto& r : reference) {
@@ -63,6 +69,7 @@ std::size_t matched(const std::vector<ingest::FaceObservation>& reference,
         for (std::size_t j = 0; j < found.size(); ++j)
             if (!used[j] && ingest::iou(r.bbox, found[j].bbox) >= best) best = ingest::iou(r.bbox, found[j].bbox), best_j = j;
         if (best_j < found.size()) used[best_j] = true, ++hits;
+        else if (missed) missed->push_back(r.bbox);
     }
     return hits;
 }
@@ -75,13 +82,15 @@ int main(int argc, char** argv) {
     int min_face_px = 80;
     int max_frames = 1000;
     bool verbose = false;
+    bool why = false;
     ingest::MotionOptions motion;
     bool tuned = false;  // a tuning flag was given: run only that gate beside the reference
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         static const std::set<std::string> tuning = {"--tile", "--margin", "--track-margin", "--diff", "--tile-motion",
                                                      "--regions", "--width", "--budget", "--defer", "--band",
-                                                     "--gap", "--every", "--close", "--track-scale"};
+                                                     "--gap", "--every", "--close", "--track-scale",
+                                                     "--tracked-grow", "--track-grace-s"};
         tuned = tuned || tuning.count(a) > 0;
         auto next = [&]() -> std::string {
             if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
@@ -92,6 +101,9 @@ int main(int argc, char** argv) {
         else if (a == "--min-face-px") min_face_px = std::stoi(next());
         else if (a == "--frames") max_frames = std::stoi(next());
         else if (a == "--verbose") verbose = true;
+        else if (a == "--why") why = true;
+        else if (a == "--track-grace-s") motion.track_grace_s = std::stod(next());
+        else if (a == "--tracked-grow") motion.tracked_grow = std::stod(next());
         else if (a == "--budget") motion.body_budget = std::stod(next());
         else if (a == "--defer") motion.body_max_defer = std::stoi(next());
         else if (a == "--close") motion.close_faces = std::stod(next());
@@ -181,7 +193,21 @@ int main(int argc, char** argv) {
             const double g0 = thread_cpu_ms();
             const auto got = v.stage->process(frames[i], ts);
             const double g1 = thread_cpu_ms();
-            const std::size_t hits = matched(ref, got);
+            std::vector<cv::Rect> missed;
+            const std::size_t hits = matched(ref, got, &missed);
+            if (why)
+                for (const auto& m : missed) {
+                    const auto& crops = v.stage->last_stats().crops;
+                    const bool inside = std::any_of(crops.begin(), crops.end(), [&](const cv::Rect& c) { return (c & m) == m; });
+                    const bool touched = std::any_of(crops.begin(), crops.end(), [&](const cv::Rect& c) { return (c & m).area() > 0; });
+                    // dlib's pyramid_down<6>: level l finds boxes of ~80 * (6/5)^l px of the image HOG runs on.
+                    const double side = std::min(m.width, m.height) * 80.0 / min_face_px;
+                    const int level = static_cast<int>(std::lround(std::log(side / 80.0) / std::log(1.2)));
+                    std::printf("  why: %-22s frame %2zu missed %4d,%4d %3dx%3d: %s (level %d)\n", v.name.c_str(), i,
+                                m.x, m.y, m.width, m.height,
+                                inside ? "inside a searched region, not found" : touched ? "partly inside a region" : "outside every region",
+                                level);
+                }
             v.totals.cpu_ms += g1 - g0;
             v.totals.faces += got.size();
             v.totals.coverage += v.stage->last_stats().coverage;

@@ -42,10 +42,13 @@ struct FaceStage::Impl {
     detail::HogFaceDetector detector;  // whole frame (motion_gating = false)
     detail::RegionHog region_detector;  // motion-gated: the whole frame's detections in the regions
     double track_scale;                 // MotionOptions::track_scale
+    double track_grace_s;               // MotionOptions::track_grace_s
     MotionRegions motion;
     IouTracker tracker;
     FaceStageStats stats;
     cv::Mat grey, work;
+    std::chrono::system_clock::time_point last_ts{};  // the previous frame's (tracks matched then are current)
+    bool has_last = false;
 
     Impl(std::string camera_id, const config::DetectConfig& detect, int min_face,
          std::shared_ptr<const LandmarkModel> model, MotionOptions motion_options)
@@ -54,6 +57,7 @@ struct FaceStage::Impl {
           motion_gating(detect.motion_gating),
           landmarks(std::move(model)),
           track_scale(motion_options.track_scale),
+          track_grace_s(motion_options.track_grace_s),
           motion((motion_options.min_face_px = min_face, motion_options)),
           tracker(detect.track_iou, std::chrono::duration<double>(detect.track_max_age_s)) {
         if (!landmarks) throw std::invalid_argument("FaceStage " + camera + ": null landmark model");
@@ -97,13 +101,28 @@ std::vector<FaceObservation> FaceStage::process(const cv::Mat& frame, std::chron
     std::vector<cv::Rect> regions{whole};
     std::vector<std::pair<cv::Rect, cv::Rect>> tracked;  // (region, predicted box)
     if (s.motion_gating) {
-        regions = s.motion.update(s.grey, {});
+        // Faces matched on the previous frame explain their person's motion: their track regions
+        // search them, the motion search need not (MotionOptions::tracked_grow).
+        const auto predicted = s.tracker.predicted_boxes(ts);
+        std::vector<cv::Rect> current;
+        for (std::size_t t = 0; t < predicted.size(); ++t)
+            if (s.has_last && s.tracker.tracks()[t].last_seen == s.last_ts) current.push_back(predicted[t]);
+        regions = s.motion.update(s.grey, {}, current);
         const bool whole_frame = regions.size() == 1 && regions[0] == whole;
-        for (const auto& box : s.tracker.predicted_boxes(ts)) {
-            if (whole_frame) break;
-            for (const auto& r : s.motion.track_regions({box}, frame.size())) tracked.emplace_back(r, box);
+        // A track unmatched for longer than track_grace_s (its face turned away, or left) is
+        // searched on motion frames only.
+        for (std::size_t t = 0; t < predicted.size() && !whole_frame; ++t) {
+            const std::chrono::duration<double> unmatched = ts - s.tracker.tracks()[t].last_seen;
+            if (s.track_grace_s >= 0 && !s.motion.motion_searched() && unmatched.count() > s.track_grace_s) continue;
+            for (const auto& r : s.motion.track_regions({predicted[t]}, frame.size())) {
+                // Inside a motion region, every face size is searched already.
+                if (std::any_of(regions.begin(), regions.end(), [&](const cv::Rect& m) { return (m & r) == r; })) continue;
+                tracked.emplace_back(r, predicted[t]);
+            }
         }
     }
+    s.last_ts = ts;
+    s.has_last = true;
 
     // HOG at the scale min_face_px needs. Gated, it runs only inside the regions but finds there
     // what the whole frame's run finds (same pyramid pixels, same cell grid; RegionHog).

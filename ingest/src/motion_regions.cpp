@@ -48,6 +48,17 @@ MotionRegions::MotionRegions(const MotionOptions& options) : options_(options) {
     if (!(options.tile_faces > 0)) throw std::invalid_argument("MotionRegions: tile_faces must be > 0");
 }
 
+// `frame` shrunk to `size`, grey, blurred: what motion is measured on.
+void MotionRegions::shrink(const cv::Mat& frame, cv::Mat& out, cv::Size size) {
+    if (frame.channels() == 3) {
+        cv::resize(frame, small_bgr_, size, 0, 0, cv::INTER_AREA);  // shrink first, then convert:
+        cv::cvtColor(small_bgr_, out, cv::COLOR_BGR2GRAY);          // far less work than converting the full frame
+    } else {
+        cv::resize(frame, out, size, 0, 0, cv::INTER_AREA);
+    }
+    cv::GaussianBlur(out, out, {5, 5}, 0);  // compression noise is not motion
+}
+
 // The similarity transform taking `previous` onto `current` (2x3, CV_64F); identity when the
 // scene has too little texture to tell.
 cv::Mat MotionRegions::camera_motion(const cv::Mat& previous, const cv::Mat& current) const {
@@ -70,38 +81,40 @@ cv::Mat MotionRegions::camera_motion(const cv::Mat& previous, const cv::Mat& cur
 }
 
 std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vector<cv::Rect>& track_boxes) {
+    return update(frame, track_boxes, {});
+}
+
+std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vector<cv::Rect>& track_boxes,
+                                            const std::vector<cv::Rect>& tracked_faces) {
     if (frame.empty() || (frame.type() != CV_8UC1 && frame.type() != CV_8UC3))
         throw std::invalid_argument("MotionRegions::update: expected a non-empty 8-bit grey or BGR frame");
     const cv::Rect whole(cv::Point(0, 0), frame.size());
     const double f = double(frame.cols) / std::min(options_.analysis_width, frame.cols);  // full px per small px
     const cv::Size small_size(cvRound(frame.cols / f), cvRound(frame.rows / f));
-    if (frame.channels() == 3) {
-        cv::Mat small_bgr;  // shrink first, then convert: far less work than converting the full frame
-        cv::resize(frame, small_bgr, small_size, 0, 0, cv::INTER_AREA);
-        cv::cvtColor(small_bgr, small_, cv::COLOR_BGR2GRAY);
-    } else {
-        cv::resize(frame, small_, small_size, 0, 0, cv::INTER_AREA);
+    const bool restart = frame.size() != frame_size_ || previous_.empty();
+    // Motion is searched on one frame in motion_every (tracks on every frame); the others skip
+    // its analysis, and only the frame before a motion frame keeps its small copy (the one that
+    // frame is differenced against): the others need no small copy at all.
+    const long every = std::max(1, options_.motion_every);
+    if (!restart && (frames_ + 1) % every != 0) {
+        ++frames_;
+        motion_searched_ = false;
+        mask_ = cv::Mat::zeros(small_size, CV_8UC1);
+        if ((frames_ + 1) % every == 0) shrink(frame, previous_, small_size);
+        return merge_regions(track_regions(track_boxes, frame.size()), options_.max_regions, frame.size());
     }
-    cv::GaussianBlur(small_, small_, {5, 5}, 0);  // compression noise is not motion
-
-    if (frame.size() != frame_size_ || previous_.empty()) {
+    shrink(frame, small_, small_size);
+    if (restart) {
         frame_size_ = frame.size();
         frames_ = 0;
         still_frames_ = 0;
         subtractor_.release();
     }
+    motion_searched_ = true;
     if (frames_++ == 0) {
         previous_ = small_.clone();
         mask_ = cv::Mat(small_.size(), CV_8UC1, cv::Scalar(255));
         return {whole};
-    }
-    // Motion is searched on one frame in motion_every (tracks on every frame); the others skip
-    // its analysis and keep only the small copy the next frame is differenced against.
-    const bool search_motion = options_.motion_every <= 1 || frames_ % options_.motion_every == 0;
-    if (!search_motion) {
-        std::swap(previous_, small_);
-        mask_ = cv::Mat::zeros(previous_.size(), CV_8UC1);
-        return merge_regions(track_regions(track_boxes, frame.size()), options_.max_regions, frame.size());
     }
 
     // Camera motion: how far the previous frame's corners moved under the fitted transform.
@@ -169,13 +182,29 @@ std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vec
     // A run starts a new head band only below a gap of at least one face (holes inside one
     // moving shape do not make new tops).
     const int gap = std::max(1, static_cast<int>(std::ceil(options_.head_gap_faces / options_.tile_faces)));
+    // Tracked faces, grown, on the small copy: a band they touch belongs to a tracked person.
+    std::vector<cv::Rect2d> tracked;
+    if (options_.tracked_grow >= 0)
+        for (const auto& b : tracked_faces) {
+            const double gx = options_.tracked_grow * b.width, gy = options_.tracked_grow * b.height;
+            tracked.emplace_back((b.x - gx) / f, (b.y - gy) / f, (b.width + 2 * gx) / f, (b.height + 2 * gy) / f);
+        }
+    std::vector<unsigned char> explained(moving.size(), 0);  // head tiles of tracked people
     for (int c = 0; c < cols; ++c)
-        for (int r = 0, depth = band + 1, still = gap; r < rows; ++r) {
+        for (int r = 0, depth = band + 1, still = gap, by_track = 0; r < rows; ++r) {
             const std::size_t i = std::size_t(r * cols + c);
             if (moving[i]) {
-                if (still >= gap) depth = 0;
+                if (still >= gap) {
+                    depth = 0;
+                    // This run's head band: `band` tiles down from here, in this column.
+                    const cv::Rect t = tile_rect(c, r) | tile_rect(c, std::min(rows, r + band) - 1);
+                    const cv::Rect2d strip(t.x, t.y, t.width, t.height);
+                    by_track = std::any_of(tracked.begin(), tracked.end(),
+                                           [&](const cv::Rect2d& b) { return (b & strip).area() > 0; });
+                }
                 still = 0;
                 head[i] = ++depth <= band;
+                if (head[i] && by_track) head[i] = 0, explained[i] = 1;
             } else {
                 ++still;
             }
@@ -188,6 +217,7 @@ std::vector<cv::Rect> MotionRegions::update(const cv::Mat& frame, const std::vec
     std::vector<unsigned char> selected(moving.size(), 0);
     for (std::size_t i = 0; i < moving.size(); ++i) {
         if (head[i]) selected[i] = 1, tile_age_[i] = 0;
+        else if (explained[i]) tile_age_[i] = 0;
         else if (moving[i]) order.push_back(i);
         else tile_age_[i] = 0;
     }

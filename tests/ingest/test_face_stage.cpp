@@ -213,12 +213,55 @@ TEST(MotionRegions, MotionEveryNSearchesMotionOnEveryNthFrameAndTracksOnEvery) {
         EXPECT_TRUE(covers(regions, track)) << "frame " << k;
         EXPECT_EQ(covers(regions, block), k == 2) << "frame " << k;
         EXPECT_EQ(cv::countNonZero(motion.last_mask()) == 0, k != 2) << "frame " << k;
+        EXPECT_EQ(motion.motion_searched(), k == 2) << "frame " << k;
     }
+    // A motion frame is differenced against the frame just before it (the only skipped frame
+    // that keeps a small copy): frame 4 changes the block, frame 5 repeats frame 4, so frame 5
+    // sees no motion (against frame 3 it would).
+    cv::Mat changed = background.clone();
+    changed(block).setTo(30);
+    motion.update(changed, {});                                   // frame 4: skipped, kept
+    EXPECT_FALSE(motion.motion_searched());
+    const auto fifth = motion.update(changed, {});                // frame 5: motion frame
+    EXPECT_TRUE(motion.motion_searched());
+    EXPECT_FALSE(covers(fifth, block)) << "frame 5 was differenced against another frame than frame 4";
     // track_regions: each box grown by track_margin box sides, clipped, not merged.
     const auto grown = motion.track_regions({track, cv::Rect(1250, 700, 80, 80)}, background.size());
     ASSERT_EQ(grown.size(), 2u);
     EXPECT_EQ(grown[0], cv::Rect(755, 255, 180, 180));
     EXPECT_EQ(grown[1], cv::Rect(1210, 660, 70, 60));
+}
+
+TEST(MotionRegions, TrackedFaceExplainsItsPersonsHeadBand) {
+    cv::Mat background(720, 1280, CV_8UC1);
+    cv::randu(background, 60, 120);
+    cv::GaussianBlur(background, background, {0, 0}, 3);
+    // Two people walking (tall blocks that change every frame); one has a tracked face at the
+    // top of its block.
+    const cv::Rect tracked_person(200, 160, 160, 400), other_person(800, 160, 160, 400);
+    const cv::Rect face(230, 170, 90, 90);
+    auto run = [&](double tracked_grow, const std::vector<cv::Rect>& faces) {
+        MotionRegions motion(MotionOptions{.min_face_px = 80, .motion_every = 1, .tracked_grow = tracked_grow});
+        std::vector<cv::Rect> regions;
+        for (int k = 0; k < 3; ++k) {
+            cv::Mat frame = background.clone();
+            frame(tracked_person).setTo(k % 2 ? 240 : 10);
+            frame(other_person).setTo(k % 2 ? 240 : 10);
+            regions = motion.update(frame, {}, k == 2 ? faces : std::vector<cv::Rect>{});
+        }
+        return regions;
+    };
+    const auto untracked = run(0.25, {});
+    EXPECT_TRUE(covers(untracked, face));
+    EXPECT_TRUE(covers(untracked, {other_person.x, other_person.y, other_person.width, 160}));
+    const auto with_track = run(0.25, {face});
+    EXPECT_FALSE(covers(with_track, face)) << "the tracked person's head band is searched by its track region only";
+    for (const auto& r : with_track) EXPECT_TRUE((r & tracked_person).empty()) << r;
+    EXPECT_TRUE(covers(with_track, {other_person.x, other_person.y, other_person.width, 160}))
+        << "an untracked person's head band is still searched";
+    EXPECT_LT(coverage(with_track, background.size()), coverage(untracked, background.size()));
+    // tracked_grow < 0: tracked faces explain nothing.
+    EXPECT_EQ(run(-1, {face}), untracked);
 }
 
 // ---- FaceStage ---------------------------------------------------------------------------
@@ -318,4 +361,41 @@ TEST(FaceStage, WalkersVideoGivesStableTracks) {
     for (const auto& [id, n] : frames_per_track) longest = std::max(longest, n);
     EXPECT_GE(longest, 6) << "no face kept its track id over half the frames";
     EXPECT_GE(double(continued) / observations, 0.7) << "most faces should continue a track";
+}
+
+TEST(FaceStage, StaleTracksAreSearchedOnMotionFramesOnly) {
+    const fs::path video = faceadapt::test::shared_dir() / "datasets" / "videos" / "walkers-1080p.mp4";
+    FACEADAPT_REQUIRE_PATH(video);
+    cv::VideoCapture capture(video.string());
+    ASSERT_TRUE(capture.isOpened()) << video;
+    std::vector<cv::Mat> frames;  // video frames 0, 5, 10 (5 fps)
+    cv::Mat frame;
+    for (int index = 0; frames.size() < 3 && capture.read(frame); ++index)
+        if (index % 5 == 0) frames.push_back(frame.clone());
+    ASSERT_EQ(frames.size(), 3u);
+    faceadapt::config::DetectConfig detect;  // motion gating on, min_face_px 80, tracks live 2 s
+    auto run = [&](double grace_s) {
+        FaceStage stage("walkers", detect, 0, shared_model(), MotionOptions{.track_grace_s = grace_s});
+        const auto t0 = Clock::now();
+        std::vector<FaceStageStats> stats;
+        const auto first = stage.process(frames[0], t0);  // whole frame: the faces there become tracks
+        EXPECT_FALSE(first.empty());
+        std::vector<cv::Rect> boxes;
+        for (const auto& o : first) boxes.push_back(o.bbox);
+        // One second later (tracks unmatched for 1 s, still live): a track-only frame, then a
+        // motion frame.
+        stage.process(frames[1], t0 + 1000ms);
+        stats.push_back(stage.last_stats());
+        stage.process(frames[2], t0 + 1200ms);
+        stats.push_back(stage.last_stats());
+        return std::make_pair(boxes, stats);
+    };
+    const auto [boxes, stale] = run(0.45);
+    ASSERT_FALSE(boxes.empty());
+    EXPECT_TRUE(stale[0].crops.empty()) << "a track unmatched for 1 s is not searched between motion frames";
+    const auto [same_boxes, always] = run(-1);
+    for (const auto& b : boxes) EXPECT_TRUE(covers(always[0].crops, b)) << "grace < 0: every live track, every frame";
+    // On the motion frame the stale tracks are searched again (regions grown by track_margin box
+    // sides around where they were last seen: single-frame tracks have no velocity).
+    for (const auto& b : boxes) EXPECT_TRUE(covers(stale[1].crops, b)) << "stale tracks are searched on motion frames";
 }

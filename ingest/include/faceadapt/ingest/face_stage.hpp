@@ -3,8 +3,10 @@
 // WHAT THIS REPRESENTS
 //   The per-camera state of the face stage: a dlib HOG detector, the MOG2 motion gate
 //   (MotionRegions), the IoU tracker, and a (shared) 68-point landmark model. process() runs
-//   HOG only inside the motion regions (every size) and the regions around live tracks (sizes
-//   within MotionOptions::track_scale of the track's), or on the whole frame when
+//   HOG only inside the motion regions (every size; the head bands of people whose face was
+//   matched on the previous frame are left to their track regions) and the regions around live
+//   tracks (sizes within MotionOptions::track_scale of the track's; a track unmatched for longer
+//   than MotionOptions::track_grace_s only on motion frames), or on the whole frame when
 //   DetectConfig::motion_gating is false, at the scale the smallest wanted face needs (HOG finds
 //   ~80 px faces at the scale it runs on: the frame is resized by 80 / min_face_px). Gated, the
 //   regions are searched on the whole frame's own HOG pyramid (ingest/src/region_hog.hpp), so a

@@ -14,8 +14,12 @@
 //   are merged into a few crops of the full-resolution frame. The first frame (no history
 //   yet) gives the whole frame, and so does a frame whose crops would add up to more than
 //   `full_frame_above` of it. With motion_every > 1 the frames between two motion searches skip
-//   the motion analysis too (only the small copy is kept for the next difference) and give only
-//   the track regions. Measured on walkers-1080p.mp4: see bench/ingest/bench_face_stage.
+//   the motion analysis too and give only the track regions; of them only the frame just before
+//   a motion frame is shrunk (its small copy is what that frame is differenced against). Faces
+//   tracked now (update()'s `tracked_faces`) explain their person's motion: a head band that such
+//   a face touches is not selected (the caller searches the face's track region), so a motion
+//   frame searches the people without a face yet. Measured on walkers-1080p.mp4: see
+//   bench/ingest/bench_face_stage and ingest/README.md.
 // THREAD SAFETY
 //   Not thread-safe: one per camera, used by one thread at a time.
 #pragma once
@@ -43,12 +47,18 @@ struct MotionOptions {
     double body_budget = 0.0;        // other moving tiles searched per frame, fraction of all tiles
     int body_max_defer = 0;          // > 0: no moving tile waits more frames than this
     double track_margin = 0.75;      // track boxes grown by this many box sides on each side
+    double track_grace_s = 0.45;     // FaceStage: a track unmatched for longer than this (seconds)
+                                     // is searched on motion frames only (< 0: on every frame)
     double track_scale = 1.3;        // FaceStage: around a track, faces from its box side / this to
                                      // its side * this are searched (<= 1: every size)
     int diff_threshold = 18;         // grey levels: compensated frame difference that is motion
     double still_camera_px = 0.5;    // camera motion below this (small-copy pixels) is "still"
     std::size_t max_regions = 8;     // crops per frame at most
     double full_frame_above = 0.7;   // coverage above which the whole frame is one region
+    double tracked_grow = 0.25;      // < 0: off. A head band (of one tile column) that a tracked
+                                     // face's box, grown by this many box sides on each side,
+                                     // touches is a person already tracked (their face is searched
+                                     // by the track's region): that band is not searched
 };
 
 // Merges rectangles into a few covering crops, minimising the area a detector must scan: two
@@ -73,6 +83,11 @@ public:
     // ensures:  at most max_regions disjoint rectangles inside the frame to run detection on;
     //           empty when nothing moves and no track is live.
     std::vector<cv::Rect> update(const cv::Mat& frame, const std::vector<cv::Rect>& track_boxes);
+    // Same, where `tracked_faces` (frame pixels: faces tracked now, whose track regions the
+    // caller searches) explain the motion of their person: head bands they touch (see
+    // MotionOptions::tracked_grow) are not selected; moving runs without one are.
+    std::vector<cv::Rect> update(const cv::Mat& frame, const std::vector<cv::Rect>& track_boxes,
+                                 const std::vector<cv::Rect>& tracked_faces);
 
     // The regions update() adds for `track_boxes` (grown by track_margin, clipped to `frame`,
     // not merged), one per box; empty ones dropped.
@@ -81,20 +96,24 @@ public:
     // The motion mask of the last frame, on the small copy (255 = moving; all 0 on a frame whose
     // motion is not searched, see motion_every).
     const cv::Mat& last_mask() const { return mask_; }
+    // Whether the last update() searched motion (the first frame and one in motion_every).
+    bool motion_searched() const { return motion_searched_; }
     // Whether the camera itself was found moving between the last two frames.
     bool camera_moving() const { return camera_moving_; }
 
 private:
     cv::Mat camera_motion(const cv::Mat& previous, const cv::Mat& current) const;
+    void shrink(const cv::Mat& frame, cv::Mat& out, cv::Size size);
 
     MotionOptions options_;
     cv::Ptr<cv::BackgroundSubtractorMOG2> subtractor_;
     cv::Size frame_size_;
-    cv::Mat small_, previous_, mask_, mog_mask_;
+    cv::Mat small_, previous_, mask_, mog_mask_, small_bgr_;
     long frames_ = 0;
     long still_frames_ = 0;
     std::vector<int> tile_age_;   // per tile: frames its motion has waited to be searched       // frames since the camera last moved (MOG2 model age)
     bool camera_moving_ = false;
+    bool motion_searched_ = false;
 };
 
 }  // namespace faceadapt::ingest

@@ -1,6 +1,6 @@
 // The train command (Learner II): unsupervised site adaptation of the face model.
 //   train --data DIR|FILE.chips [--chips] --out MODEL [--method mmt|naive] [--cycles N] [--iters M]
-//         [--seed S] [--device cpu|cuda] [--resume] [--checkpoint FILE] [--config FILE] [--merge]
+//         [--seed S] [--device cpu|cuda] [--resume] [--checkpoint FILE] [--config FILE] [--merge|--no-merge]
 //         [--init MODEL] [--views quality|tensor]
 //   DIR holds 150x150 chips (--chips) or photos (detected and aligned first, the largest face
 //   of each), in subfolders or flat; labels are never read. A FILE.chips (FACHIPS1 raw tensor
@@ -39,7 +39,7 @@ extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
 struct TrainArgs {
     fs::path data, out, config, checkpoint, init;
-    bool chips = false, resume = false, merge = false;
+    bool chips = false, resume = false, merge = false, no_merge = false;
     std::string method, device, views = "quality";
     int cycles = 0, iters = 0;
     int64_t seed = -1;
@@ -161,6 +161,7 @@ int run_train(const TrainArgs& a) {
     if (a.seed >= 0) o.seed = static_cast<uint64_t>(a.seed);
     if (!a.device.empty()) o.device = a.device;
     if (a.merge) o.merge = true;
+    if (a.no_merge) o.merge = false;
     o.checkpoint = a.checkpoint.empty() ? fs::path(a.out.string() + ".ckpt") : a.checkpoint;
     o.validate();
     if (!a.out.parent_path().empty() && !fs::is_directory(a.out.parent_path()))
@@ -244,7 +245,8 @@ void register_train_command(CLI::App& app, CommandResult& result) {
     cmd->add_flag("--resume", args->resume, "Continue from the checkpoint");
     cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint file (default: <out>.ckpt)");
     cmd->add_option("--config", args->config, "Site config (TOML); its [learner] table gives the defaults");
-    cmd->add_flag("--merge", args->merge, "Output the convergence-weighted merge of both mean models (claim 6)");
+    auto* merge = cmd->add_flag("--merge", args->merge, "Output the convergence-weighted merge of both mean models (claim 6; the default)");
+    cmd->add_flag("--no-merge", args->no_merge, "Output the more convergent mean model (claim 1)")->excludes(merge);
     cmd->add_option("--init", args->init, "Start from this model file instead of the pretrained source weights");
     cmd->add_option("--views", args->views, "Enhancement of the two training sets: quality (OpenCV) or tensor");
     cmd->callback([args, &result] { run_guarded(result, [&] { return run_train(*args); }); });

@@ -1,11 +1,15 @@
 // The co-trainer end to end on 40 chips: a tiny MMT run, naive, merge, and resume == uninterrupted.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "faceadapt/learner/cotrainer.hpp"
+#include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/weights_import.hpp"
 #include "test_support.hpp"
 
@@ -88,6 +92,7 @@ protected:
 TEST_F(CoTrain, TinyMmtCycleAdaptsAndReports) {
     faceadapt::test::TempDir dir;
     auto o = tiny(dir.path() / "ckpt.pt");
+    o.merge = false;  // claim 1: the more convergent mean model (claim 6, the default, below)
     std::vector<std::string> lines;
     fl::CoTrainer t(source_, set1_, set2_, o);
     t.set_log([&](const std::string& l) { lines.push_back(l); });
@@ -174,12 +179,40 @@ TEST_F(CoTrain, NaiveAndMergeRun) {
     o.method = "mmt";
     o.merge = true;
     o.merge_max_cycles = 1;
-    o.merge_convergence = 0.0;
+    o.merge_convergence = 0.0;  // reached before any fine-tuning: the plain weighted average
     fl::CoTrainer merged(source_, set1_, set2_, o);
+    std::vector<std::string> log;
+    merged.set_log([&](const std::string& l) { log.push_back(l); });
     const auto rm = merged.run();
     ASSERT_TRUE(rm.finished);
     EXPECT_EQ(rm.chosen, "merged");
+    const double w1 = rm.convergence1 / (rm.convergence1 + rm.convergence2);
+    auto average = fl::clone_face_resnet(merged.net(3));
+    fl::ema_update(*average, *merged.net(4), w1);
+    EXPECT_LT(max_difference(rm.model, average), 1e-6);
     EXPECT_GT(max_difference(rm.model, merged.net(3)), 0.0);
+    const auto said = [&](const std::string& text) {
+        return std::any_of(log.begin(), log.end(), [&](const auto& l) { return l.find(text) != std::string::npos; });
+    };
+    EXPECT_TRUE(said("merged model: convergence"));
+    EXPECT_FALSE(said("merged fine-tune round"));
+
+    // A target above the merged model's convergence: one round of fine-tuning runs.
+    o.merge_convergence = 1.0;
+    fl::CoTrainer tuned(source_, set1_, set2_, o);
+    log.clear();
+    tuned.set_log([&](const std::string& l) { log.push_back(l); });
+    const auto rt = tuned.run();
+    ASSERT_TRUE(rt.finished);
+    const auto line = std::find_if(log.begin(), log.end(), [](const auto& l) { return l.find("merged model: convergence") != std::string::npos; });
+    ASSERT_NE(line, log.end());
+    const double reached = std::stod(line->substr(line->find("convergence ") + 12));
+    if (reached < 1.0) {  // this data's merged model does not cluster exactly like the last labels
+        EXPECT_TRUE(said("merged fine-tune round 1"));
+        EXPECT_GT(max_difference(rt.model, average), 0.0);
+    } else {
+        EXPECT_FALSE(said("merged fine-tune round"));
+    }
 }
 
 TEST_F(CoTrain, BadOptionsAndDataAreRejected) {

@@ -126,8 +126,8 @@ struct LearnerConfig {
     double soft_ce_weight = 0.5;                    // [0, 10]
     double soft_triplet_weight = 0.8;               // [0, 10]
     double label_smoothing = 0.1;                   // [0, 1)
-    double l2sp_alpha = 25.0;                       // [0, 1e6]
-    bool merge = false;                             // claim 6
+    double l2sp_alpha = 10.0;                       // [0, 1e6]
+    bool merge = true;                              // claim 6
     double merge_convergence = 0.9;                 // (0, 1]
     int seed = 0;                                   // [0, 2^31-1]
     double interval_hours = 24.0;                   // (0, 8760] scheduler

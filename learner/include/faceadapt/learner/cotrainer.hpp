@@ -23,9 +23,11 @@
 //         stability: 1 = the net no longer changes how it groups the site's faces; it needs no
 //         labels, is comparable between the two nets and does not depend on loss scales).
 //   After the last cycle the final mean models' features are clustered once more for the last
-//   convergence figure; the result is the more convergent mean model (claim 1) or, with
-//   merge, the convergence-weighted average w1 = c1/(c1+c2) (claim 6) fine-tuned on its own
-//   pseudo-labels until its stability exceeds merge_convergence (at most merge_max_cycles).
+//   convergence figure and the last pseudo-labels; the result is the more convergent mean model
+//   (claim 1) or, with merge (the default), the convergence-weighted average
+//   w1 = c1/(c1+c2) (claim 6), trained on the last pseudo-labelled set until its convergence
+//   (the NMI of its own clustering against those labels, checked first) reaches
+//   merge_convergence, for at most merge_max_cycles rounds.
 //   "naive": one net, clustered on its own features, trained with CE_ls + Triplet (+ L2-SP
 //   with naive_l2sp_alpha, 0 by default: the honest plain self-training baseline).
 //   FaceResNet has no BatchNorm and no buffers: the EMA averages every parameter, nothing else
@@ -72,14 +74,14 @@ struct CoTrainOptions {
     double soft_triplet_weight = 0.8;    // MMT's 0.8
     double label_smoothing = 0.1;
     double triplet_scale = 10.0;         // distances x this before the triplet softmax
-    double l2sp_alpha = 25.0;            // each student toward its own start weights
+    double l2sp_alpha = 10.0;            // each student toward its own start weights (docs/learner.md)
     double naive_l2sp_alpha = 0.0;
     double distill_weight = 0.0;         // similarity distillation toward the source model
     double dropout1 = 0.1, dropout2 = 0.15;
     double classifier_scale = 20.0;
     double perturb_scale = 0.02;         // net2 = source + N(0, (0.02 std)^2)
     AugmentOptions augment;
-    bool merge = false;                  // claim 6
+    bool merge = true;                   // claim 6 (false: claim 1, the more convergent mean model)
     double merge_convergence = 0.9;
     int merge_max_cycles = 3;
     uint64_t seed = 0;
@@ -167,7 +169,7 @@ private:
     torch::Tensor extract(FaceResNet& net, const torch::Tensor& set);
     void reset_classifiers(const torch::Tensor& features, const std::vector<int64_t>& labels);
     void build_optimisers();
-    FaceResNet merge_and_finetune(double c1, double c2);
+    FaceResNet merge_and_finetune(double c1, double c2, const std::vector<int64_t>& last_labels);
     void log(const std::string& line) const;
 
     CoTrainOptions o_;

@@ -187,6 +187,7 @@ std::vector<fl::Embedding> embed(fl::FaceResNet net, const torch::Tensor& chips)
 }
 
 struct Row {
+    explicit Row(std::string row_name) : name(std::move(row_name)) {}
     std::string name;
     double tar = 0, rank1 = 0, pseudo_f = 0, lfw = 0, seconds = 0;
     int64_t clusters = 0, noise = 0;

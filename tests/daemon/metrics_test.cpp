@@ -133,8 +133,9 @@ TEST(MetricsServer, SurvivesGarbageAndHostileRequests) {
         // Whatever the server answers, it is never a 200 with the metrics.
         EXPECT_EQ(reply.find("faceadapt_up 1"), std::string::npos) << request.substr(0, 40);
         // A complete request gets a 4xx status line; the others may just be closed.
-        if (request.starts_with("DELETE") || request.starts_with("GET /metrics HTTP/1.1\r\nX-Big"))
+        if (request.starts_with("DELETE") || request.starts_with("GET /metrics HTTP/1.1\r\nX-Big")) {
             EXPECT_TRUE(reply.starts_with("HTTP/1.1 4")) << "[" << reply.substr(0, 60) << "] for " << request.substr(0, 20);
+        }
     }
     // The well-formed request after them is served as usual.
     httplib::Client client("127.0.0.1", server.port());

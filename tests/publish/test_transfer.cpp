@@ -103,7 +103,9 @@ TEST_F(Transfer, TwentyDoorsReceiveA25MBPackageAndAck) {
         auto inst = fp::read_installed(tmp_.path() / ("door" + std::to_string(i)));
         ASSERT_TRUE(inst) << "door" << i;
         EXPECT_EQ(inst->version, 1);
-        if (i % 5 == 0) EXPECT_EQ(slurp(inst->model_file), expected_model) << "door" << i;
+        if (i % 5 == 0) {
+            EXPECT_EQ(slurp(inst->model_file), expected_model) << "door" << i;
+        }
     }
 }
 

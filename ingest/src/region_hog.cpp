@@ -232,6 +232,8 @@ std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector
 
     std::vector<dlib::rect_detection> found;
     dlib::array<dlib::array<dlib::array2d<float>>> feats;
+    dlib::array<dlib::array2d<float>> full;  // a sub-image's features
+    dlib::array2d<float> saliency;
     feats.set_max_size(1);
     feats.set_size(1);
     std::vector<std::pair<double, dlib::rectangle>> dets;
@@ -267,12 +269,59 @@ std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector
         for (const cv::Rect& sub : subs) {
             const int x0 = sub.x, y0 = sub.y, x1 = sub.br().x, y1 = sub.br().y;
             ensure(l, sub);
-            fe(dlib::cv_image<unsigned char>(levels_[l].pixels(sub)), feats[0], cell, filter_h, filter_w);
+            fe(dlib::cv_image<unsigned char>(levels_[l].pixels(sub)), full, cell, filter_h, filter_w);
+            if (full.size() == 0 || full[0].size() == 0) continue;
+            // The checks below drop the windows near the sub-image's inner edges, but dlib's
+            // filters would still compute their scores (on small sub-images, about half of them):
+            // the filters run only on the feature cells the kept windows read (a score reads only
+            // its window's cells, so the kept scores are the same). The checks are separable.
+            const long nr = static_cast<long>(full[0].nr()), nc = static_cast<long>(full[0].nc());
+            const auto box_at = [&](long c, long r) {
+                return fe.feats_to_image(dlib::centered_rect(dlib::point(c, r), box_w, box_h), cell, filter_h, filter_w);
+            };
+            const auto keep_x = [&](const dlib::rectangle& w) {
+                return !(x0 > 0 && w.left() < kContextPx) && !(x1 < size.width && w.right() + kLastCellPx > sub.width - kContextPx);
+            };
+            const auto keep_y = [&](const dlib::rectangle& w) {
+                return !(y0 > 0 && w.top() < kContextPx) && !(y1 < size.height && w.bottom() + kLastCellPx > sub.height - kContextPx);
+            };
+            // Output positions dlib's filters give (the rest of the saliency image is border).
+            long c0 = filter_w / 2, c1 = nc - 1 - (filter_w - 1) / 2;
+            long r0 = filter_h / 2, r1 = nr - 1 - (filter_h - 1) / 2;
+            while (c0 <= c1 && !keep_x(box_at(c0, r0))) ++c0;
+            while (c1 >= c0 && !keep_x(box_at(c1, r0))) --c1;
+            while (r0 <= r1 && !keep_y(box_at(c0, r0))) ++r0;
+            while (r1 >= r0 && !keep_y(box_at(c0, r1))) --r1;
+            if (c0 > c1 || r0 > r1) continue;
+            // dlib's filters compute 8 output columns at a time and the last ones (fewer than 8)
+            // one at a time, in another float order: each kept column is computed the way the
+            // uncropped features would compute it (all 8-wide where they are, else the same tail).
+            const long first = filter_w / 2, last = nc - 1 - (filter_w - 1) / 2;
+            const long simd_end = first + 8 * ((last - first + 1) / 8) - 1;  // last 8-wide column
+            if (c0 + 8 * ((c1 - c0 + 8) / 8) - 1 <= simd_end) c1 = c0 + 8 * ((c1 - c0 + 8) / 8) - 1;
+            else c0 -= (c0 - first) % 8, c1 = last;
+            const long fc0 = c0 - filter_w / 2, fr0 = r0 - filter_h / 2;  // first feature cell read
+            const long fnc = c1 - c0 + filter_w, fnr = r1 - r0 + filter_h;
+            if (fc0 == 0 && fr0 == 0 && fnc == nc && fnr == nr) {
+                feats[0].swap(full);
+            } else {
+                feats[0].resize(full.size());
+                for (std::size_t p = 0; p < full.size(); ++p) {
+                    feats[0][p].set_size(fnr, fnc);
+                    for (long r = 0; r < fnr; ++r)
+                        std::copy_n(&full[p][fr0 + r][fc0], fnc, &feats[0][p][r][0]);
+                }
+            }
             for (unsigned long d = 0; d < detector_.num_detectors(); ++d) {
                 const auto& w = detector_.get_processed_w(d);
                 const double thresh = w.w(scanner.get_num_dimensions());
-                dlib::impl::detect_from_fhog_pyramid<Pyramid>(feats, fe, w.get_detect_argument(), thresh, box_h, box_w,
-                                                              cell, filter_h, filter_w, dets);
+                // dlib's detect_from_fhog_pyramid on one level, the positions in the uncropped
+                // features (dlib's feats_to_image is not a translation near the origin).
+                const dlib::rectangle area = dlib::impl::apply_filters_to_fhog(w.get_detect_argument(), feats[0], saliency);
+                dets.clear();
+                for (long r = area.top(); r <= area.bottom(); ++r)
+                    for (long c = area.left(); c <= area.right(); ++c)
+                        if (saliency[r][c] >= thresh) dets.emplace_back(saliency[r][c], box_at(c + fc0, r + fr0));
                 for (const auto& [score, window] : dets) {
                     // Kept only where every feature the window read is the whole level's.
                     if (x0 > 0 && window.left() < kContextPx) continue;

@@ -13,9 +13,11 @@
 //   dlib's pyramid_down<6>, the same float arithmetic in the same order) only where a region
 //   needs them, HOG features are extracted on sub-images whose origin lies on the level's 8 px
 //   cell grid, and a detection window is kept only where all the features it reads are the
-//   whole image's. Detections are then merged with dlib's own non-max suppression. Pyramid
-//   levels whose boxes are smaller than the smallest wanted face are skipped (the whole-image
-//   run finds boxes there that are then dropped: for min_face_px 80, level 0, 30% of its cost).
+//   whole image's; the filters run only on the feature cells such windows read (in the same
+//   8-wide / scalar float order as on the whole sub-image). Detections are then merged with
+//   dlib's own non-max suppression. Pyramid levels whose boxes are smaller than the smallest
+//   wanted face are skipped (the whole-image run finds boxes there that are then dropped: for
+//   min_face_px 80, level 0, 30% of its cost).
 // THREAD SAFETY
 //   Not thread-safe (scratch buffers): one per camera / thread.
 #pragma once

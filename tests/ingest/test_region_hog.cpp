@@ -1,8 +1,9 @@
 // RegionHog (ingest's private region-restricted HOG): its pyramid levels are dlib's bit for bit,
 // its features in a sub-image are the whole level's two cells from the sub-image's border (not one), and its
-// detections inside a region are the whole-frame detector's, on frames of walkers-1080p.mp4
+// detections inside a region (edges at any cell phase) are the whole-frame detector's, on frames of walkers-1080p.mp4
 // (skipped when absent) and a face-api demo photo (always present).
 #include <algorithm>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -166,4 +167,32 @@ TEST(RegionHog, ACropRegionFindsTheFaceTheWholeFrameFinds) {
     ASSERT_EQ(hog.detect(grey, std::vector<HogRegion>{{crop, 70, 100}}, 80).size(), 1u);
     // Nothing is found outside the regions.
     EXPECT_TRUE(hog.detect(grey, {cv::Rect(1500, 100, 300, 300)}, 80).empty());
+}
+
+// The filters run only on the feature cells the kept windows read (RegionHog::detect crops a
+// sub-image's features): around every whole-image detection, regions at every cell phase and
+// several margins, away from the image border, still give its box and score.
+TEST(RegionHog, RegionsAtEveryCellPhaseGiveTheWholeImagesBoxesAndScores) {
+    for (const cv::Mat& grey : {demo_photo_grey(), walkers_frame(7)}) {
+        if (grey.empty()) continue;  // walkers absent
+        const auto expected = whole_image_detections(grey);
+        ASSERT_FALSE(expected.empty());
+        const cv::Rect whole(cv::Point(), grey.size());
+        RegionHog hog;
+        int checked = 0;
+        for (const auto& e : expected)
+            for (const int margin : {2, 20, 45})
+                for (int phase = 0; phase < 8; phase += 3) {
+                    const cv::Rect region(e.box.x - margin - phase, e.box.y - margin - (7 - phase),
+                                          e.box.width + 2 * margin + phase, e.box.height + 2 * margin + 7 - phase);
+                    if ((region & whole) != region) continue;
+                    const auto found = hog.detect(grey, {region}, 0);
+                    std::ostringstream got;
+                    got.precision(17);
+                    for (const auto& f : found) got << f.box << ":" << f.score << " ";
+                    EXPECT_TRUE(has(found, e)) << e.box << " " << e.score << " in " << region << ", found " << got.str();
+                    ++checked;
+                }
+        EXPECT_GT(checked, 0);
+    }
 }

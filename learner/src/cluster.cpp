@@ -88,20 +88,29 @@ at::Tensor knn_cosine(const at::Tensor& features, int64_t k) {
     std::vector<std::vector<std::pair<float, int64_t>>> heaps(n);
     for (auto& h : heaps) h.reserve(k);
     const TopK topk;
-    auto scan = [&](const torch::Tensor& sim, int64_t row0, int64_t col0, bool diagonal) {
-        const auto c = sim.contiguous();
-        const int64_t rows = c.size(0), cols = c.size(1);
-        const float* p = c.data_ptr<float>();
+    auto offer = [&](std::vector<std::pair<float, int64_t>>& heap, float v, int64_t index) {
+        if (static_cast<int64_t>(heap.size()) == k && v < heap.front().first) return;
+        topk.push(heap, k, v, index);
+    };
+    // Rows of the tile for I's heaps.
+    auto scan_rows = [&](const float* p, int64_t rows, int64_t cols, int64_t row0, int64_t col0, bool diagonal) {
         at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; ++r) {
                 auto& heap = heaps[row0 + r];
                 const float* row = p + r * cols;
-                for (int64_t j = 0; j < cols; ++j) {
-                    // The row itself always ranks first (a duplicate may tie its similarity).
-                    const float v = diagonal && j == r ? 2.0f : row[j];
-                    if (static_cast<int64_t>(heap.size()) == k && v < heap.front().first) continue;
-                    topk.push(heap, k, v, col0 + j);
-                }
+                // The row itself always ranks first (a duplicate may tie its similarity).
+                for (int64_t j = 0; j < cols; ++j) offer(heap, diagonal && j == r ? 2.0f : row[j], col0 + j);
+            }
+        });
+    };
+    // Columns of the same tile for J's heaps, read in place (a transposed copy would cost a fresh
+    // 16 MB buffer per tile, and glibc's page faults on it doubled a cold 100k run). Each heap
+    // still sees its candidates in row order, so the result is the same as scanning the copy.
+    auto scan_columns = [&](const float* p, int64_t rows, int64_t cols, int64_t row0, int64_t col0) {
+        at::parallel_for(0, cols, 64, [&](int64_t b, int64_t e) {
+            for (int64_t r = 0; r < rows; ++r) {
+                const float* row = p + r * cols;
+                for (int64_t j = b; j < e; ++j) offer(heaps[col0 + j], row[j], row0 + r);
             }
         });
     };
@@ -109,9 +118,10 @@ at::Tensor knn_cosine(const at::Tensor& features, int64_t k) {
         const auto a = f.slice(0, i0, std::min(n, i0 + kTile));
         for (int64_t j0 = i0; j0 < n; j0 += kTile) {
             const auto b = f.slice(0, j0, std::min(n, j0 + kTile));
-            const auto sim = similarity_tile(a, b);
-            scan(sim, i0, j0, i0 == j0);
-            if (j0 != i0) scan(sim.t(), j0, i0, false);
+            const auto sim = similarity_tile(a, b).contiguous();
+            const float* p = sim.data_ptr<float>();
+            scan_rows(p, sim.size(0), sim.size(1), i0, j0, i0 == j0);
+            if (j0 != i0) scan_columns(p, sim.size(0), sim.size(1), i0, j0);
         }
     }
     auto out = torch::empty({n, k}, torch::kInt64);

@@ -264,8 +264,10 @@ std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector
             if (x1 - x0 < filter_w * cell || y1 - y0 < filter_h * cell) continue;  // no window fits
             subs.emplace_back(x0, y0, x1 - x0, y1 - y0);
         }
-        // Bounding boxes of cell-aligned rectangles stay cell-aligned.
-        subs = merge_regions(std::move(subs), subs.size(), size);
+        // Bounding boxes of cell-aligned rectangles stay cell-aligned. As many crops as asked:
+        // only merges that save area (the count is read before the vector is moved from).
+        const std::size_t asked_count = subs.size();
+        subs = merge_regions(std::move(subs), asked_count, size);
         for (const cv::Rect& sub : subs) {
             const int x0 = sub.x, y0 = sub.y, x1 = sub.br().x, y1 = sub.br().y;
             ensure(l, sub);
@@ -324,10 +326,7 @@ std::vector<ScoredBox> RegionHog::detect(const cv::Mat& image, const std::vector
                         if (saliency[r][c] >= thresh) dets.emplace_back(saliency[r][c], box_at(c + fc0, r + fr0));
                 for (const auto& [score, window] : dets) {
                     // Kept only where every feature the window read is the whole level's.
-                    if (x0 > 0 && window.left() < kContextPx) continue;
-                    if (y0 > 0 && window.top() < kContextPx) continue;
-                    if (x1 < size.width && window.right() + kLastCellPx > sub.width - kContextPx) continue;
-                    if (y1 < size.height && window.bottom() + kLastCellPx > sub.height - kContextPx) continue;
+                    if (!keep_x(window) || !keep_y(window)) continue;
                     dlib::rectangle rect = dlib::translate_rect(window, x0, y0);
                     rect = pyr.rect_up(rect, static_cast<unsigned int>(l));
                     dlib::rect_detection det;

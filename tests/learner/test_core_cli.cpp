@@ -163,3 +163,25 @@ TEST(EvalCli, JsonKeysOnASmallFolder) {
     EXPECT_EQ(run_command(faceadapt_exe().string() + " eval --data '" + (tmp.path() / "absent").string() + "'", &output),
               2);
 }
+
+TEST(TrainCli, BadInputExitsWithTwoAndNamesWhatIsWrong) {
+    faceadapt::test::TempDir tmp;
+    const std::string exe = faceadapt_exe().string() + " train";
+    const std::string out = " --out '" + (tmp.path() / "m.fam").string() + "'";
+    std::string output;
+    EXPECT_EQ(run_command(exe + " --data '" + (tmp.path() / "absent").string() + "'" + out, &output), 2) << output;
+    EXPECT_NE(output.find("absent"), std::string::npos) << output;
+    fs::create_directories(tmp.path() / "empty");
+    const std::string data = " --data '" + (tmp.path() / "empty").string() + "'";
+    EXPECT_EQ(run_command(exe + data + " --chips" + out, &output), 2) << output;
+    EXPECT_NE(output.find("no images"), std::string::npos) << output;
+    EXPECT_EQ(run_command(exe + data + " --chips --out '" + (tmp.path() / "no/such/m.fam").string() + "'", &output), 2)
+        << output;
+    EXPECT_NE(output.find("does not exist"), std::string::npos) << output;
+    EXPECT_EQ(run_command(exe + data + out + " --method bogus", &output), 2) << output;
+    EXPECT_NE(output.find("bogus"), std::string::npos) << output;
+    // Claim 6 (merge) and claim 1 (pick) at once.
+    EXPECT_EQ(run_command(exe + data + out + " --merge --no-merge", &output), 2) << output;
+    EXPECT_NE(output.find("--no-merge"), std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(tmp.path() / "m.fam"));
+}

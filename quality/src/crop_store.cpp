@@ -133,9 +133,15 @@ void CropStore::Impl::repair() {
     // 1. Debris of crashed writers: temp files.
     std::set<std::string> on_disk;
     std::error_code ec;
+    // An unreadable folder must stop the repair: with a partial listing every row whose file was
+    // not seen would be dropped as "without file".
+    auto listing_failed = [&] {
+        throw std::runtime_error(img_dir.string() + ": cannot list the crop images (" + ec.message() +
+                                 "); the crop store was left untouched");
+    };
     for (auto it = fs::recursive_directory_iterator(img_dir, ec); it != fs::recursive_directory_iterator();
          it.increment(ec)) {
-        if (ec) break;
+        if (ec) listing_failed();
         if (!it->is_regular_file()) continue;
         const fs::path p = it->path();
         if (p.string().ends_with(files::kTempSuffix)) {
@@ -145,6 +151,7 @@ void CropStore::Impl::repair() {
             on_disk.insert(p.string().substr(root.string().size() + 1));  // "img/<camera>/<file>"
         }
     }
+    if (ec) listing_failed();
     // 2. Rows without files, files whose size disagrees with the index.
     std::vector<Victim> missing;
     std::vector<std::pair<Victim, fs::path>> damaged;
@@ -159,7 +166,13 @@ void CropStore::Impl::repair() {
             }
             on_disk.erase(found);
             const fs::path full = root / v.file;
-            if (static_cast<std::int64_t>(fs::file_size(full, ec)) != v.bytes) damaged.emplace_back(v, full);
+            const auto size = fs::file_size(full, ec);
+            if (ec) {  // listed a moment ago: a fault of the disk, not a damaged crop
+                spdlog::warn("crop store {}: cannot read the size of {} ({}); left as it is", root.string(),
+                             full.string(), ec.message());
+                continue;
+            }
+            if (static_cast<std::int64_t>(size) != v.bytes) damaged.emplace_back(v, full);
         }
     }
     std::vector<Victim> drop = missing;
@@ -304,6 +317,14 @@ CropStore::CropStore(const fs::path& state_dir, config::StoreConfig limits, Opti
     try {
         d.open_index();
     } catch (const sql::SqliteError& e) {
+        // Only SQLite's own verdict that the file is damaged moves it aside. A full disk, an I/O
+        // error, a lock or a permission problem says nothing about the file: quarantining then
+        // would throw away a good store (issue 13, class 4), so stop and touch nothing.
+        if (!e.corruption())
+            throw std::runtime_error(std::string(e.what()) +
+                                     "; the crop store was left untouched (nothing moved or deleted): "
+                                     "free disk space, fix the permissions or stop the other process "
+                                     "holding it, then start again");
         d.quarantine_index(e.what());
         d.open_index();  // a fresh index; throws if even that fails
     }
@@ -420,10 +441,13 @@ StoreStats CropStore::stats() const {
 }
 
 std::optional<cv::Mat> CropStore::load_chip(const CropRecord& record) const {
-    if (auto chip = files::read_rgb(record.file)) return chip;
-    std::error_code ec;
-    if (fs::exists(record.file, ec))
+    files::ReadFailure why{};
+    if (auto chip = files::read_rgb(record.file, &why)) return chip;
+    if (why == files::ReadFailure::undecodable)
         impl_->quarantine_record(record.id, record.file, "does not decode as an image");
+    else if (why == files::ReadFailure::unreadable)
+        spdlog::warn("crop store {}: crop {} ({}) cannot be read now (disk or permission fault); left as it is",
+                     impl_->root.string(), record.id, record.file.string());
     else
         spdlog::warn("crop store {}: crop {} is gone ({}): evicted since the snapshot",
                      impl_->root.string(), record.id, record.file.string());
@@ -433,9 +457,8 @@ std::optional<cv::Mat> CropStore::load_chip(const CropRecord& record) const {
 int CropStore::verify() {
     int bad = 0;
     for (const auto& r : snapshot()) {
-        std::error_code ec;
-        if (!fs::exists(r.file, ec)) continue;
-        if (!files::read_rgb(r.file)) {
+        files::ReadFailure why{};
+        if (!files::read_rgb(r.file, &why) && why == files::ReadFailure::undecodable) {
             impl_->quarantine_record(r.id, r.file, "does not decode as an image");
             ++bad;
         }

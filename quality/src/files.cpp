@@ -25,16 +25,28 @@ std::int64_t write_png_atomic(const cv::Mat& rgb, const fs::path& target, bool d
     return static_cast<std::int64_t>(png.size());
 }
 
-std::optional<cv::Mat> read_rgb(const fs::path& file) {
+std::optional<cv::Mat> read_rgb(const fs::path& file, ReadFailure* why) {
+    auto fail = [why](ReadFailure f) -> std::optional<cv::Mat> {
+        if (why) *why = f;
+        return std::nullopt;
+    };
+    if (why) *why = ReadFailure::none;
     std::error_code ec;
-    if (!fs::is_regular_file(file, ec)) return std::nullopt;
+    if (!fs::is_regular_file(file, ec)) return fail(ec ? ReadFailure::unreadable : ReadFailure::absent);
+    // Read the bytes first: cv::imread cannot tell "cannot read" from "does not decode".
+    std::string bytes;
+    try {
+        bytes = common::read_file(file);
+    } catch (const std::exception&) {
+        return fail(ReadFailure::unreadable);
+    }
     cv::Mat bgr;
     try {
-        bgr = cv::imread(file.string(), cv::IMREAD_COLOR);
+        bgr = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data()), cv::IMREAD_COLOR);
     } catch (const cv::Exception&) {
-        return std::nullopt;
+        return fail(ReadFailure::undecodable);
     }
-    if (bgr.empty()) return std::nullopt;
+    if (bgr.empty()) return fail(ReadFailure::undecodable);
     cv::Mat rgb;
     cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
     return rgb;

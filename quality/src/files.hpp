@@ -23,8 +23,13 @@ using common::unique_token;
 // throws std::runtime_error naming the file.
 std::int64_t write_png_atomic(const cv::Mat& rgb, const std::filesystem::path& target, bool do_fsync);
 
-// Decodes a PNG/JPEG as RGB 8UC3; std::nullopt when the file is absent or does not decode.
-std::optional<cv::Mat> read_rgb(const std::filesystem::path& file);
+// Why read_rgb returned nothing: only `undecodable` says the file itself is bad (and may be
+// quarantined); `unreadable` is a fault of the disk or the permissions (leave the file alone).
+enum class ReadFailure { none, absent, unreadable, undecodable };
+
+// Decodes a PNG/JPEG as RGB 8UC3; std::nullopt when the file is absent, cannot be read or does
+// not decode, with the reason in *why when given.
+std::optional<cv::Mat> read_rgb(const std::filesystem::path& file, ReadFailure* why = nullptr);
 
 // Moves `file` into `quarantine_dir` under a unique name, returns the new path ("" on failure).
 std::filesystem::path quarantine(const std::filesystem::path& file,

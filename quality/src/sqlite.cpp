@@ -2,25 +2,51 @@
 
 #include <sqlite3.h>
 
+#include <cstring>
+
 namespace faceadapt::quality::sql {
+namespace {
+
+int extended_code(sqlite3* db, int rc) { return db ? sqlite3_extended_errcode(db) : rc; }
+
+// For failures of an OS call, the errno SQLite saw, e.g. " (errno 28: No space left on device)",
+// so that an operator sees the real cause; "" for other failures (the errno would be stale).
+std::string os_error(sqlite3* db, int rc) {
+    const int primary = extended_code(db, rc) & 0xff;
+    const bool os_level = primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_CANTOPEN ||
+                          primary == SQLITE_READONLY || primary == SQLITE_PERM;
+    const int err = db && os_level ? sqlite3_system_errno(db) : 0;
+    return err ? " (errno " + std::to_string(err) + ": " + std::strerror(err) + ")" : "";
+}
+
+std::string describe(sqlite3* db, int rc) { return (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) + os_error(db, rc); }
+
+}  // namespace
+
+bool SqliteError::corruption() const {
+    const int primary = code_ & 0xff;
+    return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
 
 Database::Database(const std::filesystem::path& file, Mode mode) : file_(file) {
     const int flags = mode == Mode::read_only ? SQLITE_OPEN_READONLY
                                               : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     const int rc = sqlite3_open_v2(file.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
-        const std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+        const std::string msg = describe(db_, rc);
+        const int code = extended_code(db_, rc);
         sqlite3_close(db_);
         db_ = nullptr;
-        throw SqliteError(file.string() + ": cannot open: " + msg, rc);
+        throw SqliteError(file.string() + ": cannot open: " + msg, code);
     }
+    sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, 10000);
 }
 
 Database::~Database() { sqlite3_close_v2(db_); }
 
 void Database::fail(const std::string& what, int code) const {
-    throw SqliteError(file_.string() + ": " + what + ": " + sqlite3_errmsg(db_), code);
+    throw SqliteError(file_.string() + ": " + what + ": " + describe(db_, code), extended_code(db_, code));
 }
 
 void Database::exec(std::string_view sql) {
@@ -29,7 +55,8 @@ void Database::exec(std::string_view sql) {
     if (rc != SQLITE_OK) {
         std::string msg = err ? err : sqlite3_errstr(rc);
         sqlite3_free(err);
-        throw SqliteError(file_.string() + ": " + std::string(sql.substr(0, 60)) + ": " + msg, rc);
+        msg += os_error(db_, rc);
+        throw SqliteError(file_.string() + ": " + std::string(sql.substr(0, 60)) + ": " + msg, extended_code(db_, rc));
     }
 }
 

@@ -3,7 +3,10 @@
 // WHAT THIS REPRESENTS
 //   Database owns one sqlite3 connection; Statement owns one prepared statement; Transaction is
 //   a scope guard (BEGIN ... COMMIT, ROLLBACK when destroyed without commit()).
-//   Every failure throws SqliteError naming the database file and SQLite's message.
+//   Every failure throws SqliteError naming the database file, SQLite's message and, where the
+//   OS reported one, the errno text ("No space left on device"); code() is SQLite's extended
+//   result code, so callers can tell a damaged file (corruption()) from a fault of the disk,
+//   the permissions or a lock, which must never be treated as damage.
 // THREAD SAFETY
 //   A connection is used by one thread at a time (the owners hold a mutex or one per thread).
 #pragma once
@@ -23,7 +26,12 @@ namespace faceadapt::quality::sql {
 class SqliteError : public std::runtime_error {
 public:
     SqliteError(const std::string& what, int code) : std::runtime_error(what), code_(code) {}
+    // SQLite's extended result code (SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_CORRUPT, ...).
     int code() const { return code_; }
+    // True only when SQLite says the file itself is damaged (SQLITE_CORRUPT, SQLITE_NOTADB).
+    // I/O errors, a full disk, locks, permissions and out-of-memory are all false: the file may
+    // be perfectly good and must be left alone.
+    bool corruption() const;
 private:
     int code_;
 };

@@ -1,12 +1,20 @@
 // Metrics registry exposition, the HTTP endpoint, and the sd_notify wrapper.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -143,6 +151,142 @@ TEST(MetricsServer, SurvivesGarbageAndHostileRequests) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 200);
     EXPECT_NE(res->body.find("faceadapt_up 1\n"), std::string::npos);
+}
+
+namespace {
+
+// A non-blocking loopback connection to `port` (the connect may still be in progress).
+int open_connection(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// GET /healthz with a 1 s budget for connect, send and the whole answer.
+bool healthz_within_one_second(int port, std::string* why) {
+    httplib::Client client("127.0.0.1", port);
+    client.set_connection_timeout(1, 0);
+    client.set_read_timeout(1, 0);
+    client.set_write_timeout(1, 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto res = client.Get("/healthz");
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!res) {
+        *why = "no answer (" + httplib::to_string(res.error()) + ") after " + std::to_string(took) + " s";
+        return false;
+    }
+    *why = "status " + std::to_string(res->status) + " after " + std::to_string(took) + " s";
+    return res->status == 200 && res->body == "ok fine\n" && took < 1.0;
+}
+
+// Raises this process's soft RLIMIT_NOFILE to at least `want` (up to the hard limit).
+rlim_t raise_nofile(rlim_t want) {
+    rlimit lim{};
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+    if (lim.rlim_cur < want) {
+        lim.rlim_cur = std::min(want, lim.rlim_max);
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+        ::getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    return lim.rlim_cur;
+}
+
+}  // namespace
+
+// Slowloris: 20 clients each sending a header line every 300 ms and never finishing. /healthz
+// must still answer within 1 s while they keep at it (for 3 s, longer than the request timeout,
+// so the server's cut-off of the slow requests is exercised too).
+TEST(MetricsServer, HealthzAnswersWithinOneSecondDuringTwentySlowlorisClients) {
+    MetricsRegistry r;
+    MetricsServer server("127.0.0.1:0", r, [] { return Health{true, "fine"}; });
+    std::vector<int> slow;
+    for (int i = 0; i < 20; ++i) {
+        const int fd = open_connection(server.port());
+        ASSERT_GE(fd, 0);
+        slow.push_back(fd);
+    }
+    std::atomic<bool> done{false};
+    std::atomic<int> lines_sent{0};
+    std::thread loris([&] {
+        const std::string first = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        std::vector<bool> started(slow.size(), false);
+        for (int round = 0; !done && round < 100; ++round) {  // bounded: 100 x 300 ms at most
+            for (std::size_t i = 0; i < slow.size(); ++i) {
+                const std::string line = started[i] ? "X-Slow-" + std::to_string(round) + ": a\r\n" : first;
+                if (::send(slow[i], line.data(), line.size(), MSG_NOSIGNAL) > 0) {
+                    started[i] = true;
+                    ++lines_sent;
+                }
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the attack's pace, not a wait
+        }
+    });
+    // Every slow client has started its request before /healthz is asked.
+    const auto until_started = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (lines_sent < 20 && std::chrono::steady_clock::now() < until_started) std::this_thread::yield();
+    ASSERT_GE(lines_sent.load(), 20);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    int asked = 0;
+    while (std::chrono::steady_clock::now() < end) {
+        std::string why;
+        EXPECT_TRUE(healthz_within_one_second(server.port(), &why)) << "request " << asked << ": " << why;
+        ++asked;
+        if (::testing::Test::HasFailure()) break;
+    }
+    done = true;
+    loris.join();
+    for (int fd : slow) ::close(fd);
+    EXPECT_GT(asked, 0);
+}
+
+// 3,000 idle connections (connected, never sending) opened before /healthz is asked.
+TEST(MetricsServer, HealthzAnswersWithinOneSecondDuringThreeThousandIdleConnections) {
+    constexpr int kIdle = 3000;
+    const rlim_t limit = raise_nofile(2 * kIdle + 256);  // the server's side is in this process too
+    if (limit < static_cast<rlim_t>(2 * kIdle + 256))
+        GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit << " is below " << 2 * kIdle + 256;
+    MetricsRegistry r;
+    MetricsServer server("127.0.0.1:0", r, [] { return Health{true, "fine"}; });
+    std::vector<int> idle;
+    for (int i = 0; i < kIdle; ++i) {
+        const int fd = open_connection(server.port());
+        ASSERT_GE(fd, 0) << "connection " << i << ": " << std::strerror(errno);
+        idle.push_back(fd);
+    }
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        std::string why;
+        EXPECT_TRUE(healthz_within_one_second(server.port(), &why)) << "attempt " << attempt << ": " << why;
+    }
+    // And /metrics too, the same way.
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(1, 0);
+    auto res = client.Get("/metrics");
+    EXPECT_TRUE(res && res->status == 200);
+    for (int fd : idle) ::close(fd);
+}
+
+// A request that trickles in is cut off after the request timeout with a 408, and a header
+// over the limit gets a 431, both without a worker held meanwhile.
+TEST(MetricsServer, SlowAndOversizedRequestsAreCutOff) {
+    MetricsRegistry r;
+    MetricsServer::Limits limits;
+    limits.request_timeout = std::chrono::milliseconds(300);
+    MetricsServer server("127.0.0.1:0", r, [] { return Health{true, "fine"}; }, limits);
+    const std::string reply = raw_exchange(server.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 408")) << reply.substr(0, 60);
+    const std::string big = raw_exchange(server.port(), "GET /healthz HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n");
+    EXPECT_TRUE(big.starts_with("HTTP/1.1 431")) << big.substr(0, 60);
+    const std::string head = raw_exchange(server.port(), "HEAD /healthz HTTP/1.1\r\n\r\n");
+    EXPECT_TRUE(head.starts_with("HTTP/1.1 200")) << head.substr(0, 60);
+    EXPECT_EQ(head.find("ok fine"), std::string::npos) << "HEAD has no body";
 }
 
 TEST(MetricsServer, RejectsBadAddressesAndPortsInUse) {

@@ -85,6 +85,80 @@ Problem check_authority(const UrlParts& parts, const std::string& shown) {
     return std::nullopt;
 }
 
+
+// Parameter names that say their value is a secret (case-insensitive, after percent-decoding):
+// any name containing one of these. Over-masking a harmless parameter ("keyframe") costs a log
+// line its value; under-masking leaks a password, so the list errs on the wide side.
+constexpr std::string_view kSecretNameParts[] = {"pass", "pwd", "pw", "token", "secret", "key", "auth",
+                                                 "cred", "sig", "session", "cookie", "private", "pin"};
+
+bool secret_name(std::string_view name) {
+    std::string lowered;
+    for (char c : percent_decode(name)) lowered += lower(c);
+    return std::any_of(std::begin(kSecretNameParts), std::end(kSecretNameParts),
+                       [&](std::string_view part) { return lowered.find(part) != std::string::npos; });
+}
+
+}  // namespace
+
+std::string percent_decode(std::string_view text) {
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        c = lower(c);
+        return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
+            out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+            i += 2;
+        } else {
+            out += text[i] == '+' ? ' ' : text[i];
+        }
+    }
+    return out;
+}
+
+std::vector<SecretSpan> secret_spans(std::string_view url) {
+    std::vector<SecretSpan> spans;
+    std::size_t rest = 0;  // where the path/query/fragment starts
+    if (const auto sep = url.find("://"); sep != std::string_view::npos) {
+        const std::size_t start = sep + 3;
+        const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());
+        rest = end;
+        const std::string_view authority = url.substr(start, end - start);
+        if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+            // user:password@ -> the part after the first colon (RFC 3986 3.2.1); a userinfo
+            // without a colon may be a token (https://TOKEN@host): all of it.
+            const auto colon = authority.substr(0, at).find(':');
+            const std::size_t from = colon == std::string_view::npos ? 0 : colon + 1;
+            spans.push_back({start + from, start + at, "userinfo"});
+        }
+    }
+    // name=value pairs of the query and the fragment (and ';' parameters), wherever they are.
+    const std::size_t q = url.find_first_of("?#;", rest);
+    if (q == std::string_view::npos) return spans;
+    std::size_t pos = q + 1;
+    while (pos <= url.size()) {
+        std::size_t end = url.find_first_of("&;#?", pos);
+        if (end == std::string_view::npos) end = url.size();
+        const std::string_view pair = url.substr(pos, end - pos);
+        if (const auto eq = pair.find('='); eq != std::string_view::npos && secret_name(pair.substr(0, eq)))
+            spans.push_back({pos + eq + 1, end, percent_decode(pair.substr(0, eq))});
+        pos = end + 1;
+    }
+    return spans;
+}
+
+namespace {
+// The name of the first query/fragment parameter that carries a secret, if any.
+std::optional<std::string> secret_parameter(const std::string& url) {
+    for (const auto& span : secret_spans(url))
+        if (span.name != "userinfo") return span.name;
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -161,6 +235,9 @@ Problem check_camera_url(const std::string& url) {
     if (parts->userinfo.find(':') != std::string::npos)
         return "'" + shown + "' embeds a password; put the user name in 'username' and the "
                "password in password_file or password_env";
+    if (auto name = secret_parameter(url))
+        return "'" + shown + "' carries a secret in its parameter '" + *name + "'; put the user name in "
+               "'username' and the password in password_file or password_env";
     return check_authority(*parts, shown);
 }
 
@@ -173,7 +250,7 @@ Problem check_broker_url(const std::string& url) {
     if (std::find(std::begin(schemes), std::end(schemes), parts->scheme) == std::end(schemes))
         return "expected a tcp://, ssl://, mqtt:// or mqtts:// URL, got scheme '" +
                parts->scheme + "'";
-    if (parts->has_userinfo)
+    if (parts->has_userinfo || secret_parameter(url))
         return "'" + shown + "' embeds credentials; use mqtt.username with password_file or "
                "password_env";
     if (!parts->rest.empty() && parts->rest != "/")
@@ -223,16 +300,22 @@ std::string format_number(double value) {
 namespace faceadapt::config {
 
 std::string mask_url_credentials(const std::string& url) {
-    const auto sep = url.find("://");
-    if (sep == std::string::npos) return url;
-    const auto start = sep + 3;
-    const auto end = url.find_first_of("/?#", start);
-    const auto authority_end = end == std::string::npos ? url.size() : end;
-    const auto at = url.rfind('@', authority_end == 0 ? 0 : authority_end - 1);
-    if (at == std::string::npos || at < start) return url;
-    const auto colon = url.find(':', start);
-    if (colon == std::string::npos || colon > at) return url;
-    return url.substr(0, colon + 1) + "***" + url.substr(at);
+    std::string out = url;
+    const auto spans = detail::secret_spans(url);
+    for (auto it = spans.rbegin(); it != spans.rend(); ++it) out.replace(it->begin, it->end - it->begin, "***");
+    return out;
+}
+
+std::vector<std::string> url_secrets(const std::string& url) {
+    std::vector<std::string> out;
+    for (const auto& span : detail::secret_spans(url)) {
+        if (span.end <= span.begin) continue;
+        std::string raw = url.substr(span.begin, span.end - span.begin);
+        std::string decoded = detail::percent_decode(raw);
+        if (decoded != raw && !decoded.empty()) out.push_back(std::move(decoded));
+        out.push_back(std::move(raw));
+    }
+    return out;
 }
 
 }  // namespace faceadapt::config

@@ -36,6 +36,18 @@ Problem check_listen_address(const std::string& value);
 // "" or "HH:MM-HH:MM" with distinct ends.
 Problem check_quiet_hours(const std::string& value);
 
+// Where a URL carries secrets: the password of its userinfo (all of a userinfo without a colon,
+// which may be a token), and the value of every query, fragment or ';' parameter whose name
+// says secret (password, pass, pwd, token, key, secret, auth, sig, session, ...). Offsets into
+// `url`, in order; name is "userinfo" or the parameter's (percent-decoded) name.
+struct SecretSpan {
+    std::size_t begin, end;
+    std::string name;
+};
+std::vector<SecretSpan> secret_spans(std::string_view url);
+// %XX and '+' decoded (invalid escapes kept as they are).
+std::string percent_decode(std::string_view text);
+
 // Shortest text that reads back as the same double ("0.001", "3.5e-05", "60").
 std::string format_number(double value);
 

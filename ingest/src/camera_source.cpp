@@ -155,6 +155,7 @@ struct CameraSource::Impl {
         };
         if (camera.url != masked_url) replace_all(camera.url, masked_url);
         replace_all(camera.password.str(), "***");
+        for (const auto& secret : config::url_secrets(camera.url)) replace_all(secret, "***");
         return text;
     }
 

@@ -22,7 +22,14 @@ config::MqttConfig apply_overrides(config::MqttConfig c, const MqttOverrides& o)
     bool known = false;
     for (const char* scheme : {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"})
         known = known || c.broker.starts_with(scheme);
-    if (!known) throw std::invalid_argument("MQTT broker \"" + c.broker + "\" must start with tcp://, ssl://, mqtt:// or mqtts://");
+    if (!known)
+        throw std::invalid_argument("MQTT broker \"" + config::mask_url_credentials(c.broker) +
+                                    "\" must start with tcp://, ssl://, mqtt:// or mqtts://");
+    // As config check does for the site file: a broker URL never carries credentials (they would
+    // reach every log line that names the broker).
+    if (!config::url_secrets(c.broker).empty())
+        throw std::invalid_argument("MQTT broker \"" + config::mask_url_credentials(c.broker) +
+                                    "\" embeds credentials; use --username with --password-file");
     return c;
 }
 

@@ -101,6 +101,29 @@ TEST_F(ConfigCli, PrintMasksSecretsAndReloads) {
     EXPECT_EQ(run("config check " + printed.string(), check), 0) << check;
 }
 
+// Secrets in URL query strings (issue 13, class 10): refused by check and print, never echoed;
+// and a broker given on the command line is treated the same way.
+TEST_F(ConfigCli, SecretsInUrlQueriesAreRefusedAndNeverEchoed) {
+    const std::string secret = "Qs-secret-" + std::to_string(::getpid());
+    const fs::path camera = write("camera.toml", "[[camera]]\nid = \"a\"\nurl = \"rtsp://127.0.0.1:8554/live?user=admin&password=" +
+                                                     secret + "\"\n");
+    const fs::path broker = write("broker.toml", "[mqtt]\nbroker = \"tcp://127.0.0.1:1883?password=" + secret + "\"\n");
+    for (const auto& file : {camera, broker}) {
+        for (const char* command : {"config check ", "config print "}) {
+            std::string out;
+            EXPECT_EQ(run(command + file.string(), out), 2) << command << file << ":\n" << out;
+            EXPECT_EQ(out.find(secret), std::string::npos) << command << file << ":\n" << out;
+            EXPECT_NE(out.find("password=***"), std::string::npos) << command << file << ":\n" << out;
+        }
+    }
+    const fs::path package = write("model.fapkg", "not a package");
+    for (const std::string& url : {"tcp://127.0.0.1:1?password=" + secret, "ftp://u:" + secret + "@127.0.0.1"}) {
+        std::string out;
+        EXPECT_NE(run("publish " + package.string() + " --site s --broker '" + url + "'", out), 0) << out;
+        EXPECT_EQ(out.find(secret), std::string::npos) << out;
+    }
+}
+
 TEST_F(ConfigCli, PrintMalformedExitsTwo) {
     const fs::path bad = write("bad.toml", "[publish]\nqos = 7\n");
     std::string out;

@@ -231,8 +231,27 @@ TEST(ConfigSecrets, MaskUrlCredentials) {
               "rtsp://admin:***@127.0.0.1:8554/x");
     EXPECT_EQ(cfg::mask_url_credentials("rtsp://u:p@ss@127.0.0.1/x"), "rtsp://u:***@127.0.0.1/x");
     EXPECT_EQ(cfg::mask_url_credentials("mqtts://fa:s3cret@127.0.0.1"), "mqtts://fa:***@127.0.0.1");
+    // A userinfo without a colon may be a token: all of it.
+    EXPECT_EQ(cfg::mask_url_credentials("rtsps://ghp_T0KEN@127.0.0.1/x"), "rtsps://***@127.0.0.1/x");
+    // Query, fragment and ';' parameters whose name says secret (issue 13, class 10).
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1/live?user=admin&password=hunter2"),
+              "rtsp://127.0.0.1/live?user=admin&password=***");
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1/live?PWD=hunter2&channel=1"),
+              "rtsp://127.0.0.1/live?PWD=***&channel=1");
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1/a?access_token=abc&api_key=def&x=1#auth=ghi"),
+              "rtsp://127.0.0.1/a?access_token=***&api_key=***&x=1#auth=***");
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1/a;pass=abc;mode=real"), "rtsp://127.0.0.1/a;pass=***;mode=real");
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1/a?pass%77ord=abc"), "rtsp://127.0.0.1/a?pass%77ord=***");
+    EXPECT_EQ(cfg::mask_url_credentials("tcp://127.0.0.1:1883?password=s3"), "tcp://127.0.0.1:1883?password=***");
+    EXPECT_EQ(cfg::mask_url_credentials("u:p@x?secret=1"), "u:p@x?secret=***") << "no scheme: parameters still";
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://a:b@127.0.0.1/x?token=t"), "rtsp://a:***@127.0.0.1/x?token=***");
+    // The values themselves, for scrubbing texts built from the URL (decoded forms too).
+    EXPECT_EQ(cfg::url_secrets("rtsp://a:b%21@127.0.0.1/x?token=t"),
+              (std::vector<std::string>{"b!", "b%21", "t"}));
+    EXPECT_TRUE(cfg::url_secrets("rtsp://127.0.0.1/x?channel=1").empty());
     // Nothing to hide: unchanged.
-    EXPECT_EQ(cfg::mask_url_credentials("rtsp://viewer@127.0.0.1/x"), "rtsp://viewer@127.0.0.1/x");
+    EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1/live?user=admin&channel=1"),
+              "rtsp://127.0.0.1/live?user=admin&channel=1");
     EXPECT_EQ(cfg::mask_url_credentials("rtsp://127.0.0.1:8554/a@b:c"), "rtsp://127.0.0.1:8554/a@b:c");
     EXPECT_EQ(cfg::mask_url_credentials("file:///tmp/a.mp4"), "file:///tmp/a.mp4");
     EXPECT_EQ(cfg::mask_url_credentials("not a url"), "not a url");

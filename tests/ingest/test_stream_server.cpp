@@ -169,6 +169,27 @@ TEST(CameraLog, EachConditionIsLoggedOnceAndCredentialsAreMasked) {
     EXPECT_EQ(bad.stats().last_error.find("wr0ng-pw"), std::string::npos) << bad.stats().last_error;
 }
 
+// Secrets in the URL's query (rtsp://host/live?user=admin&password=...) are masked in every
+// log line and in last_error, like a password in the userinfo (issue 13, class 10). Nothing
+// listens on the port: each attempt fails and is logged.
+TEST(CameraLog, SecretsInTheQueryStringAreMasked) {
+    LogCapture log;
+    const std::string port = std::to_string(free_loopback_port());
+    auto cfg = test_camera("querycam", "rtsp://127.0.0.1:" + port + "/live?user=admin&password=q5ecret-pw&token=t0ken-x");
+    cfg.backoff_initial_s = 0.1;
+    cfg.backoff_max_s = 0.2;
+    CameraSource camera(cfg, [](Frame&&) {});
+    camera.start();
+    ASSERT_TRUE(wait_until([&] { return camera.stats().faults >= 5; }, 15s)) << camera.stats().last_error;
+    camera.stop();
+    EXPECT_FALSE(log.lines_with("'querycam'").empty()) << log.all();
+    EXPECT_NE(log.all().find("password=***"), std::string::npos) << log.all();
+    for (const char* secret : {"q5ecret-pw", "t0ken-x"}) {
+        EXPECT_EQ(log.all().find(secret), std::string::npos) << log.all();
+        EXPECT_EQ(camera.stats().last_error.find(secret), std::string::npos) << camera.stats().last_error;
+    }
+}
+
 // The real command-line tool, when it is built (`make test` builds everything first).
 std::filesystem::path faceadapt_tool() { return binary_dir() / "tools" / "faceadapt"; }
 

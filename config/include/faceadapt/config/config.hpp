@@ -231,9 +231,19 @@ Config parse_config(std::string_view toml_text, const std::filesystem::path& nam
 // gives an equal Config, secrets included.
 std::string to_toml(const Config& config);
 
-// rtsp://user:pass@host/x -> rtsp://user:***@host/x (for logs).
-// ensures: a URL without a password in it is returned unchanged.
+// Every part of a URL that can carry a secret replaced by "***", for logs, errors and printing:
+//   rtsp://user:pass@host/x                      -> rtsp://user:***@host/x
+//   rtsps://TOKEN@host/x                         -> rtsps://***@host/x (a lone userinfo may be a token)
+//   rtsp://host/live?user=admin&password=hunter2 -> rtsp://host/live?user=admin&password=***
+// Query, fragment and ';' parameters count as secret when their (percent-decoded, case-folded)
+// name contains pass, pwd, pw, token, secret, key, auth, cred, sig, session, cookie, private or pin.
+// ensures: a URL without any such part is returned unchanged; works on any text (no scheme needed
+//          for the parameters).
 std::string mask_url_credentials(const std::string& url);
+
+// The secret values themselves (as written and, where different, percent-decoded), so that
+// texts built elsewhere from the URL (a GStreamer error quoting it) can be scrubbed of them.
+std::vector<std::string> url_secrets(const std::string& url);
 
 // Every key the site file accepts, as "section.key" (cameras: "camera.key"), in file order.
 // For docs and tests that must cover the whole schema.

@@ -90,8 +90,12 @@ public:
     };
 
     // Opens (creating if needed) the store under state_dir/crops, then repairs it (OpenReport).
-    // throws std::runtime_error naming the path when state_dir cannot be created or the index
-    // cannot be opened even after quarantining it.
+    // Only an index SQLite reports as damaged (SQLITE_CORRUPT, SQLITE_NOTADB, a failed
+    // quick_check) is quarantined and replaced. A full disk, an I/O error, a lock or a permission
+    // problem is not damage: the store is left exactly as it is and the constructor throws.
+    // throws std::runtime_error naming the path (and SQLite's message with the errno) when
+    // state_dir cannot be created, the index cannot be opened for such a fault, img/ cannot be
+    // listed, or the index cannot be opened even after quarantining it.
     CropStore(const std::filesystem::path& state_dir, config::StoreConfig limits);
     CropStore(const std::filesystem::path& state_dir, config::StoreConfig limits, Options options);
     ~CropStore();

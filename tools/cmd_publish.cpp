@@ -38,7 +38,9 @@
 #include "faceadapt/publish/keys.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
 #include "faceadapt/publish/package.hpp"
+#include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/publish/publisher.hpp"
+#include "faceadapt/publish/text.hpp"
 
 namespace faceadapt::tools {
 
@@ -133,6 +135,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     // package
     struct PackageArgs {
         fs::path key_dir, out, model, gallery, metrics, config;
+        std::string site;
         std::int64_t version = 0, parent = -1;
         int chunk_kib = 0;
         double threshold = 0.6;
@@ -149,6 +152,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     package->add_option("--threshold", pa->threshold, "match threshold (Euclidean) carried by the package")->check(CLI::Range(0.0, 10.0));
     package->add_option("--metrics", pa->metrics, "JSON {\"training\":{...},\"gate\":{...}} of numbers")->check(CLI::ExistingFile);
     package->add_option("--config", pa->config, "site config file")->check(CLI::ExistingFile);
+    package->add_option("--site", pa->site, "the site it is for (doors of other sites refuse it); default [site].id of --config");
     package->callback([&result, pa] {
         run_guarded(result, [&] {
             config::Config cfg;
@@ -158,6 +162,10 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
             auto key = publish::SigningKey::load(key_dir);
 
             publish::PackageInput in;
+            in.site = pa->site.empty() ? cfg.site.id : pa->site;
+            if (!publish::valid_topic_segment(in.site))
+                throw BadInput("package: --site (or [site].id of --config) must name the site ([A-Za-z0-9_-]+), got \"" +
+                               publish::printable(in.site, 60) + "\"");
             std::optional<fs::path> model;
             learner::ModelMetadata meta;
             if (!pa->model.empty()) {
@@ -230,7 +238,11 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
             auto acks = publisher.wait_for_acks(report.version, pb->doors,
                                                 std::chrono::milliseconds(static_cast<long>(timeout * 1000)));
             for (const auto& d : acks.acked) std::cout << "door " << d << ": installed version " << report.version << "\n";
-            for (const auto& d : acks.rejected) std::cout << "door " << d << ": REJECTED: " << acks.states[d].error << "\n";
+            for (const auto& d : acks.rejected) {
+                const auto& st = acks.states[d];
+                const auto& why = st.refused_version == report.version ? st.refused_reason : st.error;
+                std::cout << "door " << d << ": REJECTED: " << publish::printable(why, 1000) << "\n";
+            }
             for (const auto& d : acks.missing) std::cout << "door " << d << ": no ack within " << timeout << " s\n";
             return acks.all_acked() ? 0 : 1;
         });

@@ -3,7 +3,7 @@
 //       [--ca F --client-cert F --client-key F] [--client-id ID] [--allow-rollback] [--config FILE]
 //     Receives, verifies, installs and acknowledges model packages until SIGINT/SIGTERM.
 //   status --dir DIR [--json]        the installed version (and the one kept before it)
-//   install FILE --dir DIR --pubkey FILE [--allow-rollback]   offline install of a package file
+//   install FILE --dir DIR --pubkey FILE --site SITE [--allow-rollback]   offline install of a package file
 //   rollback --dir DIR               operator rollback to the previous version
 //   match IMAGE --dir DIR            detect, align, embed with the installed model: best name + distance
 //   Exit 0 ok (match: a name or "unknown" was printed), 1 runtime failure (match: no face), 2 bad input.
@@ -22,6 +22,7 @@
 #include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
+#include "faceadapt/publish/text.hpp"
 
 namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
@@ -46,31 +47,43 @@ int run_agent(fp::DoorAgentOptions options) {
     return 0;
 }
 
+// A damaged folder is reported, not an error: the agent repairs it with the next package.
 int status(const fs::path& dir, bool json) {
-    auto installed = fp::read_installed(dir);
+    auto folder = fp::inspect_install_folder(dir, true);
+    const auto& installed = folder.installed;
     if (json) {
         nlohmann::json j = {{"dir", dir.string()}, {"installed_version", installed ? installed->version : 0}};
+        if (!folder.damage.empty()) {
+            j["damage"] = folder.damage;
+            j["version_floor"] = folder.version_floor;
+        }
         if (installed) {
             j["previous_version"] = installed->previous_version;
             j["refuse_up_to"] = installed->refuse_up_to;
-            j["installed_at"] = installed->installed_at;
-            j["created"] = installed->manifest.created;
+            j["installed_at"] = fp::printable(installed->installed_at);
+            j["created"] = fp::printable(installed->manifest.created);
             j["gallery_entries"] = installed->manifest.gallery_entries;
             j["match_threshold"] = installed->manifest.match_threshold;
-            j["key_id"] = installed->manifest.key_id;
+            j["key_id"] = fp::printable(installed->manifest.key_id);
+            j["site"] = fp::printable(installed->manifest.site);
             j["model_file"] = installed->model_file.string();
         }
         std::cout << j.dump(2) << "\n";
         return 0;
     }
+    if (!folder.damage.empty())
+        std::cout << "the install folder is DAMAGED: " << folder.damage << "\n"
+                  << "the door agent installs the next package it receives (version >= " << folder.version_floor << ")\n";
     if (!installed) {
-        std::cout << "no model installed in " << dir.string() << "\n";
+        if (folder.damage.empty()) std::cout << "no model installed in " << dir.string() << "\n";
         return 0;
     }
     std::cout << "installed version " << installed->version << " (previous " << installed->previous_version << ")\n"
-              << "installed at " << installed->installed_at << ", created " << installed->manifest.created << "\n"
+              << "installed at " << fp::printable(installed->installed_at) << ", created "
+              << fp::printable(installed->manifest.created) << "\n"
               << "gallery " << installed->manifest.gallery_entries << " entries, threshold "
-              << installed->manifest.match_threshold << ", signed by key " << installed->manifest.key_id << "\n";
+              << installed->manifest.match_threshold << ", signed by key " << fp::printable(installed->manifest.key_id)
+              << " for site " << fp::printable(installed->manifest.site) << "\n";
     return 0;
 }
 
@@ -89,10 +102,11 @@ int match(const fs::path& image_file, const fs::path& dir, const fs::path& landm
     faceadapt::learner::Embedder embedder(installed->model_file, "cpu", 1);
     auto embedding = embedder.embed({faces.front().chip}).at(0);
     auto result = fp::match_gallery(gallery, embedding);
+    auto name = fp::printable(result.name);  // names come from the package: never raw to a terminal
     if (result.matched)
-        std::cout << result.name << " " << result.distance << "\n";
+        std::cout << name << " " << result.distance << "\n";
     else
-        std::cout << "unknown " << result.distance << (result.name.empty() ? "" : " (nearest " + result.name + ")") << "\n";
+        std::cout << "unknown " << result.distance << (name.empty() ? "" : " (nearest " + name + ")") << "\n";
     return 0;
 }
 
@@ -150,16 +164,18 @@ int main(int argc, char** argv) {
 
     // install
     fs::path install_file, install_dir, install_key;
+    std::string install_site;
     bool install_rollback = false;
     auto* inst = app.add_subcommand("install", "Verify and install a package file (offline)");
     inst->add_option("file", install_file, "package file")->required()->check(CLI::ExistingFile);
     inst->add_option("--dir", install_dir, "model folder")->required();
     inst->add_option("--pubkey", install_key, "the site's signing.pub")->required()->check(CLI::ExistingPath);
+    inst->add_option("--site", install_site, "this door's site (packages signed for another site are refused)")->required();
     inst->add_flag("--allow-rollback", install_rollback, "accept a version older than the installed one");
     inst->callback([&] {
         guarded([&] {
             auto installed = fp::install_package(install_dir, fp::Package::read(install_file),
-                                                 fp::load_public_key(install_key), install_rollback);
+                                                 fp::load_public_key(install_key), install_site, install_rollback);
             std::cout << "installed version " << installed.version << " (previous " << installed.previous_version << ")\n";
             return 0;
         });

@@ -11,13 +11,16 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 
 namespace faceadapt::common {
 namespace fs = std::filesystem;
 
 namespace {
+// A std::system_error (a std::runtime_error) so that callers can tell a full disk (ENOSPC)
+// or another transient fault from bad data by code(); what() reads "<file>: <what>: <errno text>".
 [[noreturn]] void throw_errno(const std::string& what, const fs::path& file) {
-    throw std::runtime_error(file.string() + ": " + what + ": " + std::strerror(errno));
+    throw std::system_error(errno, std::generic_category(), file.string() + ": " + what);
 }
 
 void write_all(int fd, std::string_view bytes, const fs::path& file) {

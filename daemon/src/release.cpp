@@ -69,6 +69,7 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 
     const EmbeddedGallery embedded = embed_gallery(config.site.state_dir, mv.model_file, config.learner.device);
     publish::PackageInput input;
+    input.site = config.site.id;
     input.model_bytes = read_bytes(mv.model_file);
     for (std::size_t i = 0; i < embedded.names.size(); ++i)
         input.gallery.entries.push_back({embedded.names[i], embedded.embeddings[i]});

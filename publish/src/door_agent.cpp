@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "faceadapt/publish/text.hpp"
 #include "model_store.hpp"
 #include "mqtt_session.hpp"
 #include "util.hpp"
@@ -42,52 +43,96 @@ struct DoorAgent::Impl {
 
     // Worker-owned (only the worker thread touches these once started).
     std::optional<Staging> staging;
-    std::set<std::string> rejected_envelopes;  // sha256 of envelopes refused already
+    // sha256 of envelopes refused for good (bad contents) or unverifiable: bounded, oldest out.
+    std::set<std::string> memo;
+    std::deque<std::string> memo_order;
     Clock::time_point last_progress = Clock::now();
     Clock::time_point last_report = Clock::now();
+    Clock::time_point last_publish{};
+    bool state_dirty = false;              // a throttled state change not yet published
     std::uint64_t dropped_since_progress = 0;
     std::set<std::string> refetch_topics;  // exact chunk topics subscribed to fetch missing chunks
+    std::optional<Clock::time_point> install_retry_at;  // a local fault: try finish() again then
+    std::chrono::milliseconds install_backoff{0};
+    Clock::time_point last_manifest_refetch{};
+    detail::LogThrottle ignored_log, fault_log;
 
     // Shared with Paho's callbacks and the API.
     mutable std::mutex mutex;
     mutable std::condition_variable cv;
     std::deque<Event> queue;
-    std::size_t queued_bytes = 0;
-    std::uint64_t dropped = 0;  // chunks dropped because the worker was behind
+    std::size_t queued_chunk_bytes = 0;
+    std::size_t queued_manifest_bytes = 0;
+    std::size_t queued_manifests = 0;
+    std::uint64_t dropped = 0;             // chunks dropped because the worker was behind
+    std::uint64_t dropped_ignored = 0;     // manifests dropped unread (oversized, displaced): counted as ignored
+    bool manifest_displaced = false;       // a pending manifest was displaced: ask for it again
     bool stopping = false;
     DoorState current_state;
 
     std::thread worker;
     std::unique_ptr<detail::MqttSession> session;  // destroyed before the fields it calls into
 
+    static constexpr std::size_t kMemoEntries = 1024;
+    static constexpr std::size_t kEventOverhead = 256;  // bytes charged per queued message besides payload + topic
+    static constexpr auto kStateEvery = std::chrono::milliseconds(250);
+
     explicit Impl(DoorAgentOptions opts)
         : options(std::move(opts)), topics(options.site),
           log_name("door " + options.door + " of site " + options.site) {
         if (!valid_topic_segment(options.door))
-            throw std::invalid_argument("door id \"" + options.door + "\" is not a valid MQTT topic segment ([A-Za-z0-9_-]+)");
+            throw std::invalid_argument("door id \"" + printable(options.door, 60) + "\" is not a valid MQTT topic segment ([A-Za-z0-9_-]+)");
         fs::create_directories(options.dir / "staging");
         current_state.door = options.door;
-        refresh_installed_locked();
+        refresh_installed(true);
         resume_staging();
     }
 
-    void refresh_installed_locked() {
-        auto installed = read_installed(options.dir);
-        current_state.installed_version = installed ? installed->version : 0;
-        current_state.previous_version = installed ? installed->previous_version : 0;
-        if (installed && current_state.status == "idle") current_state.status = "installed";
+    // Reads the install folder into current_state; a damaged one is reported, never fatal.
+    InstallFolderState refresh_installed(bool deep = false) {
+        auto folder = inspect_install_folder(options.dir, deep, &options.public_key);
+        std::lock_guard lock(mutex);
+        current_state.installed_version = folder.installed ? folder.installed->version : 0;
+        current_state.previous_version = folder.installed ? folder.installed->previous_version : 0;
+        if (folder.damage != current_state.damage && !folder.damage.empty())
+            spdlog::error("{}: the install folder {} is damaged: {}; waiting for a package to repair it (version >= {})",
+                          log_name, options.dir.string(), folder.damage, folder.version_floor);
+        current_state.damage = folder.damage;
+        if (folder.installed && current_state.status == "idle") current_state.status = "installed";
+        return folder;
+    }
+
+    void remember(const std::string& envelope_hash) {
+        if (!memo.insert(envelope_hash).second) return;
+        memo_order.push_back(envelope_hash);
+        if (memo_order.size() > kMemoEntries) {
+            memo.erase(memo_order.front());
+            memo_order.pop_front();
+        }
     }
 
     // ---- state reporting ------------------------------------------------------------------
-    void set_state(const std::function<void(DoorState&)>& change) {
-        DoorState copy;
+    // `urgent`: a change of what the door is doing (receiving, installed, rejected), published
+    // at once. Anything else (counts, faults) goes out at most every kStateEvery.
+    void set_state(const std::function<void(DoorState&)>& change, bool urgent = false) {
         {
             std::lock_guard lock(mutex);
             change(current_state);
             current_state.time = detail::utc_now_iso8601();
-            copy = current_state;
         }
         cv.notify_all();
+        state_dirty = true;
+        if (urgent || Clock::now() - last_publish >= kStateEvery) flush_state();
+    }
+    void flush_state() {
+        if (!state_dirty) return;
+        DoorState copy;
+        {
+            std::lock_guard lock(mutex);
+            copy = current_state;
+        }
+        state_dirty = false;
+        last_publish = Clock::now();
         report(copy);
     }
     void report(const DoorState& s) {
@@ -98,12 +143,55 @@ struct DoorAgent::Impl {
             spdlog::debug("{}: cannot report state: {}", log_name, e.what());
         }
     }
+    // A signed package for this site, newer than installed, whose contents are refused.
     void reject(std::int64_t version, const std::string& reason) {
-        spdlog::warn("{}: rejected model version {}: {}", log_name, version, reason);
+        auto text = printable(reason, 1000);
+        spdlog::warn("{}: rejected model version {}: {}", log_name, version, text);
         set_state([&](DoorState& s) {
             s.status = "rejected";
             s.offered_version = version;
-            s.error = reason;
+            s.error = text;
+        }, true);
+    }
+    // A message that failed verification or is stale: counted, never acted on.
+    void ignore(const std::string& reason, std::uint64_t count = 1) {
+        auto text = printable(reason);
+        std::uint64_t held = 0;
+        if (ignored_log.allow(held))
+            spdlog::warn("{}: ignored: {}{}", log_name, text,
+                         held ? " (and " + std::to_string(held) + " more ignored messages not logged)" : std::string());
+        set_state([&](DoorState& s) {
+            s.ignored += count;
+            s.last_ignored = text;
+        });
+    }
+    // A validly signed manifest of this site naming a stale version: reported as refused_version.
+    void refuse_stale(std::int64_t version, const std::string& reason) {
+        auto text = printable(reason);
+        std::uint64_t held = 0;
+        if (ignored_log.allow(held))
+            spdlog::warn("{}: ignored model version {}: {}{}", log_name, version, text,
+                         held ? " (and " + std::to_string(held) + " more ignored messages not logged)" : std::string());
+        bool changed = false;
+        set_state([&](DoorState& s) {
+            changed = s.refused_version != version;
+            s.ignored += 1;
+            s.last_ignored = text;
+            s.refused_version = version;
+            s.refused_reason = text;
+        });
+        if (changed) flush_state();  // the publisher waits for this answer
+    }
+    // A local fault (disk full, I/O error): reported with its errno text, retried, not memorised.
+    void fault(const std::string& reason) {
+        auto text = printable(reason, 1000);
+        std::uint64_t held = 0;
+        if (fault_log.allow(held))
+            spdlog::error("{}: {}{}", log_name, text,
+                          held ? " (and " + std::to_string(held) + " more faults not logged)" : std::string());
+        set_state([&](DoorState& s) {
+            s.status = "error";
+            s.error = text;
         });
     }
 
@@ -121,6 +209,8 @@ struct DoorAgent::Impl {
             }
         }
         refetch_topics.clear();
+        install_retry_at.reset();
+        install_backoff = std::chrono::milliseconds(0);
         std::error_code ec;
         fs::remove_all(staging->dir, ec);
         staging.reset();
@@ -128,12 +218,14 @@ struct DoorAgent::Impl {
 
     void resume_staging() {
         auto root = options.dir / "staging";
+        auto folder = inspect_install_folder(options.dir);
         for (const auto& entry : fs::directory_iterator(root)) {
             std::string problem;
             try {
                 auto envelope = detail::read_file(entry.path() / "manifest.json");
                 auto m = SignedManifest::parse_envelope(envelope).verify(options.public_key);
-                problem = acceptance_problem(options.dir, m.model_version, options.allow_rollback);
+                m.check_installable(options.site);
+                problem = acceptance_problem(folder, m.model_version, options.allow_rollback);
                 if (problem.empty() && !staging) {
                     Staging st{envelope, m, entry.path(), std::vector<bool>(m.chunk_count()), 0};
                     for (std::size_t i = 0; i < m.chunk_count(); ++i) {
@@ -152,6 +244,7 @@ struct DoorAgent::Impl {
                     current_state.offered_version = m.model_version;
                     current_state.chunks_received = st.received;
                     current_state.chunks_total = m.chunk_count();
+                    if (st.received == st.have.size()) install_retry_at = Clock::now();  // only the install is left
                     staging = std::move(st);
                     continue;
                 }
@@ -159,7 +252,7 @@ struct DoorAgent::Impl {
             } catch (const std::exception& e) {
                 problem = e.what();
             }
-            spdlog::warn("{}: discarding the partial package in {}: {}", log_name, entry.path().string(), problem);
+            spdlog::warn("{}: discarding the partial package in {}: {}", log_name, entry.path().string(), printable(problem));
             std::error_code ec;
             fs::remove_all(entry.path(), ec);
         }
@@ -175,64 +268,101 @@ struct DoorAgent::Impl {
                 refetch_topics.clear();  // a new session has no subscriptions
                 if (staging->received == 0)
                     cli.subscribe(topics.chunk_filter(staging->manifest.model_version), 1);
-                else
+                else if (staging->received < staging->have.size())
                     refetch_missing();
             }
         } catch (const mqtt::exception& e) {
             spdlog::warn("{}: after connecting: {}", log_name, e.what());
         }
         last_progress = Clock::now();
-        DoorState copy;
         {
             std::lock_guard lock(mutex);
             current_state.time = detail::utc_now_iso8601();
-            copy = current_state;
         }
-        report(copy);
+        state_dirty = true;
+        flush_state();
     }
 
     void on_manifest(const std::string& envelope) {
         if (envelope.empty()) return;  // cleared
-        if (staging && staging->envelope == envelope) return;  // re-asserted; chunks keep coming
+        if (staging && staging->envelope == envelope) {  // re-asserted; chunks keep coming
+            if (install_retry_at) install_retry_at = Clock::now();  // a re-publish: retry a failed install now
+            return;
+        }
         auto envelope_hash = detail::sha256_hex(envelope);
-        if (rejected_envelopes.contains(envelope_hash)) return;
-        std::int64_t claimed_version = 0;
+        if (memo.contains(envelope_hash)) {
+            std::lock_guard lock(mutex);
+            ++current_state.ignored;  // seen and refused before: count it, say nothing more
+            state_dirty = true;
+            return;
+        }
         Manifest m;
         try {
-            auto sm = SignedManifest::parse_envelope(envelope);
-            try {
-                claimed_version = Manifest::parse(sm.manifest_json).model_version;
-            } catch (const PackageError&) {
-            }
-            m = sm.verify(options.public_key);
+            m = SignedManifest::parse_envelope(envelope).verify(options.public_key);
+        } catch (const PackageError& e) {
+            remember(envelope_hash);
+            ignore(std::string("manifest: ") + e.what());
+            return;
+        }
+        if (m.site != options.site) {
+            remember(envelope_hash);
+            ignore(m.site.empty() ? "manifest of version " + std::to_string(m.model_version) +
+                                        " names no site (format_version " + std::to_string(m.format_version) + ")"
+                                  : "manifest of version " + std::to_string(m.model_version) + " is signed for site \"" +
+                                        m.site + "\", not this one");
+            return;
+        }
+        // Stale: not newer than what is being received, or refused by the install folder.
+        if (staging && m.model_version <= staging->manifest.model_version) {
+            refuse_stale(m.model_version, "version " + std::to_string(m.model_version) +
+                                              " is not newer than version " + std::to_string(staging->manifest.model_version) +
+                                              " being received");
+            return;
+        }
+        bool damaged = false;
+        {
+            std::lock_guard lock(mutex);
+            damaged = !current_state.damage.empty();
+        }
+        auto folder = refresh_installed(damaged);  // a damaged folder is checked in depth until repaired
+        if (folder.installed && folder.installed->version == m.model_version && !staging) {
+            // The retained manifest of what is installed (every (re)connection sees it).
+            set_state([&](DoorState& s) {
+                if (s.status != "installed" || s.offered_version != m.model_version) {
+                    s.status = "installed";
+                    s.offered_version = m.model_version;
+                    s.error.clear();
+                }
+            });
+            return;
+        }
+        if (auto problem = acceptance_problem(folder, m.model_version, options.allow_rollback); !problem.empty()) {
+            refuse_stale(m.model_version, problem);
+            return;
+        }
+        try {
+            m.check_installable(options.site);
             if (m.payload_size > options.max_payload_bytes)
                 throw PackageError("payload of " + std::to_string(m.payload_size) + " bytes exceeds the limit of " +
                                    std::to_string(options.max_payload_bytes));
         } catch (const PackageError& e) {
-            rejected_envelopes.insert(envelope_hash);
-            reject(claimed_version, e.what());
+            remember(envelope_hash);
+            reject(m.model_version, e.what());
             return;
         }
-        auto installed = read_installed(options.dir);
-        if (installed && installed->version == m.model_version) {
-            drop_staging("that version is installed");
-            set_state([&](DoorState& s) {
-                s.status = "installed";
-                s.offered_version = m.model_version;
-                s.error.clear();
-            });
-            return;
-        }
-        if (auto problem = acceptance_problem(options.dir, m.model_version, options.allow_rollback); !problem.empty()) {
-            rejected_envelopes.insert(envelope_hash);
-            reject(m.model_version, problem);
-            return;
-        }
-        drop_staging("a different package was announced");
+        drop_staging("a newer package was announced");
         auto dir = options.dir / "staging" / std::to_string(m.model_version);
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-        detail::write_file(dir / "manifest.json", envelope);
+        try {
+            fs::remove_all(dir);
+            fs::create_directories(dir);
+            detail::write_file(dir / "manifest.json", envelope);
+        } catch (const std::exception& e) {
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+            fault("cannot stage model version " + std::to_string(m.model_version) + ": " + e.what() +
+                  " (waiting for the manifest again)");
+            return;
+        }
         staging = Staging{envelope, m, dir, std::vector<bool>(m.chunk_count()), 0};
         spdlog::info("{}: receiving model version {} ({} bytes in {} chunks)", log_name, m.model_version, m.payload_size,
                      m.chunk_count());
@@ -242,7 +372,7 @@ struct DoorAgent::Impl {
             s.chunks_received = 0;
             s.chunks_total = m.chunk_count();
             s.error.clear();
-        });
+        }, true);
         last_progress = Clock::now();
         try {
             session->client().subscribe(topics.chunk_filter(m.model_version), 1);
@@ -257,22 +387,24 @@ struct DoorAgent::Impl {
         if (!staging || version != staging->manifest.model_version || bytes.empty()) return;
         auto& st = *staging;
         if (index >= st.have.size()) {
-            spdlog::warn("{}: chunk {} of version {} is beyond the manifest's {} chunks; ignored", log_name, index, version,
-                         st.have.size());
+            ignore("chunk " + std::to_string(index) + " of version " + std::to_string(version) + " is beyond the manifest's " +
+                   std::to_string(st.have.size()) + " chunks");
             return;
         }
         if (st.have[index]) return;  // duplicate
-        if (detail::sha256_hex(bytes) != st.manifest.chunk_sha256[index]) {
-            auto reason = "chunk " + std::to_string(index) + " of version " + std::to_string(version) +
-                          ": sha256 does not match the signed manifest (tampered or corrupted); ignored, waiting for a good copy";
-            spdlog::warn("{}: {}", log_name, reason);
-            set_state([&](DoorState& s) {
-                s.status = "error";
-                s.error = reason;
-            });
+        auto expected = std::min<std::uint64_t>(st.manifest.chunk_size, st.manifest.payload_size - index * st.manifest.chunk_size);
+        if (bytes.size() != expected || detail::sha256_hex(bytes) != st.manifest.chunk_sha256[index]) {
+            ignore("chunk " + std::to_string(index) + " of version " + std::to_string(version) +
+                   ": sha256 does not match the signed manifest (tampered or corrupted); waiting for a good copy");
             return;
         }
-        detail::write_file(st.dir / ("chunk-" + std::to_string(index)), bytes);
+        try {
+            detail::write_file(st.dir / ("chunk-" + std::to_string(index)), bytes);
+        } catch (const std::exception& e) {
+            fault("cannot stage chunk " + std::to_string(index) + " of version " + std::to_string(version) + ": " + e.what() +
+                  " (it will be fetched again)");
+            return;
+        }
         st.have[index] = true;
         ++st.received;
         last_progress = Clock::now();
@@ -283,6 +415,10 @@ struct DoorAgent::Impl {
         {
             std::lock_guard lock(mutex);
             current_state.chunks_received = st.received;
+            if (current_state.status == "error") {  // the fault went away
+                current_state.status = "receiving";
+                current_state.error.clear();
+            }
         }
         cv.notify_all();
         if (Clock::now() - last_report > std::chrono::milliseconds(500)) {  // report at most 2/s
@@ -294,8 +430,9 @@ struct DoorAgent::Impl {
     void finish() {
         auto& st = *staging;
         auto version = st.manifest.model_version;
+        install_retry_at.reset();
         try {
-            auto installed = install_verified(options.dir, st.envelope, st.manifest, [&](std::size_t i) {
+            auto installed = install_verified(options.dir, st.envelope, st.manifest, options.site, [&](std::size_t i) {
                 return detail::read_file(st.dir / ("chunk-" + std::to_string(i)));
             });
             drop_staging("installed");
@@ -307,11 +444,21 @@ struct DoorAgent::Impl {
                 s.offered_version = version;
                 s.chunks_received = s.chunks_total;
                 s.error.clear();
-            });
-        } catch (const std::exception& e) {
-            rejected_envelopes.insert(detail::sha256_hex(st.envelope));
+                s.damage.clear();
+            }, true);
+        } catch (const PackageError& e) {  // the signed package itself is bad: refused for good
+            remember(detail::sha256_hex(st.envelope));
             drop_staging("it failed verification");
             reject(version, e.what());
+        } catch (const std::exception& e) {  // a local fault: keep the chunks, try again later
+            install_backoff = std::min(std::max(options.install_retry, install_backoff * 2), std::chrono::milliseconds(60'000));
+            install_retry_at = Clock::now() + install_backoff;
+            {
+                std::lock_guard lock(mutex);
+                current_state.chunks_received = st.received;
+            }
+            fault("cannot install model version " + std::to_string(version) + ": " + e.what() + " (retrying in " +
+                  std::to_string(install_backoff.count()) + " ms; the received chunks are kept)");
         }
     }
 
@@ -329,19 +476,49 @@ struct DoorAgent::Impl {
     }
 
     // ---- threads --------------------------------------------------------------------------
+    static std::size_t cost(const Event& ev) {
+        return ev.msg ? ev.msg->get_payload().size() + ev.msg->get_topic().size() + kEventOverhead : kEventOverhead;
+    }
+
     // Called on Paho's threads: never blocks (Paho may hold its own lock while calling us).
-    // Over the byte bound, chunks are dropped and fetched again later (check_stall).
+    // Every message is bounded (docs/mqtt.md, "Memory bound"): chunks by options.queue_bytes
+    // (dropped beyond it, fetched again later by check_stall), manifests by count and size.
     void push(Event ev) {
-        std::size_t size = ev.msg ? ev.msg->get_payload().size() : 0;
+        auto size = cost(ev);
         {
             std::lock_guard lock(mutex);
             if (stopping) return;
-            bool droppable = ev.msg && ev.msg->get_topic() != topics.manifest();
-            if (droppable && queued_bytes > 0 && queued_bytes + size > options.queue_bytes) {
-                ++dropped;
+            if (!ev.msg) {
+                if (queue.size() < 64) queue.push_back(std::move(ev));  // (re)connections: one is enough
+                cv.notify_all();
                 return;
             }
-            queued_bytes += size;
+            if (ev.msg->get_topic() == topics.manifest()) {
+                if (ev.msg->get_payload().size() > options.max_manifest_bytes) {
+                    ++dropped_ignored;
+                    return;
+                }
+                if (queued_manifests >= kMaxPendingManifests) {  // displace the oldest pending manifest
+                    for (auto it = queue.begin(); it != queue.end(); ++it) {
+                        if (it->msg && it->msg->get_topic() == topics.manifest()) {
+                            queued_manifest_bytes -= cost(*it);
+                            --queued_manifests;
+                            queue.erase(it);
+                            break;
+                        }
+                    }
+                    manifest_displaced = true;
+                    ++dropped_ignored;
+                }
+                ++queued_manifests;
+                queued_manifest_bytes += size;
+            } else {
+                if (queued_chunk_bytes > 0 && queued_chunk_bytes + size > options.queue_bytes) {
+                    ++dropped;
+                    return;
+                }
+                queued_chunk_bytes += size;
+            }
             queue.push_back(std::move(ev));
         }
         cv.notify_all();
@@ -364,34 +541,65 @@ struct DoorAgent::Impl {
             Event ev;
             {
                 std::unique_lock lock(mutex);
-                cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping || !queue.empty(); });
+                cv.wait_for(lock, kStateEvery, [&] { return stopping || !queue.empty(); });
                 if (stopping) return;
                 if (queue.empty()) {
                     lock.unlock();
-                    check_stall();
+                    housekeeping();
                     continue;
                 }
                 ev = std::move(queue.front());
                 queue.pop_front();
-                queued_bytes -= ev.msg ? ev.msg->get_payload().size() : 0;
+                if (ev.msg && ev.msg->get_topic() == topics.manifest()) {
+                    queued_manifest_bytes -= cost(ev);
+                    --queued_manifests;
+                } else if (ev.msg) {
+                    queued_chunk_bytes -= cost(ev);
+                }
             }
             cv.notify_all();
             try {
                 handle(ev);
             } catch (const std::exception& e) {
-                spdlog::error("{}: {}", log_name, e.what());
-                set_state([&](DoorState& s) {
-                    s.status = "error";
-                    s.error = e.what();
-                });
+                fault(e.what());
+            }
+            if (Clock::now() - last_publish >= kStateEvery) housekeeping();
+        }
+    }
+
+    // Between messages: counts from push(), a displaced manifest, a due install retry, a stalled
+    // transfer, the throttled state.
+    void housekeeping() {
+        std::uint64_t oversized = 0;
+        bool refetch_manifest = false;
+        {
+            std::lock_guard lock(mutex);
+            std::swap(oversized, dropped_ignored);
+            if (manifest_displaced && queued_manifests == 0 && Clock::now() - last_manifest_refetch > std::chrono::seconds(1)) {
+                manifest_displaced = false;
+                refetch_manifest = true;
             }
         }
+        if (oversized > 0)
+            ignore(std::to_string(oversized) + " manifest message(s) dropped unread (over " +
+                   std::to_string(options.max_manifest_bytes) + " bytes, or displaced by newer ones while busy)", oversized);
+        if (refetch_manifest && session->connected()) {
+            last_manifest_refetch = Clock::now();
+            try {
+                session->client().subscribe(topics.manifest(), 1);  // the broker sends the retained one again
+            } catch (const mqtt::exception& e) {
+                spdlog::debug("{}: manifest refetch: {}", log_name, e.what());
+            }
+        }
+        if (staging && install_retry_at && Clock::now() >= *install_retry_at) finish();
+        check_stall();
+        flush_state();
     }
 
     // No new chunk for a while (or chunks were dropped): subscribing again makes the broker
     // send the retained chunks again; duplicates are ignored.
     void check_stall() {
-        if (!staging || !session->connected()) return;
+        if (!staging || !session->connected() || staging->received == staging->have.size()) return;
         std::uint64_t drops = 0;
         {
             std::lock_guard lock(mutex);
@@ -454,7 +662,7 @@ void DoorAgent::stop() {
         std::lock_guard lock(impl_->mutex);
         impl_->stopping = true;
         impl_->queue.clear();
-        impl_->queued_bytes = 0;
+        impl_->queued_chunk_bytes = impl_->queued_manifest_bytes = impl_->queued_manifests = 0;
     }
     impl_->cv.notify_all();
     if (impl_->session) impl_->session->stop();

@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <stdexcept>
+#include <system_error>
 
 #include "util.hpp"
 
@@ -85,7 +87,15 @@ SigningKey SigningKey::load(const std::filesystem::path& key_dir) {
 SigningKey::~SigningKey() { sodium_memzero(secret_.data(), secret_.size()); }
 
 void SigningKey::save(const std::filesystem::path& key_dir) const {
-    std::filesystem::create_directories(key_dir);
+    // A key folder this creates is 0700 whatever the umask (mkdir's mode is masked, hence the
+    // chmod); an existing folder is used as it is (signing.key itself is always 0600).
+    if (key_dir.has_parent_path()) std::filesystem::create_directories(key_dir.parent_path());
+    if (::mkdir(key_dir.c_str(), 0700) == 0) {
+        if (::chmod(key_dir.c_str(), 0700) != 0)
+            throw std::system_error(errno, std::generic_category(), "cannot chmod 0700 the key folder " + key_dir.string());
+    } else if (errno != EEXIST) {
+        throw std::system_error(errno, std::generic_category(), "cannot create the key folder " + key_dir.string());
+    }
     auto key_file = key_dir / "signing.key";
     if (std::filesystem::exists(key_file))
         throw std::runtime_error("refusing to overwrite the existing signing key " + key_file.string());

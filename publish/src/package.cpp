@@ -1,9 +1,13 @@
 #include "faceadapt/publish/package.hpp"
 
+#include <cmath>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/publish/protocol.hpp"
+#include "faceadapt/publish/text.hpp"
+#include "model_check.hpp"
 #include "util.hpp"
 
 namespace faceadapt::publish {
@@ -133,6 +137,44 @@ Gallery decode_gallery(std::string_view bytes, double threshold) {
     return g;
 }
 
+void check_gallery(const Gallery& g) {
+    if (!std::isfinite(g.threshold) || g.threshold <= 0 || g.threshold > kMaxMatchThreshold)
+        throw PackageError("gallery: threshold " + std::to_string(g.threshold) + " is not finite in (0, " +
+                           std::to_string(kMaxMatchThreshold) + "]");
+    for (std::size_t i = 0; i < g.entries.size(); ++i) {
+        const auto& e = g.entries[i];
+        if (!is_printable_utf8(e.name))
+            throw PackageError("gallery: entry " + std::to_string(i) + " has a name that is not printable UTF-8 (\"" +
+                               printable(e.name, 60) + "\")");
+        for (std::size_t k = 0; k < e.embedding.size(); ++k)
+            if (!std::isfinite(e.embedding[k]))
+                throw PackageError("gallery: entry " + std::to_string(i) + " (" + printable(e.name, 60) + "): embedding[" +
+                                   std::to_string(k) + "] is not finite");
+    }
+}
+
+void Manifest::check_installable(std::string_view expected_site) const {
+    if (format_version < 2 || site.empty())
+        throw PackageError("manifest: format_version " + std::to_string(format_version) +
+                           " names no site; re-package it with this version of faceadapt (format_version 2 binds a package to its site)");
+    if (site != expected_site)
+        throw PackageError("manifest: signed for site \"" + printable(site, 60) + "\", not for this site \"" +
+                           printable(expected_site, 60) + "\"");
+    if (!detail::known_model_format(architecture.model_format))
+        throw PackageError("manifest: architecture.model_format \"" + printable(architecture.model_format, 60) +
+                           "\" is not a model format this door knows (faceadapt-model v1)");
+    if (architecture.embedding_dim != static_cast<int>(kEmbeddingDim))
+        throw PackageError("manifest: architecture.embedding_dim " + std::to_string(architecture.embedding_dim) + ", expected 128");
+    if (architecture.distance != "euclidean")
+        throw PackageError("manifest: architecture.distance \"" + printable(architecture.distance, 60) + "\", expected \"euclidean\"");
+    if (architecture.input_channels != 3 || architecture.input_width < 1 || architecture.input_width > 4096 ||
+        architecture.input_height < 1 || architecture.input_height > 4096)
+        throw PackageError("manifest: architecture.input is not a 3-channel image of 1..4096 pixels a side");
+    if (!std::isfinite(match_threshold) || match_threshold <= 0 || match_threshold > kMaxMatchThreshold)
+        throw PackageError("manifest: gallery.threshold " + std::to_string(match_threshold) + " is not finite in (0, " +
+                           std::to_string(kMaxMatchThreshold) + "]");
+}
+
 const PartInfo& Manifest::part(std::string_view name) const {
     for (const auto& p : parts)
         if (p.name == name) return p;
@@ -157,6 +199,7 @@ std::string Manifest::to_json() const {
               {"gallery", {{"entries", gallery_entries}, {"dim", kEmbeddingDim},
                            {"distance", architecture.distance}, {"threshold", match_threshold}}},
               {"metrics", {{"training", training_metrics}, {"gate", gate_metrics}}}};
+    if (format_version >= 2) j["site"] = site;
     return j.dump();  // nlohmann objects are key-sorted; dump() is compact
 }
 
@@ -165,14 +208,19 @@ Manifest Manifest::parse(std::string_view json_text) {
     try {
         j = json::parse(json_text);
     } catch (const json::parse_error& e) {
-        throw PackageError(std::string("manifest: not JSON: ") + e.what());
+        throw PackageError("manifest: not JSON: " + printable(e.what()));
     }
     if (!j.is_object()) throw PackageError("manifest: not a JSON object");
     if (field<std::string>(j, "format", "") != "faceadapt-manifest") throw PackageError("manifest: format is not \"faceadapt-manifest\"");
     Manifest m;
     m.format_version = field<int>(j, "format_version", "");
-    if (m.format_version != kFormatVersion)
-        throw PackageError("manifest: format_version " + std::to_string(m.format_version) + " is not supported (this build reads " + std::to_string(kFormatVersion) + ")");
+    if (m.format_version < kOldestReadableFormatVersion || m.format_version > kFormatVersion)
+        throw PackageError("manifest: format_version " + std::to_string(m.format_version) + " is not supported (this build reads " +
+                           std::to_string(kOldestReadableFormatVersion) + ".." + std::to_string(kFormatVersion) + ")");
+    if (m.format_version >= 2) {
+        m.site = field<std::string>(j, "site", "");
+        if (!valid_topic_segment(m.site)) throw PackageError("manifest: site is not a site id ([A-Za-z0-9_-]+)");
+    }
     m.model_version = field<std::int64_t>(j, "model_version", "");
     if (m.model_version < 1) throw PackageError("manifest: model_version must be >= 1");
     m.parent_version = field<std::int64_t>(j, "parent_version", "");
@@ -231,7 +279,7 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
     try {
         j = json::parse(envelope_json);
     } catch (const json::parse_error& e) {
-        throw PackageError(std::string("manifest envelope: not JSON: ") + e.what());
+        throw PackageError("manifest envelope: not JSON: " + printable(e.what()));
     }
     if (!j.is_object() || j.value("format", "") != "faceadapt-envelope")
         throw PackageError("manifest envelope: format is not \"faceadapt-envelope\"");
@@ -243,9 +291,9 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
         if (sig.size() != kSignatureBytes) throw PackageError("manifest envelope: signature is not 64 bytes");
         std::copy(sig.begin(), sig.end(), s.signature.begin());
     } catch (const json::exception& e) {
-        throw PackageError(std::string("manifest envelope: ") + e.what());
+        throw PackageError("manifest envelope: " + printable(e.what()));
     } catch (const std::invalid_argument& e) {
-        throw PackageError(std::string("manifest envelope: ") + e.what());
+        throw PackageError("manifest envelope: " + printable(e.what()));
     }
     return s;
 }
@@ -253,7 +301,7 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
 Manifest SignedManifest::verify(const PublicKey& key) const {
     if (!verify_signature(key, manifest_json, signature))
         throw PackageError("manifest signature does not verify against the pinned public key " + key.key_id() +
-                           " (manifest names key " + (key_id.empty() ? std::string("?") : key_id) + ")");
+                           " (manifest names key " + (key_id.empty() ? std::string("?") : printable(key_id, 40)) + ")");
     return Manifest::parse(manifest_json);
 }
 
@@ -311,6 +359,9 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     if (input.chunk_bytes < 1024 || input.chunk_bytes > (64u << 20))
         throw PackageError("package: chunk size " + std::to_string(input.chunk_bytes) + " out of [1 KiB, 64 MiB]");
     if (input.model_bytes.empty()) throw PackageError("package: the model part is empty");
+    if (!valid_topic_segment(input.site))
+        throw PackageError("package: site \"" + printable(input.site, 60) + "\" is not a site id ([A-Za-z0-9_-]+)");
+    check_gallery(input.gallery);
     auto gallery_bytes = encode_gallery(input.gallery);
 
     Package pkg;
@@ -319,6 +370,7 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     m.parent_version = input.parent_version;
     m.created = input.created.empty() ? detail::utc_now_iso8601() : input.created;
     m.key_id = key.public_key().key_id();
+    m.site = input.site;
     m.architecture = input.architecture;
     m.training_metrics = input.training_metrics;
     m.gate_metrics = input.gate_metrics;
@@ -331,6 +383,10 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     pkg.payload += gallery_bytes;
     m.payload_size = pkg.payload.size();
     m.payload_sha256 = detail::sha256_hex(pkg.payload);
+    m.check_installable(m.site);  // what a door of this site would refuse is refused here
+    detail::ModelPartCheck model_check(m.architecture);
+    model_check.update(input.model_bytes);
+    model_check.finish();
     m.chunk_size = input.chunk_bytes;
     for (std::size_t off = 0; off < pkg.payload.size(); off += m.chunk_size)
         m.chunk_sha256.push_back(detail::sha256_hex(std::string_view(pkg.payload).substr(off, m.chunk_size)));
@@ -339,6 +395,12 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     pkg.signed_manifest.signature = key.sign(pkg.signed_manifest.manifest_json);
     pkg.signed_manifest.key_id = m.key_id;
     return pkg;
+}
+
+Manifest verify_package(const Package& package, const PublicKey& key, std::string_view site) {
+    auto m = verify_package(package, key);
+    m.check_installable(site);
+    return m;
 }
 
 Manifest verify_package(const Package& package, const PublicKey& key) {
@@ -357,6 +419,10 @@ Manifest verify_package(const Package& package, const PublicKey& key) {
     auto gallery = decode_gallery(payload.substr(g.offset, g.size), m.match_threshold);
     if (gallery.entries.size() != m.gallery_entries)
         throw PackageError("gallery: " + std::to_string(gallery.entries.size()) + " entries, manifest says " + std::to_string(m.gallery_entries));
+    check_gallery(gallery);
+    detail::ModelPartCheck model_check(m.architecture);
+    model_check.update(payload.substr(m.part("model").offset, m.part("model").size));
+    model_check.finish();
     return m;
 }
 

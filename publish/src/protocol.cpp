@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/publish/text.hpp"
+
 namespace faceadapt::publish {
 
 bool valid_topic_segment(std::string_view s) {
@@ -63,15 +65,20 @@ std::optional<std::string> Topics::parse_door_state(std::string_view topic) cons
 }
 
 std::string DoorState::to_json() const {
-    nlohmann::json j = {{"door", door},
-                        {"status", status},
+    nlohmann::json j = {{"door", printable(door)},
+                        {"status", printable(status)},
                         {"installed_version", installed_version},
                         {"previous_version", previous_version},
                         {"offered_version", offered_version},
                         {"chunks_received", chunks_received},
                         {"chunks_total", chunks_total},
-                        {"error", error},
-                        {"time", time}};
+                        {"error", printable(error, 1000)},
+                        {"ignored", ignored},
+                        {"last_ignored", printable(last_ignored)},
+                        {"refused_version", refused_version},
+                        {"refused_reason", printable(refused_reason)},
+                        {"damage", printable(damage)},
+                        {"time", printable(time)}};
     return j.dump();
 }
 
@@ -87,6 +94,11 @@ DoorState DoorState::parse(std::string_view json_text) {
         s.chunks_received = j.value("chunks_received", std::uint64_t{0});
         s.chunks_total = j.value("chunks_total", std::uint64_t{0});
         s.error = j.value("error", "");
+        s.ignored = j.value("ignored", std::uint64_t{0});
+        s.last_ignored = j.value("last_ignored", "");
+        s.refused_version = j.value("refused_version", std::int64_t{0});
+        s.refused_reason = j.value("refused_reason", "");
+        s.damage = j.value("damage", "");
         s.time = j.value("time", "");
         return s;
     } catch (const nlohmann::json::exception& e) {

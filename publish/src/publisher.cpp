@@ -9,7 +9,9 @@
 #include <set>
 #include <thread>
 
+#include "faceadapt/publish/text.hpp"
 #include "mqtt_session.hpp"
+#include "util.hpp"
 
 namespace faceadapt::publish {
 
@@ -47,7 +49,18 @@ struct Publisher::Impl {
     std::unique_ptr<detail::MqttSession> session;
     std::thread republisher;
 
+    // Paho calls on_message from one thread: these are only touched there.
+    detail::LogThrottle bad_manifest_log, bad_state_log;
+
     explicit Impl(PublisherOptions opts) : options(std::move(opts)), topics(options.site) {}
+
+    // Anyone who may publish on the site can send junk: its warnings are throttled, with counts.
+    static void warn_throttled(detail::LogThrottle& throttle, const char* what, const std::string& topic, const char* error) {
+        std::uint64_t held = 0;
+        if (throttle.allow(held))
+            spdlog::warn("publisher: {} {}: {}{}", what, topic, printable(error),
+                         held ? " (and " + std::to_string(held) + " more not logged)" : std::string());
+    }
 
     void on_message(const mqtt::const_message_ptr& msg) {
         const auto& topic = msg->get_topic();
@@ -59,7 +72,8 @@ struct Publisher::Impl {
                     auto m = Manifest::parse(sm.manifest_json);
                     seen = SeenManifest{m.model_version, m.chunk_count()};
                 } catch (const std::exception& e) {
-                    spdlog::warn("publisher: ignoring the retained manifest on {}: {}", topic, e.what());
+                    warn_throttled(bad_manifest_log, "ignoring the manifest on", topic, e.what());
+                    return;  // junk does not make it forget the version whose chunks it must clear
                 }
             }
             std::lock_guard lock(mutex);
@@ -80,7 +94,7 @@ struct Publisher::Impl {
                         state->door = *door;  // the topic is authoritative (the ACL binds it to the door)
                         doors[*door] = *state;
                     } catch (const std::exception& e) {
-                        spdlog::warn("publisher: bad door state on {}: {}", topic, e.what());
+                        warn_throttled(bad_state_log, "bad door state on", topic, e.what());
                     }
                 }
                 handler = door_handler;
@@ -292,6 +306,7 @@ AckResult Publisher::wait_for_acks(std::int64_t version, const std::vector<std::
         if (it == impl_->doors.end()) return 0;
         if (it->second.installed_version == version) return 1;
         if (it->second.status == "rejected" && it->second.offered_version == version) return 2;
+        if (it->second.refused_version == version) return 2;  // refused as stale, status unchanged
         return 0;
     };
     impl_->cv.wait_for(lock, timeout, [&] {

@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <span>
@@ -49,5 +50,37 @@ inline void write_file_durable(const std::filesystem::path& file, std::string_vi
 
 // "2026-11-27T01:02:03Z"
 std::string utc_now_iso8601();
+
+// Rate limit for one kind of log line on an error path: up to `burst` lines per `window`,
+// then silence until the window ends; the next line allowed reports how many were held back.
+// Not thread-safe (each owner uses it from one thread).
+class LogThrottle {
+public:
+    explicit LogThrottle(std::chrono::milliseconds window = std::chrono::seconds(10), int burst = 5)
+        : window_(window), burst_(burst) {}
+    // true when a line may be written now; then `suppressed` is the number held back since the
+    // last line written (0 when none).
+    bool allow(std::uint64_t& suppressed) {
+        auto now = std::chrono::steady_clock::now();
+        if (now - window_start_ >= window_) {
+            window_start_ = now;
+            used_ = 0;
+        }
+        if (used_ >= burst_) {
+            ++held_;
+            return false;
+        }
+        ++used_;
+        suppressed = held_;
+        held_ = 0;
+        return true;
+    }
+private:
+    std::chrono::milliseconds window_;
+    int burst_;
+    int used_ = 0;
+    std::uint64_t held_ = 0;
+    std::chrono::steady_clock::time_point window_start_{};
+};
 
 }  // namespace faceadapt::publish::detail

@@ -1,6 +1,10 @@
 // Helpers shared by the publish tests: packages of a given size, a raw MQTT client.
 #pragma once
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -9,6 +13,7 @@
 #include <string>
 
 #include <mqtt/async_client.h>
+#include <zlib.h>
 
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/publish/package.hpp"
@@ -23,6 +28,29 @@ inline std::string random_bytes(std::size_t n, unsigned seed) {
         auto v = rng();
         std::memcpy(out.data() + i, &v, 8);
     }
+    return out;
+}
+
+// A structurally valid faceadapt model file (docs/model-format.md: magic, format version,
+// metadata JSON, weights length, weights, CRC-32) whose weights are `weight_bytes` random bytes.
+// The door checks this structure against the manifest; it never loads the weights.
+inline std::string fake_model_file(std::size_t weight_bytes, unsigned seed,
+                                   const std::string& architecture = "dlib-resnet29") {
+    auto le = [](std::string& out, std::uint64_t v, int n) {
+        for (int i = 0; i < n; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    };
+    std::string meta = "{\"format\":\"faceadapt-model\",\"format_version\":1,\"architecture\":\"" + architecture +
+                       "\",\"input\":{\"size\":150,\"channels\":\"RGB\"},\"embedding_dim\":128,\"version\":" +
+                       std::to_string(seed) + ",\"parent_version\":-1,\"created\":\"2026-11-27T01:02:03Z\","
+                       "\"network\":{\"num_classes\":0,\"embedding_dropout\":0,\"classifier_scale\":20},\"provenance\":{}}";
+    std::string out = "FADAPTMD";
+    le(out, 1, 4);
+    le(out, meta.size(), 4);
+    out += meta;
+    le(out, weight_bytes, 8);
+    out += random_bytes(weight_bytes, seed);
+    auto crc = ::crc32(0L, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size()));
+    le(out, crc, 4);
     return out;
 }
 
@@ -42,7 +70,8 @@ inline publish::Gallery small_gallery(unsigned seed) {
 inline publish::Package make_package(const publish::SigningKey& key, std::int64_t version, std::size_t model_bytes,
                                      std::size_t chunk_bytes = publish::kDefaultChunkBytes) {
     publish::PackageInput in;
-    in.model_bytes = random_bytes(model_bytes, static_cast<unsigned>(version));
+    in.site = "lab";
+    in.model_bytes = fake_model_file(model_bytes, static_cast<unsigned>(version));
     in.gallery = small_gallery(static_cast<unsigned>(version));
     in.model_version = version;
     in.parent_version = version - 1;
@@ -51,6 +80,32 @@ inline publish::Package make_package(const publish::SigningKey& key, std::int64_
     in.gate_metrics = {{"tar_at_far", 0.97}};
     return publish::build_package(in, key);
 }
+
+// A child process running a command line (for the long-running agent); killed on destruction.
+class Child {
+public:
+    explicit Child(const std::string& command) {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+    }
+    ~Child() { stop(SIGKILL); }
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    pid_t pid() const { return pid_; }
+    int stop(int sig = SIGTERM) {
+        if (pid_ <= 0) return -1;
+        ::kill(pid_, sig);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+private:
+    pid_t pid_ = -1;
+};
 
 // A plain Paho client for poking at the broker from a test (synchronous waits).
 class RawClient {

@@ -100,7 +100,8 @@ TEST(Package, ManifestIsCanonicalJsonWithDocumentedFields) {
     auto j = nlohmann::json::parse(pkg.signed_manifest.manifest_json);
     EXPECT_EQ(j.dump(), pkg.signed_manifest.manifest_json);  // sorted keys, no whitespace
     EXPECT_EQ(j["format"], "faceadapt-manifest");
-    EXPECT_EQ(j["format_version"], 1);
+    EXPECT_EQ(j["format_version"], 2);
+    EXPECT_EQ(j["site"], "lab");  // bound to its site (format_version 2)
     EXPECT_EQ(j["architecture"]["input"]["width"], 150);
     EXPECT_EQ(j["payload"]["chunk_count"], pkg.manifest.chunk_count());
     EXPECT_EQ(j["parts"][0]["name"], "model");
@@ -176,8 +177,8 @@ TEST(DoorStore, InstallKeepsPreviousRefusesDowngradeAndRollsBack) {
     auto v2 = make_package(key, 2, 30'000, 4096);
     auto v3 = make_package(key, 3, 10'000, 4096);
     EXPECT_FALSE(fp::read_installed(dir.path()));
-    fp::install_package(dir.path(), v1, key.public_key());
-    auto inst = fp::install_package(dir.path(), v2, key.public_key());
+    fp::install_package(dir.path(), v1, key.public_key(), "lab");
+    auto inst = fp::install_package(dir.path(), v2, key.public_key(), "lab");
     EXPECT_EQ(inst.version, 2);
     EXPECT_EQ(inst.previous_version, 1);
     EXPECT_EQ(slurp(inst.model_file), std::string(v2.part_bytes("model")));
@@ -185,22 +186,22 @@ TEST(DoorStore, InstallKeepsPreviousRefusesDowngradeAndRollsBack) {
     EXPECT_EQ(fp::load_installed_gallery(inst).entries.size(), 3u);
 
     try {
-        fp::install_package(dir.path(), v1, key.public_key());
+        fp::install_package(dir.path(), v1, key.public_key(), "lab");
         FAIL() << "downgrade accepted";
     } catch (const fp::PackageError& e) {
         EXPECT_NE(std::string(e.what()).find("not newer"), std::string::npos) << e.what();
     }
     EXPECT_EQ(fp::read_installed(dir.path())->version, 2);
 
-    fp::install_package(dir.path(), v3, key.public_key());
+    fp::install_package(dir.path(), v3, key.public_key(), "lab");
     EXPECT_FALSE(std::filesystem::exists(dir.path() / "versions" / "1"));  // only current + previous kept
     auto back = fp::rollback_installed(dir.path());
     EXPECT_EQ(back.version, 2);
     EXPECT_EQ(back.refuse_up_to, 3);
-    EXPECT_THROW(fp::install_package(dir.path(), v3, key.public_key()), fp::PackageError);  // rolled back from
+    EXPECT_THROW(fp::install_package(dir.path(), v3, key.public_key(), "lab"), fp::PackageError);  // rolled back from
     EXPECT_THROW(fp::rollback_installed(dir.path()), std::runtime_error);  // nothing before 2 kept
     // Explicit operator rollback to an older package is allowed with allow_rollback.
-    EXPECT_EQ(fp::install_package(dir.path(), v1, key.public_key(), true).version, 1);
+    EXPECT_EQ(fp::install_package(dir.path(), v1, key.public_key(), "lab", true).version, 1);
 
     // A damaged model file on disk is detected before use.
     auto now = *fp::read_installed(dir.path());
@@ -212,9 +213,9 @@ TEST(DoorStore, InstallRejectsUnsignedAndLeavesInstalledUntouched) {
     TempDir dir;
     auto key = fp::SigningKey::generate();
     auto mallory = fp::SigningKey::generate();
-    fp::install_package(dir.path(), make_package(key, 1, 10'000, 4096), key.public_key());
+    fp::install_package(dir.path(), make_package(key, 1, 10'000, 4096), key.public_key(), "lab");
     auto before = slurp(fp::read_installed(dir.path())->model_file);
-    EXPECT_THROW(fp::install_package(dir.path(), make_package(mallory, 5, 10'000, 4096), key.public_key()), fp::PackageError);
+    EXPECT_THROW(fp::install_package(dir.path(), make_package(mallory, 5, 10'000, 4096), key.public_key(), "lab"), fp::PackageError);
     EXPECT_EQ(fp::read_installed(dir.path())->version, 1);
     EXPECT_EQ(slurp(fp::read_installed(dir.path())->model_file), before);
 }

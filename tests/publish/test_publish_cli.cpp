@@ -12,10 +12,12 @@
 #include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/package.hpp"
 #include "mosquitto_fixture.hpp"
+#include "test_helpers.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using faceadapt::test::binary_dir;
+using faceadapt::test::Child;
 using faceadapt::test::Mosquitto;
 using faceadapt::test::run_command;
 using faceadapt::test::TempDir;
@@ -24,29 +26,6 @@ namespace {
 
 std::string faceadapt_bin() { return (binary_dir() / "tools" / "faceadapt").string(); }
 std::string door_bin() { return (binary_dir() / "tools" / "faceadapt-door").string(); }
-
-// A child process running a command line (for the long-running agent); killed on destruction.
-class Child {
-public:
-    explicit Child(const std::string& command) {
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-    }
-    ~Child() { stop(SIGKILL); }
-    int stop(int sig = SIGTERM) {
-        if (pid_ <= 0) return -1;
-        ::kill(pid_, sig);
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    }
-private:
-    pid_t pid_ = -1;
-};
 
 class PublishCli : public ::testing::Test {
 protected:
@@ -76,7 +55,7 @@ TEST_F(PublishCli, KeygenPackagePublishAndDoorCommands) {
     // Default model (the pretrained source model), no gallery.
     auto pkg_file = t / "v1.fapkg";
     ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --out " + pkg_file.string() +
-                      " --version 1 --chunk-kib 64", &out), 0);
+                      " --version 1 --chunk-kib 64 --site cli", &out), 0);
     auto pkg = faceadapt::publish::Package::read(pkg_file);
     EXPECT_EQ(pkg.manifest.model_version, 1);
     EXPECT_EQ(pkg.manifest.chunk_size, 64u * 1024);
@@ -112,10 +91,10 @@ TEST_F(PublishCli, GalleryPackageInstallRollbackAndMatch) {
     fs::create_directories(t / "gallery" / "sample-one");
     fs::copy_file(demo / "sample1.jpg", t / "gallery" / "sample-one" / "a.jpg");
     ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --out " + (t / "v2.fapkg").string() +
-                      " --version 2 --gallery " + (t / "gallery").string(), &out), 0);
+                      " --version 2 --site cli --gallery " + (t / "gallery").string(), &out), 0);
     ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --out " + (t / "v3.fapkg").string() +
-                      " --version 3 --gallery " + (t / "gallery").string(), &out), 0);
-    auto pub = (t / "keys" / "signing.pub").string();
+                      " --version 3 --site cli --gallery " + (t / "gallery").string(), &out), 0);
+    auto pub = (t / "keys" / "signing.pub").string() + " --site cli";
     auto dir = (t / "door").string();
     ASSERT_EQ(run(door_bin() + " install " + (t / "v2.fapkg").string() + " --dir " + dir + " --pubkey " + pub, &out), 0);
     ASSERT_EQ(run(door_bin() + " install " + (t / "v3.fapkg").string() + " --dir " + dir + " --pubkey " + pub, &out), 0);

@@ -207,15 +207,17 @@ protected:
     std::string model_before_;
 };
 
-TEST_F(Refusal, WrongSignatureIsRejected) {
+TEST_F(Refusal, WrongSignatureIsIgnoredAndCounted) {
     auto mallory = fp::SigningKey::generate();
     publisher_->publish(make_package(mallory, 5, 50'000, 8 * 1024));
-    auto s = wait_rejected(5);
-    EXPECT_NE(s.error.find("signature"), std::string::npos) << s.error;
+    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.ignored >= 1; }, 30s)) << door_->state().to_json();
+    auto s = door_->state();
+    EXPECT_NE(s.last_ignored.find("signature"), std::string::npos) << s.last_ignored;
+    EXPECT_EQ(s.status, "installed");  // nothing unverified changes the state or the ack
     expect_untouched();
-    // The daemon sees the refusal too.
-    auto acks = publisher_->wait_for_acks(5, {"door0"}, 10s);
-    EXPECT_EQ(acks.rejected, std::vector<std::string>{"door0"});
+    // The daemon sees no answer for version 5: the door neither installed nor refused it.
+    auto acks = publisher_->wait_for_acks(5, {"door0"}, 2s);
+    EXPECT_EQ(acks.missing, std::vector<std::string>{"door0"});
 }
 
 TEST_F(Refusal, ManifestShaMismatchIsRejectedAfterReassembly) {
@@ -227,13 +229,16 @@ TEST_F(Refusal, ManifestShaMismatchIsRejectedAfterReassembly) {
     EXPECT_TRUE(std::filesystem::is_empty(dir() / "staging"));
 }
 
-TEST_F(Refusal, OlderVersionIsRejected) {
+TEST_F(Refusal, OlderVersionIsRefused) {
     publisher_->publish(make_package(key_, 3, 40'000, 8 * 1024));
     ASSERT_TRUE(installed(*door_, 3));
     model_before_ = slurp(fp::read_installed(dir())->model_file);
     publisher_->publish(make_package(key_, 2, 40'000, 8 * 1024));
-    auto s = wait_rejected(2);
-    EXPECT_NE(s.error.find("not newer"), std::string::npos) << s.error;
+    EXPECT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.refused_version == 2; }, 30s)) << door_->state().to_json();
+    auto s = door_->state();
+    EXPECT_NE(s.refused_reason.find("not newer"), std::string::npos) << s.refused_reason;
+    EXPECT_EQ(s.status, "installed");
+    EXPECT_EQ(publisher_->wait_for_acks(2, {"door0"}, 5s).rejected, std::vector<std::string>{"door0"});
     EXPECT_EQ(fp::read_installed(dir())->version, 3);
     EXPECT_EQ(slurp(fp::read_installed(dir())->model_file), model_before_);
 }
@@ -244,9 +249,10 @@ TEST_F(Refusal, TamperedChunkIsRefusedHalfPackageSurvivesRestartAndResumes) {
     tampered.payload[3 * 8 * 1024 + 17] ^= 0x40;
     publisher_->publish(tampered);
     auto all_but_one = good.manifest.chunk_count() - 1;
-    ASSERT_TRUE(door_->wait_for([&](const fp::DoorState& s) { return s.status == "error" && s.chunks_received == all_but_one; }, 30s))
+    ASSERT_TRUE(door_->wait_for([&](const fp::DoorState& s) { return s.ignored >= 1 && s.chunks_received == all_but_one; }, 30s))
         << door_->state().to_json();
-    EXPECT_NE(door_->state().error.find("chunk 3 of version 2"), std::string::npos) << door_->state().error;
+    EXPECT_NE(door_->state().last_ignored.find("chunk 3 of version 2"), std::string::npos) << door_->state().last_ignored;
+    EXPECT_EQ(door_->state().status, "receiving");  // an unverified chunk changes nothing but the count
     expect_untouched();
 
     // Restart the agent: the half-received package is resumed from disk, never installed.

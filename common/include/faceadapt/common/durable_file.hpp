@@ -51,7 +51,7 @@ struct AtomicWriteOptions {
 // Writes `bytes` to `target` as described above.
 // requires: target's folder exists.
 // ensures:  target holds exactly `bytes`; no temp file is left behind, even on failure.
-// throws:   std::runtime_error naming the file and the errno text.
+// throws:   std::system_error (errno in code()) naming the file and the errno text.
 void write_file_atomic(const std::filesystem::path& target, std::string_view bytes,
                        const AtomicWriteOptions& options = {});
 

@@ -14,6 +14,11 @@
 //   Versions not newer than the installed one are refused (no downgrade) unless
 //   allow_rollback. A half-received package survives a restart in staging/ and is resumed
 //   (retained chunks arrive again); one that no longer verifies is discarded, never installed.
+//   What fails verification, is for another site, or names a version not newer than the one
+//   installed or being received never changes the transfer, the status or the ack: it is
+//   counted (DoorState::ignored). Local faults (a full disk) are retried, never memorised as
+//   a rejection. A damaged install folder is reported (DoorState::damage) and repaired by the
+//   next package. Logs and state messages on error paths are throttled, with counts.
 // THREAD SAFETY
 //   DoorAgent's members may be called from any thread. The free functions must not run on
 //   the same `dir` as a running agent, except read_installed.
@@ -49,15 +54,33 @@ struct InstalledModel {
 // throws std::runtime_error naming the file when installed.json or the version folder is damaged.
 std::optional<InstalledModel> read_installed(const std::filesystem::path& dir);
 
+// What `dir` holds, never throwing for a damaged folder (a door must start and repair itself
+// over the air): the installed model when it is sound, otherwise what is damaged and the
+// lowest version that may replace it (the version installed.json or versions/ names, so that
+// a damaged folder does not open the door to downgrades).
+struct InstallFolderState {
+    std::optional<InstalledModel> installed;  // nullopt: nothing installed, or damaged
+    std::string damage;                       // "" when sound; else what is wrong (printable)
+    std::int64_t version_floor = 0;           // with damage: versions >= this may be installed
+    std::int64_t previous_version = 0;        // kept version to record as previous (0: none)
+    std::int64_t refuse_up_to = 0;
+};
+// `deep`: also check model.bin and gallery.bin against the manifest's SHA-256 and, with `key`,
+// the manifest's signature (reads the model once). Thread safety: as read_installed.
+InstallFolderState inspect_install_folder(const std::filesystem::path& dir, bool deep = false,
+                                          const PublicKey* key = nullptr);
+
 // The gallery of the installed model, after checking model.bin and gallery.bin against the
 // manifest's SHA-256. throws PackageError naming the file that no longer matches.
 Gallery load_installed_gallery(const InstalledModel& installed);
 
-// Verifies `package` with `key` and installs it into `dir` (the offline path: a package file
-// copied by hand). ensures: the new version is installed and the one before kept as previous.
-// throws PackageError when it does not verify or is not newer (unless allow_rollback).
+// Verifies `package` with `key` for `site` and installs it into `dir` (the offline path: a
+// package file copied by hand). ensures: the new version is installed and the one before kept
+// as previous. throws PackageError when it does not verify, is not for `site` or is not newer
+// (unless allow_rollback); std::system_error (errno in code()) when the disk fails, leaving the
+// installed version and no staging debris behind.
 InstalledModel install_package(const std::filesystem::path& dir, const Package& package, const PublicKey& key,
-                               bool allow_rollback = false);
+                               std::string_view site, bool allow_rollback = false);
 
 // Operator rollback: the previous version becomes the installed one, and versions up to the
 // one rolled back from are refused from then on (an agent will not reinstall it).
@@ -80,10 +103,19 @@ struct DoorAgentOptions {
     bool allow_rollback = false;           // accept versions older than the installed one
     std::chrono::milliseconds stall_resubscribe{5'000};  // no new chunk for this long: ask again
     std::uint64_t max_payload_bytes = 1ull << 30;
-    // Received messages waiting for the worker; beyond it chunks are dropped and fetched
-    // again from the broker's retained copies (Paho's callbacks must never block).
+    // Received chunks waiting for the worker (payload + topic + 256 bytes each); beyond it
+    // chunks are dropped and fetched again from the broker's retained copies (Paho's callbacks
+    // must never block). Manifests have their own bound: at most kMaxPendingManifests of at
+    // most max_manifest_bytes each; a newer one displaces the oldest, and the retained manifest
+    // is asked for again. docs/mqtt.md, "Memory bound".
     std::size_t queue_bytes = 64u << 20;
+    std::size_t max_manifest_bytes = 4u << 20;
+    // A local fault while installing (disk full, I/O error): retried after this, doubling up
+    // to 60 s; the staged chunks are kept.
+    std::chrono::milliseconds install_retry{1'000};
 };
+
+inline constexpr std::size_t kMaxPendingManifests = 2;
 
 class DoorAgent {
 public:

@@ -52,8 +52,9 @@ public:
     SigningKey& operator=(const SigningKey&) = default;
     ~SigningKey();  // wipes the secret bytes
 
-    // Writes signing.key (0600, durable) and signing.pub into `key_dir` (created if needed).
-    // throws std::runtime_error when signing.key already exists there (never overwrites a key).
+    // Writes signing.key (0600, durable) and signing.pub into `key_dir`, created 0700 if needed
+    // whatever the umask. throws std::runtime_error when signing.key already exists there
+    // (never overwrites a key).
     void save(const std::filesystem::path& key_dir) const;
 
     const PublicKey& public_key() const { return public_key_; }

@@ -28,11 +28,16 @@
 
 namespace faceadapt::publish {
 
-inline constexpr int kFormatVersion = 1;
+// Manifests this build writes. 2 = 1 + the required top-level "site" (docs/package-format.md);
+// 1 is still read (an installed v1 model keeps working) but never installed.
+inline constexpr int kFormatVersion = 2;
+inline constexpr int kOldestReadableFormatVersion = 1;
 inline constexpr std::string_view kPackageMagic = "FAPKG001";
 inline constexpr std::string_view kGalleryMagic = "FAGAL001";
 inline constexpr std::size_t kEmbeddingDim = 128;
 inline constexpr std::size_t kDefaultChunkBytes = 256 * 1024;
+// A manifest's gallery.threshold must be finite and in (0, kMaxMatchThreshold].
+inline constexpr double kMaxMatchThreshold = 10.0;
 
 // Thrown for every malformed, inconsistent or unverifiable package; the message names the
 // part, field or chunk at fault.
@@ -60,11 +65,17 @@ std::string encode_gallery(const Gallery& gallery);
 // throws PackageError on a bad magic, a truncated record, or dim != 128.
 // The threshold is not in the part: it comes from the manifest (pass it in).
 Gallery decode_gallery(std::string_view bytes, double threshold);
+// What a door requires of a gallery before it installs it: every embedding finite, every name
+// valid UTF-8 without control characters, the threshold finite in (0, kMaxMatchThreshold].
+// throws PackageError naming the entry or the threshold.
+void check_gallery(const Gallery& gallery);
 
 // The network the model part holds and what it expects as input.
 struct ArchitectureSpec {
-    std::string name = "faceadapt-resnet29";
-    std::string model_format = "faceadapt-model";  // how to read the model part
+    std::string name = "dlib-resnet29";             // must equal the model file's "architecture"
+    // How to read the model part; a door refuses formats it does not know. Known:
+    // "faceadapt-model v1" (docs/model-format.md; "faceadapt-model" is read as v1).
+    std::string model_format = "faceadapt-model v1";
     int input_width = 150;
     int input_height = 150;
     int input_channels = 3;
@@ -88,6 +99,7 @@ struct Manifest {
     std::int64_t parent_version = 0;  // 0: none
     std::string created;              // ISO 8601 UTC
     std::string key_id;               // PublicKey::key_id() of the signer
+    std::string site;                 // the site it was signed for (format_version >= 2); "" in v1
     ArchitectureSpec architecture;
     std::vector<PartInfo> parts;
     std::uint64_t payload_size = 0;
@@ -107,6 +119,9 @@ struct Manifest {
     // Parses and checks internal consistency (parts tile the payload, chunk count matches
     // payload size / chunk size, hex lengths). throws PackageError naming the field.
     static Manifest parse(std::string_view json_text);
+    // What a door requires before it downloads or installs: bound to `site`, a model format it
+    // knows, 128-dim euclidean embeddings, a sane threshold. throws PackageError naming the field.
+    void check_installable(std::string_view site) const;
 };
 
 // The manifest text together with its signature (the MQTT manifest message).
@@ -125,7 +140,8 @@ struct SignedManifest {
 
 // What the daemon (or `faceadapt package`) supplies to build a package.
 struct PackageInput {
-    std::string model_bytes;     // the model file, opaque here
+    std::string site;            // the site it is for ([A-Za-z0-9_-]+); the door checks it
+    std::string model_bytes;     // the model file (architecture.model_format)
     Gallery gallery;             // may be empty
     std::int64_t model_version = 1;
     std::int64_t parent_version = 0;
@@ -155,12 +171,16 @@ struct Package {
 };
 
 // Builds and signs. throws PackageError on an invalid input (version < 1, chunk size out of
-// range, a gallery name that is empty or too long).
+// range, a bad site, a gallery or model a door would refuse: see verify_package).
 Package build_package(const PackageInput& input, const SigningKey& key);
 
 // Full verification: signature with `key`, payload size, every chunk, every part and the whole
-// payload SHA-256, the gallery decodes to manifest.gallery_entries entries.
+// payload SHA-256, the gallery decodes to manifest.gallery_entries entries and passes
+// check_gallery, the model part is a well-formed file of the manifest's model_format and
+// architecture, and Manifest::check_installable(site).
 // ensures: the verified manifest. throws PackageError naming what failed.
+Manifest verify_package(const Package& package, const PublicKey& key, std::string_view site);
+// The same for tools that do not know the site (`faceadapt package`): every check but the site.
 Manifest verify_package(const Package& package, const PublicKey& key);
 
 }  // namespace faceadapt::publish

@@ -55,8 +55,20 @@ struct DoorState {
     std::uint64_t chunks_received = 0;   // of offered_version
     std::uint64_t chunks_total = 0;
     std::string error;                   // "" when none
+    // Messages that failed verification (bad signature, junk, another site, tampered chunks,
+    // oversized) or named a version not newer than the one installed or being received:
+    // counted here and never acted on (docs/mqtt.md, "What a door ignores").
+    std::uint64_t ignored = 0;
+    std::string last_ignored;            // why the last one was ignored ("" when none)
+    // The last validly signed manifest of this site refused as stale (not newer than the
+    // installed version, or rolled back): its version and why. Unlike `rejected`, it does not
+    // change `status`; Publisher::wait_for_acks counts it as a refusal of that version.
+    std::int64_t refused_version = 0;
+    std::string refused_reason;
+    std::string damage;                  // the install folder is damaged: what ("" when sound)
     std::string time;                    // ISO 8601 UTC of this report
 
+    // Strings are made printable (faceadapt/publish/text.hpp) on the way out.
     std::string to_json() const;
     // throws std::invalid_argument when `json_text` is not a door state.
     static DoorState parse(std::string_view json_text);

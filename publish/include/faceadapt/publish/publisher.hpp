@@ -52,7 +52,7 @@ struct PublishReport {
 
 struct AckResult {
     std::vector<std::string> acked;      // installed exactly the version asked for
-    std::vector<std::string> rejected;   // refused it (state "rejected" for that version)
+    std::vector<std::string> rejected;   // refused it (state "rejected" for that version, or refused_version)
     std::vector<std::string> missing;    // no answer in time
     std::map<std::string, DoorState> states;
     bool all_acked() const { return rejected.empty() && missing.empty(); }

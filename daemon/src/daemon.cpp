@@ -410,6 +410,10 @@ struct Daemon::Impl {
             publisher = std::make_unique<publish::Publisher>(po);
             publisher->set_door_state_handler([this](const publish::DoorState& s) {
                 metrics.set("faceadapt_door_installed_version", {{"door", s.door}}, double(s.installed_version));
+                // Messages the door refused to act on (failed verification, stale, other site):
+                // a rising count means someone is publishing junk or replays on the broker.
+                metrics.set("faceadapt_door_ignored_messages", {{"door", s.door}}, double(s.ignored));
+                metrics.set("faceadapt_door_damaged", {{"door", s.door}}, s.damage.empty() ? 0.0 : 1.0);
             });
             return publisher.get();
         } catch (const std::exception& e) {

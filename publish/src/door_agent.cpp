@@ -55,7 +55,7 @@ struct DoorAgent::Impl {
     std::optional<Clock::time_point> install_retry_at;  // a local fault: try finish() again then
     std::chrono::milliseconds install_backoff{0};
     Clock::time_point last_manifest_refetch{};
-    detail::LogThrottle ignored_log, fault_log;
+    detail::LogThrottle ignored_log, fault_log, refetch_log;
 
     // Shared with Paho's callbacks and the API.
     mutable std::mutex mutex;
@@ -360,7 +360,9 @@ struct DoorAgent::Impl {
             std::error_code ec;
             fs::remove_all(dir, ec);
             fault("cannot stage model version " + std::to_string(m.model_version) + ": " + e.what() +
-                  " (waiting for the manifest again)");
+                  " (asking for the manifest again)");
+            std::lock_guard lock(mutex);
+            manifest_displaced = true;  // housekeeping re-subscribes: the retained manifest comes again
             return;
         }
         staging = Staging{envelope, m, dir, std::vector<bool>(m.chunk_count()), 0};
@@ -606,15 +608,19 @@ struct DoorAgent::Impl {
             drops = dropped;
             dropped = 0;
         }
-        if (drops > 0) spdlog::info("{}: {} chunks dropped while busy; they will be fetched again", log_name, drops);
         dropped_since_progress += drops;
         auto wait = dropped_since_progress > 0 ? std::min(options.stall_resubscribe, std::chrono::milliseconds(1000))
                                                : options.stall_resubscribe;
         if (Clock::now() - last_progress < wait) return;
         last_progress = Clock::now();
+        std::uint64_t held = 0;
+        if (refetch_log.allow(held))
+            spdlog::info("{}: no new chunk of version {} for {} ms ({}/{} received, {} dropped while busy); asking the "
+                         "broker again{}",
+                         log_name, staging->manifest.model_version, wait.count(), staging->received, staging->have.size(),
+                         dropped_since_progress,
+                         held ? " (" + std::to_string(held) + " such lines not logged)" : std::string());
         dropped_since_progress = 0;
-        spdlog::info("{}: no chunk of version {} for {} ms ({}/{} received); asking the broker again", log_name,
-                     staging->manifest.model_version, wait.count(), staging->received, staging->have.size());
         refetch_missing();
     }
 

@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
 using namespace std::chrono_literals;
 using faceadapt::test::make_package;
+using faceadapt::test::slurp;
 using faceadapt::test::Mosquitto;
 using faceadapt::test::MosquittoOptions;
 using faceadapt::test::RawClient;
@@ -34,11 +35,6 @@ using faceadapt::test::TempDir;
 namespace {
 
 constexpr const char* kSite = "lab";
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
 
 MosquittoOptions broker_options() {
     MosquittoOptions o;
@@ -344,14 +340,30 @@ private:
     std::string error_;
 };
 
-TEST_F(DoorAttack, FullDiskIsRetriedNotRememberedAsRejected) {
-    Tmpfs disk(dir(), "2m");
-    if (!disk.mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs on " << dir() << ": " << disk.error() << " (needs root)";
-    door_ = start_door();
-    // 1.2 MB staged + 1.2 MB being installed do not fit in 2 MiB.
-    auto pkg = make_package(key_, 1, 1'200'000, 64 * 1024);
-    publisher().publish(pkg);
-    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error"; }, 30s)) << door_->state().to_json();
+// The door's folder on a 2 MiB tmpfs; a package that is staged but cannot be installed there
+// (1.2 MB staged + 1.2 MB being installed do not fit). Skips when it cannot mount.
+class FullDisk : public DoorAttack {
+protected:
+    void SetUp() override {
+        disk_ = std::make_unique<Tmpfs>(dir(), "2m");
+        if (!disk_->mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs on " << dir() << ": " << disk_->error() << " (needs root)";
+        door_ = start_door();
+        pkg_ = make_package(key_, 1, 1'200'000, 64 * 1024);
+        publisher().publish(pkg_);
+        ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error"; }, 30s)) << door_->state().to_json();
+    }
+    void TearDown() override {
+        if (door_) door_->stop();  // before the tmpfs goes
+        door_.reset();
+        disk_.reset();
+    }
+    std::unique_ptr<Tmpfs> disk_;
+    fp::Package pkg_;
+};
+
+TEST_F(FullDisk, IsRetriedNotRememberedAsRejected) {
+    auto& pkg = pkg_;
+    auto& disk = *disk_;
     auto s = door_->state();
     EXPECT_NE(s.error.find("No space left on device"), std::string::npos) << s.error;
     EXPECT_EQ(s.installed_version, 0);
@@ -366,21 +378,12 @@ TEST_F(DoorAttack, FullDiskIsRetriedNotRememberedAsRejected) {
     publisher().publish(pkg);
     ASSERT_TRUE(installed(*door_, 1)) << door_->state().to_json();
     EXPECT_EQ(slurp(fp::read_installed(dir())->model_file), std::string(pkg.part_bytes("model")));
-    door_->stop();
-    door_.reset();
 }
 
-TEST_F(DoorAttack, FullDiskIsRetriedByTheDoorWithoutARepublish) {
-    Tmpfs disk(dir(), "2m");
-    if (!disk.mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs on " << dir() << ": " << disk.error() << " (needs root)";
-    door_ = start_door();
-    auto pkg = make_package(key_, 1, 1'200'000, 64 * 1024);
-    publisher().publish(pkg);
-    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error"; }, 30s)) << door_->state().to_json();
-    ASSERT_TRUE(disk.resize("16m"));
+TEST_F(FullDisk, IsRetriedByTheDoorWithoutARepublish) {
+    ASSERT_TRUE(disk_->resize("16m"));
     ASSERT_TRUE(installed(*door_, 1, 60s)) << door_->state().to_json();
-    door_->stop();
-    door_.reset();
+    EXPECT_EQ(slurp(fp::read_installed(dir())->model_file), std::string(pkg_.part_bytes("model")));
 }
 
 // ---- class 6: signed nonsense is refused before install --------------------------------------

@@ -536,6 +536,34 @@ TEST_F(DoorAttack, FiftyThousandBadChunksGiveAFewLinesAndStatesWithCounts) {
     EXPECT_TRUE(installed(*door_, 2)) << door_->state().to_json();
 }
 
+// ---- class 2 on the daemon's side: invented doors and huge door states are bounded -----------
+
+TEST_F(DoorAttack, PublisherKeepsAtMostMaxDoorsAndIgnoresHugeStates) {
+    auto o = publisher_options();
+    o.max_doors = 50;
+    fp::Publisher pub(o);
+    auto& cli = daemon_raw().client();
+    std::deque<mqtt::delivery_token_ptr> in_flight;
+    for (int i = 0; i < 500; ++i) {
+        auto state = "{\"door\":\"x\",\"status\":\"installed\",\"installed_version\":1}";
+        in_flight.push_back(cli.publish("faceadapt/lab/door/fake" + std::to_string(i) + "/state", state, std::strlen(state), 1, false));
+        if (in_flight.size() >= 64) {
+            in_flight.front()->wait_for(10s);
+            in_flight.pop_front();
+        }
+    }
+    std::string huge(1u << 20, ' ');
+    daemon_raw().publish("faceadapt/lab/door/fake0/state", "{\"door\":\"x\",\"status\":\"rejected\",\"installed_version\":9}" + huge, false);
+    for (auto& t : in_flight) t->wait_for(10s);
+    // A real door still reports after the flood and is seen (its state comes once it installs).
+    install_v1();
+    EXPECT_EQ(publisher().wait_for_acks(1, {"door0"}, 10s).acked.size(), 1u);
+    auto states = pub.door_states();
+    EXPECT_EQ(states.size(), 50u);
+    ASSERT_TRUE(states.contains("fake0"));
+    EXPECT_EQ(states["fake0"].installed_version, 1);  // the 1 MB state was ignored
+}
+
 // ---- class 12: the key folder is 0700 whatever the umask --------------------------------------
 
 TEST(Keygen, KeyFolderIs0700UnderUmask000) {

@@ -43,6 +43,8 @@ struct DoorAgent::Impl {
 
     // Worker-owned (only the worker thread touches these once started).
     std::optional<Staging> staging;
+    // A validly signed manifest of the same version as `staging` but other bytes (see on_manifest).
+    std::optional<std::pair<std::string, Manifest>> alternative;
     // sha256 of envelopes refused for good (bad contents) or unverifiable: bounded, oldest out.
     std::set<std::string> memo;
     std::deque<std::string> memo_order;
@@ -209,6 +211,7 @@ struct DoorAgent::Impl {
             }
         }
         refetch_topics.clear();
+        alternative.reset();
         install_retry_at.reset();
         install_backoff = std::chrono::milliseconds(0);
         std::error_code ec;
@@ -313,7 +316,21 @@ struct DoorAgent::Impl {
             return;
         }
         // Stale: not newer than what is being received, or refused by the install folder.
-        if (staging && m.model_version <= staging->manifest.model_version) {
+        if (staging && m.model_version == staging->manifest.model_version) {
+            // Another signing of the version being received (e.g. a rebuilt package): the door
+            // goes on with the one it has, and switches only when a chunk that fails the staged
+            // manifest matches this one (the broker holds its chunks). Not a refusal of the
+            // version, so no refused_version.
+            try {
+                m.check_installable(options.site);
+                alternative = std::pair{envelope, m};
+            } catch (const PackageError&) {
+            }
+            ignore("another manifest of version " + std::to_string(m.model_version) +
+                   ", which is being received; going on with the first one");
+            return;
+        }
+        if (staging && m.model_version < staging->manifest.model_version) {
             refuse_stale(m.model_version, "version " + std::to_string(m.model_version) +
                                               " is not newer than version " + std::to_string(staging->manifest.model_version) +
                                               " being received");
@@ -351,6 +368,11 @@ struct DoorAgent::Impl {
             return;
         }
         drop_staging("a newer package was announced");
+        start_staging(envelope, m);
+    }
+
+    // Stages a verified, acceptable, installable manifest and asks for its chunks.
+    void start_staging(const std::string& envelope, const Manifest& m) {
         auto dir = options.dir / "staging" / std::to_string(m.model_version);
         try {
             fs::remove_all(dir);
@@ -396,6 +418,15 @@ struct DoorAgent::Impl {
         if (st.have[index]) return;  // duplicate
         auto expected = std::min<std::uint64_t>(st.manifest.chunk_size, st.manifest.payload_size - index * st.manifest.chunk_size);
         if (bytes.size() != expected || detail::sha256_hex(bytes) != st.manifest.chunk_sha256[index]) {
+            if (alternative && alternative->second.model_version == version && index < alternative->second.chunk_count() &&
+                detail::sha256_hex(bytes) == alternative->second.chunk_sha256[index]) {
+                auto [envelope, m] = std::move(*alternative);
+                alternative.reset();
+                drop_staging("the broker holds the chunks of another signing of this version");
+                start_staging(envelope, m);
+                if (staging) on_chunk(version, index, bytes);
+                return;
+            }
             ignore("chunk " + std::to_string(index) + " of version " + std::to_string(version) +
                    ": sha256 does not match the signed manifest (tampered or corrupted); waiting for a good copy");
             return;

@@ -242,6 +242,30 @@ TEST_F(DoorAttack, ReplayedAndBadlySignedManifestsDuringATransferChangeNothing) 
     }
 }
 
+TEST_F(DoorAttack, ARebuiltPackageOfTheVersionBeingReceivedIsFollowedOnlyWhenItsChunksArrive) {
+    install_v1();
+    auto model = faceadapt::test::fake_model_file(40'000, 2);
+    auto first = forge(key_, 2, model, faceadapt::test::small_gallery(2), {});
+    auto rebuilt = forge(key_, 2, model, faceadapt::test::small_gallery(3), {});  // other gallery, same version
+    ASSERT_NE(first.signed_manifest.envelope(), rebuilt.signed_manifest.envelope());
+    auto last = first.manifest.chunk_count() - 1;
+    ASSERT_NE(first.chunk(last), rebuilt.chunk(last));
+    publish_all_but(first, last);
+    ASSERT_TRUE(door_->wait_for([&](const fp::DoorState& s) { return s.chunks_received == last && s.offered_version == 2; }, 30s))
+        << door_->state().to_json();
+    // The rebuilt manifest alone changes nothing; once its chunks are on the broker the door
+    // follows it and installs it. No state ever claims a refusal of version 2.
+    daemon_raw().publish(publisher().topics().manifest(), rebuilt.signed_manifest.envelope(), false);
+    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.ignored >= 1; }, 10s)) << door_->state().to_json();
+    EXPECT_EQ(door_->state().refused_version, 0);
+    EXPECT_EQ(door_->state().chunks_received, last);
+    publisher().publish(rebuilt);
+    ASSERT_TRUE(installed(*door_, 2)) << door_->state().to_json();
+    EXPECT_EQ(slurp(fp::read_installed(dir())->gallery_file), std::string(rebuilt.part_bytes("gallery")));
+    EXPECT_EQ(publisher().wait_for_acks(2, {"door0"}, 5s).acked, std::vector<std::string>{"door0"});
+    EXPECT_EQ(door_->state().refused_version, 0);
+}
+
 TEST_F(DoorAttack, StaleSignedManifestIsCountedAndTheAckStaysTrue) {
     install_v1();
     publisher().publish(make_package(key_, 3, 20'000, 8 * 1024));

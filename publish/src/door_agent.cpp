@@ -342,17 +342,8 @@ struct DoorAgent::Impl {
             damaged = !current_state.damage.empty();
         }
         auto folder = refresh_installed(damaged);  // a damaged folder is checked in depth until repaired
-        if (folder.installed && folder.installed->version == m.model_version && !staging) {
-            // The retained manifest of what is installed (every (re)connection sees it).
-            set_state([&](DoorState& s) {
-                if (s.status != "installed" || s.offered_version != m.model_version) {
-                    s.status = "installed";
-                    s.offered_version = m.model_version;
-                    s.error.clear();
-                }
-            });
-            return;
-        }
+        if (folder.installed && folder.installed->version == m.model_version && !staging)
+            return;  // the retained manifest of what is installed (every (re)connection sees it): nothing to do
         if (auto problem = acceptance_problem(folder, m.model_version, options.allow_rollback); !problem.empty()) {
             refuse_stale(m.model_version, problem);
             return;

@@ -210,6 +210,8 @@ struct Daemon::Impl {
             {"faceadapt_publish_last_seconds", {T::gauge, "Duration of the last publication"}},
             {"faceadapt_door_acks_total", {T::counter, "Door answers to publications"}},
             {"faceadapt_door_installed_version", {T::gauge, "Version each door reports installed"}},
+            {"faceadapt_door_ignored_messages", {T::gauge, "Messages each door reports it ignored (unverified, stale, other site)"}},
+            {"faceadapt_door_damaged", {T::gauge, "1 while a door reports a damaged install folder"}},
             {"faceadapt_config_reloads_total", {T::counter, "SIGHUP reloads by result"}},
         };
         for (const auto& [name, f] : families) metrics.describe(name, f.first, f.second);

@@ -4,7 +4,7 @@ JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SHELL   := /bin/bash
 
-.PHONY: all deps configure build test bench bench-adapt demo install format clean
+.PHONY: all deps configure build test test-asan fuzz bench bench-adapt demo install format clean
 
 all: build
 
@@ -23,6 +23,14 @@ build: configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
+# config, quality, publish and daemon tests under ASan + UBSan (gcc), in build-asan.
+test-asan:
+	@scripts/run-asan-tests
+
+# libFuzzer targets (fuzz/), clang, in build-fuzz; FUZZ_SECONDS per target (default 60).
+fuzz:
+	@scripts/run-fuzz
+
 bench: build
 	@scripts/run-benchmarks $(BUILD)
 
@@ -39,4 +47,4 @@ format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz build-asan

@@ -244,8 +244,10 @@ void read_table(Reader& r, const toml::table& table, const std::string& prefix,
                 const std::vector<Field<S>>& fields, S& out) {
     for (auto&& [key, node] : table) {
         const std::string path = prefix + "." + std::string(key.str());
+        // A named copy: clang before 16 cannot capture a structured binding in a lambda.
+        const std::string_view name = key.str();
         auto field = std::find_if(fields.begin(), fields.end(),
-                                  [&](const Field<S>& f) { return f.name == key.str(); });
+                                  [&](const Field<S>& f) { return f.name == name; });
         if (field == fields.end()) unknown_key(r, key, path, names_of(fields));
         else field->read(r, node, path, out);
     }

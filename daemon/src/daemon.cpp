@@ -210,6 +210,8 @@ struct Daemon::Impl {
             {"faceadapt_publish_last_seconds", {T::gauge, "Duration of the last publication"}},
             {"faceadapt_door_acks_total", {T::counter, "Door answers to publications"}},
             {"faceadapt_door_installed_version", {T::gauge, "Version each door reports installed"}},
+            {"faceadapt_door_ignored_messages", {T::gauge, "Messages each door reports it ignored (unverified, stale, other site)"}},
+            {"faceadapt_door_damaged", {T::gauge, "1 while a door reports a damaged install folder"}},
             {"faceadapt_config_reloads_total", {T::counter, "SIGHUP reloads by result"}},
         };
         for (const auto& [name, f] : families) metrics.describe(name, f.first, f.second);
@@ -410,6 +412,10 @@ struct Daemon::Impl {
             publisher = std::make_unique<publish::Publisher>(po);
             publisher->set_door_state_handler([this](const publish::DoorState& s) {
                 metrics.set("faceadapt_door_installed_version", {{"door", s.door}}, double(s.installed_version));
+                // Messages the door refused to act on (failed verification, stale, other site):
+                // a rising count means someone is publishing junk or replays on the broker.
+                metrics.set("faceadapt_door_ignored_messages", {{"door", s.door}}, double(s.ignored));
+                metrics.set("faceadapt_door_damaged", {{"door", s.door}}, s.damage.empty() ? 0.0 : 1.0);
             });
             return publisher.get();
         } catch (const std::exception& e) {

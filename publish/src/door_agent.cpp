@@ -43,6 +43,8 @@ struct DoorAgent::Impl {
 
     // Worker-owned (only the worker thread touches these once started).
     std::optional<Staging> staging;
+    // A validly signed manifest of the same version as `staging` but other bytes (see on_manifest).
+    std::optional<std::pair<std::string, Manifest>> alternative;
     // sha256 of envelopes refused for good (bad contents) or unverifiable: bounded, oldest out.
     std::set<std::string> memo;
     std::deque<std::string> memo_order;
@@ -55,7 +57,7 @@ struct DoorAgent::Impl {
     std::optional<Clock::time_point> install_retry_at;  // a local fault: try finish() again then
     std::chrono::milliseconds install_backoff{0};
     Clock::time_point last_manifest_refetch{};
-    detail::LogThrottle ignored_log, fault_log;
+    detail::LogThrottle ignored_log, fault_log, refetch_log;
 
     // Shared with Paho's callbacks and the API.
     mutable std::mutex mutex;
@@ -209,6 +211,7 @@ struct DoorAgent::Impl {
             }
         }
         refetch_topics.clear();
+        alternative.reset();
         install_retry_at.reset();
         install_backoff = std::chrono::milliseconds(0);
         std::error_code ec;
@@ -313,7 +316,21 @@ struct DoorAgent::Impl {
             return;
         }
         // Stale: not newer than what is being received, or refused by the install folder.
-        if (staging && m.model_version <= staging->manifest.model_version) {
+        if (staging && m.model_version == staging->manifest.model_version) {
+            // Another signing of the version being received (e.g. a rebuilt package): the door
+            // goes on with the one it has, and switches only when a chunk that fails the staged
+            // manifest matches this one (the broker holds its chunks). Not a refusal of the
+            // version, so no refused_version.
+            try {
+                m.check_installable(options.site);
+                alternative = std::pair{envelope, m};
+            } catch (const PackageError&) {
+            }
+            ignore("another manifest of version " + std::to_string(m.model_version) +
+                   ", which is being received; going on with the first one");
+            return;
+        }
+        if (staging && m.model_version < staging->manifest.model_version) {
             refuse_stale(m.model_version, "version " + std::to_string(m.model_version) +
                                               " is not newer than version " + std::to_string(staging->manifest.model_version) +
                                               " being received");
@@ -325,17 +342,8 @@ struct DoorAgent::Impl {
             damaged = !current_state.damage.empty();
         }
         auto folder = refresh_installed(damaged);  // a damaged folder is checked in depth until repaired
-        if (folder.installed && folder.installed->version == m.model_version && !staging) {
-            // The retained manifest of what is installed (every (re)connection sees it).
-            set_state([&](DoorState& s) {
-                if (s.status != "installed" || s.offered_version != m.model_version) {
-                    s.status = "installed";
-                    s.offered_version = m.model_version;
-                    s.error.clear();
-                }
-            });
-            return;
-        }
+        if (folder.installed && folder.installed->version == m.model_version && !staging)
+            return;  // the retained manifest of what is installed (every (re)connection sees it): nothing to do
         if (auto problem = acceptance_problem(folder, m.model_version, options.allow_rollback); !problem.empty()) {
             refuse_stale(m.model_version, problem);
             return;
@@ -351,6 +359,11 @@ struct DoorAgent::Impl {
             return;
         }
         drop_staging("a newer package was announced");
+        start_staging(envelope, m);
+    }
+
+    // Stages a verified, acceptable, installable manifest and asks for its chunks.
+    void start_staging(const std::string& envelope, const Manifest& m) {
         auto dir = options.dir / "staging" / std::to_string(m.model_version);
         try {
             fs::remove_all(dir);
@@ -360,7 +373,9 @@ struct DoorAgent::Impl {
             std::error_code ec;
             fs::remove_all(dir, ec);
             fault("cannot stage model version " + std::to_string(m.model_version) + ": " + e.what() +
-                  " (waiting for the manifest again)");
+                  " (asking for the manifest again)");
+            std::lock_guard lock(mutex);
+            manifest_displaced = true;  // housekeeping re-subscribes: the retained manifest comes again
             return;
         }
         staging = Staging{envelope, m, dir, std::vector<bool>(m.chunk_count()), 0};
@@ -394,6 +409,15 @@ struct DoorAgent::Impl {
         if (st.have[index]) return;  // duplicate
         auto expected = std::min<std::uint64_t>(st.manifest.chunk_size, st.manifest.payload_size - index * st.manifest.chunk_size);
         if (bytes.size() != expected || detail::sha256_hex(bytes) != st.manifest.chunk_sha256[index]) {
+            if (alternative && alternative->second.model_version == version && index < alternative->second.chunk_count() &&
+                detail::sha256_hex(bytes) == alternative->second.chunk_sha256[index]) {
+                auto [envelope, m] = std::move(*alternative);
+                alternative.reset();
+                drop_staging("the broker holds the chunks of another signing of this version");
+                start_staging(envelope, m);
+                if (staging) on_chunk(version, index, bytes);
+                return;
+            }
             ignore("chunk " + std::to_string(index) + " of version " + std::to_string(version) +
                    ": sha256 does not match the signed manifest (tampered or corrupted); waiting for a good copy");
             return;
@@ -606,15 +630,19 @@ struct DoorAgent::Impl {
             drops = dropped;
             dropped = 0;
         }
-        if (drops > 0) spdlog::info("{}: {} chunks dropped while busy; they will be fetched again", log_name, drops);
         dropped_since_progress += drops;
         auto wait = dropped_since_progress > 0 ? std::min(options.stall_resubscribe, std::chrono::milliseconds(1000))
                                                : options.stall_resubscribe;
         if (Clock::now() - last_progress < wait) return;
         last_progress = Clock::now();
+        std::uint64_t held = 0;
+        if (refetch_log.allow(held))
+            spdlog::info("{}: no new chunk of version {} for {} ms ({}/{} received, {} dropped while busy); asking the "
+                         "broker again{}",
+                         log_name, staging->manifest.model_version, wait.count(), staging->received, staging->have.size(),
+                         dropped_since_progress,
+                         held ? " (" + std::to_string(held) + " such lines not logged)" : std::string());
         dropped_since_progress = 0;
-        spdlog::info("{}: no chunk of version {} for {} ms ({}/{} received); asking the broker again", log_name,
-                     staging->manifest.model_version, wait.count(), staging->received, staging->have.size());
         refetch_missing();
     }
 

@@ -1,6 +1,7 @@
 #include "faceadapt/publish/package.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -47,6 +48,12 @@ private:
     std::string what_;
     std::size_t pos_ = 0;
 };
+
+std::string short_number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", v);  // 1e+300 reads better than 301 digits
+    return buf;
+}
 
 bool is_hex(const std::string& s, std::size_t len) {
     if (s.size() != len) return false;
@@ -139,8 +146,8 @@ Gallery decode_gallery(std::string_view bytes, double threshold) {
 
 void check_gallery(const Gallery& g) {
     if (!std::isfinite(g.threshold) || g.threshold <= 0 || g.threshold > kMaxMatchThreshold)
-        throw PackageError("gallery: threshold " + std::to_string(g.threshold) + " is not finite in (0, " +
-                           std::to_string(kMaxMatchThreshold) + "]");
+        throw PackageError("gallery: threshold " + short_number(g.threshold) + " is not finite in (0, " +
+                           short_number(kMaxMatchThreshold) + "]");
     for (std::size_t i = 0; i < g.entries.size(); ++i) {
         const auto& e = g.entries[i];
         if (!is_printable_utf8(e.name))
@@ -171,8 +178,8 @@ void Manifest::check_installable(std::string_view expected_site) const {
         architecture.input_height < 1 || architecture.input_height > 4096)
         throw PackageError("manifest: architecture.input is not a 3-channel image of 1..4096 pixels a side");
     if (!std::isfinite(match_threshold) || match_threshold <= 0 || match_threshold > kMaxMatchThreshold)
-        throw PackageError("manifest: gallery.threshold " + std::to_string(match_threshold) + " is not finite in (0, " +
-                           std::to_string(kMaxMatchThreshold) + "]");
+        throw PackageError("manifest: gallery.threshold " + short_number(match_threshold) + " is not finite in (0, " +
+                           short_number(kMaxMatchThreshold) + "]");
 }
 
 const PartInfo& Manifest::part(std::string_view name) const {

@@ -88,6 +88,10 @@ struct Publisher::Impl {
                 std::lock_guard lock(mutex);
                 if (msg->get_payload().empty()) {
                     doors.erase(*door);
+                } else if (msg->get_payload().size() > options.max_door_state_bytes) {
+                    warn_throttled(bad_state_log, "ignoring an oversized door state on", topic, "over max_door_state_bytes");
+                } else if (!doors.contains(*door) && doors.size() >= options.max_doors) {
+                    warn_throttled(bad_state_log, "ignoring the state of a new door on", topic, "max_doors doors are known already");
                 } else {
                     try {
                         state = DoorState::parse(msg->get_payload_str());

@@ -334,6 +334,8 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     EXPECT_EQ(metric_value(m, "faceadapt_model_version"), 1.0);
     EXPECT_EQ(metric_value(m, "faceadapt_door_acks_total", "result=\"acked\""), 1.0);
     EXPECT_EQ(metric_value(m, "faceadapt_door_installed_version", "door=\"door1\""), 1.0);
+    EXPECT_EQ(metric_value(m, "faceadapt_door_damaged", "door=\"door1\""), 0.0);
+    EXPECT_TRUE(metric_value(m, "faceadapt_door_ignored_messages", "door=\"door1\""));
 
     // 4. Rollback to version 1: a new version 2, published and acked.
     std::string out;

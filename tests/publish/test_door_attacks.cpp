@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
 using namespace std::chrono_literals;
 using faceadapt::test::make_package;
+using faceadapt::test::slurp;
 using faceadapt::test::Mosquitto;
 using faceadapt::test::MosquittoOptions;
 using faceadapt::test::RawClient;
@@ -34,11 +35,6 @@ using faceadapt::test::TempDir;
 namespace {
 
 constexpr const char* kSite = "lab";
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
 
 MosquittoOptions broker_options() {
     MosquittoOptions o;
@@ -246,6 +242,30 @@ TEST_F(DoorAttack, ReplayedAndBadlySignedManifestsDuringATransferChangeNothing) 
     }
 }
 
+TEST_F(DoorAttack, ARebuiltPackageOfTheVersionBeingReceivedIsFollowedOnlyWhenItsChunksArrive) {
+    install_v1();
+    auto model = faceadapt::test::fake_model_file(40'000, 2);
+    auto first = forge(key_, 2, model, faceadapt::test::small_gallery(2), {});
+    auto rebuilt = forge(key_, 2, model, faceadapt::test::small_gallery(3), {});  // other gallery, same version
+    ASSERT_NE(first.signed_manifest.envelope(), rebuilt.signed_manifest.envelope());
+    auto last = first.manifest.chunk_count() - 1;
+    ASSERT_NE(first.chunk(last), rebuilt.chunk(last));
+    publish_all_but(first, last);
+    ASSERT_TRUE(door_->wait_for([&](const fp::DoorState& s) { return s.chunks_received == last && s.offered_version == 2; }, 30s))
+        << door_->state().to_json();
+    // The rebuilt manifest alone changes nothing; once its chunks are on the broker the door
+    // follows it and installs it. No state ever claims a refusal of version 2.
+    daemon_raw().publish(publisher().topics().manifest(), rebuilt.signed_manifest.envelope(), false);
+    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.ignored >= 1; }, 10s)) << door_->state().to_json();
+    EXPECT_EQ(door_->state().refused_version, 0);
+    EXPECT_EQ(door_->state().chunks_received, last);
+    publisher().publish(rebuilt);
+    ASSERT_TRUE(installed(*door_, 2)) << door_->state().to_json();
+    EXPECT_EQ(slurp(fp::read_installed(dir())->gallery_file), std::string(rebuilt.part_bytes("gallery")));
+    EXPECT_EQ(publisher().wait_for_acks(2, {"door0"}, 5s).acked, std::vector<std::string>{"door0"});
+    EXPECT_EQ(door_->state().refused_version, 0);
+}
+
 TEST_F(DoorAttack, StaleSignedManifestIsCountedAndTheAckStaysTrue) {
     install_v1();
     publisher().publish(make_package(key_, 3, 20'000, 8 * 1024));
@@ -344,14 +364,30 @@ private:
     std::string error_;
 };
 
-TEST_F(DoorAttack, FullDiskIsRetriedNotRememberedAsRejected) {
-    Tmpfs disk(dir(), "2m");
-    if (!disk.mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs on " << dir() << ": " << disk.error() << " (needs root)";
-    door_ = start_door();
-    // 1.2 MB staged + 1.2 MB being installed do not fit in 2 MiB.
-    auto pkg = make_package(key_, 1, 1'200'000, 64 * 1024);
-    publisher().publish(pkg);
-    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error"; }, 30s)) << door_->state().to_json();
+// The door's folder on a 2 MiB tmpfs; a package that is staged but cannot be installed there
+// (1.2 MB staged + 1.2 MB being installed do not fit). Skips when it cannot mount.
+class FullDisk : public DoorAttack {
+protected:
+    void SetUp() override {
+        disk_ = std::make_unique<Tmpfs>(dir(), "2m");
+        if (!disk_->mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs on " << dir() << ": " << disk_->error() << " (needs root)";
+        door_ = start_door();
+        pkg_ = make_package(key_, 1, 1'200'000, 64 * 1024);
+        publisher().publish(pkg_);
+        ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error"; }, 30s)) << door_->state().to_json();
+    }
+    void TearDown() override {
+        if (door_) door_->stop();  // before the tmpfs goes
+        door_.reset();
+        disk_.reset();
+    }
+    std::unique_ptr<Tmpfs> disk_;
+    fp::Package pkg_;
+};
+
+TEST_F(FullDisk, IsRetriedNotRememberedAsRejected) {
+    auto& pkg = pkg_;
+    auto& disk = *disk_;
     auto s = door_->state();
     EXPECT_NE(s.error.find("No space left on device"), std::string::npos) << s.error;
     EXPECT_EQ(s.installed_version, 0);
@@ -366,21 +402,12 @@ TEST_F(DoorAttack, FullDiskIsRetriedNotRememberedAsRejected) {
     publisher().publish(pkg);
     ASSERT_TRUE(installed(*door_, 1)) << door_->state().to_json();
     EXPECT_EQ(slurp(fp::read_installed(dir())->model_file), std::string(pkg.part_bytes("model")));
-    door_->stop();
-    door_.reset();
 }
 
-TEST_F(DoorAttack, FullDiskIsRetriedByTheDoorWithoutARepublish) {
-    Tmpfs disk(dir(), "2m");
-    if (!disk.mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs on " << dir() << ": " << disk.error() << " (needs root)";
-    door_ = start_door();
-    auto pkg = make_package(key_, 1, 1'200'000, 64 * 1024);
-    publisher().publish(pkg);
-    ASSERT_TRUE(door_->wait_for([](const fp::DoorState& s) { return s.status == "error"; }, 30s)) << door_->state().to_json();
-    ASSERT_TRUE(disk.resize("16m"));
+TEST_F(FullDisk, IsRetriedByTheDoorWithoutARepublish) {
+    ASSERT_TRUE(disk_->resize("16m"));
     ASSERT_TRUE(installed(*door_, 1, 60s)) << door_->state().to_json();
-    door_->stop();
-    door_.reset();
+    EXPECT_EQ(slurp(fp::read_installed(dir())->model_file), std::string(pkg_.part_bytes("model")));
 }
 
 // ---- class 6: signed nonsense is refused before install --------------------------------------
@@ -531,6 +558,34 @@ TEST_F(DoorAttack, FiftyThousandBadChunksGiveAFewLinesAndStatesWithCounts) {
     EXPECT_EQ(door_->state().status, "receiving");
     daemon_raw().publish(topic, std::string(v2.chunk(last)));
     EXPECT_TRUE(installed(*door_, 2)) << door_->state().to_json();
+}
+
+// ---- class 2 on the daemon's side: invented doors and huge door states are bounded -----------
+
+TEST_F(DoorAttack, PublisherKeepsAtMostMaxDoorsAndIgnoresHugeStates) {
+    auto o = publisher_options();
+    o.max_doors = 50;
+    fp::Publisher pub(o);
+    auto& cli = daemon_raw().client();
+    std::deque<mqtt::delivery_token_ptr> in_flight;
+    for (int i = 0; i < 500; ++i) {
+        auto state = "{\"door\":\"x\",\"status\":\"installed\",\"installed_version\":1}";
+        in_flight.push_back(cli.publish("faceadapt/lab/door/fake" + std::to_string(i) + "/state", state, std::strlen(state), 1, false));
+        if (in_flight.size() >= 64) {
+            in_flight.front()->wait_for(10s);
+            in_flight.pop_front();
+        }
+    }
+    std::string huge(1u << 20, ' ');
+    daemon_raw().publish("faceadapt/lab/door/fake0/state", "{\"door\":\"x\",\"status\":\"rejected\",\"installed_version\":9}" + huge, false);
+    for (auto& t : in_flight) t->wait_for(10s);
+    // A real door still reports after the flood and is seen (its state comes once it installs).
+    install_v1();
+    EXPECT_EQ(publisher().wait_for_acks(1, {"door0"}, 10s).acked.size(), 1u);
+    auto states = pub.door_states();
+    EXPECT_EQ(states.size(), 50u);
+    ASSERT_TRUE(states.contains("fake0"));
+    EXPECT_EQ(states["fake0"].installed_version, 1);  // the 1 MB state was ignored
 }
 
 // ---- class 12: the key folder is 0700 whatever the umask --------------------------------------

@@ -18,6 +18,7 @@ namespace fp = faceadapt::publish;
 using namespace std::chrono_literals;
 using faceadapt::test::Child;
 using faceadapt::test::make_package;
+using faceadapt::test::slurp;
 using faceadapt::test::Mosquitto;
 using faceadapt::test::RawClient;
 using faceadapt::test::TempDir;
@@ -25,11 +26,6 @@ using faceadapt::test::TempDir;
 namespace {
 
 std::string door_bin() { return (faceadapt::test::binary_dir() / "tools" / "faceadapt-door").string(); }
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
 
 // VmRSS or VmHWM (peak) of a process, in MiB.
 double memory_mib(pid_t pid, const std::string& field) {

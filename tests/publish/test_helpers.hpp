@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -19,6 +21,12 @@
 #include "faceadapt/publish/package.hpp"
 
 namespace faceadapt::test {
+
+// A whole file's bytes ("" when it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
 
 // Deterministic pseudo-random bytes.
 inline std::string random_bytes(std::size_t n, unsigned seed) {

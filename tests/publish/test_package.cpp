@@ -15,14 +15,10 @@
 
 namespace fp = faceadapt::publish;
 using faceadapt::test::make_package;
+using faceadapt::test::slurp;
 using faceadapt::test::TempDir;
 
 namespace {
-std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
-
 // Re-signs a modified manifest with `key` (what an attacker with the key could do, or a buggy packer).
 fp::Package resign(const fp::Package& pkg, const fp::SigningKey& key, const std::function<void(nlohmann::json&)>& edit) {
     auto j = nlohmann::json::parse(pkg.signed_manifest.manifest_json);

@@ -11,6 +11,7 @@
 
 #include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/package.hpp"
+#include "faceadapt/publish/publisher.hpp"
 #include "mosquitto_fixture.hpp"
 #include "test_helpers.hpp"
 
@@ -79,6 +80,41 @@ TEST_F(PublishCli, KeygenPackagePublishAndDoorCommands) {
                       " --site cli --client-id bad --username daemon --password-file " + (t / "bad.pw").string(), &out), 1);
     EXPECT_EQ(run(faceadapt_bin() + " publish " + pkg_file.string() + " --site cli --broker http://x", &out), 2);
     EXPECT_EQ(run(faceadapt_bin() + " package --key " + (t / "nokeys").string() + " --out " + (t / "x.fapkg").string(), &out), 1);
+}
+
+// A damaged install folder does not brick the door: `status` reports it (exit 0), `run` starts,
+// connects, and the current package published again repairs it.
+TEST_F(PublishCli, DamagedFolderIsReportedAndRepairedOverTheAir) {
+    namespace fp = faceadapt::publish;
+    Mosquitto broker;
+    auto t = tmp_.path();
+    auto key = fp::SigningKey::generate();
+    key.save(t / "keys");
+    auto pkg = faceadapt::test::make_package(key, 1, 30'000, 8 * 1024);  // site "lab"
+    fp::install_package(t / "door", pkg, key.public_key(), "lab");
+    auto text = faceadapt::test::slurp(t / "door" / "installed.json");
+    std::ofstream(t / "door" / "installed.json", std::ios::trunc) << text.substr(0, text.size() / 3);
+    std::string out;
+    ASSERT_EQ(run(door_bin() + " status --dir " + (t / "door").string(), &out), 0);
+    EXPECT_NE(out.find("DAMAGED"), std::string::npos) << out;
+    ASSERT_EQ(run(door_bin() + " status --json --dir " + (t / "door").string(), &out), 0);
+    EXPECT_NE(out.find("\"damage\""), std::string::npos) << out;
+
+    Child door(door_bin() + " run --broker " + broker.url() + " --site lab --door door0 --pubkey " +
+               (t / "keys" / "signing.pub").string() + " --dir " + (t / "door").string() + " > " + (t / "door.log").string() +
+               " 2>&1");
+    fp::PublisherOptions po;
+    po.site = "lab";
+    po.mqtt = broker.mqtt_config();
+    fp::Publisher publisher(po);
+    publisher.publish(pkg);
+    auto acks = publisher.wait_for_acks(1, {"door0"}, 60s);
+    EXPECT_EQ(acks.acked, std::vector<std::string>{"door0"}) << faceadapt::test::slurp(t / "door.log");
+    EXPECT_EQ(acks.states["door0"].damage, "");
+    EXPECT_EQ(door.stop(SIGTERM), 0);
+    ASSERT_EQ(run(door_bin() + " status --dir " + (t / "door").string(), &out), 0);
+    EXPECT_NE(out.find("installed version 1"), std::string::npos) << out;
+    EXPECT_EQ(out.find("DAMAGED"), std::string::npos) << out;
 }
 
 TEST_F(PublishCli, GalleryPackageInstallRollbackAndMatch) {

@@ -15,6 +15,7 @@
 namespace fp = faceadapt::publish;
 using namespace std::chrono_literals;
 using faceadapt::test::make_package;
+using faceadapt::test::slurp;
 using faceadapt::test::Mosquitto;
 using faceadapt::test::MosquittoOptions;
 using faceadapt::test::RawClient;
@@ -39,11 +40,6 @@ MosquittoOptions broker_options(int doors) {
     for (int i = 0; i < doors; ++i) o.users.push_back({"door" + std::to_string(i), "pw" + std::to_string(i)});
     o.acl = acl_text();
     return o;
-}
-
-std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
 }
 
 class Transfer : public ::testing::Test {

@@ -38,6 +38,11 @@ struct PublisherOptions {
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds publish_timeout{600'000};  // one publish(), reconnections included
     bool republish_on_reconnect = true;
+    // Bounds on what the daemon keeps of door states (anyone allowed to publish door topics
+    // could invent doors): states over max_door_state_bytes are ignored, and so are doors
+    // beyond max_doors (those already known keep updating).
+    std::size_t max_doors = 10'000;
+    std::size_t max_door_state_bytes = 64 * 1024;
 };
 
 struct PublishReport {

@@ -84,7 +84,7 @@ struct DoorAgent::Impl {
         {
             std::lock_guard lock(mutex);
             change(current_state);
-            current_state.time = detail::utc_now_iso8601();
+            current_state.time = detail::utc_timestamp();
             copy = current_state;
         }
         cv.notify_all();
@@ -185,7 +185,7 @@ struct DoorAgent::Impl {
         DoorState copy;
         {
             std::lock_guard lock(mutex);
-            current_state.time = detail::utc_now_iso8601();
+            current_state.time = detail::utc_timestamp();
             copy = current_state;
         }
         report(copy);

@@ -1,4 +1,4 @@
-// Internal helpers of faceadapt_publish: hex, SHA-256, whole-file I/O, durable writes.
+// Internal helpers of faceadapt_publish: hex (libsodium), SHA-256, whole-file I/O, durable writes.
 // Not installed; nothing outside publish/src includes this.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/time.hpp"
 
 namespace faceadapt::publish::detail {
 
@@ -48,6 +49,6 @@ inline void write_file_durable(const std::filesystem::path& file, std::string_vi
 }
 
 // "2026-11-27T01:02:03Z"
-std::string utc_now_iso8601();
+using common::utc_timestamp;
 
 }  // namespace faceadapt::publish::detail

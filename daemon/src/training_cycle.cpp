@@ -107,6 +107,13 @@ CycleState cycle_state_from_json(const json& j) {
     try {
         if (!j.is_object()) throw std::runtime_error("cycle state: not an object");
         CycleState s;
+        if (!j.contains("step") && j.value("status", "") == "training") {
+            // Written before the steps were saved ({"name", "status": "training", ...}): its
+            // snapshot had no holdout.json, so the cycle starts again from prepare, same name.
+            s.name = at(j, "name").get<std::string>();
+            s.started = j.value("started", common::utc_timestamp());
+            return s;
+        }
         s.name = at(j, "name").get<std::string>();
         s.step = cycle_step_from_string(at(j, "step").get<std::string>());
         s.started = at(j, "started").get<std::string>();

@@ -222,6 +222,12 @@ TEST(CycleState, RoundTripsThroughJson) {
     broken = to_json(s);
     broken.erase("evaluation");  // a release step needs the gallery the evaluation embedded
     EXPECT_THROW(cycle_state_from_json(broken), std::runtime_error);
+    // The cycle.json of the release before: that cycle again from its prepare step.
+    const CycleState old = cycle_state_from_json(
+        json{{"name", "cycle-20261101T000000Z"}, {"status", "training"}, {"max_crop_id", 40}, {"started", "x"}});
+    EXPECT_EQ(old.name, "cycle-20261101T000000Z");
+    EXPECT_EQ(old.step, CycleStep::prepare);
+    EXPECT_FALSE(old.prepared);
 }
 
 TEST_F(TrainingCycleTest, ACycleRunsEachStepOncePromotesAndReleasesTheCandidate) {

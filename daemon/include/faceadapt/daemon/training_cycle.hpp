@@ -104,7 +104,9 @@ struct CycleState {
     int version = 0;                      // the version the gate registered (0: none yet)
 };
 nlohmann::json to_json(const CycleState& s);
-// throws std::runtime_error saying which member is missing or malformed.
+// A state of the release before the steps were saved ({"name", "status": "training", ...})
+// reads as that cycle at its prepare step. throws std::runtime_error saying which member is
+// missing or malformed, or when a step lacks an earlier step's output.
 CycleState cycle_state_from_json(const nlohmann::json& j);
 
 // ---- running a child ---------------------------------------------------------------------

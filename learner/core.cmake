@@ -2,7 +2,6 @@
 target_sources(faceadapt_learner PRIVATE
   src/face_resnet.cpp
   src/weights_import.cpp
-  src/mini_json.cpp
   src/model_file.cpp
   src/embedder.cpp
   src/eval.cpp

@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/gate_figures.hpp"
 #include "faceadapt/daemon/release.hpp"
 
 namespace faceadapt::tools {
@@ -73,7 +74,11 @@ void rollback(const ModelsArgs& args, CommandResult& result) {
         result.exit_code = 2;
         return;
     }
-    const daemon::ReleaseReport r = daemon::rollback(cfg, registry, args.version, nullptr);
+    // The gallery the package carries, embedded by the model rolled back to (in this process:
+    // the CLI links the learner, faceadaptd does not).
+    const daemon::EmbeddedGallery gallery =
+        daemon::embed_gallery(cfg.site.state_dir, registry.get(args.version).model_file, cfg.learner.device);
+    const daemon::ReleaseReport r = daemon::rollback(cfg, registry, args.version, gallery, nullptr);
     std::cout << fmt::format("rolled back to version {} as new version {}: {}\n", args.version, r.version,
                              r.published ? fmt::format("published; doors acked [{}] rejected [{}] missing [{}]",
                                                        fmt::join(r.acked, ","), fmt::join(r.rejected, ","),

@@ -28,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/ingest/face_batch.hpp"
@@ -52,10 +53,13 @@ struct BadInput : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
 };
 
+// common::read_file; a file that cannot be read is the caller's bad input (exit code 2).
 std::string read_bytes(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw BadInput("cannot read " + file.string());
-    return {std::istreambuf_iterator<char>(in), {}};
+    try {
+        return common::read_file(file);
+    } catch (const std::runtime_error& e) {
+        throw BadInput(std::string("cannot read ") + e.what());
+    }
 }
 
 // The pretrained source model as a faceadapt model file (written to a temp file, read back).
@@ -63,7 +67,7 @@ std::string source_model_bytes() {
     auto net = learner::load_source_model();
     learner::ModelMetadata meta;
     meta.version = 0;
-    meta.provenance_json = R"({"source":"face-api 1.7.15 face_recognition_model"})";
+    meta.provenance = {{"source", "face-api 1.7.15 face_recognition_model"}};
     auto tmp = fs::temp_directory_path() / ("faceadapt-source-" + std::to_string(std::random_device{}()) + ".model");
     learner::save_model(net, meta, tmp);
     auto bytes = read_bytes(tmp);

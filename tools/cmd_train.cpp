@@ -5,7 +5,9 @@
 //   DIR holds 150x150 chips (--chips) or photos (detected and aligned first, the largest face
 //   of each), in subfolders or flat; labels are never read. A FILE.chips (FACHIPS1 raw tensor
 //   file) is read as chips. Progress lines go to stdout; SIGTERM/SIGINT write the checkpoint and
-//   exit with code 3 (resume with --resume).
+//   exit with code 3 (resume with --resume). With --protocol-fd N (faceadaptd's training child)
+//   the progress, the result (model file + provenance) and a failure's message are also written
+//   to descriptor N as the JSON lines of daemon/child_protocol.hpp.
 #include <csignal>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 
 #include "commands.hpp"
 #include "faceadapt/config/config.hpp"
+#include "faceadapt/daemon/child_protocol.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/ingest/face_batch.hpp"
 #include "faceadapt/ingest/face_landmarks.hpp"
@@ -43,6 +46,7 @@ struct TrainArgs {
     std::string method, device, views = "quality";
     int cycles = 0, iters = 0;
     int64_t seed = -1;
+    int protocol_fd = -1;  // >= 0: also write child_protocol.hpp messages there
 };
 
 struct BadInput : std::invalid_argument {
@@ -151,7 +155,7 @@ learner::CoTrainOptions options_from(const config::LearnerConfig& c) {
     return o;
 }
 
-int run_train(const TrainArgs& a) {
+int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     config::LearnerConfig lc;
     if (!a.config.empty()) lc = config::load_config(a.config).learner;
     auto o = options_from(lc);
@@ -190,6 +194,21 @@ int run_train(const TrainArgs& a) {
 
     learner::CoTrainer trainer(source, set1, o.method == "mmt" ? set2 : torch::Tensor(), o);
     trainer.set_log([](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); });
+    if (protocol)
+        trainer.set_progress([protocol](const learner::TrainProgress& p) {
+            daemon::ChildProgress m;
+            m.phase = "train";
+            m.cycle = p.cycle;
+            m.cycles = p.cycles;
+            m.iter = p.iter;
+            m.iters = p.iters;
+            if (p.iter > 0) {
+                m.loss = p.loss;
+                m.images_per_s = p.images_per_s;
+                m.eta_s = p.eta_s;
+            }
+            protocol->write(m);
+        });
     if (a.resume) {
         if (fs::exists(o.checkpoint)) trainer.resume();
         else spdlog::warn("train: --resume but no checkpoint at {}: starting from the beginning", o.checkpoint.string());
@@ -221,9 +240,10 @@ int run_train(const TrainArgs& a) {
     learner::ModelMetadata meta;
     meta.version = parent_version + 1;
     meta.parent_version = parent_version;
-    meta.provenance_json = prov.dump();
+    meta.provenance = prov;
     auto model = result.model;
     learner::save_model(model, meta, a.out);
+    if (protocol) protocol->write(daemon::ChildTrainResult{fs::absolute(a.out), prov});
     std::printf("wrote %s (%s, convergence %.4f / %.4f)\n", a.out.string().c_str(), result.chosen.c_str(),
                 result.convergence1, result.convergence2);
     return 0;
@@ -249,7 +269,12 @@ void register_train_command(CLI::App& app, CommandResult& result) {
     cmd->add_flag("--no-merge", args->no_merge, "Output the more convergent mean model (claim 1)")->excludes(merge);
     cmd->add_option("--init", args->init, "Start from this model file instead of the pretrained source weights");
     cmd->add_option("--views", args->views, "Enhancement of the two training sets: quality (OpenCV) or tensor");
-    cmd->callback([args, &result] { run_guarded(result, [&] { return run_train(*args); }); });
+    cmd->add_option("--protocol-fd", args->protocol_fd,
+                    "Also write progress and the result as JSON lines (daemon/child_protocol.hpp) to this descriptor")
+        ->check(CLI::Range(3, 1023));
+    cmd->callback([args, &result] {
+        run_guarded_child(result, args->protocol_fd, [&](daemon::ProtocolWriter* protocol) { return run_train(*args, protocol); });
+    });
 }
 
 }  // namespace faceadapt::tools

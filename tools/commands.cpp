@@ -1,11 +1,13 @@
 #include "commands.hpp"
 
 #include <exception>
+#include <optional>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/config/config.hpp"
+#include "faceadapt/daemon/child_protocol.hpp"
 
 namespace faceadapt::tools {
 
@@ -22,6 +24,20 @@ void run_guarded(CommandResult& result, const std::function<int()>& body) {
         spdlog::error("{}", e.what());
         result.exit_code = 1;
     }
+}
+
+void run_guarded_child(CommandResult& result, int protocol_fd,
+                       const std::function<int(daemon::ProtocolWriter*)>& body) {
+    std::optional<daemon::ProtocolWriter> protocol;
+    if (protocol_fd >= 0) protocol.emplace(protocol_fd);
+    run_guarded(result, [&] {
+        try {
+            return body(protocol ? &*protocol : nullptr);
+        } catch (const std::exception& e) {
+            if (protocol) protocol->write(daemon::ChildError{e.what()});
+            throw;
+        }
+    });
 }
 
 }  // namespace faceadapt::tools

@@ -7,6 +7,10 @@
 
 #include <CLI/CLI.hpp>
 
+namespace faceadapt::daemon {
+class ProtocolWriter;
+}
+
 namespace faceadapt::tools {
 
 // Shared by all commands: the exit code the chosen subcommand wants main() to return.
@@ -20,11 +24,18 @@ struct CommandResult {
 // issue on its own line); 1 for any other std::exception. Every failure is logged once.
 void run_guarded(CommandResult& result, const std::function<int()>& body);
 
+// run_guarded for a child of faceadaptd's cycle: with protocol_fd >= 0 the body gets a writer
+// for that descriptor (daemon/child_protocol.hpp), and a failure's message is also sent there
+// as an "error" message before it is handled as run_guarded does. protocol_fd < 0: nullptr.
+void run_guarded_child(CommandResult& result, int protocol_fd,
+                       const std::function<int(daemon::ProtocolWriter*)>& body);
+
 void register_config_commands(CLI::App& app, CommandResult& result);   // config check|print, version
 void register_ingest_commands(CLI::App& app, CommandResult& result);   // detect
 void register_rtsp_serve_command(CLI::App& app, CommandResult& result); // rtsp-serve (cmd_rtsp_serve.cpp)
 void register_learner_commands(CLI::App& app, CommandResult& result);  // embed, eval
 void register_train_command(CLI::App& app, CommandResult& result);     // train (cmd_train.cpp)
+void register_evaluate_command(CLI::App& app, CommandResult& result);  // evaluate (cmd_evaluate.cpp)
 void register_quality_commands(CLI::App& app, CommandResult& result);  // enroll, gallery
 void register_publish_commands(CLI::App& app, CommandResult& result);  // keygen, package, publish
 void register_daemon_commands(CLI::App& app, CommandResult& result);   // models list|rollback

@@ -13,9 +13,9 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
+#include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/time.hpp"
 #include "faceadapt/daemon/gate.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/metrics_server.hpp"
@@ -24,13 +24,11 @@
 #include "faceadapt/daemon/scheduler.hpp"
 #include "faceadapt/daemon/sd_notify.hpp"
 #include "faceadapt/daemon/training_child.hpp"
+#include "faceadapt/daemon/training_cycle.hpp"
 #include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/ingest/face_pipeline.hpp"
-#include "faceadapt/learner/embedder.hpp"
-#include "faceadapt/learner/model_metadata.hpp"
 #include "faceadapt/publish/publisher.hpp"
 #include "faceadapt/quality/crop_store.hpp"
-#include "faceadapt/quality/gallery.hpp"
 #include "faceadapt/quality/quality.hpp"
 
 namespace fs = std::filesystem;
@@ -60,37 +58,6 @@ json read_json_file(const fs::path& p) {
     }
 }
 
-// One row of a store snapshot's index.csv: id,camera,unix_ms,track,score,file
-struct SnapshotRow {
-    std::int64_t id = 0;
-    std::string camera;
-    std::int64_t unix_ms = 0;
-    std::int64_t track = -1;
-    std::string line;
-    fs::path file;
-};
-
-std::vector<std::string> split_csv(const std::string& line) {
-    std::vector<std::string> out;
-    std::stringstream ss(line);
-    std::string field;
-    while (std::getline(ss, field, ',')) out.push_back(field);
-    return out;
-}
-
-std::uint64_t fnv1a(const std::string& s) {
-    std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    return h;
-}
-
-std::string compact_utc() {
-    std::string t = utc_timestamp();  // 2026-11-27T01:02:03Z
-    std::erase(t, '-');
-    std::erase(t, ':');
-    return t;
-}
-
 fs::path find_trainer(const fs::path& configured) {
     if (!configured.empty()) return configured;
     std::error_code ec;
@@ -106,19 +73,6 @@ fs::path find_trainer(const fs::path& configured) {
             if (fs::exists(fs::path(dir) / "faceadapt")) return fs::path(dir) / "faceadapt";
     }
     return "faceadapt";
-}
-
-std::vector<cv::Mat> read_chips(const std::vector<fs::path>& files) {
-    std::vector<cv::Mat> out;
-    for (const auto& f : files) {
-        cv::Mat bgr = cv::imread(f.string(), cv::IMREAD_COLOR);
-        if (bgr.empty()) continue;
-        if (bgr.size() != cv::Size(150, 150)) cv::resize(bgr, bgr, cv::Size(150, 150));
-        cv::Mat rgb;
-        cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-        out.push_back(rgb);
-    }
-    return out;
 }
 
 }  // namespace
@@ -160,8 +114,7 @@ struct Daemon::Impl {
     // Learner thread: one cycle (or startup recovery) at a time.
     std::thread learner;
     std::atomic<bool> learner_busy{false};
-    std::mutex child_mutex;
-    TrainingChild* child = nullptr;         // the running child, under child_mutex
+    std::unique_ptr<TrainingCycle> cycle;   // the cycle's steps; run on the learner thread
     std::atomic<int> progress_cycle{0}, progress_cycles{0}, progress_iter{0}, progress_iters{0};
     std::unique_ptr<publish::Publisher> publisher;  // learner thread only
     std::string trainer_status = "idle";   // under status_mutex
@@ -198,14 +151,7 @@ struct Daemon::Impl {
             {"faceadapt_crops_evicted_total", {T::counter, "Crops evicted to respect the store limits"}},
             {"faceadapt_store_crops", {T::gauge, "Crops in the store"}},
             {"faceadapt_store_bytes", {T::gauge, "Bytes of crops in the store"}},
-            {"faceadapt_training_running", {T::gauge, "1 while a training child runs"}},
-            {"faceadapt_training_cycles_total", {T::counter, "Training cycles by result"}},
-            {"faceadapt_training_cycle_seconds_total", {T::counter, "Wall time spent in training cycles"}},
-            {"faceadapt_training_last_cycle_seconds", {T::gauge, "Duration of the last training cycle"}},
             {"faceadapt_training_progress", {T::gauge, "Progress of the running cycle (0..1)"}},
-            {"faceadapt_model_version", {T::gauge, "Model version in use (0 = pretrained source)"}},
-            {"faceadapt_gate_decisions_total", {T::counter, "Promotion gate decisions"}},
-            {"faceadapt_gate_figure", {T::gauge, "Last gate figures per model"}},
             {"faceadapt_publish_total", {T::counter, "Package publications by result"}},
             {"faceadapt_publish_last_seconds", {T::gauge, "Duration of the last publication"}},
             {"faceadapt_door_acks_total", {T::counter, "Door answers to publications"}},
@@ -215,6 +161,7 @@ struct Daemon::Impl {
             {"faceadapt_config_reloads_total", {T::counter, "SIGHUP reloads by result"}},
         };
         for (const auto& [name, f] : families) metrics.describe(name, f.first, f.second);
+        // The cycle's own families (training, gate, model version): TrainingCycle describes them.
         metrics.set("faceadapt_up", {}, 1);
     }
 
@@ -379,8 +326,8 @@ struct Daemon::Impl {
     void save_scheduler_state(Clock::time_point end, std::int64_t crop_id) {
         json j{{"last_crop_id", crop_id},
                {"last_cycle_end_unix", std::chrono::duration_cast<std::chrono::seconds>(end.time_since_epoch()).count()},
-               {"last_cycle_end", utc_timestamp()}};
-        write_file_atomically(registry->dir() / "scheduler.json", j.dump(2) + "\n");
+               {"last_cycle_end", common::utc_timestamp()}};
+        common::write_file_atomic(registry->dir() / "scheduler.json", j.dump(2) + "\n");
     }
 
     void set_trainer_status(std::string s) {
@@ -424,9 +371,9 @@ struct Daemon::Impl {
         }
     }
 
-    void release(const config::Config& cfg, int version) {
+    void release(const config::Config& cfg, int version, const EmbeddedGallery& gallery) {
         publish::Publisher* pub = ensure_publisher(cfg);
-        const ReleaseReport r = release_version(cfg, *registry, version, pub);
+        const ReleaseReport r = release_version(cfg, *registry, version, gallery, pub);
         metrics.add("faceadapt_publish_total", {{"result", r.published ? "ok" : "failed"}});
         metrics.set("faceadapt_publish_last_seconds", {}, r.publish_seconds);
         metrics.add("faceadapt_door_acks_total", {{"result", "acked"}}, double(r.acked.size()));
@@ -434,274 +381,71 @@ struct Daemon::Impl {
         metrics.add("faceadapt_door_acks_total", {{"result", "missing"}}, double(r.missing.size()));
     }
 
-    // Exports the store and moves a held-out slice of tracks aside. Returns the largest crop id.
-    std::int64_t make_snapshot(const fs::path& dir, double holdout_fraction) {
-        const fs::path data = dir / "data", holdout = dir / "holdout";
-        fs::remove_all(data);
-        fs::remove_all(holdout);
-        fs::create_directories(holdout);
-        store->export_snapshot(data);
-        std::ifstream in(data / "index.csv");
-        std::string header, line;
-        std::getline(in, header);
-        std::vector<SnapshotRow> rows;
-        while (std::getline(in, line)) {
-            const auto f = split_csv(line);
-            if (f.size() < 6) continue;
-            SnapshotRow r;
-            r.id = std::stoll(f[0]);
-            r.camera = f[1];
-            r.unix_ms = std::stoll(f[2]);
-            r.track = std::stoll(f[3]);
-            r.file = f[5];
-            r.line = line;
-            rows.push_back(std::move(r));
-        }
-        in.close();
-        std::int64_t max_id = 0;
-        for (const auto& r : rows) max_id = std::max(max_id, r.id);
-        // Hold out whole tracks (their crops are one person: the site figures' weak labels);
-        // which ones is a hash of (camera, track), so it is stable across cycles.
-        std::ofstream keep(data / "index.csv.new"), held(holdout / "index.csv");
-        keep << header << '\n';
-        held << header << '\n';
-        const auto cut = static_cast<std::uint64_t>(holdout_fraction * 1000.0);
-        for (const auto& r : rows) {
-            const bool hold = r.track >= 0 && fnv1a(r.camera + "/" + std::to_string(r.track)) % 1000 < cut;
-            if (!hold) {
-                keep << r.line << '\n';
-                continue;
-            }
-            const fs::path src = r.file.is_absolute() ? r.file : data / r.file;
-            const fs::path dst = holdout / r.camera / src.filename();
-            fs::create_directories(dst.parent_path());
-            std::error_code ec;
-            fs::rename(src, dst, ec);
-            if (!ec) held << r.line << '\n';
-        }
-        keep.close();
-        fs::rename(data / "index.csv.new", data / "index.csv");
-        return max_id;
-    }
-
-    // The held-out crops: files and their track labels.
-    static std::pair<std::vector<fs::path>, std::vector<std::string>> holdout_set(const fs::path& dir) {
-        std::vector<fs::path> files;
-        std::vector<std::string> labels;
-        std::ifstream in(dir / "holdout" / "index.csv");
-        std::string line;
-        std::getline(in, line);
-        while (std::getline(in, line)) {
-            const auto f = split_csv(line);
-            if (f.size() < 6) continue;
-            files.push_back(dir / "holdout" / f[1] / fs::path(f[5]).filename());
-            labels.push_back(f[1] + "/" + f[3]);
-        }
-        return {files, labels};
-    }
-
-    ModelFigures evaluate(const fs::path& model_file, const std::string& device, const std::vector<cv::Mat>& gallery,
-                          const std::vector<std::string>& names, const std::vector<cv::Mat>& site,
-                          const std::vector<std::string>& tracks, double far) {
-        learner::Embedder embedder(model_file, device);
-        auto embed = [&](const std::vector<cv::Mat>& chips) {
-            std::vector<learner::Embedding> out;
-            for (std::size_t i = 0; i < chips.size() && !stop; i += 64) {
-                std::vector<cv::Mat> part(chips.begin() + i, chips.begin() + std::min(chips.size(), i + 64));
-                for (const auto& e : embedder.embed(part)) out.push_back(e);
-            }
-            if (stop) throw std::runtime_error("stopped");
-            return out;
-        };
-        return {evaluate_gallery(embed(gallery), names, far), evaluate_site(embed(site), tracks)};
-    }
-
-    void run_cycle(json cycle) {
+    // A child of the cycle (`faceadapt train|evaluate`) under the [learner] limits; its text
+    // lines go to the journal, its progress to the status line and the progress gauge.
+    TrainingResult run_child(const std::string& name, const std::vector<std::string>& argv) {
         const config::Config cfg = current_config();
-        const std::string name = cycle.value("name", "cycle-" + compact_utc());
-        const fs::path dir = registry->candidate_dir(name);
-        const bool resume = cycle.value("status", std::string{}) == "training" && fs::exists(dir / "data" / "index.csv");
-        const auto started = std::chrono::steady_clock::now();
-        std::int64_t max_id = cycle.value("max_crop_id", std::int64_t{0});
-        if (!resume) {
-            set_trainer_status("snapshot");
-            max_id = make_snapshot(dir, cfg.gate.holdout_fraction);
-            cycle = {{"name", name}, {"status", "training"}, {"max_crop_id", max_id}, {"started", utc_timestamp()}};
-            write_file_atomically(registry->dir() / "cycle.json", cycle.dump(2) + "\n");
-        }
-        const int parent = registry->current_version();
-        std::vector<std::string> argv{options.trainer.string(), "train", "--data", (dir / "data").string(), "--chips",
-                                      "--out", (dir / "candidate.model").string(),
-                                      "--cycles", std::to_string(cfg.learner.cycles),
-                                      "--iters", std::to_string(cfg.learner.iters),
-                                      "--config", fs::absolute(options.config_file).string(),
-                                      "--checkpoint", (dir / "checkpoint").string()};
-        if (parent > 0) argv.insert(argv.end(), {"--init", registry->get(parent).model_file.string()});
-        if (resume && fs::exists(dir / "checkpoint")) argv.push_back("--resume");
-        else if (resume) spdlog::info("cycle {}: no checkpoint was written; training again from the start", name);
-        spdlog::info("cycle {}: {} training on {} ({})", name, resume ? "resuming" : "starting",
-                     (dir / "data").string(), fmt::join(argv, " "));
-        set_trainer_status(resume ? "resuming" : "training");
-        metrics.set("faceadapt_training_running", {}, 1);
-        TrainingResult result;
-        {
-            const bool cuda = cfg.learner.device.rfind("cuda", 0) == 0;
-            TrainingChild child(argv, TrainingLimits{cfg.learner.nice, true, cuda ? 0.0 : cfg.learner.memory_limit_mb},
-                                [this, name](const TrainingProgress& p) {
-                                    spdlog::info("cycle {}: {}", name, p.line);
-                                    if (p.cycle) { progress_cycle = *p.cycle; progress_cycles = *p.cycles; }
-                                    if (p.iter) { progress_iter = *p.iter; progress_iters = *p.iters; }
-                                    if (p.cycle || p.iter)
-                                        set_trainer_status(fmt::format("cycle {}/{} iter {}/{}", progress_cycle.load(),
-                                                                       progress_cycles.load(), progress_iter.load(),
-                                                                       progress_iters.load()));
-                                });
-            {
-                std::lock_guard lock(child_mutex);
-                this->child = &child;
+        const bool cuda = cfg.learner.device.rfind("cuda", 0) == 0;
+        ChildSupervision sv;
+        sv.limits = TrainingLimits{cfg.learner.nice, true, cuda ? 0.0 : cfg.learner.memory_limit_mb};
+        sv.stop_grace = options.stop_grace;
+        sv.stop = &stop;
+        sv.on_output = [name](const std::string& line) { spdlog::info("cycle {}: {}", name, line); };
+        sv.on_progress = [this](const ChildProgress& p) {
+            if (p.cycle) { progress_cycle = *p.cycle; progress_cycles = *p.cycles; }
+            if (p.iter) { progress_iter = *p.iter; progress_iters = *p.iters; }
+            if (!p.cycle && !p.iter) return;
+            set_trainer_status(fmt::format("cycle {}/{} iter {}/{}", progress_cycle.load(), progress_cycles.load(),
+                                           progress_iter.load(), progress_iters.load()));
+            if (progress_cycles > 0) {
+                const double per = 1.0 / progress_cycles;
+                const double in_cycle = progress_iters > 0 ? double(progress_iter) / progress_iters : 0.0;
+                metrics.set("faceadapt_training_progress", {}, per * (progress_cycle - 1 + in_cycle));
             }
-            for (;;) {
-                if (auto r = child.poll()) { result = *r; break; }
-                if (stop) {
-                    spdlog::info("cycle {}: stopping the training child (it checkpoints)", name);
-                    result = child.terminate(options.stop_grace);
-                    break;
-                }
-                if (progress_cycles > 0) {
-                    const double per = 1.0 / progress_cycles;
-                    const double in_cycle = progress_iters > 0 ? double(progress_iter) / progress_iters : 0.0;
-                    metrics.set("faceadapt_training_progress", {}, per * (progress_cycle - 1 + in_cycle));
-                }
-                std::this_thread::sleep_for(100ms);
-            }
-            std::lock_guard lock(child_mutex);
-            this->child = nullptr;
-        }
-        metrics.set("faceadapt_training_running", {}, 0);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        if (stop) {
-            spdlog::info("cycle {}: stopped ({}); it resumes from its checkpoint at the next start", name,
-                         result.describe());
-            set_trainer_status("stopped");
-            return;  // cycle.json stays: the next start resumes
-        }
-        metrics.add("faceadapt_training_cycle_seconds_total", {}, seconds);
-        metrics.set("faceadapt_training_last_cycle_seconds", {}, seconds);
-        if (!result.ok() || !fs::exists(dir / "candidate.model")) {
-            const std::string why = result.ok() ? "no candidate model written" : result.describe();
-            spdlog::error("cycle {}: training failed: {}", name, why);
-            for (const auto& l : result.last_lines) spdlog::error("cycle {}:   {}", name, l);
-            metrics.add("faceadapt_training_cycles_total", {{"result", "failed"}});
-            registry->append_history({{"event", "cycle"}, {"cycle", name}, {"result", "failed"}, {"error", why},
-                                      {"seconds", seconds}, {"output", result.last_lines}});
-            finish_cycle(dir, max_id);
-            return;
-        }
-        metrics.add("faceadapt_training_cycles_total", {{"result", "ok"}});
-        json training = json::object();
-        try {
-            training = json::parse(learner::read_model_metadata(dir / "candidate.model").provenance_json);
-        } catch (const std::exception& e) {
-            spdlog::warn("cycle {}: candidate metadata: {}", name, e.what());
-        }
-        registry->append_history({{"event", "cycle"}, {"cycle", name}, {"result", "ok"}, {"seconds", seconds}});
-        spdlog::info("cycle {}: trained in {:.1f} s; evaluating the candidate", name, seconds);
-        set_trainer_status("gate");
-        try {
-            gate_and_release(cfg, name, dir, parent, training, seconds);
-        } catch (const std::exception& e) {
-            if (stop) return;
-            spdlog::error("cycle {}: gate/release failed: {}", name, e.what());
-            registry->append_history({{"event", "gate"}, {"cycle", name}, {"promote", false}, {"error", e.what()}});
-            metrics.add("faceadapt_gate_decisions_total", {{"decision", "error"}});
-        }
-        finish_cycle(dir, max_id);
+        };
+        return run_child_supervised(argv, sv);
     }
 
-    void finish_cycle(const fs::path& dir, std::int64_t max_id) {
-        std::error_code ec;
-        fs::remove_all(dir / "data", ec);
-        fs::remove_all(dir / "holdout", ec);
-        fs::remove_all(dir / "checkpoint", ec);
-        fs::remove(registry->dir() / "cycle.json", ec);
-        save_scheduler_state(Clock::now(), max_id);
+    void make_cycle() {
+        TrainingCycle::Hooks hooks;
+        hooks.run_child = [this](const std::string& name, const std::vector<std::string>& argv) {
+            return run_child(name, argv);
+        };
+        hooks.release = [this](int version, const EmbeddedGallery& gallery) {
+            release(current_config(), version, gallery);
+        };
+        hooks.status = [this](const std::string& s) { set_trainer_status(s); };
+        cycle = std::make_unique<TrainingCycle>(*store, *registry, metrics,
+                                                TrainingCycle::Options{options.trainer, options.config_file},
+                                                std::move(hooks));
+    }
+
+    // One cycle, new or resumed; an ended one moves the scheduler's mark.
+    void run_cycle() {
+        const TrainingCycle::Report r = cycle->run(current_config(), stop);
+        if (r.outcome == TrainingCycle::Outcome::stopped) return;  // cycle.json stays: the next start resumes
+        save_scheduler_state(Clock::now(), r.state.prepared ? r.state.prepared->max_crop_id : 0);
         set_trainer_status("idle");
-    }
-
-    void gate_and_release(const config::Config& cfg, const std::string& name, const fs::path& dir, int parent,
-                          const json& training, double seconds) {
-        // Gallery chips and held-out crops, decoded once for both models.
-        std::vector<cv::Mat> gallery_chips;
-        std::vector<std::string> names;
-        {
-            quality::Gallery gallery(cfg.site.state_dir);
-            for (const auto& e : gallery.entries())
-                if (auto chip = gallery.load_chip(e)) {
-                    gallery_chips.push_back(*chip);
-                    names.push_back(e.name);
-                }
-        }
-        auto [files, tracks] = holdout_set(dir);
-        std::vector<cv::Mat> site = read_chips(files);
-        if (site.size() != tracks.size()) {  // an unreadable file: keep labels aligned
-            std::vector<cv::Mat> s2;
-            std::vector<std::string> t2;
-            for (std::size_t i = 0; i < files.size(); ++i) {
-                auto one = read_chips({files[i]});
-                if (!one.empty()) { s2.push_back(one[0]); t2.push_back(tracks[i]); }
-            }
-            site = std::move(s2);
-            tracks = std::move(t2);
-        }
-        const fs::path current_file = parent > 0 ? registry->get(parent).model_file : fs::path();
-        const ModelFigures cur = evaluate(current_file, cfg.learner.device, gallery_chips, names, site, tracks, cfg.gate.far);
-        const ModelFigures cand =
-            evaluate(dir / "candidate.model", cfg.learner.device, gallery_chips, names, site, tracks, cfg.gate.far);
-        const GateDecision d = decide(cur, cand, cfg.gate);
-        for (const auto& [model, f] : {std::pair{"current", &cur}, std::pair{"candidate", &cand}}) {
-            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "gallery_tar"}}, f->gallery.tar);
-            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "gallery_rank1"}}, f->gallery.rank1);
-            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "site_consistency"}}, f->site.consistency);
-            metrics.set("faceadapt_gate_figure", {{"model", model}, {"figure", "site_compactness"}}, f->site.compactness);
-        }
-        metrics.add("faceadapt_gate_decisions_total", {{"decision", d.promote ? "promoted" : "refused"}});
-        json record{{"event", "gate"},       {"cycle", name},          {"promote", d.promote},
-                    {"current_version", parent}, {"current", to_json(cur)}, {"candidate", to_json(cand)},
-                    {"checks", d.checks},    {"reasons", d.reasons}};
-        for (const auto& c : d.checks) spdlog::info("gate {}: {}", name, c);
-        if (!d.promote) {
-            for (const auto& r : d.reasons) spdlog::warn("gate {}: refused: {}", name, r);
-            registry->append_history(record);
-            return;
-        }
-        json gate_numbers{{"candidate", to_json(cand)}, {"current", to_json(cur)}};
-        const ModelVersion added = registry->add(dir / "candidate.model", "train",
-                                                 {{"cycle", name},
-                                                  {"parent_version", parent},
-                                                  {"training_seconds", seconds},
-                                                  {"training", training.is_object() ? training : json::object()},
-                                                  {"gate", gate_numbers}});
-        record["version"] = added.version;
-        registry->append_history(record);
-        registry->set_current(added.version);
-        metrics.set("faceadapt_model_version", {}, added.version);
-        spdlog::info("gate {}: promoted as version {} (was {})", name, added.version, parent);
-        set_trainer_status("publishing");
-        release(cfg, added.version);
     }
 
     // Startup: resume an interrupted cycle, republish a current version not fully published.
     void recover() {
         const config::Config cfg = current_config();
         const int current = registry->current_version();
-        if (current > 0 && !registry->get(current).published()) {
+        const auto saved = cycle->saved_state();
+        // A cycle killed in its release step publishes its version itself when resumed.
+        const bool cycle_releases = saved && saved->step == CycleStep::release && saved->version == current;
+        if (current > 0 && !registry->get(current).published() && !cycle_releases) {
             spdlog::info("startup: version {} is current but was not fully published; publishing it again", current);
-            release(cfg, current);
+            try {
+                release(cfg, current, cycle->embed_gallery(cfg, registry->get(current).model_file));
+            } catch (const std::exception& e) {
+                spdlog::error("startup: version {} not published again: {}", current, e.what());
+            }
         }
-        const json cycle = read_json_file(registry->dir() / "cycle.json");
-        if (cycle.is_object() && !stop) {
-            spdlog::info("startup: resuming interrupted cycle {}", cycle.value("name", std::string{"?"}));
-            run_cycle(cycle);
+        if (saved && !stop) {
+            spdlog::info("startup: resuming interrupted cycle {}", saved->name);
+            run_cycle();
         }
     }
 
@@ -758,6 +502,7 @@ int Daemon::run() {
                          rep.temp_files_removed, rep.orphan_files_removed, rep.rows_without_file,
                          rep.files_quarantined, rep.index_quarantined ? ", index replaced: " + rep.index_problem : "");
         d.registry = std::make_unique<ModelRegistry>(cfg.site.state_dir / "models");
+        d.make_cycle();
         d.scorer = std::make_shared<quality::QualityScorer>(cfg.quality);
         if (cfg.metrics.enabled)
             d.server = std::make_unique<MetricsServer>(cfg.metrics.listen, d.metrics, [&d] {
@@ -822,7 +567,7 @@ int Daemon::run() {
                 }
                 if (decision.start) {
                     spdlog::info("scheduler: starting a training cycle ({})", decision.reason);
-                    d.start_learner([&d] { d.run_cycle(json::object()); });
+                    d.start_learner([&d] { d.run_cycle(); });
                 } else {
                     spdlog::debug("scheduler: {}", decision.reason);
                 }

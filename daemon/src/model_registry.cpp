@@ -3,9 +3,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <algorithm>
@@ -18,58 +16,35 @@
 #include <fmt/format.h>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/time.hpp"
 
 namespace fs = std::filesystem;
 
 namespace faceadapt::daemon {
 namespace {
 
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 int read_int_file(const fs::path& p, int fallback) {
     if (!fs::exists(p)) return fallback;
     try {
-        return std::stoi(read_text(p));
+        return std::stoi(common::read_file(p));
     } catch (const std::exception&) {
         throw std::runtime_error("model registry: " + p.string() + " does not hold a version number");
     }
 }
 
-// flock on models/.lock for the lifetime of the object.
+// flock on models/.lock for the lifetime of the object (closing the fd releases it).
 class DirLock {
 public:
-    explicit DirLock(const fs::path& dir) {
-        fd_ = ::open((dir / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd_ < 0) throw std::runtime_error("model registry: cannot open " + (dir / ".lock").string());
-        while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    explicit DirLock(const fs::path& dir) : fd_(::open((dir / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+        if (!fd_.valid()) throw std::runtime_error("model registry: cannot open " + (dir / ".lock").string());
+        while (::flock(fd_.get(), LOCK_EX) != 0 && errno == EINTR) {
         }
     }
-    ~DirLock() { ::close(fd_); }
-    DirLock(const DirLock&) = delete;
-    DirLock& operator=(const DirLock&) = delete;
 private:
-    int fd_ = -1;
+    common::UniqueFd fd_;
 };
 
 }  // namespace
-
-std::string utc_timestamp() {
-    const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
-void write_file_atomically(const fs::path& file, const std::string& text) {
-    common::write_file_atomic(file, text);
-}
 
 ModelRegistry::ModelRegistry(fs::path models_dir) : dir_(std::move(models_dir)) {
     std::error_code ec;
@@ -100,7 +75,7 @@ ModelVersion ModelRegistry::get(int version) const {
     v.version = version;
     v.model_file = vdir / "model";
     try {
-        v.meta = nlohmann::json::parse(read_text(vdir / "meta.json"));
+        v.meta = nlohmann::json::parse(common::read_file(vdir / "meta.json"));
     } catch (const std::exception& e) {
         throw std::runtime_error("model registry: " + (vdir / "meta.json").string() + ": " + e.what());
     }
@@ -137,7 +112,7 @@ ModelVersion ModelRegistry::add(const fs::path& model_file, const std::string& o
         if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
             next = std::max(next, std::stoi(name) + 1);
     }
-    write_file_atomically(dir_ / "next_version", std::to_string(next + 1) + "\n");
+    common::write_file_atomic(dir_ / "next_version", std::to_string(next + 1) + "\n");
     const fs::path final_dir = dir_ / "versions" / std::to_string(next);
     const fs::path partial = dir_ / "versions" / (std::to_string(next) + ".partial");
     fs::remove_all(partial);
@@ -147,9 +122,9 @@ ModelVersion ModelRegistry::add(const fs::path& model_file, const std::string& o
     if (!meta.is_object()) meta = nlohmann::json::object();
     meta["version"] = next;
     meta["origin"] = origin;
-    if (!meta.contains("created")) meta["created"] = utc_timestamp();
+    if (!meta.contains("created")) meta["created"] = common::utc_timestamp();
     if (!meta.contains("published")) meta["published"] = false;
-    write_file_atomically(partial / "meta.json", meta.dump(2) + "\n");
+    common::write_file_atomic(partial / "meta.json", meta.dump(2) + "\n");
     fs::rename(partial, final_dir);
     common::sync_directory(dir_ / "versions");
     return get(next);
@@ -160,38 +135,34 @@ void ModelRegistry::set_current(int version) {
         throw std::out_of_range(fmt::format("model version {} is not in {}", version, (dir_ / "versions").string()));
     DirLock lock(dir_);
     const int old = current_version();
-    if (old != version) write_file_atomically(dir_ / "previous", std::to_string(old) + "\n");
-    write_file_atomically(dir_ / "current", std::to_string(version) + "\n");
+    if (old != version) common::write_file_atomic(dir_ / "previous", std::to_string(old) + "\n");
+    common::write_file_atomic(dir_ / "current", std::to_string(version) + "\n");
 }
 
 void ModelRegistry::update_meta(int version, const nlohmann::json& patch) {
     ModelVersion v = get(version);
     v.meta.merge_patch(patch);
-    write_file_atomically(dir_ / "versions" / std::to_string(version) / "meta.json", v.meta.dump(2) + "\n");
+    common::write_file_atomic(dir_ / "versions" / std::to_string(version) / "meta.json", v.meta.dump(2) + "\n");
 }
 
 void ModelRegistry::append_history(nlohmann::json record) {
-    if (!record.contains("time")) record["time"] = utc_timestamp();
+    if (!record.contains("time")) record["time"] = common::utc_timestamp();
     const std::string line = record.dump() + "\n";
     DirLock lock(dir_);
     const fs::path file = dir_ / "history.jsonl";
-    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot append to " + file.string() + ": " + std::strerror(errno));
+    const common::UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!fd.valid()) throw std::runtime_error("cannot append to " + file.string() + ": " + std::strerror(errno));
     // A crash may have left a torn last line; start on a fresh line then.
     struct stat st{};
     std::string out = line;
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
-        const int rfd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) {
+        const common::UniqueFd rfd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
         char last = '\n';
-        if (rfd >= 0) {
-            (void)!::pread(rfd, &last, 1, st.st_size - 1);
-            ::close(rfd);
-        }
+        if (rfd.valid()) (void)!::pread(rfd.get(), &last, 1, st.st_size - 1);
         if (last != '\n') out = "\n" + line;
     }
-    const ssize_t n = ::write(fd, out.data(), out.size());
-    ::fsync(fd);
-    ::close(fd);
+    const ssize_t n = ::write(fd.get(), out.data(), out.size());
+    ::fsync(fd.get());
     if (n != static_cast<ssize_t>(out.size()))
         throw std::runtime_error("cannot append to " + file.string() + ": short write");
 }

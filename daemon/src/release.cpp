@@ -1,30 +1,19 @@
 #include "faceadapt/daemon/release.hpp"
 
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "faceadapt/learner/embedder.hpp"
+#include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/publish/keys.hpp"
 #include "faceadapt/publish/package.hpp"
 #include "faceadapt/publish/publisher.hpp"
-#include "faceadapt/quality/gallery.hpp"
 
 namespace fs = std::filesystem;
 
 namespace faceadapt::daemon {
 namespace {
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + p.string());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 std::map<std::string, double> numbers_of(const nlohmann::json& j, const std::string& prefix = "") {
     std::map<std::string, double> out;
@@ -43,34 +32,18 @@ fs::path key_dir(const config::Config& config) {
     return config.publish.key_dir.empty() ? config.site.state_dir / "keys" : config.publish.key_dir;
 }
 
-EmbeddedGallery embed_gallery(const fs::path& state_dir, const fs::path& model_file, const std::string& device) {
-    EmbeddedGallery out;
-    quality::Gallery gallery(state_dir);
-    std::vector<cv::Mat> chips;
-    for (const auto& entry : gallery.entries()) {
-        if (auto chip = gallery.load_chip(entry)) {
-            chips.push_back(*chip);
-            out.names.push_back(entry.name);
-        }
-    }
-    if (chips.empty()) return out;
-    learner::Embedder embedder(model_file, device);
-    for (const auto& e : embedder.embed(chips)) out.embeddings.push_back(e);
-    return out;
-}
-
 ReleaseReport release_version(const config::Config& config, ModelRegistry& registry, int version,
-                              publish::Publisher* publisher, const std::vector<std::string>& doors,
+                              const EmbeddedGallery& embedded, publish::Publisher* publisher,
+                              const std::vector<std::string>& doors,
                               std::optional<std::chrono::milliseconds> ack_timeout) {
     ReleaseReport report;
     report.version = version;
     const ModelVersion mv = registry.get(version);
     const publish::SigningKey key = publish::SigningKey::load(key_dir(config));
 
-    const EmbeddedGallery embedded = embed_gallery(config.site.state_dir, mv.model_file, config.learner.device);
     publish::PackageInput input;
     input.site = config.site.id;
-    input.model_bytes = read_bytes(mv.model_file);
+    input.model_bytes = common::read_file(mv.model_file);
     for (std::size_t i = 0; i < embedded.names.size(); ++i)
         input.gallery.entries.push_back({embedded.names[i], embedded.embeddings[i]});
     input.model_version = version;
@@ -134,7 +107,7 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 }
 
 ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       publish::Publisher* publisher) {
+                       const EmbeddedGallery& gallery, publish::Publisher* publisher) {
     const ModelVersion target = registry.get(to_version);
     const int from = registry.current_version();
     nlohmann::json meta = target.meta;
@@ -147,7 +120,7 @@ ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, in
     registry.set_current(added.version);
     registry.append_history({{"event", "rollback"}, {"from", from}, {"to", to_version}, {"version", added.version}});
     spdlog::info("rollback: version {} is a copy of {} (was {}); publishing it", added.version, to_version, from);
-    return release_version(config, registry, added.version, publisher);
+    return release_version(config, registry, added.version, gallery, publisher);
 }
 
 }  // namespace faceadapt::daemon

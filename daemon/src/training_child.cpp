@@ -5,7 +5,6 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <regex>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -19,6 +18,8 @@
 
 #include <fmt/format.h>
 
+#include "faceadapt/common/durable_file.hpp"
+
 namespace faceadapt::daemon {
 namespace {
 
@@ -28,40 +29,38 @@ constexpr int kIoprioClassBe = 2;
 constexpr int kIoprioClassIdle = 3;
 constexpr int kIoprioWhoProcess = 1;
 
-// Owns a file descriptor.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    Fd& operator=(Fd&& o) noexcept {
-        if (this != &o) { reset(); fd_ = std::exchange(o.fd_, -1); }
-        return *this;
+// Splits a byte stream into lines and hands each to `deliver`. Lines longer than `max_line`
+// are cut off at that length (deliver gets the first max_line bytes and `overlong` = true);
+// the rest of such a line is skipped up to its newline, so memory stays bounded.
+template <typename Deliver>
+void read_lines(int fd, std::size_t max_line, const char* separators, Deliver deliver) {
+    std::string buffer;
+    bool skipping = false;
+    char chunk[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        const std::size_t old_size = buffer.size();
+        buffer.append(chunk, static_cast<std::size_t>(n));
+        std::size_t start = 0, nl, scan = old_size;  // the bytes before old_size hold no separator
+        while ((nl = buffer.find_first_of(separators, scan)) != std::string::npos) {
+            scan = nl + 1;
+            if (!skipping && nl > start) deliver(std::string_view(buffer).substr(start, nl - start), false);
+            skipping = false;
+            start = nl + 1;
+        }
+        buffer.erase(0, start);
+        if (buffer.size() > max_line) {
+            if (!skipping) deliver(std::string_view(buffer).substr(0, max_line), true);
+            skipping = true;
+            buffer.clear();
+        }
     }
-    int get() const { return fd_; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-private:
-    int fd_ = -1;
-};
+    if (!skipping && !buffer.empty()) deliver(buffer, false);
+}
 
 }  // namespace
-
-TrainingProgress parse_progress_line(const std::string& line) {
-    static const std::regex cycle_re(R"(\bcycle[\s=:]*(\d+)\s*/\s*(\d+))", std::regex::icase);
-    static const std::regex iter_re(R"(\b(?:iter|iteration|step)[\s=:]*(\d+)\s*/\s*(\d+))", std::regex::icase);
-    static const std::regex loss_re(R"(\bloss[\s=:]+([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?))", std::regex::icase);
-    TrainingProgress p;
-    p.line = line;
-    std::smatch m;
-    if (std::regex_search(line, m, cycle_re)) { p.cycle = std::stoi(m[1]); p.cycles = std::stoi(m[2]); }
-    if (std::regex_search(line, m, iter_re)) { p.iter = std::stoi(m[1]); p.iters = std::stoi(m[2]); }
-    if (std::regex_search(line, m, loss_re)) p.loss = std::stod(m[1]);
-    return p;
-}
 
 std::string TrainingResult::describe() const {
     if (signaled) {
@@ -73,30 +72,20 @@ std::string TrainingResult::describe() const {
 
 struct TrainingChild::Impl {
     pid_t pid = -1;
-    Fd out;
-    std::thread reader;
+    common::UniqueFd out, protocol;
+    std::thread reader, protocol_reader;
     ProgressCallback on_progress;
+    OutputCallback on_output;
     std::mutex mutex;
     std::deque<std::string> last_lines;
+    std::vector<ChildMessage> messages;
+    int protocol_errors = 0;
+    std::string first_protocol_error;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     std::optional<TrainingResult> result;
 
     void read_loop() {
-        std::string buffer;
-        char chunk[4096];
-        for (;;) {
-            const ssize_t n = ::read(out.get(), chunk, sizeof chunk);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            buffer.append(chunk, static_cast<std::size_t>(n));
-            std::size_t nl;
-            while ((nl = buffer.find_first_of("\n\r")) != std::string::npos) {
-                std::string line = buffer.substr(0, nl);
-                buffer.erase(0, nl + 1);
-                if (!line.empty()) deliver(line);
-            }
-        }
-        if (!buffer.empty()) deliver(buffer);
+        read_lines(out.get(), 64 * 1024, "\n\r", [this](std::string_view line, bool) { deliver(std::string(line)); });
     }
 
     void deliver(const std::string& line) {
@@ -105,16 +94,40 @@ struct TrainingChild::Impl {
             last_lines.push_back(line);
             if (last_lines.size() > 20) last_lines.pop_front();
         }
-        if (on_progress) {
+        if (on_output) {
             try {
-                on_progress(parse_progress_line(line));
+                on_output(line);
             } catch (...) {  // a callback's failure must not kill the reader
             }
         }
     }
 
-    TrainingResult finish(int status) {
+    void protocol_loop() {
+        read_lines(protocol.get(), kMaxChildLineBytes, "\n", [this](std::string_view line, bool overlong) {
+            try {
+                if (overlong) throw ProtocolError(fmt::format("a line over {} bytes", kMaxChildLineBytes));
+                ChildMessage m = parse_protocol_line(line);
+                if (const auto* p = std::get_if<ChildProgress>(&m)) {
+                    if (on_progress) on_progress(*p);
+                    return;
+                }
+                std::lock_guard lock(mutex);
+                messages.push_back(std::move(m));
+            } catch (const ProtocolError& e) {
+                std::lock_guard lock(mutex);
+                if (protocol_errors++ == 0) first_protocol_error = e.what();
+            } catch (...) {  // a callback's failure must not kill the reader
+            }
+        });
+    }
+
+    void join_readers() {
         if (reader.joinable()) reader.join();
+        if (protocol_reader.joinable()) protocol_reader.join();
+    }
+
+    TrainingResult finish(int status) {
+        join_readers();
         TrainingResult r;
         if (WIFSIGNALED(status)) {
             r.signaled = true;
@@ -125,6 +138,9 @@ struct TrainingChild::Impl {
         r.elapsed = std::chrono::steady_clock::now() - started;
         std::lock_guard lock(mutex);
         r.last_lines.assign(last_lines.begin(), last_lines.end());
+        r.messages = messages;
+        r.protocol_errors = protocol_errors;
+        r.first_protocol_error = first_protocol_error;
         result = r;
         return r;
     }
@@ -140,7 +156,7 @@ struct TrainingChild::Impl {
         if (r < 0) {  // someone else reaped it: report as unknown failure
             TrainingResult unknown;
             unknown.exit_code = -1;
-            if (reader.joinable()) reader.join();
+            join_readers();
             result = unknown;
             return unknown;
         }
@@ -148,14 +164,19 @@ struct TrainingChild::Impl {
     }
 };
 
-TrainingChild::TrainingChild(std::vector<std::string> argv, TrainingLimits limits, ProgressCallback on_progress)
+TrainingChild::TrainingChild(std::vector<std::string> argv, TrainingLimits limits, ProgressCallback on_progress,
+                             OutputCallback on_output)
     : impl_(std::make_unique<Impl>()) {
     if (argv.empty()) throw std::invalid_argument("training child: empty command line");
     impl_->on_progress = std::move(on_progress);
-    int fds[2];
+    impl_->on_output = std::move(on_output);
+    int fds[2], pfds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
         throw std::runtime_error(fmt::format("training child {}: pipe: {}", argv[0], std::strerror(errno)));
-    Fd read_end(fds[0]), write_end(fds[1]);
+    common::UniqueFd read_end(fds[0]), write_end(fds[1]);
+    if (::pipe2(pfds, O_CLOEXEC) != 0)
+        throw std::runtime_error(fmt::format("training child {}: pipe: {}", argv[0], std::strerror(errno)));
+    common::UniqueFd protocol_read(pfds[0]), protocol_write(pfds[1]);
 
     // Everything the child needs is prepared before fork (no allocation after it).
     std::vector<char*> cargv;
@@ -188,6 +209,9 @@ TrainingChild::TrainingChild(std::vector<std::string> argv, TrainingLimits limit
         }
         ::dup2(write_end.get(), STDOUT_FILENO);
         ::dup2(write_end.get(), STDERR_FILENO);
+        // dup2 onto the same number keeps O_CLOEXEC: clear it then.
+        if (protocol_write.get() == kChildProtocolFd) ::fcntl(kChildProtocolFd, F_SETFD, 0);
+        else ::dup2(protocol_write.get(), kChildProtocolFd);
         const int devnull = ::open("/dev/null", O_RDONLY);
         if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
         ::execv(cargv[0], cargv.data());
@@ -196,15 +220,18 @@ TrainingChild::TrainingChild(std::vector<std::string> argv, TrainingLimits limit
         ::_exit(127);
     }
     write_end.reset();
+    protocol_write.reset();
     impl_->pid = pid;
     impl_->out = std::move(read_end);
+    impl_->protocol = std::move(protocol_read);
     impl_->reader = std::thread([impl = impl_.get()] { impl->read_loop(); });
+    impl_->protocol_reader = std::thread([impl = impl_.get()] { impl->protocol_loop(); });
 }
 
 TrainingChild::~TrainingChild() {
     if (!impl_ || impl_->pid <= 0) return;
     if (!impl_->result) terminate(std::chrono::seconds(10));
-    if (impl_->reader.joinable()) impl_->reader.join();
+    impl_->join_readers();
 }
 
 pid_t TrainingChild::pid() const { return impl_->pid; }

@@ -274,6 +274,7 @@ void CoTrainer::start_cycle() {
             cycle_ + 1, o_.cycles, (long long)r.clusters, (long long)r.clustered, (long long)r.noise, r.eps,
             o_.cluster.method == "kmeans" ? "kmeans" : o_.cluster.eps_rule.c_str(), r.convergence1, r.convergence2,
             r.seconds));
+    if (progress_) progress_(TrainProgress{cycle_ + 1, o_.cycles, 0, o_.iters});
 }
 
 double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report) {
@@ -383,6 +384,7 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
             log(fmt("cycle %d/%d iter %d/%d loss %.4f (net1 %.4f: %s%s) %.1f images/s ETA %s", cycle_ + 1, o_.cycles,
                     iter_, o_.iters, l1 + l2, l1, detail.c_str(), mmt ? fmt("; net2 %.4f", l2).c_str() : "", ips,
                     duration_text(left).c_str()));
+            if (progress_) progress_(TrainProgress{cycle_ + 1, o_.cycles, iter_, o_.iters, l1 + l2, ips, left});
         }
         times.other += lap.lap();
         ++report.steps_timed;

@@ -11,7 +11,6 @@
 #include "faceadapt/learner/face_resnet.hpp"
 #include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/weights_import.hpp"
-#include "mini_json.hpp"
 
 namespace faceadapt::learner {
 
@@ -69,9 +68,8 @@ Embedder::Embedder(const std::filesystem::path& model_file, const std::string& d
         impl_->net = import_face_api_weights(dir);
         impl_->meta.version = 0;
         impl_->meta.parent_version = -1;
-        impl_->meta.provenance_json =
-            "{\"source\": \"@vladmandic/face-api 1.7.15 face_recognition_model\", \"weights_dir\": " +
-            json::quote(dir.string()) + "}";
+        impl_->meta.provenance = {{"source", "@vladmandic/face-api 1.7.15 face_recognition_model"},
+                                  {"weights_dir", dir.string()}};
         impl_->net->to(impl_->device);
     } else {
         auto loaded = load_model(model_file, impl_->device);

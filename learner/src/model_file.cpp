@@ -8,21 +8,20 @@
 //   last 4       uint32 CRC-32 (IEEE) of every byte before it
 #include "faceadapt/learner/model_file.hpp"
 
+#include "faceadapt/common/crc32.hpp"
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/time.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-#include "mini_json.hpp"
+#include <nlohmann/json.hpp>
 
 namespace faceadapt::learner {
 
@@ -33,21 +32,6 @@ namespace {
 constexpr char kMagic[8] = {'F', 'A', 'D', 'A', 'P', 'T', 'M', 'D'};
 constexpr std::size_t kHeaderSize = 16;
 constexpr uint32_t kMaxMetadataBytes = 16u << 20;
-
-uint32_t crc32(const char* data, std::size_t n, uint32_t crc = 0) {
-    static const auto table = [] {
-        std::array<uint32_t, 256> t{};
-        for (uint32_t i = 0; i < 256; ++i) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    crc = ~crc;
-    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
 
 template <typename T>
 void put_le(std::string& out, T v) {
@@ -60,73 +44,67 @@ T get_le(const char* p) {
     return static_cast<T>(v);
 }
 
-std::string format_double(double v) {
-    std::ostringstream ss;
-    ss.precision(17);
-    ss << v;
-    return ss.str();
-}
-
+// The metadata block, written and read with nlohmann::json. Files written before the switch
+// (hand-assembled text with the same keys) parse the same way.
 std::string metadata_to_json(const ModelMetadata& m) {
-    std::string s = "{\n";
-    s += "  \"format\": \"faceadapt-model\",\n";
-    s += "  \"format_version\": " + std::to_string(kModelFormatVersion) + ",\n";
-    s += "  \"architecture\": " + json::quote(m.architecture) + ",\n";
-    s += "  \"input\": {\"size\": " + std::to_string(m.input_size) +
-         ", \"channels\": \"RGB\", \"mean\": [122.782, 117.001, 104.298], \"divisor\": 256},\n";
-    s += "  \"embedding_dim\": " + std::to_string(kEmbeddingDim) + ",\n";
-    s += "  \"version\": " + std::to_string(m.version) + ",\n";
-    s += "  \"parent_version\": " + std::to_string(m.parent_version) + ",\n";
-    s += "  \"created\": " + json::quote(m.created) + ",\n";
-    s += "  \"network\": {\"num_classes\": " + std::to_string(m.num_classes) +
-         ", \"embedding_dropout\": " + format_double(m.embedding_dropout) +
-         ", \"classifier_scale\": " + format_double(m.classifier_scale) + "},\n";
-    s += "  \"provenance\": " + (m.provenance_json.empty() ? std::string("{}") : m.provenance_json) + "\n";
-    s += "}\n";
-    return s;
+    const nlohmann::ordered_json j = {
+        {"format", "faceadapt-model"},
+        {"format_version", kModelFormatVersion},
+        {"architecture", m.architecture},
+        {"input", {{"size", m.input_size}, {"channels", "RGB"}, {"mean", {122.782, 117.001, 104.298}}, {"divisor", 256}}},
+        {"embedding_dim", kEmbeddingDim},
+        {"version", m.version},
+        {"parent_version", m.parent_version},
+        {"created", m.created},
+        {"network",
+         {{"num_classes", m.num_classes}, {"embedding_dropout", m.embedding_dropout}, {"classifier_scale", m.classifier_scale}}},
+        {"provenance", m.provenance.is_null() ? nlohmann::json::object() : m.provenance},
+    };
+    return j.dump(2) + "\n";
 }
 
 ModelMetadata metadata_from_json(const std::string& text, const fs::path& path) {
     auto bad = [&](const std::string& what) { return std::runtime_error("model file " + path.string() + ": " + what); };
-    json::Value v;
+    nlohmann::json v;
     try {
-        v = json::parse(text);
-    } catch (const std::exception& e) {
-        throw bad(std::string("metadata: ") + e.what());
+        v = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {  // its what() quotes the text: not repeated
+        throw bad("metadata: JSON error at byte " + std::to_string(e.byte));
     }
     if (!v.is_object()) throw bad("metadata is not a JSON object");
-    auto number = [&](const json::Value& obj, const char* key) {
-        const json::Value* x = obj.find(key);
-        if (!x || !x->is_number()) throw bad(std::string("metadata key '") + key + "' missing or not a number");
-        return x->number;
+    auto number = [&](const nlohmann::json& obj, const char* key) {
+        const auto x = obj.find(key);
+        if (x == obj.end() || !x->is_number()) throw bad(std::string("metadata key '") + key + "' missing or not a number");
+        return x->get<double>();
     };
     auto string = [&](const char* key) {
-        const json::Value* x = v.find(key);
-        if (!x || !x->is_string()) throw bad(std::string("metadata key '") + key + "' missing or not a string");
-        return x->string;
+        const auto x = v.find(key);
+        if (x == v.end() || !x->is_string()) throw bad(std::string("metadata key '") + key + "' missing or not a string");
+        return x->get<std::string>();
+    };
+    auto object = [&](const char* key) -> const nlohmann::json& {
+        const auto x = v.find(key);
+        if (x == v.end() || !x->is_object()) throw bad(std::string("metadata key '") + key + "' missing");
+        return *x;
     };
     if (const auto fv = number(v, "format_version"); fv != kModelFormatVersion)
-        throw bad("metadata format_version " + format_double(fv) + " is not supported (this build reads " +
+        throw bad("metadata format_version " + nlohmann::json(fv).dump() + " is not supported (this build reads " +
                   std::to_string(kModelFormatVersion) + ")");
     ModelMetadata m;
     m.architecture = string("architecture");
     if (m.architecture != kArchitectureResNet29)
         throw bad("unknown architecture '" + m.architecture + "' (this build knows " + kArchitectureResNet29 + ")");
-    const json::Value* input = v.find("input");
-    if (!input || !input->is_object()) throw bad("metadata key 'input' missing");
-    m.input_size = static_cast<int>(number(*input, "size"));
+    m.input_size = static_cast<int>(number(object("input"), "size"));
     if (m.input_size != kChipSize) throw bad("input size " + std::to_string(m.input_size) + " is not 150");
     m.version = static_cast<int64_t>(number(v, "version"));
     m.parent_version = static_cast<int64_t>(number(v, "parent_version"));
     m.created = string("created");
-    const json::Value* net = v.find("network");
-    if (!net || !net->is_object()) throw bad("metadata key 'network' missing");
-    m.num_classes = static_cast<int64_t>(number(*net, "num_classes"));
-    m.embedding_dropout = number(*net, "embedding_dropout");
-    m.classifier_scale = number(*net, "classifier_scale");
+    const nlohmann::json& net = object("network");
+    m.num_classes = static_cast<int64_t>(number(net, "num_classes"));
+    m.embedding_dropout = number(net, "embedding_dropout");
+    m.classifier_scale = number(net, "classifier_scale");
     if (m.num_classes < 0) throw bad("network.num_classes < 0");
-    const json::Value* prov = v.find("provenance");
-    m.provenance_json = prov ? text.substr(prov->begin, prov->end - prov->begin) : "{}";
+    m.provenance = v.value("provenance", nlohmann::json::object());
     return m;
 }
 
@@ -160,15 +138,6 @@ std::ifstream open_model(const fs::path& path) {
 
 }  // namespace
 
-std::string utc_now_iso8601() {
-    const std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
 ModelMetadata read_model_metadata(const fs::path& path) {
     auto in = open_model(path);
     const uint32_t m = read_header(in, path);
@@ -180,13 +149,7 @@ void save_model(FaceResNet& net, const ModelMetadata& meta_in, const fs::path& p
     if (meta.architecture != kArchitectureResNet29)
         throw std::invalid_argument("save_model: unknown architecture '" + meta.architecture + "'");
     if (meta.input_size != kChipSize) throw std::invalid_argument("save_model: input_size must be 150");
-    if (meta.created.empty()) meta.created = utc_now_iso8601();
-    if (meta.provenance_json.empty()) meta.provenance_json = "{}";
-    try {
-        (void)json::parse(meta.provenance_json);
-    } catch (const std::exception& e) {
-        throw std::invalid_argument(std::string("save_model: provenance_json is not valid JSON: ") + e.what());
-    }
+    if (meta.created.empty()) meta.created = common::utc_timestamp();
     meta.num_classes = net->options().num_classes;
     meta.embedding_dropout = net->options().embedding_dropout;
     meta.classifier_scale = net->options().classifier_scale;
@@ -210,7 +173,7 @@ void save_model(FaceResNet& net, const ModelMetadata& meta_in, const fs::path& p
     bytes += metadata;
     put_le<uint64_t>(bytes, w.size());
     bytes += w;
-    put_le<uint32_t>(bytes, crc32(bytes.data(), bytes.size()));
+    put_le<uint32_t>(bytes, common::crc32(bytes));
 
     try {
         common::write_file_atomic(path, bytes);
@@ -235,10 +198,10 @@ LoadedModel load_model(const fs::path& path, torch::Device device) {
     std::string header(kMagic, 8);
     put_le<uint32_t>(header, kModelFormatVersion);
     put_le<uint32_t>(header, m);
-    uint32_t crc = crc32(header.data(), header.size());
-    crc = crc32(metadata.data(), metadata.size(), crc);
-    crc = crc32(wlen.data(), wlen.size(), crc);
-    crc = crc32(weights.data(), weights.size(), crc);
+    uint32_t crc = common::crc32(header);
+    crc = common::crc32(metadata, crc);
+    crc = common::crc32(wlen, crc);
+    crc = common::crc32(weights, crc);
     if (crc != get_le<uint32_t>(crc_bytes.data()))
         throw std::runtime_error("model file " + path.string() + ": checksum mismatch (corrupt file)");
 

@@ -9,7 +9,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "mini_json.hpp"
+#include <nlohmann/json.hpp>
+
+#include "faceadapt/common/durable_file.hpp"
 
 namespace faceadapt::learner {
 
@@ -19,13 +21,13 @@ namespace {
 
 constexpr const char* kManifestName = "face_recognition_model-weights_manifest.json";
 
+// common::read_file, its error prefixed with what the file is ("weights manifest ...").
 std::string read_file(const fs::path& path, const char* what) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(std::string(what) + " " + path.string() + ": cannot open (missing or unreadable)");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw std::runtime_error(std::string(what) + " " + path.string() + ": read error");
-    return ss.str();
+    try {
+        return common::read_file(path);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string(what) + " " + e.what());
+    }
 }
 
 // "conv64_1/conv1/conv/filters" -> "conv64_1.conv1.conv.weight"; "fc" -> "fc.weight".
@@ -66,33 +68,40 @@ FaceResNet import_face_api_weights(const fs::path& model_dir) {
     const fs::path manifest_path = dir / kManifestName;
     const std::string manifest_text = read_file(manifest_path, "weights manifest");
 
-    json::Value manifest;
+    nlohmann::json manifest;
     try {
-        manifest = json::parse(manifest_text);
-    } catch (const std::exception& e) {
-        throw std::runtime_error("weights manifest " + manifest_path.string() + ": " + e.what());
+        manifest = nlohmann::json::parse(manifest_text);
+    } catch (const nlohmann::json::parse_error& e) {  // its what() quotes the text: not repeated
+        throw std::runtime_error("weights manifest " + manifest_path.string() + ": JSON error at byte " +
+                                 std::to_string(e.byte));
     }
     auto bad = [&](const std::string& what) {
         return std::runtime_error("weights manifest " + manifest_path.string() + ": " + what);
     };
-    if (!manifest.is_array() || manifest.array.empty() || !manifest.array[0].is_object())
+    if (!manifest.is_array() || manifest.empty() || !manifest[0].is_object())
         throw bad("expected an array of weight groups");
+    // A member of an object, or nullptr when absent (or `v` is not an object).
+    auto find = [](const nlohmann::json& v, const char* key) -> const nlohmann::json* {
+        if (!v.is_object()) return nullptr;
+        const auto it = v.find(key);
+        return it == v.end() ? nullptr : &*it;
+    };
 
     // Concatenate the shards of every group, in order; entries address the concatenation.
     std::string blob;
-    std::vector<const json::Value*> entries;
+    std::vector<const nlohmann::json*> entries;
     std::string bin_names;
-    for (const auto& group : manifest.array) {
-        const json::Value* paths = group.find("paths");
-        const json::Value* weights = group.find("weights");
+    for (const auto& group : manifest) {
+        const nlohmann::json* paths = find(group, "paths");
+        const nlohmann::json* weights = find(group, "weights");
         if (!paths || !paths->is_array() || !weights || !weights->is_array())
             throw bad("a weight group lacks 'paths' or 'weights'");
-        for (const auto& p : paths->array) {
+        for (const auto& p : *paths) {
             if (!p.is_string()) throw bad("'paths' holds a non-string");
-            blob += read_file(dir / p.string, "weights file");
-            bin_names += (bin_names.empty() ? "" : ", ") + (dir / p.string).string();
+            blob += read_file(dir / p.get<std::string>(), "weights file");
+            bin_names += (bin_names.empty() ? "" : ", ") + (dir / p.get<std::string>()).string();
         }
-        for (const auto& w : weights->array) entries.push_back(&w);
+        for (const auto& w : *weights) entries.push_back(&w);
     }
 
     FaceResNet net;
@@ -100,44 +109,45 @@ FaceResNet import_face_api_weights(const fs::path& model_dir) {
     std::set<std::string> assigned;
     std::size_t offset = 0;
     torch::NoGradGuard no_grad;
-    for (const json::Value* w : entries) {
-        const json::Value* name = w->find("name");
-        const json::Value* shape = w->find("shape");
-        const json::Value* dtype = w->find("dtype");
-        if (!name || !name->is_string() || !shape || !shape->is_array())
+    for (const nlohmann::json* w : entries) {
+        const nlohmann::json* name_value = find(*w, "name");
+        const nlohmann::json* shape = find(*w, "shape");
+        const nlohmann::json* dtype = find(*w, "dtype");
+        if (!name_value || !name_value->is_string() || !shape || !shape->is_array())
             throw bad("a weight entry lacks 'name' or 'shape'");
-        if (dtype && (!dtype->is_string() || dtype->string != "float32"))
-            throw bad("tensor '" + name->string + "': unsupported dtype");
+        const std::string name = name_value->get<std::string>();
+        if (dtype && (!dtype->is_string() || dtype->get<std::string>() != "float32"))
+            throw bad("tensor '" + name + "': unsupported dtype");
         std::vector<int64_t> dims;
         int64_t numel = 1;
-        for (const auto& d : shape->array) {
-            if (!d.is_number() || d.number < 0) throw bad("tensor '" + name->string + "': bad shape");
-            dims.push_back(static_cast<int64_t>(d.number));
+        for (const auto& d : *shape) {
+            if (!d.is_number() || d.get<double>() < 0) throw bad("tensor '" + name + "': bad shape");
+            dims.push_back(static_cast<int64_t>(d.get<double>()));
             numel *= dims.back();
         }
-        const std::string pname = parameter_name(name->string);
+        const std::string pname = parameter_name(name);
         if (pname.empty() || !params.contains(pname))
-            throw bad("unknown tensor '" + name->string + "' (not a dlib-resnet29 parameter)");
-        if (!assigned.insert(pname).second) throw bad("tensor '" + name->string + "' listed twice");
+            throw bad("unknown tensor '" + name + "' (not a dlib-resnet29 parameter)");
+        if (!assigned.insert(pname).second) throw bad("tensor '" + name + "' listed twice");
 
-        const json::Value* quant = w->find("quantization");
+        const nlohmann::json* quant = find(*w, "quantization");
         const std::size_t bytes = static_cast<std::size_t>(numel) * (quant ? 1 : 4);
         if (offset + bytes > blob.size())
             throw std::runtime_error("weights file " + bin_names + ": too short (" + std::to_string(blob.size()) +
-                                     " bytes; tensor '" + name->string + "' needs bytes up to " +
+                                     " bytes; tensor '" + name + "' needs bytes up to " +
                                      std::to_string(offset + bytes) + ")");
         torch::Tensor t = torch::empty(dims, torch::kFloat);
         float* dst = t.data_ptr<float>();
         const auto* src = reinterpret_cast<const unsigned char*>(blob.data() + offset);
         if (quant) {
-            const json::Value* qd = quant->find("dtype");
-            const json::Value* scale = quant->find("scale");
-            const json::Value* min = quant->find("min");
-            if (!qd || !qd->is_string() || qd->string != "uint8" || !scale || !scale->is_number() || !min ||
+            const nlohmann::json* qd = find(*quant, "dtype");
+            const nlohmann::json* scale = find(*quant, "scale");
+            const nlohmann::json* min = find(*quant, "min");
+            if (!qd || !qd->is_string() || qd->get<std::string>() != "uint8" || !scale || !scale->is_number() || !min ||
                 !min->is_number())
-                throw bad("tensor '" + name->string + "': unsupported quantization (need uint8 with scale, min)");
-            for (int64_t i = 0; i < numel; ++i)
-                dst[i] = static_cast<float>(static_cast<double>(src[i]) * scale->number + min->number);
+                throw bad("tensor '" + name + "': unsupported quantization (need uint8 with scale, min)");
+            const double sc = scale->get<double>(), mn = min->get<double>();
+            for (int64_t i = 0; i < numel; ++i) dst[i] = static_cast<float>(static_cast<double>(src[i]) * sc + mn);
         } else {
             std::memcpy(dst, src, bytes);  // little-endian float32, as on every supported host
         }
@@ -147,7 +157,7 @@ FaceResNet import_face_api_weights(const fs::path& model_dir) {
         if (t.dim() == 4) t = t.permute({3, 2, 0, 1});   // HWIO -> OIHW
         else if (pname == "fc.weight") t = t.t();         // [256,128] -> Linear weight [128,256]
         if (t.sizes() != target.sizes())
-            throw bad("tensor '" + name->string + "': shape " + c10::str(t.sizes()) + " does not fit " + pname + " " +
+            throw bad("tensor '" + name + "': shape " + c10::str(t.sizes()) + " does not fit " + pname + " " +
                       c10::str(target.sizes()));
         target.copy_(t);
     }

@@ -120,7 +120,7 @@ struct DoorAgent::Impl {
         {
             std::lock_guard lock(mutex);
             change(current_state);
-            current_state.time = detail::utc_now_iso8601();
+            current_state.time = detail::utc_timestamp();
         }
         cv.notify_all();
         state_dirty = true;
@@ -280,7 +280,7 @@ struct DoorAgent::Impl {
         last_progress = Clock::now();
         {
             std::lock_guard lock(mutex);
-            current_state.time = detail::utc_now_iso8601();
+            current_state.time = detail::utc_timestamp();
         }
         state_dirty = true;
         flush_state();

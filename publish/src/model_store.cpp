@@ -28,7 +28,7 @@ void write_installed_json(const fs::path& dir, std::int64_t version, std::int64_
     json j = {{"version", version},
               {"previous_version", previous},
               {"refuse_up_to", refuse_up_to},
-              {"installed_at", detail::utc_now_iso8601()}};
+              {"installed_at", detail::utc_timestamp()}};
     detail::write_file_durable(dir / "installed.json", j.dump(2) + "\n");
 }
 

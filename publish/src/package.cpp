@@ -375,7 +375,7 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     Manifest& m = pkg.manifest;
     m.model_version = input.model_version;
     m.parent_version = input.parent_version;
-    m.created = input.created.empty() ? detail::utc_now_iso8601() : input.created;
+    m.created = input.created.empty() ? detail::utc_timestamp() : input.created;
     m.key_id = key.public_key().key_id();
     m.site = input.site;
     m.architecture = input.architecture;

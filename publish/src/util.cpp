@@ -1,7 +1,5 @@
 #include "util.hpp"
 
-#include <chrono>
-#include <ctime>
 #include <stdexcept>
 
 namespace faceadapt::publish::detail {
@@ -12,27 +10,21 @@ void ensure_sodium() {
 }
 
 std::string to_hex(std::span<const std::uint8_t> bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
-    for (auto b : bytes) {
-        out.push_back(digits[b >> 4]);
-        out.push_back(digits[b & 15]);
-    }
+    std::string out(bytes.size() * 2 + 1, '\0');  // sodium_bin2hex writes a terminating NUL
+    sodium_bin2hex(out.data(), out.size(), bytes.data(), bytes.size());
+    out.pop_back();
     return out;
 }
 
 std::vector<std::uint8_t> from_hex(std::string_view hex, const std::string& what) {
-    auto nibble = [&](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        throw std::invalid_argument(what + ": not a hex string");
-    };
     if (hex.size() % 2 != 0) throw std::invalid_argument(what + ": odd number of hex digits");
     std::vector<std::uint8_t> out(hex.size() / 2);
-    for (size_t i = 0; i < out.size(); ++i)
-        out[i] = static_cast<std::uint8_t>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+    std::size_t written = 0;
+    const char* end = nullptr;
+    // No characters ignored: a non-hex digit stops the parse before the end, which is refused.
+    if (sodium_hex2bin(out.data(), out.size(), hex.data(), hex.size(), nullptr, &written, &end) != 0 ||
+        written != out.size() || end != hex.data() + hex.size())
+        throw std::invalid_argument(what + ": not a hex string");
     return out;
 }
 
@@ -56,15 +48,6 @@ std::string sha256_hex(std::string_view bytes) {
     Sha256 h;
     h.update(bytes);
     return h.hex();
-}
-
-std::string utc_now_iso8601() {
-    auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    std::tm tm{};
-    ::gmtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
 }
 
 }  // namespace faceadapt::publish::detail

@@ -1,4 +1,4 @@
-// Internal helpers of faceadapt_publish: hex, SHA-256, whole-file I/O, durable writes.
+// Internal helpers of faceadapt_publish: hex (libsodium), SHA-256, whole-file I/O, durable writes.
 // Not installed; nothing outside publish/src includes this.
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/time.hpp"
 
 namespace faceadapt::publish::detail {
 
@@ -49,7 +50,7 @@ inline void write_file_durable(const std::filesystem::path& file, std::string_vi
 }
 
 // "2026-11-27T01:02:03Z"
-std::string utc_now_iso8601();
+using common::utc_timestamp;
 
 // Rate limit for one kind of log line on an error path: up to `burst` lines per `window`,
 // then silence until the window ends; the next line allowed reports how many were held back.

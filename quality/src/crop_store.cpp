@@ -466,15 +466,17 @@ int CropStore::verify() {
     return bad;
 }
 
-std::size_t CropStore::export_snapshot(const fs::path& dir) const {
+std::size_t CropStore::export_snapshot(const fs::path& dir) const { return export_records(snapshot(), dir).size(); }
+
+std::vector<CropRecord> CropStore::export_records(const std::vector<CropRecord>& records, const fs::path& dir) const {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw std::runtime_error(dir.string() + ": cannot create the export folder: " + ec.message());
     std::ofstream index(dir / "index.csv");
     if (!index) throw std::runtime_error((dir / "index.csv").string() + ": cannot write");
     index << "id,camera,unix_ms,track,score,file\n";
-    std::size_t n = 0;
-    for (const auto& r : snapshot()) {
+    std::vector<CropRecord> exported;
+    for (const auto& r : records) {
         const auto chip = load_chip(r);
         if (!chip) continue;
         const fs::path rel = fs::path(r.camera) / fmt::format("{}.png", r.id);
@@ -483,11 +485,12 @@ std::size_t CropStore::export_snapshot(const fs::path& dir) const {
         if (ec) throw std::runtime_error((dir / rel).string() + ": copy failed: " + ec.message());
         index << r.id << ',' << r.camera << ',' << to_ms(r.timestamp) << ',' << r.track_id << ','
               << fmt::format("{:.6f}", r.score) << ',' << rel.string() << '\n';
-        ++n;
+        exported.push_back(r);
+        exported.back().file = dir / rel;
     }
     index.flush();
     if (!index) throw std::runtime_error((dir / "index.csv").string() + ": write failed");
-    return n;
+    return exported;
 }
 
 bool CropStore::remove(std::int64_t id) {

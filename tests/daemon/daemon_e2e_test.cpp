@@ -202,7 +202,8 @@ TEST(DaemonGate, AWorsenedCandidateIsRefusedAndNeverPublished) {
     test::TempDir dir;
     const fs::path state = dir.path() / "state";
     enroll_reference(state);
-    // The "trainer" writes the source model with its weights perturbed far beyond training noise.
+    // The "trainer" writes the source model with its weights perturbed far beyond training noise
+    // and says so on the protocol descriptor; the real `faceadapt evaluate` measures it.
     const fs::path bad = dir.path() / "bad.model";
     {
         auto net = learner::load_source_model();
@@ -210,8 +211,10 @@ TEST(DaemonGate, AWorsenedCandidateIsRefusedAndNeverPublished) {
         learner::save_model(net, learner::ModelMetadata{}, bad);
     }
     const fs::path trainer = script(dir.path(), "bad-trainer.sh",
+                                    "[ \"$1\" = evaluate ] && exec " + faceadapt_exe().string() + " \"$@\"\n"
                                     "out=''\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=\"$2\"; shift; done\n"
-                                    "echo 'cycle 1/1 iter 1/1 loss=9.9'\ncp " + bad.string() + " \"$out\"\n");
+                                    "echo 'cycle 1/1 iter 1/1 loss=9.9'\ncp " + bad.string() + " \"$out\"\n"
+                                    "echo '{\"type\":\"result\",\"model\":\"'\"$out\"'\",\"provenance\":{}}' >&3\n");
     test::Mosquitto broker;
     fs::create_directories(state / "keys");
     ASSERT_EQ(test::run_command(faceadapt_exe().string() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
@@ -308,7 +311,7 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
         ASSERT_TRUE(d.wait_exit(5s));
     }
     const auto cycle = nlohmann::json::parse(std::ifstream(state / "models" / "cycle.json"));
-    EXPECT_EQ(cycle["status"], "training");
+    EXPECT_EQ(cycle["step"], "train");
     EXPECT_EQ(door_installed(door_dir), 0);  // nothing published, half or whole
     EXPECT_FALSE(last_event(state, "publish"));
 

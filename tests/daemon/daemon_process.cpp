@@ -8,10 +8,10 @@
 namespace faceadapt::test {
 
 Process::Process(std::vector<std::string> argv) {
-    child_ = std::make_unique<daemon::TrainingChild>(std::move(argv), daemon::TrainingLimits{0, false, 0},
-                                                     [this](const daemon::TrainingProgress& p) {
+    child_ = std::make_unique<daemon::TrainingChild>(std::move(argv), daemon::TrainingLimits{0, false, 0}, nullptr,
+                                                     [this](const std::string& line) {
                                                          std::lock_guard lock(mutex_);
-                                                         lines_.push_back(p.line);
+                                                         lines_.push_back(line);
                                                      });
 }
 

@@ -6,6 +6,7 @@
 
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/gate.hpp"
+#include "faceadapt/daemon/gate_figures.hpp"
 
 using namespace faceadapt::daemon;
 

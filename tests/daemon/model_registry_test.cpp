@@ -85,11 +85,3 @@ TEST(ModelRegistry, APartialVersionFromACrashIsDiscarded) {
     EXPECT_EQ(reg.add(make_file(dir.path() / "a.bin", "A"), "train").version, 1);
 }
 
-TEST(AtomicWrite, ReplacesWholeFiles) {
-    faceadapt::test::TempDir dir;
-    write_file_atomically(dir.path() / "f", "one");
-    write_file_atomically(dir.path() / "f", "two");
-    EXPECT_EQ(slurp(dir.path() / "f"), "two");
-    EXPECT_FALSE(fs::exists(dir.path() / "f.tmp"));
-    EXPECT_THROW(write_file_atomically(dir.path() / "no" / "such" / "f", "x"), std::runtime_error);
-}

@@ -20,42 +20,65 @@ fs::path script(const fs::path& dir, const std::string& name, const std::string&
 }
 }  // namespace
 
-TEST(TrainingProgressParse, ReadsCycleIterAndLoss) {
-    auto p = parse_progress_line("train: cycle 2/6 iter 30/50 loss=1.25e-1 lr 3.5e-5");
-    EXPECT_EQ(p.cycle, 2);
-    EXPECT_EQ(p.cycles, 6);
-    EXPECT_EQ(p.iter, 30);
-    EXPECT_EQ(p.iters, 50);
-    ASSERT_TRUE(p.loss);
-    EXPECT_DOUBLE_EQ(*p.loss, 0.125);
-    p = parse_progress_line("clustering 812 crops into 14 clusters");
-    EXPECT_FALSE(p.cycle || p.iter || p.loss);
-    EXPECT_EQ(p.line, "clustering 812 crops into 14 clusters");
-}
-
-TEST(TrainingChild, ReportsProgressLinesAppliesNiceAndMemoryLimit) {
+TEST(TrainingChild, ReportsOutputAndTypedProgressAppliesNiceAndMemoryLimit) {
     faceadapt::test::TempDir dir;
     const auto child = script(dir.path(), "train.sh",
                               "echo \"nice $(cut -d' ' -f19 /proc/self/stat)\"\n"
                               "echo \"vlimit $(ulimit -v)\"\n"
-                              "echo 'cycle 1/2 iter 5/10 loss=0.5'\n"
-                              "echo 'cycle 2/2 iter 10/10 loss 0.25' >&2\n");
+                              "echo 'cycle 1/2 iter 5/10 loss=0.5'\n"  // free text: never parsed
+                              "echo '{\"type\":\"progress\",\"phase\":\"train\",\"cycle\":2,\"cycles\":2,"
+                              "\"iter\":10,\"iters\":10,\"loss\":0.25}' >&3\n"
+                              "echo 'a warning' >&2\n"
+                              "echo '{\"type\":\"result\",\"model\":\"/m\",\"provenance\":{\"seed\":1}}' >&3\n");
     std::mutex m;
-    std::vector<TrainingProgress> seen;
-    TrainingChild c({child.string()}, TrainingLimits{7, true, 512}, [&](const TrainingProgress& p) {
-        std::lock_guard lock(m);
-        seen.push_back(p);
-    });
+    std::vector<std::string> lines;
+    std::vector<ChildProgress> progress;
+    TrainingChild c(
+        {child.string()}, TrainingLimits{7, true, 512},
+        [&](const ChildProgress& p) {
+            std::lock_guard lock(m);
+            progress.push_back(p);
+        },
+        [&](const std::string& line) {
+            std::lock_guard lock(m);
+            lines.push_back(line);
+        });
     const TrainingResult r = c.wait();
     EXPECT_TRUE(r.ok()) << r.describe();
     std::lock_guard lock(m);
-    ASSERT_EQ(seen.size(), 4u);
-    EXPECT_EQ(seen[0].line, "nice 7");
-    EXPECT_EQ(seen[1].line, "vlimit 524288");  // KiB
-    EXPECT_EQ(seen[2].cycle, 1);
-    EXPECT_EQ(seen[3].cycle, 2);
-    EXPECT_DOUBLE_EQ(*seen[3].loss, 0.25);
-    EXPECT_EQ(r.last_lines.back(), "cycle 2/2 iter 10/10 loss 0.25");
+    ASSERT_EQ(lines.size(), 4u);
+    EXPECT_EQ(lines[0], "nice 7");
+    EXPECT_EQ(lines[1], "vlimit 524288");  // KiB
+    EXPECT_EQ(lines[3], "a warning");
+    ASSERT_EQ(progress.size(), 1u);
+    EXPECT_EQ(progress[0].cycle, 2);
+    EXPECT_EQ(progress[0].iters, 10);
+    EXPECT_DOUBLE_EQ(*progress[0].loss, 0.25);
+    ASSERT_EQ(r.messages.size(), 1u);
+    const auto& result = std::get<ChildTrainResult>(r.messages[0]);
+    EXPECT_EQ(result.model, "/m");
+    EXPECT_EQ(result.provenance["seed"], 1);
+    EXPECT_EQ(r.protocol_errors, 0);
+    EXPECT_EQ(r.last_lines.back(), "a warning");
+}
+
+TEST(TrainingChild, MalformedAndOverlongProtocolLinesAreCountedNotFatal) {
+    faceadapt::test::TempDir dir;
+    // 17 MiB without a newline (NUL bytes), then a good line: the long one is cut off and skipped.
+    const auto child = script(dir.path(), "noisy.sh",
+                              "echo 'not json' >&3\n"
+                              "echo '{\"type\":\"teleport\"}' >&3\n"
+                              "head -c 17825792 /dev/zero >&3\n"
+                              "echo >&3\n"
+                              "echo '{\"type\":\"error\",\"message\":\"no crops\"}' >&3\n");
+    TrainingChild c({child.string()}, {}, nullptr);
+    const TrainingResult r = c.wait();
+    EXPECT_TRUE(r.ok()) << r.describe();
+    EXPECT_EQ(r.protocol_errors, 3);
+    EXPECT_NE(r.first_protocol_error.find("not JSON"), std::string::npos) << r.first_protocol_error;
+    EXPECT_EQ(r.first_protocol_error.find("not json"), std::string::npos) << "the line is never echoed";
+    ASSERT_EQ(r.messages.size(), 1u);
+    EXPECT_EQ(std::get<ChildError>(r.messages[0]).message, "no crops");
 }
 
 TEST(TrainingChild, ACrashIsReportedAndTheParentCarriesOn) {

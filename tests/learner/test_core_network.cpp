@@ -8,13 +8,13 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/learner/face_resnet.hpp"
 #include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/weights_import.hpp"
-#include "mini_json.hpp"
 #include "test_core_util.hpp"
 #include "test_support.hpp"
 
@@ -174,10 +174,10 @@ TEST(Embedder, ModelFileGivesTheSourceModelsEmbeddings) {
     faceadapt::test::TempDir dir;
     auto net = load_source_model();
     ModelMetadata meta;
-    meta.provenance_json = "{\"imported\": true}";
+    meta.provenance = {{"imported", true}};
     save_model(net, meta, dir.path() / "source.fam");
     const Embedder from_source({}, "cpu", 4), from_file(dir.path() / "source.fam", "cpu", 2);
-    EXPECT_EQ(from_file.metadata().provenance_json, "{\"imported\": true}");
+    EXPECT_EQ(from_file.metadata().provenance, nlohmann::json({{"imported", true}}));
     std::vector<std::uint8_t> raw(3 * 150 * 150 * 3);
     for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
     const auto a = from_source.embed(raw.data(), 3), b = from_file.embed(raw.data(), 3);
@@ -192,19 +192,19 @@ TEST(Embedder, MatchesReferenceEmbeddings) {
     const fs::path ref = faceadapt::test::shared_dir() / "reference/embeddings";
     FACEADAPT_REQUIRE_PATH(ref / "embeddings.json");
     FACEADAPT_REQUIRE_PATH(model_dir() / kManifest);
-    const auto doc = json::parse(slurp(ref / "embeddings.json"));
-    const auto* chips = doc.find("chips");
-    ASSERT_TRUE(chips && chips->is_array());
+    const auto doc = nlohmann::json::parse(slurp(ref / "embeddings.json"));
+    ASSERT_TRUE(doc.contains("chips") && doc["chips"].is_array());
     std::vector<cv::Mat> images;
     std::vector<std::vector<double>> expected;
-    for (const auto& c : chips->array) {
-        cv::Mat bgr = cv::imread((ref / c.find("chip")->string).string(), cv::IMREAD_COLOR);
-        ASSERT_FALSE(bgr.empty()) << c.find("chip")->string;
+    for (const auto& c : doc["chips"]) {
+        const std::string chip = c.at("chip").get<std::string>();
+        cv::Mat bgr = cv::imread((ref / chip).string(), cv::IMREAD_COLOR);
+        ASSERT_FALSE(bgr.empty()) << chip;
         cv::Mat rgb;
         cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
         images.push_back(rgb);
         std::vector<double> e;
-        for (const auto& v : c.find("embedding")->array) e.push_back(v.number);
+        for (const auto& v : c.at("embedding")) e.push_back(v.get<double>());
         ASSERT_EQ(e.size(), 128u);
         expected.push_back(e);
     }

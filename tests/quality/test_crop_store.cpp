@@ -149,6 +149,30 @@ TEST(CropStore, InsertSnapshotAndMetadata) {
     EXPECT_EQ(line.rfind(std::to_string(r.id) + ",cam_1,", 0), 0u) << line;
 }
 
+TEST(CropStore, ExportRecordsCopiesTheGivenOnesAndSkipsUnreadableFiles) {
+    faceadapt::test::TempDir dir, out;
+    q::CropStore store(dir.path(), roomy());
+    for (int i = 0; i < 4; ++i) store.insert(crop(i % 2 ? "cam_b" : "cam_a", i, 0.5, Clock::now(), i));
+    const auto rows = store.snapshot();
+    ASSERT_EQ(rows.size(), 4u);
+    std::ofstream(rows[1].file, std::ios::binary | std::ios::trunc) << std::string(rows[1].bytes, 'x');
+    const auto exported = store.export_records({rows[0], rows[1], rows[3]}, out.path());
+    ASSERT_EQ(exported.size(), 2u);
+    EXPECT_EQ(exported[0].id, rows[0].id);
+    EXPECT_EQ(exported[1].id, rows[3].id);
+    EXPECT_EQ(exported[1].file, out.path() / "cam_b" / (std::to_string(rows[3].id) + ".png"));
+    EXPECT_EQ(exported[1].track_id, rows[3].track_id);
+    for (const auto& r : exported) EXPECT_TRUE(store.load_chip(r)) << r.file;
+    EXPECT_FALSE(fs::exists(out.path() / "cam_a" / (std::to_string(rows[2].id) + ".png"))) << "not asked for";
+    std::ifstream csv(out.path() / "index.csv");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(csv, line);) lines.push_back(line);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0], "id,camera,unix_ms,track,score,file");
+    EXPECT_EQ(lines[2].rfind(std::to_string(rows[3].id) + ",cam_b,", 0), 0u) << lines[2];
+    EXPECT_EQ(store.snapshot().size(), 3u) << "the unreadable crop was quarantined";
+}
+
 TEST(CropStore, TenThousandInsertsFromFourThreadsWithConcurrentSnapshots) {
     ShmDir dir;
     q::CropStore store(dir.path(), roomy());  // fsync on: the real code path

@@ -3,14 +3,15 @@
 // WHAT THIS REPRESENTS
 //   cameras (one ingest::FacePipeline per enabled camera, so one can be added, removed or
 //   changed without touching the others) -> quality::QualityScorer -> quality::CropStore;
-//   a scheduler (scheduler.hpp) that starts a co-training cycle as a child `faceadapt train`
-//   (training_child.hpp) on a snapshot of the store minus a held-out slice of tracks;
-//   the promotion gate (gate.hpp) on the enrolled gallery and the held-out crops;
-//   the model registry (model_registry.hpp) and the release to the doors (release.hpp);
-//   the metrics endpoint (metrics_server.hpp) and sd_notify (sd_notify.hpp).
-//   Cycle bookkeeping lives in <state_dir>/models/cycle.json (the cycle in progress: resumed
-//   from its checkpoint after a crash or a stop) and scheduler.json (when the last cycle ended,
-//   the last crop id it saw).
+//   a scheduler (scheduler.hpp) that starts a TrainingCycle (training_cycle.hpp: prepare ->
+//   train -> evaluate -> gate -> release, its children `faceadapt train|evaluate` supervised
+//   here with the [learner] limits) on the learner thread; the model registry
+//   (model_registry.hpp) and the release to the doors (release.hpp) it uses; the metrics
+//   endpoint (metrics_server.hpp) and sd_notify (sd_notify.hpp). Daemon keeps the cameras, the
+//   reload, the metrics and the main loop; torch never runs in this process.
+//   Cycle bookkeeping lives in <state_dir>/models/cycle.json (the cycle in progress, saved after
+//   each step: resumed at that step after a crash or a stop) and scheduler.json (when the last
+//   cycle ended, the last crop id it saw).
 //
 //   Signals (run() waits for them with sigtimedwait; block_signals() must have blocked them in
 //   every thread first):

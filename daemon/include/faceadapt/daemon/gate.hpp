@@ -14,6 +14,8 @@
 //   the current's minus the GateConfig tolerance (max_tar_drop, max_rank1_drop,
 //   max_compactness_drop for both site figures), and at least one figure was measured.
 //   Non-finite figures refuse. The reasons name every check with both values.
+//   The figures are measured in the evaluation child (gate_figures.hpp, `faceadapt evaluate`):
+//   this header and faceadaptd need no torch.
 // THREAD SAFETY
 //   Pure functions.
 #pragma once
@@ -22,8 +24,6 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-
-#include "faceadapt/learner/embedding.hpp"
 
 namespace faceadapt::config {
 struct GateConfig;
@@ -58,12 +58,6 @@ struct GateDecision {
     std::vector<std::string> checks;   // one line per comparison made, with both values
     std::vector<std::string> reasons;  // why refused (empty when promoted)
 };
-
-// `labels[i]` is row i's person (gallery) or track (site). Site rows are L2-normalised inside.
-// requires: labels.size() == rows.size(). throws std::invalid_argument on a size mismatch.
-GalleryFigures evaluate_gallery(const std::vector<learner::Embedding>& rows,
-                                const std::vector<std::string>& labels, double far);
-SiteFigures evaluate_site(const std::vector<learner::Embedding>& rows, const std::vector<std::string>& labels);
 
 GateDecision decide(const ModelFigures& current, const ModelFigures& candidate, const config::GateConfig& gate);
 

@@ -71,10 +71,4 @@ private:
     std::filesystem::path dir_;
 };
 
-// Writes `text` to `file` through file.tmp + fsync + rename + fsync(dir).
-// throws std::runtime_error naming the file.
-void write_file_atomically(const std::filesystem::path& file, const std::string& text);
-// "2026-11-27T01:02:03Z"
-std::string utc_timestamp();
-
 }  // namespace faceadapt::daemon

@@ -2,8 +2,9 @@
 //
 // WHAT THIS REPRESENTS
 //   The steps shared by the daemon (after the gate promotes a candidate) and by
-//   `faceadapt models rollback`: re-embed the enrolled gallery with the version's model,
-//   build and sign the package (publish::build_package with the key in [publish] key_dir),
+//   `faceadapt models rollback`: take the enrolled gallery embedded by the version's model
+//   (faceadaptd gets it from its evaluation child, the CLI from gate_figures.hpp embed_gallery:
+//   no torch here), build and sign the package (publish::build_package with the key in [publish] key_dir),
 //   keep it as <models>/packages/<N>.fapkg, send it (publish::Publisher: chunks first, the
 //   retained manifest last, so an interrupted publish never names a half-sent version), wait
 //   for the doors' acknowledgements, mark the version published in its meta.json and append a
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "faceadapt/config/config.hpp"
+#include "faceadapt/daemon/child_protocol.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
 
 namespace faceadapt::publish {
@@ -45,28 +47,23 @@ struct ReleaseReport {
 // The key folder: [publish] key_dir, or <state_dir>/keys.
 std::filesystem::path key_dir(const config::Config& config);
 
-// Builds, signs, writes and publishes `version` (which must be in `registry`).
+// Builds, signs, writes and publishes `version` (which must be in `registry`) with `gallery`
+// (the enrolled gallery embedded by that version's model).
 // `publisher` may be null: one is connected for this call from config.mqtt.
 // `doors`: the doors to wait for (empty: every door that has reported a state); the wait is
 // [publish] ack_timeout_s at most, and `ack_timeout` when given.
 // ensures: never throws for a broker/door problem (reported in ReleaseReport::error);
 //          throws std::runtime_error naming the file for a missing key or model.
 ReleaseReport release_version(const config::Config& config, ModelRegistry& registry, int version,
-                              publish::Publisher* publisher, const std::vector<std::string>& doors = {},
+                              const EmbeddedGallery& gallery, publish::Publisher* publisher,
+                              const std::vector<std::string>& doors = {},
                               std::optional<std::chrono::milliseconds> ack_timeout = std::nullopt);
 
 // Rollback: registers a copy of `to_version`'s model as a new version (origin "rollback of N"),
-// makes it current, records a "rollback" history line and releases it like any new version.
+// makes it current, records a "rollback" history line and releases it like any new version,
+// with `gallery` embedded by to_version's model.
 // throws std::out_of_range when to_version is not stored.
 ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       publish::Publisher* publisher);
-
-// Gallery chips embedded by `model_file` (empty: the source model), grouped by person name.
-struct EmbeddedGallery {
-    std::vector<std::string> names;
-    std::vector<std::array<float, 128>> embeddings;
-};
-EmbeddedGallery embed_gallery(const std::filesystem::path& state_dir, const std::filesystem::path& model_file,
-                              const std::string& device);
+                       const EmbeddedGallery& gallery, publish::Publisher* publisher);
 
 }  // namespace faceadapt::daemon

@@ -3,13 +3,19 @@
 // WHAT THIS REPRESENTS
 //   A forked and exec'd child with lowered CPU priority (nice), idle-class I/O priority
 //   (ioprio_set) and an address-space limit (RLIMIT_AS; skipped for CUDA, whose driver maps
-//   more virtual memory than it uses: use MemoryMax= in the unit there). Its stdout and stderr
-//   are read line by line on a reader thread; each line is parsed for progress and handed to
-//   the callback. A crash, a signal, an out-of-memory kill or a bad exit code is reported in
-//   the TrainingResult; nothing in the daemon is harmed. The child gets PR_SET_PDEATHSIG
-//   SIGTERM, so a daemon killed with -9 does not leave it running.
+//   more virtual memory than it uses: use MemoryMax= in the unit there). Two pipes, each read
+//   on its own thread:
+//     - stdout + stderr: free text, handed line by line to the output callback (the journal)
+//       and kept (last 20 lines) for the crash report; never parsed;
+//     - descriptor kChildProtocolFd (3): the typed protocol of child_protocol.hpp, JSON lines.
+//       Progress messages go to the progress callback; every other message is kept, in order,
+//       in TrainingResult::messages. A malformed line is counted (protocol_errors), never fatal.
+//   A crash, a signal, an out-of-memory kill or a bad exit code is reported in the
+//   TrainingResult; nothing in the daemon is harmed. The child gets PR_SET_PDEATHSIG SIGTERM,
+//   so a daemon killed with -9 does not leave it running.
 // THREAD SAFETY
-//   Use from one thread; the progress callback runs on the reader thread.
+//   Use from one thread; the callbacks run on the reader threads (output and progress each
+//   on its own).
 #pragma once
 
 #include <chrono>
@@ -20,6 +26,8 @@
 #include <sys/types.h>
 #include <vector>
 
+#include "faceadapt/daemon/child_protocol.hpp"
+
 namespace faceadapt::daemon {
 
 struct TrainingLimits {
@@ -28,34 +36,29 @@ struct TrainingLimits {
     double memory_limit_mb = 0;     // RLIMIT_AS; 0 = none
 };
 
-// One parsed progress line. Fields are set when the line carries them.
-struct TrainingProgress {
-    std::string line;
-    std::optional<int> cycle, cycles;   // "cycle 2/6"
-    std::optional<int> iter, iters;     // "iter 30/50"
-    std::optional<double> loss;         // "loss=1.234" or "loss 1.234"
-};
-
-// Parses the progress fields out of one line of `faceadapt train` output.
-TrainingProgress parse_progress_line(const std::string& line);
-
 struct TrainingResult {
     int exit_code = -1;            // valid when !signaled
     int signal = 0;                // the signal that ended it, when signaled
     bool signaled = false;
     bool ok() const { return !signaled && exit_code == 0; }
     std::chrono::steady_clock::duration elapsed{};
-    std::vector<std::string> last_lines;  // the last 20 lines of output, for the report
+    std::vector<std::string> last_lines;  // the last 20 lines of text output, for the report
+    std::vector<ChildMessage> messages;   // protocol messages other than progress, in order
+    int protocol_errors = 0;              // malformed protocol lines (skipped)
+    std::string first_protocol_error;     // what was wrong with the first one
     std::string describe() const;         // "exit 0", "exit 3", "killed by SIGKILL (out of memory?)"
 };
 
 class TrainingChild {
 public:
-    using ProgressCallback = std::function<void(const TrainingProgress&)>;
-    // Starts argv[0] (a path) with argv. requires: !argv.empty().
-    // throws std::runtime_error naming argv[0] when the pipe or fork fails; an exec failure
-    // is reported as exit code 127 by the child.
-    TrainingChild(std::vector<std::string> argv, TrainingLimits limits, ProgressCallback on_progress);
+    using ProgressCallback = std::function<void(const ChildProgress&)>;
+    using OutputCallback = std::function<void(const std::string& line)>;
+    // Starts argv[0] (a path) with argv; the protocol pipe is its descriptor kChildProtocolFd
+    // (argv should name it, e.g. --protocol-fd 3). requires: !argv.empty(). Either callback may
+    // be null. throws std::runtime_error naming argv[0] when a pipe or fork fails; an exec
+    // failure is reported as exit code 127 by the child.
+    TrainingChild(std::vector<std::string> argv, TrainingLimits limits, ProgressCallback on_progress,
+                  OutputCallback on_output = nullptr);
     // Stops a running child (terminate(10 s)) and reaps it.
     ~TrainingChild();
     TrainingChild(const TrainingChild&) = delete;

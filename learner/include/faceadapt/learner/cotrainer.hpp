@@ -127,6 +127,15 @@ struct CycleReport {
     std::vector<double> step_seconds;               // each step's wall time, this run (not checkpointed)
 };
 
+// Where a run is, as numbers (what set_progress receives): after each cycle's clustering
+// (iter 0) and at the iterations that are logged. cycle and iter are 1-based.
+struct TrainProgress {
+    int cycle = 0, cycles = 0, iter = 0, iters = 0;
+    double loss = 0.0;             // total loss of the last step (0 at iter 0)
+    double images_per_s = 0.0;     // this cycle's step throughput so far (0 at iter 0)
+    double eta_s = 0.0;            // estimated seconds left for the run (0 at iter 0)
+};
+
 struct TrainResult {
     bool finished = false;           // false: stopped on request (checkpoint written)
     FaceResNet model{nullptr};       // the output (chosen mean model / merged / naive net), eval mode, CPU
@@ -146,6 +155,8 @@ public:
 
     // Receives each progress line (cycle, iter, losses, images/s, ETA; cycle summaries).
     void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+    // Receives the same progress as numbers (TrainProgress), for a caller that reports it typed.
+    void set_progress(std::function<void(const TrainProgress&)> progress) { progress_ = std::move(progress); }
 
     // Loads options.checkpoint. ensures: the next run() continues where it stopped.
     // throws std::runtime_error naming the file when missing/corrupt or made with other data,
@@ -185,6 +196,7 @@ private:
     std::vector<int64_t> own1_, own2_;                     // each mean model's own clustering
     std::vector<CycleReport> reports_;
     std::function<void(const std::string&)> log_;
+    std::function<void(const TrainProgress&)> progress_;
 };
 
 }  // namespace faceadapt::learner

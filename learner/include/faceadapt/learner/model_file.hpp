@@ -17,8 +17,7 @@
 
 namespace faceadapt::learner {
 
-// requires: meta.architecture == "dlib-resnet29", meta.input_size == 150; provenance_json is
-//           valid JSON (checked); the parent folder of `path` exists.
+// requires: meta.architecture == "dlib-resnet29", meta.input_size == 150; the parent folder of `path` exists.
 // ensures:  writes the file atomically (temp file in the same folder + fsync + rename + fsync of
 //           the folder); num_classes/dropout/scale are taken from `net`, `created` is set to now
 //           when empty. Parameters are saved from CPU copies, whatever net's device.

@@ -3,7 +3,9 @@
 //
 // WHAT THIS REPRESENTS
 //   The architecture and input spec a model file needs to be loaded, plus its lineage (version,
-//   parent) and the training provenance and metrics as a JSON text. Readable without libtorch, so
+//   parent) and the training provenance and metrics as a JSON value (nlohmann::json, the one JSON
+//   library of the project; the file's metadata block is written and read with it). Readable
+//   without libtorch, so
 //   the daemon, the gate and the door agent can list and check models cheaply.
 // THREAD SAFETY
 //   Plain value type; read_model_metadata is a free function without shared state.
@@ -12,6 +14,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 namespace faceadapt::learner {
 
@@ -24,7 +28,7 @@ struct ModelMetadata {
     int64_t version = 0;             // this model's version (0 = the imported source model)
     int64_t parent_version = -1;     // the model it was trained from; -1 = none
     std::string created;             // ISO-8601 UTC, e.g. "2026-11-27T01:02:03Z" (save_model fills it when empty)
-    std::string provenance_json = "{}";  // training provenance + metrics: any JSON value, as text
+    nlohmann::json provenance = nlohmann::json::object();  // training provenance + metrics (any JSON value)
     // Network options stored with the weights (filled by save_model from the network).
     int64_t num_classes = 0;
     double embedding_dropout = 0.0;
@@ -36,8 +40,5 @@ struct ModelMetadata {
 // throws:   std::runtime_error naming the file for a missing/short file, bad magic, an unknown
 //           format version, malformed metadata JSON or an unknown architecture.
 ModelMetadata read_model_metadata(const std::filesystem::path& path);
-
-// The current UTC time as ISO-8601 ("YYYY-MM-DDTHH:MM:SSZ").
-std::string utc_now_iso8601();
 
 }  // namespace faceadapt::learner

@@ -123,6 +123,12 @@ public:
     // (id,camera,unix_ms,track,score,file). Unreadable files are quarantined and skipped.
     // ensures: returns the number of chips exported. throws std::runtime_error naming dir.
     std::size_t export_snapshot(const std::filesystem::path& dir) const;
+    // The same for the given records (e.g. one part of a snapshot()): copies each readable one to
+    // <dir>/<camera>/<id>.png and lists it in <dir>/index.csv. Unreadable files are quarantined
+    // and skipped. ensures: returns the records exported, in order, with `file` naming the copy.
+    // throws std::runtime_error naming dir.
+    std::vector<CropRecord> export_records(const std::vector<CropRecord>& records,
+                                           const std::filesystem::path& dir) const;
 
     // The chip of a record as RGB 8UC3. A file that does not decode is moved to quarantine/,
     // its row deleted, and std::nullopt returned (logged, never a crash).

@@ -1,0 +1,66 @@
+// The shared helpers of common/: real files in a temp folder, known CRC-32 check values.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include <fcntl.h>
+
+#include "faceadapt/common/crc32.hpp"
+#include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/time.hpp"
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using namespace faceadapt;
+
+TEST(AtomicWrite, ReplacesWholeFiles) {
+    test::TempDir dir;
+    common::write_file_atomic(dir.path() / "f", "one");
+    common::write_file_atomic(dir.path() / "f", "two");
+    EXPECT_EQ(common::read_file(dir.path() / "f"), "two");
+    EXPECT_FALSE(fs::exists(dir.path() / "f.tmp"));
+    EXPECT_THROW(common::write_file_atomic(dir.path() / "no" / "such" / "f", "x"), std::runtime_error);
+}
+
+TEST(ReadFile, ReadsBinaryBytesAndNamesAMissingFile) {
+    test::TempDir dir;
+    const std::string bytes("a\0b\r\n\xff", 6);
+    std::ofstream(dir.path() / "bin", std::ios::binary) << bytes;
+    EXPECT_EQ(common::read_file(dir.path() / "bin"), bytes);
+    try {
+        common::read_file(dir.path() / "absent");
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("absent"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Crc32, MatchesTheStandardCheckValueAndContinues) {
+    EXPECT_EQ(common::crc32(""), 0u);
+    EXPECT_EQ(common::crc32("123456789"), 0xCBF43926u);  // the CRC-32/ISO-HDLC check value
+    EXPECT_EQ(common::crc32("56789", common::crc32("1234")), 0xCBF43926u);
+}
+
+TEST(UtcTimestamp, FormatsAKnownInstant) {
+    const auto t = std::chrono::system_clock::time_point(std::chrono::seconds(1795741323));  // 2026-11-27T01:02:03Z
+    EXPECT_EQ(common::utc_timestamp(t), "2026-11-27T01:02:03Z");
+    EXPECT_EQ(common::utc_compact(t), "20261127T010203Z");
+    EXPECT_EQ(common::utc_timestamp().size(), 20u);
+}
+
+TEST(UniqueFd, ClosesOnDestructionAndMoves) {
+    test::TempDir dir;
+    std::ofstream(dir.path() / "f") << "x";
+    int raw = -1;
+    {
+        common::UniqueFd a(::open((dir.path() / "f").c_str(), O_RDONLY | O_CLOEXEC));
+        ASSERT_TRUE(a.valid());
+        raw = a.get();
+        common::UniqueFd b(std::move(a));
+        EXPECT_FALSE(a.valid());
+        EXPECT_EQ(b.get(), raw);
+    }
+    EXPECT_EQ(::fcntl(raw, F_GETFD), -1);  // closed
+}

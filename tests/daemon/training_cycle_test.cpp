@@ -1,0 +1,389 @@
+// TrainingCycle step by step, without cameras or a broker: a real crop store and model registry
+// in a temp folder, the children as a small shell script that speaks the real protocol on fd 3
+// (the real `faceadapt train|evaluate` is covered by daemon_e2e_test), the release recorded.
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+
+#include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/daemon/metrics.hpp"
+#include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/training_cycle.hpp"
+#include "test_support.hpp"
+
+using namespace faceadapt;
+using namespace faceadapt::daemon;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// The children as the cycle sees them. Behaviour switches are files in the test folder.
+const char* kFakeFaceadapt = R"SH(#!/bin/sh
+dir="$(dirname "$0")"
+cmd="$1"; shift
+echo "$cmd $*" >> "$dir/calls.log"
+out=''; data=''; holdout=''; ckpt=''; resume=no
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift;;
+    --data) data="$2"; shift;;
+    --holdout) holdout="$2"; shift;;
+    --checkpoint) ckpt="$2"; shift;;
+    --resume) resume=yes;;
+  esac
+  shift
+done
+if [ "$cmd" = train ]; then
+  if [ -e "$dir/train-fails" ]; then
+    echo 'train: fewer than 2 usable faces' >&2
+    echo '{"type":"error","message":"fewer than 2 usable faces"}' >&3
+    exit 2
+  fi
+  find "$data" -name '*.png' | wc -l > "$dir/train-chips"
+  if [ -e "$dir/train-waits" ]; then
+    rm "$dir/train-waits"
+    trap 'echo saved > "$ckpt"; exit 3' TERM
+    echo training
+    while true; do sleep 0.05; done
+  fi
+  echo 'cycle 1/1 iter 1/1'
+  echo '{"type":"progress","phase":"train","cycle":1,"cycles":1,"iter":1,"iters":1,"loss":0.5}' >&3
+  echo model > "$out"
+  echo '{"type":"result","model":"'"$out"'","provenance":{"method":"mmt","resumed":"'"$resume"'"}}' >&3
+  exit 0
+fi
+if [ "$cmd" = evaluate ]; then
+  [ -e "$dir/evaluate-fails" ] && exit 1
+  [ -n "$holdout" ] && cp "$holdout" "$dir/seen-holdout.json"
+  cand=0.95
+  [ -e "$dir/worse" ] && cand=0.5
+  fig() { echo '{"gallery":{"evaluated":true,"people":2,"images":4,"far":0.001,"tar":'$1',"rank1":'$1'},"site":{"evaluated":true,"crops":8,"groups":2,"consistency":'$1',"compactness":0.3}}'; }
+  gallery='[{"name":"alice","embedding":['"$(seq -s, 1 128)"']},{"name":"bob","embedding":['"$(seq -s, 2 129)"']}]'
+  echo '{"type":"evaluation","role":"current","model":"","figures":'"$(fig 0.9)"',"gallery":'"$gallery"'}' >&3
+  echo '{"type":"evaluation","role":"candidate","model":"c","figures":'"$(fig $cand)"',"gallery":'"$gallery"'}' >&3
+  exit 0
+fi
+exit 64
+)SH";
+
+struct Killed {};
+
+class TrainingCycleTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        state = dir.path() / "state";
+        fs::create_directories(state);
+        trainer = dir.path() / "faceadapt";
+        std::ofstream(trainer) << kFakeFaceadapt;
+        fs::permissions(trainer, fs::perms::owner_all);
+        cfg.site.state_dir = state;
+        cfg.gate.holdout_fraction = 0.5;
+        store = std::make_unique<quality::CropStore>(state, cfg.store, quality::CropStore::Options{false});
+        // Tracks 0..9 of one camera, 2 crops each, and 2 untracked crops.
+        for (int track = -1; track < 10; ++track)
+            for (int k = 0; k < 2; ++k) {
+                quality::CropInput in;
+                in.camera = "cam";
+                in.track_id = track;
+                in.chip = cv::Mat(150, 150, CV_8UC3, cv::Scalar(20 * (track + 1), 7 * k, 90));
+                cv::randu(in.chip(cv::Rect(0, 0, 150, 20 + k)), 0, 255);
+                in.score = 0.6 + 0.01 * k;
+                ASSERT_EQ(store->insert(in).outcome, quality::InsertOutcome::stored);
+            }
+        registry = std::make_unique<ModelRegistry>(state / "models");
+    }
+
+    std::unique_ptr<TrainingCycle> make_cycle() {
+        TrainingCycle::Hooks hooks;
+        hooks.run_child = [this](const std::string&, const std::vector<std::string>& argv) {
+            ChildSupervision sv;
+            sv.stop = &stop;
+            sv.stop_grace = 10s;
+            sv.on_output = [this](const std::string& line) {
+                if (line == "training") stop = true;  // a SIGTERM to the daemon while the child trains
+            };
+            return run_child_supervised(argv, sv);
+        };
+        hooks.release = [this](int version, const EmbeddedGallery& g) {
+            releases.push_back(version);
+            released_gallery = g;
+        };
+        hooks.saved = [this](CycleStep next) {
+            saves.push_back(next);
+            if (next == kill_at) throw Killed{};
+        };
+        return std::make_unique<TrainingCycle>(*store, *registry, metrics,
+                                               TrainingCycle::Options{trainer, dir.path() / "site.toml"}, std::move(hooks));
+    }
+
+    std::vector<std::string> calls(const std::string& command) const {
+        std::vector<std::string> out;
+        std::ifstream in(dir.path() / "calls.log");
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind(command + " ", 0) == 0) out.push_back(line);
+        return out;
+    }
+
+    std::vector<json> events(const std::string& event) const {
+        std::vector<json> out;
+        for (const auto& h : registry->history())
+            if (h.value("event", "") == event) out.push_back(h);
+        return out;
+    }
+
+    void touch(const std::string& name) const { std::ofstream(dir.path() / name) << "x"; }
+
+    test::TempDir dir;
+    fs::path state, trainer;
+    config::Config cfg;
+    std::unique_ptr<quality::CropStore> store;
+    std::unique_ptr<ModelRegistry> registry;
+    MetricsRegistry metrics;
+    std::atomic<bool> stop{false};
+    std::vector<int> releases;
+    EmbeddedGallery released_gallery;
+    std::vector<CycleStep> saves;
+    CycleStep kill_at = CycleStep::done;  // never saved as next: no kill
+};
+
+quality::CropRecord record(std::int64_t id, const std::string& camera, std::int64_t track) {
+    quality::CropRecord r;
+    r.id = id;
+    r.camera = camera;
+    r.track_id = track;
+    return r;
+}
+
+}  // namespace
+
+TEST(CycleSplit, HoldsOutWholeTracksByAStableHashAndTrainsOnTheRest) {
+    std::vector<quality::CropRecord> rows;
+    for (int track = -1; track < 12; ++track)
+        for (int k = 0; k < 3; ++k) rows.push_back(record(100 * (track + 2) + k, "cam", track));
+    const CycleSplit half = split_records(rows, 0.5);
+    EXPECT_EQ(half.training.size() + half.holdout.size(), rows.size());
+    std::set<std::int64_t> held_tracks, trained_tracks;
+    for (const auto& r : half.holdout) held_tracks.insert(r.track_id);
+    for (const auto& r : half.training) trained_tracks.insert(r.track_id);
+    for (auto t : held_tracks) EXPECT_FALSE(trained_tracks.count(t)) << "track " << t << " is split";
+    EXPECT_TRUE(trained_tracks.count(-1)) << "untracked crops always train";
+    EXPECT_FALSE(held_tracks.count(-1));
+    // The rule faceadaptd has always used: FNV-1a 64 of "cam/<track>" mod 1000 below 500.
+    // ("cam/0" -> 325, "cam/1" -> 114, "cam/2" -> 903, "cam/4" -> 481, "cam/6" -> 59, "cam/10" -> 878.)
+    EXPECT_TRUE(held_out("cam", 0, 0.5));
+    EXPECT_TRUE(held_out("cam", 1, 0.5));
+    EXPECT_FALSE(held_out("cam", 2, 0.5));
+    EXPECT_TRUE(held_out("cam", 4, 0.5));
+    EXPECT_FALSE(held_out("cam", 4, 0.48));
+    EXPECT_TRUE(held_out("cam", 6, 0.06));
+    EXPECT_FALSE(held_out("cam", 10, 0.5));
+    EXPECT_EQ(held_tracks, (std::set<std::int64_t>{0, 1, 4, 5, 6, 9, 11}));
+    // Input order is kept within each set; the same input splits the same way.
+    for (std::size_t i = 1; i < half.training.size(); ++i) EXPECT_LT(half.training[i - 1].id, half.training[i].id);
+    const CycleSplit again = split_records(rows, 0.5);
+    ASSERT_EQ(again.holdout.size(), half.holdout.size());
+    for (std::size_t i = 0; i < again.holdout.size(); ++i) EXPECT_EQ(again.holdout[i].id, half.holdout[i].id);
+    EXPECT_TRUE(split_records(rows, 0.0).holdout.empty());
+    EXPECT_EQ(split_records(rows, 1.0).training.size(), 3u);  // only the untracked ones
+    EXPECT_EQ(track_label(record(1, "door_cam", 42)), "door_cam/42");
+}
+
+TEST(CycleState, RoundTripsThroughJson) {
+    CycleState s;
+    s.name = "cycle-20261127T010203Z";
+    s.step = CycleStep::release;
+    s.started = "2026-11-27T01:02:03Z";
+    s.parent_version = 3;
+    s.version = 4;
+    s.prepared = PreparedData{"/s/data", "/s/holdout.json", 10, 4, 99};
+    s.training = TrainOutput{"/s/candidate.model", {{"seed", 7}}, 12.5};
+    s.evaluation = Evaluation{};
+    s.evaluation->candidate.site = {8, 2, true, 0.75, 0.25};
+    s.evaluation->gallery.names = {"alice"};
+    s.evaluation->gallery.embeddings.push_back({});
+    s.evaluation->gallery.embeddings[0][3] = 0.5f;
+    s.decision = GateDecision{true, {"site consistency: ok"}, {}};
+    const CycleState back = cycle_state_from_json(json::parse(to_json(s).dump()));
+    EXPECT_EQ(to_json(back), to_json(s));
+    EXPECT_EQ(back.step, CycleStep::release);
+    EXPECT_EQ(back.prepared->max_crop_id, 99);
+    EXPECT_EQ(back.evaluation->gallery.embeddings[0][3], 0.5f);
+    json broken = to_json(s);
+    broken["step"] = "celebrate";
+    EXPECT_THROW(cycle_state_from_json(broken), std::runtime_error);
+    broken = to_json(s);
+    broken.erase("name");
+    EXPECT_THROW(cycle_state_from_json(broken), std::runtime_error);
+    broken = to_json(s);
+    broken.erase("evaluation");  // a release step needs the gallery the evaluation embedded
+    EXPECT_THROW(cycle_state_from_json(broken), std::runtime_error);
+    // The cycle.json of the release before: that cycle again from its prepare step.
+    const CycleState old = cycle_state_from_json(
+        json{{"name", "cycle-20261101T000000Z"}, {"status", "training"}, {"max_crop_id", 40}, {"started", "x"}});
+    EXPECT_EQ(old.name, "cycle-20261101T000000Z");
+    EXPECT_EQ(old.step, CycleStep::prepare);
+    EXPECT_FALSE(old.prepared);
+}
+
+TEST_F(TrainingCycleTest, ACycleRunsEachStepOncePromotesAndReleasesTheCandidate) {
+    auto cycle = make_cycle();
+    const TrainingCycle::Report r = cycle->run(cfg, stop);
+    EXPECT_EQ(r.outcome, TrainingCycle::Outcome::ended);
+    EXPECT_EQ(r.state.step, CycleStep::done);
+    EXPECT_EQ(saves, (std::vector<CycleStep>{CycleStep::train, CycleStep::evaluate, CycleStep::gate, CycleStep::release}));
+    ASSERT_EQ(calls("train").size(), 1u);
+    ASSERT_EQ(calls("evaluate").size(), 1u);
+    EXPECT_NE(calls("train")[0].find("--protocol-fd 3"), std::string::npos);
+    EXPECT_EQ(calls("train")[0].find("--resume"), std::string::npos);
+    EXPECT_EQ(calls("train")[0].find("--init"), std::string::npos) << "no version yet: from the source model";
+    EXPECT_NE(calls("evaluate")[0].find("--current source"), std::string::npos);
+    // prepare: the held-out tracks (0, 1, 4, 5, 6, 9 at 0.5) for the evaluation, the rest to train.
+    std::ifstream chips(dir.path() / "train-chips");
+    int trained = 0;
+    chips >> trained;
+    EXPECT_EQ(trained, 10);  // tracks 2, 3, 7, 8 and the untracked, 2 crops each
+    const json holdout = json::parse(std::ifstream(dir.path() / "seen-holdout.json"));
+    ASSERT_EQ(holdout["crops"].size(), 12u);
+    std::set<std::string> labels;
+    for (const auto& c : holdout["crops"]) labels.insert(c["track"].get<std::string>());
+    EXPECT_EQ(labels, (std::set<std::string>{"cam/0", "cam/1", "cam/4", "cam/5", "cam/6", "cam/9"}));
+    EXPECT_EQ(r.state.prepared->max_crop_id, 22);
+    // gate -> registry -> release, with the candidate's embedded gallery.
+    EXPECT_EQ(registry->current_version(), 1);
+    EXPECT_EQ(registry->get(1).meta["training"]["method"], "mmt");
+    EXPECT_EQ(registry->get(1).meta["gate"]["candidate"]["gallery"]["tar"], 0.95);
+    EXPECT_EQ(releases, std::vector<int>{1});
+    EXPECT_EQ(released_gallery.names, (std::vector<std::string>{"alice", "bob"}));
+    EXPECT_EQ(released_gallery.embeddings[1][127], 129.0f);
+    ASSERT_EQ(events("gate").size(), 1u);
+    EXPECT_TRUE(events("gate")[0]["promote"].get<bool>());
+    EXPECT_EQ(events("gate")[0]["version"], 1);
+    EXPECT_EQ(events("cycle")[0]["result"], "ok");
+    EXPECT_EQ(metrics.value("faceadapt_gate_decisions_total", {{"decision", "promoted"}}), 1.0);
+    EXPECT_EQ(metrics.value("faceadapt_training_cycles_total", {{"result", "ok"}}), 1.0);
+    EXPECT_EQ(metrics.value("faceadapt_model_version"), 1.0);
+    // An ended cycle leaves no scratch data and no state.
+    const fs::path cand = registry->candidate_dir(r.state.name);
+    EXPECT_FALSE(fs::exists(cand / "data"));
+    EXPECT_FALSE(fs::exists(cand / "holdout"));
+    EXPECT_FALSE(fs::exists(cand / "holdout.json"));
+    EXPECT_FALSE(fs::exists(cycle->state_file()));
+    EXPECT_FALSE(cycle->saved_state());
+
+    // The next cycle trains from version 1 and compares with it.
+    saves.clear();
+    EXPECT_EQ(make_cycle()->run(cfg, stop).outcome, TrainingCycle::Outcome::ended);
+    ASSERT_EQ(calls("train").size(), 2u);
+    EXPECT_NE(calls("train")[1].find("--init " + registry->get(1).model_file.string()), std::string::npos);
+    EXPECT_NE(calls("evaluate")[1].find("--current " + registry->get(1).model_file.string()), std::string::npos);
+    EXPECT_EQ(registry->current_version(), 2);
+}
+
+TEST_F(TrainingCycleTest, AKillAfterAnyStepResumesAtTheNextWithoutRepeatingFinishedOnes) {
+    for (CycleStep at : {CycleStep::train, CycleStep::evaluate, CycleStep::gate, CycleStep::release}) {
+        SCOPED_TRACE(std::string(to_string(at)));
+        const std::size_t trains = calls("train").size(), evaluations = calls("evaluate").size();
+        const std::size_t versions = registry->list().size(), gates = events("gate").size();
+        releases.clear();
+        kill_at = at;
+        EXPECT_THROW(make_cycle()->run(cfg, stop), Killed);
+        auto cycle = make_cycle();
+        const auto saved = cycle->saved_state();
+        ASSERT_TRUE(saved);
+        EXPECT_EQ(saved->step, at);
+        kill_at = CycleStep::done;
+        const TrainingCycle::Report r = cycle->run(cfg, stop);
+        EXPECT_EQ(r.outcome, TrainingCycle::Outcome::ended);
+        EXPECT_EQ(r.state.name, saved->name) << "the same cycle resumed";
+        EXPECT_EQ(calls("train").size(), trains + 1) << "trained once";
+        EXPECT_EQ(calls("evaluate").size(), evaluations + 1) << "evaluated once";
+        EXPECT_EQ(registry->list().size(), versions + 1) << "registered once";
+        EXPECT_EQ(events("gate").size(), gates + 1);
+        EXPECT_EQ(releases, std::vector<int>{registry->current_version()}) << "released once";
+        EXPECT_FALSE(cycle->saved_state());
+    }
+}
+
+TEST_F(TrainingCycleTest, AStopDuringTrainingKeepsTheStateAndTheNextRunResumesFromTheCheckpoint) {
+    touch("train-waits");
+    const TrainingCycle::Report stopped = make_cycle()->run(cfg, stop);
+    EXPECT_EQ(stopped.outcome, TrainingCycle::Outcome::stopped);
+    EXPECT_EQ(stopped.state.step, CycleStep::train);
+    EXPECT_TRUE(fs::exists(registry->candidate_dir(stopped.state.name) / "checkpoint")) << "the child checkpointed";
+    EXPECT_TRUE(events("cycle").empty()) << "a stop is not a result";
+    stop = false;
+    const TrainingCycle::Report r = make_cycle()->run(cfg, stop);
+    EXPECT_EQ(r.outcome, TrainingCycle::Outcome::ended);
+    ASSERT_EQ(calls("train").size(), 2u);
+    EXPECT_NE(calls("train")[1].find("--resume"), std::string::npos);
+    EXPECT_EQ(registry->get(1).meta["training"]["resumed"], "yes");
+    EXPECT_EQ(releases, std::vector<int>{1});
+}
+
+TEST_F(TrainingCycleTest, AFailedTrainingChildEndsTheCycleWithItsReasonAndNothingRegistered) {
+    touch("train-fails");
+    const TrainingCycle::Report r = make_cycle()->run(cfg, stop);
+    EXPECT_EQ(r.outcome, TrainingCycle::Outcome::ended);
+    EXPECT_TRUE(calls("evaluate").empty());
+    const auto failed = events("cycle");
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_EQ(failed[0]["result"], "failed");
+    const std::string error = failed[0]["error"];
+    EXPECT_NE(error.find("exit 2"), std::string::npos) << error;
+    EXPECT_NE(error.find("fewer than 2 usable faces"), std::string::npos) << error;
+    EXPECT_EQ(failed[0]["output"][0], "train: fewer than 2 usable faces");
+    EXPECT_EQ(metrics.value("faceadapt_training_cycles_total", {{"result", "failed"}}), 1.0);
+    EXPECT_TRUE(registry->list().empty());
+    EXPECT_TRUE(releases.empty());
+    EXPECT_FALSE(fs::exists(make_cycle()->state_file()));
+}
+
+TEST_F(TrainingCycleTest, AFailedEvaluationChildIsAGateErrorAndNothingIsPromoted) {
+    touch("evaluate-fails");
+    EXPECT_EQ(make_cycle()->run(cfg, stop).outcome, TrainingCycle::Outcome::ended);
+    const auto gate = events("gate");
+    ASSERT_EQ(gate.size(), 1u);
+    EXPECT_FALSE(gate[0]["promote"].get<bool>());
+    EXPECT_NE(gate[0]["error"].get<std::string>().find("exit 1"), std::string::npos) << gate[0].dump();
+    EXPECT_EQ(metrics.value("faceadapt_gate_decisions_total", {{"decision", "error"}}), 1.0);
+    EXPECT_TRUE(registry->list().empty());
+    EXPECT_TRUE(releases.empty());
+}
+
+TEST_F(TrainingCycleTest, AGateRefusalRecordsWhyAndNeitherRegistersNorReleases) {
+    touch("worse");
+    const TrainingCycle::Report r = make_cycle()->run(cfg, stop);
+    EXPECT_EQ(r.outcome, TrainingCycle::Outcome::ended);
+    ASSERT_TRUE(r.state.decision);
+    EXPECT_FALSE(r.state.decision->promote);
+    const auto gate = events("gate");
+    ASSERT_EQ(gate.size(), 1u);
+    EXPECT_FALSE(gate[0]["promote"].get<bool>());
+    EXPECT_FALSE(gate[0].contains("version"));
+    EXPECT_EQ(gate[0]["candidate"]["gallery"]["tar"], 0.5);
+    EXPECT_EQ(gate[0]["current"]["gallery"]["tar"], 0.9);
+    ASSERT_FALSE(gate[0]["reasons"].empty());
+    EXPECT_NE(gate[0]["reasons"][0].get<std::string>().find("dropped from 0.9000 to 0.5000"), std::string::npos);
+    EXPECT_EQ(metrics.value("faceadapt_gate_decisions_total", {{"decision", "refused"}}), 1.0);
+    EXPECT_EQ(metrics.value("faceadapt_gate_figure", {{"model", "candidate"}, {"figure", "site_consistency"}}), 0.5);
+    EXPECT_TRUE(registry->list().empty());
+    EXPECT_EQ(registry->current_version(), 0);
+    EXPECT_TRUE(releases.empty());
+    EXPECT_FALSE(fs::exists(make_cycle()->state_file()));
+}
+
+TEST_F(TrainingCycleTest, TheGalleryForARepublishComesFromTheEvaluationChild) {
+    auto cycle = make_cycle();
+    const EmbeddedGallery g = cycle->embed_gallery(cfg, state / "some.model");
+    EXPECT_EQ(g.names, (std::vector<std::string>{"alice", "bob"}));
+    ASSERT_EQ(calls("evaluate").size(), 1u);
+    EXPECT_NE(calls("evaluate")[0].find("--candidate " + (state / "some.model").string()), std::string::npos);
+    EXPECT_EQ(calls("evaluate")[0].find("--holdout"), std::string::npos);
+    touch("evaluate-fails");
+    EXPECT_THROW(cycle->embed_gallery(cfg, state / "some.model"), std::runtime_error);
+}

@@ -28,5 +28,6 @@ void register_train_command(CLI::App& app, CommandResult& result);     // train 
 void register_quality_commands(CLI::App& app, CommandResult& result);  // enroll, gallery
 void register_publish_commands(CLI::App& app, CommandResult& result);  // keygen, package, publish
 void register_daemon_commands(CLI::App& app, CommandResult& result);   // models list|rollback
+void register_export_command(CLI::App& app, CommandResult& result);    // export (cmd_export.cpp)
 
 }  // namespace faceadapt::tools

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/learner/embedder.hpp"
+#include "faceadapt/learner/onnx_export.hpp"
 #include "faceadapt/publish/keys.hpp"
 #include "faceadapt/publish/package.hpp"
 #include "faceadapt/publish/publisher.hpp"
@@ -17,14 +18,6 @@ namespace fs = std::filesystem;
 
 namespace faceadapt::daemon {
 namespace {
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + p.string());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 std::map<std::string, double> numbers_of(const nlohmann::json& j, const std::string& prefix = "") {
     std::map<std::string, double> out;
@@ -69,7 +62,8 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 
     const EmbeddedGallery embedded = embed_gallery(config.site.state_dir, mv.model_file, config.learner.device);
     publish::PackageInput input;
-    input.model_bytes = read_bytes(mv.model_file);
+    // Packages carry the ONNX export (docs/package-format.md, format 2); doors need no libtorch.
+    input.model_bytes = learner::export_model_file_onnx(mv.model_file, {.model_version = version});
     for (std::size_t i = 0; i < embedded.names.size(); ++i)
         input.gallery.entries.push_back({embedded.names[i], embedded.embeddings[i]});
     input.model_version = version;

@@ -171,8 +171,9 @@ Manifest Manifest::parse(std::string_view json_text) {
     if (field<std::string>(j, "format", "") != "faceadapt-manifest") throw PackageError("manifest: format is not \"faceadapt-manifest\"");
     Manifest m;
     m.format_version = field<int>(j, "format_version", "");
-    if (m.format_version != kFormatVersion)
-        throw PackageError("manifest: format_version " + std::to_string(m.format_version) + " is not supported (this build reads " + std::to_string(kFormatVersion) + ")");
+    if (m.format_version < kMinFormatVersion || m.format_version > kFormatVersion)
+        throw PackageError("manifest: format_version " + std::to_string(m.format_version) + " is not supported (this build reads " +
+                           std::to_string(kMinFormatVersion) + " to " + std::to_string(kFormatVersion) + ")");
     m.model_version = field<std::int64_t>(j, "model_version", "");
     if (m.model_version < 1) throw PackageError("manifest: model_version must be >= 1");
     m.parent_version = field<std::int64_t>(j, "parent_version", "");

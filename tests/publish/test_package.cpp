@@ -100,7 +100,8 @@ TEST(Package, ManifestIsCanonicalJsonWithDocumentedFields) {
     auto j = nlohmann::json::parse(pkg.signed_manifest.manifest_json);
     EXPECT_EQ(j.dump(), pkg.signed_manifest.manifest_json);  // sorted keys, no whitespace
     EXPECT_EQ(j["format"], "faceadapt-manifest");
-    EXPECT_EQ(j["format_version"], 1);
+    EXPECT_EQ(j["format_version"], 2);
+    EXPECT_EQ(j["architecture"]["model_format"], "onnx");
     EXPECT_EQ(j["architecture"]["input"]["width"], 150);
     EXPECT_EQ(j["payload"]["chunk_count"], pkg.manifest.chunk_count());
     EXPECT_EQ(j["parts"][0]["name"], "model");

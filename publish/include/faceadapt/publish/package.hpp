@@ -28,7 +28,15 @@
 
 namespace faceadapt::publish {
 
-inline constexpr int kFormatVersion = 1;
+// Version 2 (issue 16): the model part is an ONNX graph (architecture.model_format "onnx");
+// version 1 carried a libtorch faceadapt-model file. This build reads both (a door then picks
+// by model_format, see door_agent.hpp); a version-1 door refuses version-2 manifests.
+inline constexpr int kFormatVersion = 2;
+inline constexpr int kMinFormatVersion = 1;
+// architecture.model_format values: the ONNX graph of faceadapt/onnx/face_graph.hpp (float32
+// or float16 weights, said by its metadata_props "faceadapt.weights") and the libtorch file.
+inline constexpr std::string_view kModelFormatOnnx = "onnx";
+inline constexpr std::string_view kModelFormatLibtorch = "faceadapt-model v1";
 inline constexpr std::string_view kPackageMagic = "FAPKG001";
 inline constexpr std::string_view kGalleryMagic = "FAGAL001";
 inline constexpr std::size_t kEmbeddingDim = 128;
@@ -64,13 +72,15 @@ Gallery decode_gallery(std::string_view bytes, double threshold);
 // The network the model part holds and what it expects as input.
 struct ArchitectureSpec {
     std::string name = "faceadapt-resnet29";
-    std::string model_format = "faceadapt-model";  // how to read the model part
+    std::string model_format = std::string(kModelFormatOnnx);  // how to read the model part
     int input_width = 150;
     int input_height = 150;
     int input_channels = 3;
     std::string color_order = "RGB";
     std::string alignment = "dlib get_face_chip_details(68 landmarks, size 150, padding 0.25)";
-    std::string normalization = "x/255 - 0.5 per channel";  // stated by the learner
+    // What the model part expects as input values (for "onnx": raw RGB 0..255 as float, the
+    // graph normalises; for the libtorch file the caller does).
+    std::string normalization = "float RGB 0..255 in; the graph computes (x - [122.782,117.001,104.298]) / 256";
     int embedding_dim = 128;
     std::string distance = "euclidean";
 };

@@ -15,6 +15,7 @@
 // `faceadapt-door-libtorch`) it runs the libtorch model file of format-1 style packages instead,
 // as the door did before issue 16. Each build accepts only the model format it can run.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -132,6 +133,11 @@ int status(const fs::path& dir, bool json) {
     return 0;
 }
 
+long peak_rss_kb() {
+    rusage usage{};
+    return getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : -1;
+}
+
 struct MatchArgs {
     fs::path image, dir, landmarks = faceadapt::ingest::FaceAligner::default_landmarks_model();
     int threads = 0;   // 0: every core
@@ -171,7 +177,8 @@ int match(const MatchArgs& a) {
                             {"model_format", installed->manifest.architecture.model_format},
                             {"threads", threads}, {"load_ms", ms(t1 - t0)}, {"detect_align_ms", ms(t2 - t1)},
                             {"first_embed_ms", ms(t3 - t2)},
-                            {"embed_ms", a.repeat > 1 ? ms(t4 - t3) / (a.repeat - 1) : ms(t3 - t2)}};
+                            {"embed_ms", a.repeat > 1 ? ms(t4 - t3) / (a.repeat - 1) : ms(t3 - t2)},
+                            {"max_rss_kb", peak_rss_kb()}};
         std::cout << j.dump() << "\n";
     } else if (result.matched) {
         std::cout << result.name << " " << result.distance << "\n";

@@ -26,4 +26,4 @@ for path in sys.argv[4:]:
     net.setInput(blob, "input")
     e = net.forward("embedding")[0]                        # raw 128-D embedding
     name, d = min(((n, float(np.linalg.norm(e - g))) for n, g in gallery), key=lambda x: x[1])
-    print(path, "->", name if d <= threshold else "unknown", "%.6f" % d, "first values", np.round(e[:3], 6).tolist())
+    print(path, "->", name if d <= threshold else "unknown", "%.6f" % d, "first values", [round(float(v), 6) for v in e[:3]])

@@ -63,7 +63,11 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
     const EmbeddedGallery embedded = embed_gallery(config.site.state_dir, mv.model_file, config.learner.device);
     publish::PackageInput input;
     // Packages carry the ONNX export (docs/package-format.md, format 2); doors need no libtorch.
-    input.model_bytes = learner::export_model_file_onnx(mv.model_file, {.model_version = version});
+    onnx::ExportOptions onnx_options;
+    onnx_options.weights =
+        config.publish.model_weights == "float16" ? onnx::WeightType::kFloat16 : onnx::WeightType::kFloat32;
+    onnx_options.model_version = version;
+    input.model_bytes = learner::export_model_file_onnx(mv.model_file, onnx_options);
     for (std::size_t i = 0; i < embedded.names.size(); ++i)
         input.gallery.entries.push_back({embedded.names[i], embedded.embeddings[i]});
     input.model_version = version;

@@ -1,6 +1,7 @@
 // The torch-free door: `faceadapt-door` links no libtorch, installs an ONNX package from a real
 // mosquitto and its `match` gives the same decision and distance (within 1e-4) as the libtorch
-// door (faceadapt-door-libtorch, the door before issue 16) on the demo photos.
+// door (faceadapt-door-libtorch, the door before issue 16) on the demo photos; an agent refuses a
+// model format it cannot run.
 #include <signal.h>
 
 #include <chrono>
@@ -13,7 +14,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/package.hpp"
+#include "faceadapt/publish/publisher.hpp"
 #include "mosquitto_fixture.hpp"
 
 namespace fs = std::filesystem;
@@ -142,4 +145,42 @@ TEST_F(DoorOnnx, InstallsFromMosquittoAndMatchesLikeTheLibtorchDoor) {
                 "libtorch door %.3g\n", compared, matched, worst);
     EXPECT_GE(compared, 2);
     EXPECT_GE(matched, 2) << "sample1 and sample3 match themselves";
+}
+
+// An agent that runs ONNX only refuses a package of another model format before fetching a
+// chunk, reports it as rejected naming the format, and installs the next ONNX one.
+TEST(DoorAgentModelFormat, RefusesAFormatItCannotRunThenInstallsOnnx) {
+    faceadapt::test::Mosquitto broker;
+    faceadapt::test::TempDir tmp;
+    const auto key = faceadapt::publish::SigningKey::generate();
+    faceadapt::publish::DoorAgentOptions o;
+    o.site = "fmt";
+    o.door = "door0";
+    o.mqtt = broker.mqtt_config();
+    o.public_key = key.public_key();
+    o.dir = tmp.path() / "door";
+    o.model_formats = {"onnx"};
+    faceadapt::publish::DoorAgent agent(o);
+    agent.start();
+    faceadapt::publish::PublisherOptions po;
+    po.site = "fmt";
+    po.mqtt = broker.mqtt_config();
+    faceadapt::publish::Publisher publisher(po);
+
+    faceadapt::publish::PackageInput in;
+    in.model_bytes = std::string(4096, 'm');  // opaque to the agent
+    in.model_version = 1;
+    in.architecture.model_format = std::string(faceadapt::publish::kModelFormatLibtorch);
+    publisher.publish(faceadapt::publish::build_package(in, key));
+    ASSERT_TRUE(agent.wait_for([](const auto& s) { return s.status == "rejected" && s.offered_version == 1; }, 30s));
+    EXPECT_NE(agent.state().error.find("model format \"faceadapt-model v1\" is not one this door runs"),
+              std::string::npos) << agent.state().error;
+    EXPECT_EQ(agent.state().chunks_received, 0u);
+    EXPECT_FALSE(fs::exists(o.dir / "staging" / "1"));
+
+    in.model_version = 2;
+    in.architecture.model_format = std::string(faceadapt::publish::kModelFormatOnnx);
+    publisher.publish(faceadapt::publish::build_package(in, key));
+    EXPECT_TRUE(agent.wait_for([](const auto& s) { return s.installed_version == 2; }, 30s)) << agent.state().to_json();
+    agent.stop();
 }

@@ -142,9 +142,10 @@ int main(int argc, char** argv) {
         }
     }
     if (door_counts.empty()) door_counts = {10, 100};
-    if (real) mb = real->part_bytes("model").size() >> 20;
-    std::printf("bench_publish: a signed %zu MB package%s over MQTT (mosquitto, loopback, QoS 1, 256 KiB chunks) "
-                "to door agents in this process (%u cores)\n", mb, what.c_str(), std::thread::hardware_concurrency());
+    const double model_mb = real ? static_cast<double>(real->part_bytes("model").size()) / 1e6 : static_cast<double>(mb << 20) / 1e6;
+    std::printf("bench_publish: a signed package with a %.1f MB model part%s over MQTT (mosquitto, loopback, QoS 1, "
+                "256 KiB chunks) to door agents in this process (%u cores)\n", model_mb, what.c_str(),
+                std::thread::hardware_concurrency());
     std::vector<Result> results;
     for (int n : door_counts) results.push_back(run(n, mb << 20, real));
     if (results.size() >= 2) {

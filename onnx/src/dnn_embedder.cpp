@@ -33,15 +33,23 @@ std::string read_model(const std::filesystem::path& file) {
 }  // namespace
 
 struct DnnEmbedder::Impl {
+    std::string name;  // the file, for error messages
     mutable std::mutex mutex;
     mutable cv::dnn::Net net;
 };
 
 DnnEmbedder::DnnEmbedder(const std::filesystem::path& onnx_file) : impl_(std::make_unique<Impl>()) {
+    impl_->name = onnx_file.string();
     std::string bytes;
     try {
         bytes = expand_float16_initializers(read_model(onnx_file));
         impl_->net = cv::dnn::readNetFromONNX(bytes.data(), bytes.size());
+        if (impl_->net.empty()) throw std::runtime_error(onnx_file.string() + ": OpenCV DNN read an empty network");
+        impl_->net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+        impl_->net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+        // One forward on a grey chip: checks the graph runs and gives [1,128], and makes OpenCV
+        // allocate its buffers now rather than at the first face.
+        embed({cv::Mat(kChipSide, kChipSide, CV_8UC3, cv::Scalar(128, 128, 128))});
     } catch (const cv::Exception& e) {
         throw std::runtime_error(onnx_file.string() + ": OpenCV DNN cannot import the ONNX model: " + e.msg);
     } catch (const std::invalid_argument& e) {
@@ -49,12 +57,6 @@ DnnEmbedder::DnnEmbedder(const std::filesystem::path& onnx_file) : impl_(std::ma
     } catch (const proto::ProtoError& e) {
         throw std::runtime_error(onnx_file.string() + ": not an ONNX model: " + e.what());
     }
-    if (impl_->net.empty()) throw std::runtime_error(onnx_file.string() + ": OpenCV DNN read an empty network");
-    impl_->net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
-    impl_->net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
-    // One forward on a grey chip: checks the output shape and makes OpenCV allocate its buffers now.
-    const auto probe = embed({cv::Mat(kChipSide, kChipSide, CV_8UC3, cv::Scalar(128, 128, 128))});
-    (void)probe;
 }
 
 DnnEmbedder::~DnnEmbedder() = default;
@@ -78,7 +80,7 @@ std::vector<DnnEmbedding> DnnEmbedder::embed(const std::vector<cv::Mat>& chips, 
         impl_->net.setInput(blob, kInputName);
         cv::Mat e = impl_->net.forward(kOutputName);
         if (e.dims != 2 || e.size[0] != static_cast<int>(n) || e.size[1] != kEmbeddingDim || e.type() != CV_32F)
-            throw std::runtime_error("DnnEmbedder: the model's output is not [N,128] float");
+            throw std::runtime_error(impl_->name + ": the model's output \"embedding\" is not [N,128] float");
         if (!e.isContinuous()) e = e.clone();
         for (std::size_t i = 0; i < n; ++i)
             std::memcpy(out[start + i].data(), e.ptr<float>(static_cast<int>(i)), sizeof(float) * kEmbeddingDim);

@@ -217,4 +217,12 @@ TEST(OnnxGraph, ExpandFloat16IsIdentityOnFloat32AndRejectsDamage) {
     const auto expanded = fo::expand_float16_initializers(fl::export_model_file_onnx({}, half));
     EXPECT_GT(expanded.size(), full.size()) << "FLOAT16 tensors became FLOAT (plus the Cast nodes)";
     EXPECT_THROW(fo::DnnEmbedder("/nonexistent/model.onnx"), std::runtime_error);
+    faceadapt::test::TempDir tmp;
+    spit(tmp.path() / "junk.onnx", "not an ONNX model at all");
+    try {
+        fo::DnnEmbedder junk(tmp.path() / "junk.onnx");
+        FAIL() << "a junk file was loaded";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("junk.onnx"), std::string::npos) << e.what();
+    }
 }

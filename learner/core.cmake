@@ -5,4 +5,6 @@ target_sources(faceadapt_learner PRIVATE
   src/model_file.cpp
   src/embedder.cpp
   src/eval.cpp
-  src/eval_cluster.cpp)
+  src/eval_cluster.cpp
+  src/onnx_export.cpp)
+target_link_libraries(faceadapt_learner PUBLIC faceadapt_onnx)

@@ -9,6 +9,8 @@
 #include "faceadapt/daemon/model_registry.hpp"
 #include "faceadapt/daemon/gate_figures.hpp"
 #include "faceadapt/daemon/release.hpp"
+#include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/learner/onnx_export.hpp"
 
 namespace faceadapt::tools {
 namespace {
@@ -64,6 +66,15 @@ void list_models(const ModelsArgs& args, CommandResult& result) {
     }
 }
 
+// The release's ONNX export in this process (the CLI links the learner).
+void in_process_onnx_export(const std::filesystem::path& model_file, int version, const std::string& weights,
+                            const std::filesystem::path& out) {
+    onnx::ExportOptions options;
+    options.weights = weights == "float16" ? onnx::WeightType::kFloat16 : onnx::WeightType::kFloat32;
+    options.model_version = version;
+    common::write_file_atomic(out, learner::export_model_file_onnx(model_file, options));
+}
+
 void rollback(const ModelsArgs& args, CommandResult& result) {
     config::Config cfg;
     if (!load(args, cfg, result)) return;
@@ -78,7 +89,7 @@ void rollback(const ModelsArgs& args, CommandResult& result) {
     // the CLI links the learner, faceadaptd does not).
     const daemon::EmbeddedGallery gallery =
         daemon::embed_gallery(cfg.site.state_dir, registry.get(args.version).model_file, cfg.learner.device);
-    const daemon::ReleaseReport r = daemon::rollback(cfg, registry, args.version, gallery, nullptr);
+    const daemon::ReleaseReport r = daemon::rollback(cfg, registry, args.version, gallery, in_process_onnx_export, nullptr);
     std::cout << fmt::format("rolled back to version {} as new version {}: {}\n", args.version, r.version,
                              r.published ? fmt::format("published; doors acked [{}] rejected [{}] missing [{}]",
                                                        fmt::join(r.acked, ","), fmt::join(r.rejected, ","),

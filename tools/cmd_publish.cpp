@@ -3,7 +3,10 @@
 //     A new Ed25519 key pair: DIR/signing.key (0600) and DIR/signing.pub (pin it on the doors).
 //   package --key KEYDIR --out FILE [--model MODEL] [--gallery DIR] [--version N] [--parent N]
 //           [--chunk-kib K] [--threshold T] [--metrics FILE] [--config FILE]
-//     A signed package. Default model: the pretrained source model. DIR/<name>/<images>: each
+//           [--model-format onnx|libtorch] [--weights float32|float16]
+//     A signed package. Default model: the pretrained source model, shipped as its ONNX export
+//     (--weights float16: half the bytes; --model-format libtorch: the model file itself, for
+//     the bench-only faceadapt-door-libtorch). DIR/<name>/<images>: each
 //     image's largest face is aligned and embedded with the packaged model. --metrics: a JSON
 //     file {"training": {name: number}, "gate": {name: number}}.
 //   publish FILE --broker URL --site SITE [--config FILE] [--username U --password-file F]
@@ -35,6 +38,7 @@
 #include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/model_metadata.hpp"
+#include "faceadapt/learner/onnx_export.hpp"
 #include "faceadapt/learner/weights_import.hpp"
 #include "faceadapt/publish/keys.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
@@ -142,6 +146,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
         std::string site;
         std::int64_t version = 0, parent = -1;
         int chunk_kib = 0;
+        std::string model_format = "onnx", weights = "float32";
         double threshold = 0.6;
     };
     auto pa = std::make_shared<PackageArgs>();
@@ -157,6 +162,11 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     package->add_option("--metrics", pa->metrics, "JSON {\"training\":{...},\"gate\":{...}} of numbers")->check(CLI::ExistingFile);
     package->add_option("--config", pa->config, "site config file")->check(CLI::ExistingFile);
     package->add_option("--site", pa->site, "the site it is for (doors of other sites refuse it); default [site].id of --config");
+    package->add_option("--model-format", pa->model_format, "what the model part holds: onnx (default; the "
+                        "torch-free door) or libtorch (the model file; faceadapt-door-libtorch)")
+        ->check(CLI::IsMember({"onnx", "libtorch"}));
+    package->add_option("--weights", pa->weights, "ONNX weight precision: float32 (default) or float16 (half the bytes)")
+        ->check(CLI::IsMember({"float32", "float16"}));
     package->callback([&result, pa] {
         run_guarded(result, [&] {
             config::Config cfg;
@@ -175,12 +185,18 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
             if (!pa->model.empty()) {
                 model = pa->model;
                 meta = learner::read_model_metadata(pa->model);  // refuses what is not a model file
-                in.model_bytes = read_bytes(pa->model);
+            }
+            if (pa->model_format == "onnx") {
+                onnx::ExportOptions options;
+                options.weights = pa->weights == "float16" ? onnx::WeightType::kFloat16 : onnx::WeightType::kFloat32;
+                options.producer_version = FACEADAPT_VERSION;
+                in.model_bytes = learner::export_model_file_onnx(model.value_or(fs::path{}), options);
             } else {
-                in.model_bytes = source_model_bytes();
+                in.model_bytes = model ? read_bytes(*model) : source_model_bytes();
+                in.architecture.model_format = std::string(publish::kModelFormatLibtorch);
+                in.architecture.normalization = "(rgb - [122.782,117.001,104.298]) / 256 (learner::chips_to_input)";
             }
             in.architecture.name = meta.architecture;
-            in.architecture.model_format = "faceadapt-model v" + std::to_string(learner::kModelFormatVersion);
             in.architecture.input_width = in.architecture.input_height = meta.input_size;
             in.model_version = pa->version > 0 ? pa->version : std::max<std::int64_t>(meta.version, 1);
             in.parent_version = pa->parent >= 0 ? pa->parent

@@ -39,5 +39,6 @@ void register_evaluate_command(CLI::App& app, CommandResult& result);  // evalua
 void register_quality_commands(CLI::App& app, CommandResult& result);  // enroll, gallery
 void register_publish_commands(CLI::App& app, CommandResult& result);  // keygen, package, publish
 void register_daemon_commands(CLI::App& app, CommandResult& result);   // models list|rollback
+void register_export_command(CLI::App& app, CommandResult& result);    // export (cmd_export.cpp)
 
 }  // namespace faceadapt::tools

@@ -5,12 +5,23 @@
 //   status --dir DIR [--json]        the installed version (and the one kept before it)
 //   install FILE --dir DIR --pubkey FILE --site SITE [--allow-rollback]   offline install of a package file
 //   rollback --dir DIR               operator rollback to the previous version
-//   match IMAGE --dir DIR            detect, align, embed with the installed model: best name + distance
+//   match IMAGE --dir DIR [--threads N] [--repeat N] [--json]
+//                                    detect, align, embed with the installed model: best name + distance
 //   Exit 0 ok (match: a name or "unknown" was printed), 1 runtime failure (match: no face), 2 bad input.
+//
+// The embedding backend is chosen at build time. The default build runs the package's ONNX model
+// with OpenCV DNN (faceadapt/onnx/dnn_embedder.hpp) and links no libtorch: it needs OpenCV,
+// dlib, Paho MQTT and libsodium only. Built with FACEADAPT_DOOR_LIBTORCH (the bench-only
+// `faceadapt-door-libtorch`) it runs the libtorch model file of format-1 style packages instead,
+// as the door did before issue 16. Each build accepts only the model format it can run.
 #include <signal.h>
+#include <sys/resource.h>
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -19,15 +30,63 @@
 
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
-#include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
 #include "faceadapt/publish/text.hpp"
+
+#ifdef FACEADAPT_DOOR_LIBTORCH
+#include <torch/torch.h>
+
+#include "faceadapt/learner/embedder.hpp"
+#else
+#include <opencv2/core/utility.hpp>
+
+#include "faceadapt/onnx/dnn_embedder.hpp"
+#endif
 
 namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
 
 namespace {
+
+#ifdef FACEADAPT_DOOR_LIBTORCH
+constexpr std::string_view kRunsFormat = fp::kModelFormatLibtorch;
+#else
+constexpr std::string_view kRunsFormat = fp::kModelFormatOnnx;
+#endif
+
+// throws std::invalid_argument when this build cannot run a model of `format`.
+void require_runnable(const std::string& format, const std::string& what) {
+    if (format != kRunsFormat)
+        throw std::invalid_argument(what + " carries model format \"" + format.substr(0, 64) + "\"; this door runs \"" +
+                                    std::string(kRunsFormat) + "\"");
+}
+
+// The installed model, loaded once: embed() turns one RGB chip into its embedding.
+class ChipEmbedder {
+public:
+    ChipEmbedder(const fs::path& model_file, int threads) {
+#ifdef FACEADAPT_DOOR_LIBTORCH
+        embedder_ = std::make_unique<faceadapt::learner::Embedder>(model_file, "cpu", 1);
+        torch::set_num_threads(threads);  // after the Embedder, which sets every core
+#else
+        cv::setNumThreads(threads);
+        embedder_ = std::make_unique<faceadapt::onnx::DnnEmbedder>(model_file);
+#endif
+    }
+    fp::Embedding embed(const cv::Mat& rgb_chip) const {
+        const auto e = embedder_->embed(std::vector<cv::Mat>{rgb_chip}).at(0);
+        fp::Embedding out;
+        std::copy(e.begin(), e.end(), out.begin());
+        return out;
+    }
+private:
+#ifdef FACEADAPT_DOOR_LIBTORCH
+    std::unique_ptr<faceadapt::learner::Embedder> embedder_;
+#else
+    std::unique_ptr<faceadapt::onnx::DnnEmbedder> embedder_;
+#endif
+};
 
 int run_agent(fp::DoorAgentOptions options) {
     // SIGINT/SIGTERM are taken by sigwait below; block them before any thread starts.
@@ -87,26 +146,60 @@ int status(const fs::path& dir, bool json) {
     return 0;
 }
 
-int match(const fs::path& image_file, const fs::path& dir, const fs::path& landmarks) {
-    auto installed = fp::read_installed(dir);
-    if (!installed) throw std::runtime_error("no model installed in " + dir.string());
+long peak_rss_kb() {
+    rusage usage{};
+    return getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : -1;
+}
+
+struct MatchArgs {
+    fs::path image, dir, landmarks = faceadapt::ingest::FaceAligner::default_landmarks_model();
+    int threads = 0;   // 0: every core
+    int repeat = 1;    // embed the chip this many times (timing)
+    bool json = false;
+};
+
+int match(const MatchArgs& a) {
+    using Clock = std::chrono::steady_clock;
+    auto installed = fp::read_installed(a.dir);
+    if (!installed) throw std::runtime_error("no model installed in " + a.dir.string());
+    require_runnable(installed->manifest.architecture.model_format,
+                     "installed version " + std::to_string(installed->version));
     auto gallery = fp::load_installed_gallery(*installed);  // checks model + gallery hashes
-    cv::Mat image = cv::imread(image_file.string(), cv::IMREAD_COLOR);
-    if (image.empty()) throw std::invalid_argument(image_file.string() + ": not a readable image");
-    faceadapt::ingest::FaceAligner aligner(landmarks);
+    cv::Mat image = cv::imread(a.image.string(), cv::IMREAD_COLOR);
+    if (image.empty()) throw std::invalid_argument(a.image.string() + ": not a readable image");
+    const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const auto t0 = Clock::now();
+    ChipEmbedder embedder(installed->model_file, threads);
+    const auto t1 = Clock::now();
+    faceadapt::ingest::FaceAligner aligner(a.landmarks);
     auto faces = aligner.detect(image);
+    const auto t2 = Clock::now();
     if (faces.empty()) {
-        std::cout << "no face found in " << image_file.string() << "\n";
+        std::cout << "no face found in " << a.image.string() << "\n";
         return 1;
     }
-    faceadapt::learner::Embedder embedder(installed->model_file, "cpu", 1);
-    auto embedding = embedder.embed({faces.front().chip}).at(0);
+    fp::Embedding embedding = embedder.embed(faces.front().chip);
+    const auto t3 = Clock::now();
+    for (int i = 1; i < a.repeat; ++i) embedding = embedder.embed(faces.front().chip);
+    const auto t4 = Clock::now();
     auto result = fp::match_gallery(gallery, embedding);
+    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     auto name = fp::printable(result.name);  // names come from the package: never raw to a terminal
-    if (result.matched)
+    if (a.json) {
+        nlohmann::json j = {{"matched", result.matched}, {"name", result.name}, {"distance", result.distance},
+                            {"threshold", gallery.threshold}, {"model_version", installed->version},
+                            {"model_format", installed->manifest.architecture.model_format},
+                            {"threads", threads}, {"load_ms", ms(t1 - t0)}, {"detect_align_ms", ms(t2 - t1)},
+                            {"first_embed_ms", ms(t3 - t2)},
+                            {"embed_ms", a.repeat > 1 ? ms(t4 - t3) / (a.repeat - 1) : ms(t3 - t2)},
+                            {"max_rss_kb", peak_rss_kb()}};
+        // JSON escapes control characters; invalid UTF-8 (refused at install anyway) is replaced.
+        std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else if (result.matched) {
         std::cout << name << " " << result.distance << "\n";
-    else
+    } else {
         std::cout << "unknown " << result.distance << (name.empty() ? "" : " (nearest " + name + ")") << "\n";
+    }
     return 0;
 }
 
@@ -150,6 +243,7 @@ int main(int argc, char** argv) {
             if (!config_file.empty()) base = faceadapt::config::load_config(config_file).mqtt;
             agent.mqtt = fp::apply_overrides(base, mqtt);
             agent.public_key = fp::load_public_key(pubkey);
+            agent.model_formats = {std::string(kRunsFormat)};
             return run_agent(agent);
         });
     });
@@ -174,8 +268,10 @@ int main(int argc, char** argv) {
     inst->add_flag("--allow-rollback", install_rollback, "accept a version older than the installed one");
     inst->callback([&] {
         guarded([&] {
-            auto installed = fp::install_package(install_dir, fp::Package::read(install_file),
-                                                 fp::load_public_key(install_key), install_site, install_rollback);
+            const auto package = fp::Package::read(install_file);
+            const auto key = fp::load_public_key(install_key);
+            require_runnable(fp::verify_package(package, key).architecture.model_format, install_file.string());
+            auto installed = fp::install_package(install_dir, package, key, install_site, install_rollback);
             std::cout << "installed version " << installed.version << " (previous " << installed.previous_version << ")\n";
             return 0;
         });
@@ -195,12 +291,15 @@ int main(int argc, char** argv) {
     });
 
     // match
-    fs::path match_image, match_dir, landmarks = faceadapt::ingest::FaceAligner::default_landmarks_model();
+    MatchArgs ma;
     auto* m = app.add_subcommand("match", "Who is in IMAGE, by the installed model and gallery");
-    m->add_option("image", match_image, "image file")->required()->check(CLI::ExistingFile);
-    m->add_option("--dir", match_dir, "model folder")->required();
-    m->add_option("--landmarks", landmarks, "dlib 68-point landmark model")->check(CLI::ExistingFile);
-    m->callback([&] { guarded([&] { return match(match_image, match_dir, landmarks); }); });
+    m->add_option("image", ma.image, "image file")->required()->check(CLI::ExistingFile);
+    m->add_option("--dir", ma.dir, "model folder")->required();
+    m->add_option("--landmarks", ma.landmarks, "dlib 68-point landmark model")->check(CLI::ExistingFile);
+    m->add_option("--threads", ma.threads, "embedding threads (default: every core)")->check(CLI::Range(1, 256));
+    m->add_option("--repeat", ma.repeat, "embed the face this many times (timing; default 1)")->check(CLI::Range(1, 10000));
+    m->add_flag("--json", ma.json, "JSON output with timings");
+    m->callback([&] { guarded([&] { return match(ma); }); });
 
     try {
         app.parse(argc, argv);

@@ -2,7 +2,9 @@
 // MQTT connection and model folder) through a real mosquitto on loopback, N = 10 and 100.
 // Prints: time until the broker acked every chunk, time until every door installed it, bytes
 // the broker sent and received (its $SYS counters), and the ratios between the two runs.
-// Usage: bench_publish [--doors N]... [--mb M]   (defaults: 10 100, 25)
+// Usage: bench_publish [--doors N]... [--mb M | --package FILE]   (defaults: 10 100, 25)
+//   --package: the model and gallery parts of a real package file (e.g. `faceadapt package
+//   --weights float16`), re-signed with the bench's key; otherwise M MB of filler bytes.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,7 +57,7 @@ std::map<std::string, double> broker_counters(const std::string& url) {
     return values;
 }
 
-Result run(int doors, std::size_t model_bytes) {
+Result run(int doors, std::size_t model_bytes, const std::optional<fp::Package>& real) {
     faceadapt::test::MosquittoOptions options;
     options.extra_config = "sys_interval 1\n";
     faceadapt::test::Mosquitto broker(options);
@@ -63,7 +66,15 @@ Result run(int doors, std::size_t model_bytes) {
 
     fp::PackageInput in;
     in.site = "bench";
-    in.model_bytes = faceadapt::test::fake_model_file(model_bytes, 1);  // doors check the model file's structure
+    if (real) {
+        in.model_bytes = std::string(real->part_bytes("model"));
+        in.gallery = real->gallery();
+        in.architecture = real->manifest.architecture;
+    } else {
+        // A structurally valid libtorch model file: doors check the model part against the manifest.
+        in.model_bytes = faceadapt::test::fake_model_file(model_bytes, 1);
+        in.architecture.model_format = std::string(fp::kModelFormatLibtorch);
+    }
     in.model_version = 1;
     auto pkg = fp::build_package(in, key);
 
@@ -120,19 +131,26 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::warn);
     std::vector<int> door_counts;
     std::size_t mb = 25;
+    std::optional<fp::Package> real;
+    std::string what;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--doors") && i + 1 < argc) door_counts.push_back(std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) mb = static_cast<std::size_t>(std::atoi(argv[++i]));
-        else {
-            std::fprintf(stderr, "usage: bench_publish [--doors N]... [--mb M]\n");
+        else if (!std::strcmp(argv[i], "--package") && i + 1 < argc) {
+            real = fp::Package::read(argv[++i]);
+            what = std::string(" (") + argv[i] + ": model format " + real->manifest.architecture.model_format + ")";
+        } else {
+            std::fprintf(stderr, "usage: bench_publish [--doors N]... [--mb M | --package FILE]\n");
             return 2;
         }
     }
     if (door_counts.empty()) door_counts = {10, 100};
-    std::printf("bench_publish: a signed %zu MB package over MQTT (mosquitto, loopback, QoS 1, 256 KiB chunks) "
-                "to door agents in this process (%u cores)\n", mb, std::thread::hardware_concurrency());
+    const double model_mb = real ? static_cast<double>(real->part_bytes("model").size()) / 1e6 : static_cast<double>(mb << 20) / 1e6;
+    std::printf("bench_publish: a signed package with a %.1f MB model part%s over MQTT (mosquitto, loopback, QoS 1, "
+                "256 KiB chunks) to door agents in this process (%u cores)\n", model_mb, what.c_str(),
+                std::thread::hardware_concurrency());
     std::vector<Result> results;
-    for (int n : door_counts) results.push_back(run(n, mb << 20));
+    for (int n : door_counts) results.push_back(run(n, mb << 20, real));
     if (results.size() >= 2) {
         const auto& a = results.front();
         const auto& b = results.back();

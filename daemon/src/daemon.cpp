@@ -371,9 +371,23 @@ struct Daemon::Impl {
         }
     }
 
+    // The release's ONNX export, made by a `faceadapt export` child (torch stays out of this process).
+    OnnxExporter child_onnx_export() {
+        return [this](const fs::path& model_file, int version, const std::string& weights, const fs::path& out) {
+            std::vector<std::string> argv{options.trainer.string(), "export", "--format", "onnx", "--weights", weights,
+                                          "--model-version", std::to_string(version), "--out", out.string()};
+            if (!model_file.empty()) argv.insert(argv.end(), {"--model", model_file.string()});
+            const TrainingResult result = run_child("export", argv);
+            if (!result.ok() || !fs::exists(out))
+                throw std::runtime_error(fmt::format("ONNX export of version {} ({}) to {}: {}", version,
+                                                     model_file.empty() ? "source model" : model_file.string(),
+                                                     out.string(), result.ok() ? "no file written" : result.describe()));
+        };
+    }
+
     void release(const config::Config& cfg, int version, const EmbeddedGallery& gallery) {
         publish::Publisher* pub = ensure_publisher(cfg);
-        const ReleaseReport r = release_version(cfg, *registry, version, gallery, pub);
+        const ReleaseReport r = release_version(cfg, *registry, version, gallery, child_onnx_export(), pub);
         metrics.add("faceadapt_publish_total", {{"result", r.published ? "ok" : "failed"}});
         metrics.set("faceadapt_publish_last_seconds", {}, r.publish_seconds);
         metrics.add("faceadapt_door_acks_total", {{"result", "acked"}}, double(r.acked.size()));

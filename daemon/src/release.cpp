@@ -28,13 +28,17 @@ std::map<std::string, double> numbers_of(const nlohmann::json& j, const std::str
 
 }  // namespace
 
+fs::path onnx_export_file(const ModelRegistry& registry, int version, const std::string& weights) {
+    return registry.dir() / "onnx" / fmt::format("{}-{}.onnx", version, weights);
+}
+
 fs::path key_dir(const config::Config& config) {
     return config.publish.key_dir.empty() ? config.site.state_dir / "keys" : config.publish.key_dir;
 }
 
 ReleaseReport release_version(const config::Config& config, ModelRegistry& registry, int version,
-                              const EmbeddedGallery& embedded, publish::Publisher* publisher,
-                              const std::vector<std::string>& doors,
+                              const EmbeddedGallery& embedded, const OnnxExporter& exporter,
+                              publish::Publisher* publisher, const std::vector<std::string>& doors,
                               std::optional<std::chrono::milliseconds> ack_timeout) {
     ReleaseReport report;
     report.version = version;
@@ -43,7 +47,13 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 
     publish::PackageInput input;
     input.site = config.site.id;
-    input.model_bytes = common::read_file(mv.model_file);
+    // Packages carry the ONNX export (docs/package-format.md, format 2); doors need no libtorch.
+    const fs::path onnx_file = onnx_export_file(registry, version, config.publish.model_weights);
+    if (!fs::exists(onnx_file)) {
+        fs::create_directories(onnx_file.parent_path());
+        exporter(mv.model_file, version, config.publish.model_weights, onnx_file);
+    }
+    input.model_bytes = common::read_file(onnx_file);
     for (std::size_t i = 0; i < embedded.names.size(); ++i)
         input.gallery.entries.push_back({embedded.names[i], embedded.embeddings[i]});
     input.model_version = version;
@@ -107,7 +117,7 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 }
 
 ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       const EmbeddedGallery& gallery, publish::Publisher* publisher) {
+                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher) {
     const ModelVersion target = registry.get(to_version);
     const int from = registry.current_version();
     nlohmann::json meta = target.meta;
@@ -120,7 +130,7 @@ ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, in
     registry.set_current(added.version);
     registry.append_history({{"event", "rollback"}, {"from", from}, {"to", to_version}, {"version", added.version}});
     spdlog::info("rollback: version {} is a copy of {} (was {}); publishing it", added.version, to_version, from);
-    return release_version(config, registry, added.version, gallery, publisher);
+    return release_version(config, registry, added.version, gallery, exporter, publisher);
 }
 
 }  // namespace faceadapt::daemon

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -353,6 +354,11 @@ struct DoorAgent::Impl {
             if (m.payload_size > options.max_payload_bytes)
                 throw PackageError("payload of " + std::to_string(m.payload_size) + " bytes exceeds the limit of " +
                                    std::to_string(options.max_payload_bytes));
+            if (!options.model_formats.empty() &&
+                std::find(options.model_formats.begin(), options.model_formats.end(), m.architecture.model_format) ==
+                    options.model_formats.end())
+                throw PackageError("model format \"" + m.architecture.model_format.substr(0, 64) +
+                                   "\" is not one this door runs");
         } catch (const PackageError& e) {
             remember(envelope_hash);
             reject(m.model_version, e.what());

@@ -3,9 +3,12 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/onnx/face_graph.hpp"
+#include "faceadapt/onnx/proto.hpp"
 #include "faceadapt/publish/text.hpp"
 
 namespace faceadapt::publish::detail {
@@ -25,12 +28,101 @@ std::uint64_t le(std::string_view b, std::size_t at, int n) {
 PackageError bad(const std::string& what) { return PackageError("model part: " + what); }
 }  // namespace
 
-bool known_model_format(std::string_view f) { return f == "faceadapt-model v1" || f == "faceadapt-model"; }
+bool is_onnx(std::string_view f) { return f == kModelFormatOnnx; }
+
+// The "onnx" case of ModelPartCheck::finish (see model_check.hpp).
+void check_onnx(std::string_view head, std::uint64_t size, const ArchitectureSpec& arch) {
+    namespace proto = onnx::proto;
+    std::size_t pos = 0;
+    auto varint = [&]() -> std::uint64_t {
+        std::uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (pos >= head.size()) throw bad("ONNX: truncated before its graph");
+            const auto b = static_cast<std::uint8_t>(head[pos++]);
+            v |= std::uint64_t(b & 0x7f) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        throw bad("ONNX: a varint over 10 bytes");
+    };
+    std::uint64_t ir_version = 0;
+    std::int64_t opset = -1;
+    std::map<std::string, std::string> meta;
+    bool graph = false;
+    try {
+        while (pos < head.size() && !graph) {
+            const std::uint64_t tag = varint();
+            const auto field = tag >> 3;
+            switch (tag & 7) {
+                case proto::kVarint: {
+                    const auto v = varint();
+                    if (field == 1) ir_version = v;
+                    break;
+                }
+                case proto::kFixed64: pos += 8; break;
+                case proto::kFixed32: pos += 4; break;
+                case proto::kLengthDelimited: {
+                    const std::uint64_t len = varint();
+                    if (field == 7) {  // ModelProto.graph: the last field, to the end of the part
+                        if (pos + len != size)
+                            throw bad("ONNX: the graph does not end at the end of the model part (" + std::to_string(pos + len) +
+                                      " of " + std::to_string(size) + " bytes)");
+                        graph = true;
+                        break;
+                    }
+                    if (len > head.size() - pos) throw bad("ONNX: field " + std::to_string(field) + " is truncated");
+                    const std::string_view body = head.substr(pos, len);
+                    pos += len;
+                    proto::Field f;
+                    if (field == 8) {  // OperatorSetIdProto {domain = 1, version = 2}
+                        std::string_view domain;
+                        std::int64_t version = -1;
+                        for (proto::Reader r(body); r.next(f);) {
+                            if (f.number == 1 && f.type == proto::kLengthDelimited) domain = f.bytes;
+                            if (f.number == 2 && f.type == proto::kVarint) version = static_cast<std::int64_t>(f.value);
+                        }
+                        if (domain.empty() || domain == "ai.onnx") opset = version;
+                    } else if (field == 14) {  // StringStringEntryProto {key = 1, value = 2}
+                        std::string key, value;
+                        for (proto::Reader r(body); r.next(f);) {
+                            if (f.number == 1 && f.type == proto::kLengthDelimited) key = f.bytes;
+                            if (f.number == 2 && f.type == proto::kLengthDelimited) value = f.bytes;
+                        }
+                        if (meta.size() < 64) meta[key] = value;
+                    }
+                    break;
+                }
+                default: throw bad("ONNX: wire type " + std::to_string(tag & 7) + " is not a ModelProto's");
+            }
+        }
+    } catch (const proto::ProtoError& e) {
+        throw bad(std::string("ONNX: ") + e.what());
+    }
+    if (!graph) throw bad("ONNX: no graph in the model part's first " + std::to_string(head.size()) + " bytes (not a faceadapt export)");
+    if (ir_version < 3) throw bad("ONNX: ir_version " + std::to_string(ir_version) + " (not a faceadapt export)");
+    if (opset != onnx::kOpset)
+        throw bad("ONNX: default-domain opset " + std::to_string(opset) + ", doors run opset " + std::to_string(onnx::kOpset));
+    auto need = [&](const std::string& key, const std::string& expected) {
+        auto it = meta.find(key);
+        if (it == meta.end()) throw bad("ONNX: metadata " + key + " is missing (not a faceadapt export)");
+        if (it->second != expected)
+            throw bad("ONNX: metadata " + key + " \"" + printable(it->second, 60) + "\" is not the manifest's \"" +
+                      printable(expected, 60) + "\"");
+    };
+    need("faceadapt.architecture", arch.name);
+    if (arch.input_width != arch.input_height) throw bad("ONNX: the manifest's input is not square");
+    need("faceadapt.input_size", std::to_string(arch.input_width));
+    need("faceadapt.embedding_dim", std::to_string(arch.embedding_dim));
+    auto w = meta.find("faceadapt.weights");
+    if (w == meta.end() || (w->second != "float32" && w->second != "float16"))
+        throw bad("ONNX: metadata faceadapt.weights is not float32 or float16");
+}
+
+bool known_model_format(std::string_view f) { return is_onnx(f) || f == "faceadapt-model v1" || f == "faceadapt-model"; }
 
 ModelPartCheck::ModelPartCheck(const ArchitectureSpec& architecture) : arch_(architecture) {
     if (!known_model_format(arch_.model_format))
         throw PackageError("manifest: architecture.model_format \"" + printable(arch_.model_format, 60) +
-                           "\" is not a model format this door knows (faceadapt-model v1)");
+                           "\" is not a model format this door knows (onnx, faceadapt-model v1)");
 }
 
 void ModelPartCheck::update(std::string_view bytes) {
@@ -55,6 +147,7 @@ void ModelPartCheck::update(std::string_view bytes) {
 }
 
 void ModelPartCheck::finish() {
+    if (is_onnx(arch_.model_format)) return check_onnx(head_, size_, arch_);
     if (head_.size() < kHeader || std::string_view(head_).substr(0, 8) != kModelMagic)
         throw bad("not a faceadapt model file (bad magic), but the manifest says " + printable(arch_.model_format, 60));
     auto version = le(head_, 8, 4);

@@ -6,7 +6,12 @@
 //   installs). Known formats: "faceadapt-model v1" (docs/model-format.md; the bare
 //   "faceadapt-model" of earlier manifests is read as v1): magic, format version, metadata JSON
 //   naming the manifest's architecture and input size, lengths that add up, the CRC-32.
-//   A new format (e.g. ONNX) adds a case to known_model_format() and to finish().
+//   "onnx" (faceadapt/onnx/face_graph.hpp's export): a protobuf ModelProto whose top-level fields
+//   before the graph (within the first ~1 MiB) give IR version, the default-domain opset 11 and
+//   the metadata_props faceadapt.architecture / input_size / embedding_dim / weights, which must
+//   match the manifest, and whose graph is the last field and ends exactly at the part's end.
+//   (The graph's nodes are not interpreted here: the door's runtime loads them.)
+//   A new format adds a case to known_model_format() and to finish().
 // THREAD SAFETY
 //   One object per check, one thread.
 #pragma once

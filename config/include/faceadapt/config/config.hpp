@@ -169,6 +169,7 @@ struct PublishConfig {
     int chunk_kib = 256;                            // [1, 65536]
     int qos = 1;                                    // 0..2
     double ack_timeout_s = 300;                     // (0, 86400]
+    std::string model_weights = "float32";          // ONNX weights in packages: float32 | float16
 
     bool operator==(const PublishConfig&) const = default;
 };

@@ -47,16 +47,28 @@ struct ReleaseReport {
 // The key folder: [publish] key_dir, or <state_dir>/keys.
 std::filesystem::path key_dir(const config::Config& config);
 
+// Writes the ONNX export (docs/door-integration.md) of `model_file` (empty: the pretrained source
+// model) with `weights` ("float32" | "float16") and ONNX model_version `version` to `out`,
+// durably. faceadaptd runs it as a child (`faceadapt export`), so the daemon never loads torch;
+// the CLI calls learner::export_model_file_onnx in-process.
+// throws std::runtime_error naming the model file when the export fails.
+using OnnxExporter = std::function<void(const std::filesystem::path& model_file, int version,
+                                        const std::string& weights, const std::filesystem::path& out)>;
+
+// Where `version`'s ONNX export with `weights` is kept: <models>/onnx/<version>-<weights>.onnx.
+std::filesystem::path onnx_export_file(const ModelRegistry& registry, int version, const std::string& weights);
+
 // Builds, signs, writes and publishes `version` (which must be in `registry`) with `gallery`
-// (the enrolled gallery embedded by that version's model).
+// (the enrolled gallery embedded by that version's model). The package's model part is the
+// version's ONNX export with [publish] model_weights, made by `exporter` when not kept yet.
 // `publisher` may be null: one is connected for this call from config.mqtt.
 // `doors`: the doors to wait for (empty: every door that has reported a state); the wait is
 // [publish] ack_timeout_s at most, and `ack_timeout` when given.
 // ensures: never throws for a broker/door problem (reported in ReleaseReport::error);
 //          throws std::runtime_error naming the file for a missing key or model.
 ReleaseReport release_version(const config::Config& config, ModelRegistry& registry, int version,
-                              const EmbeddedGallery& gallery, publish::Publisher* publisher,
-                              const std::vector<std::string>& doors = {},
+                              const EmbeddedGallery& gallery, const OnnxExporter& exporter,
+                              publish::Publisher* publisher, const std::vector<std::string>& doors = {},
                               std::optional<std::chrono::milliseconds> ack_timeout = std::nullopt);
 
 // Rollback: registers a copy of `to_version`'s model as a new version (origin "rollback of N"),
@@ -64,6 +76,6 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 // with `gallery` embedded by to_version's model.
 // throws std::out_of_range when to_version is not stored.
 ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       const EmbeddedGallery& gallery, publish::Publisher* publisher);
+                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher);
 
 }  // namespace faceadapt::daemon

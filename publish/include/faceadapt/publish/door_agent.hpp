@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/publish/keys.hpp"
@@ -101,6 +102,9 @@ struct DoorAgentOptions {
     PublicKey public_key;                  // pinned: only packages signed by it are installed
     std::filesystem::path dir;
     bool allow_rollback = false;           // accept versions older than the installed one
+    // architecture.model_format values this door can run (e.g. {"onnx"}); a package with another
+    // format is rejected before any chunk is fetched. Empty: any (the agent never runs the model).
+    std::vector<std::string> model_formats;
     std::chrono::milliseconds stall_resubscribe{5'000};  // no new chunk for this long: ask again
     std::uint64_t max_payload_bytes = 1ull << 30;
     // Received chunks waiting for the worker (payload + topic + 256 bytes each); beyond it

@@ -28,10 +28,16 @@
 
 namespace faceadapt::publish {
 
-// Manifests this build writes. 2 = 1 + the required top-level "site" (docs/package-format.md);
-// 1 is still read (an installed v1 model keeps working) but never installed.
+// Manifests this build writes: format 2 (issues 13 and 16, one step) = 1 + the required top-level
+// "site" (a package is bound to its site) + architecture.model_format "onnx" for the ONNX graph of
+// faceadapt/onnx/face_graph.hpp (float32 or float16 weights, said by its metadata_props
+// "faceadapt.weights"). Format 1 (a libtorch faceadapt-model file, no site) is still read, so an
+// installed v1 model keeps working, but never installed. A format-1 door refuses format-2 manifests.
 inline constexpr int kFormatVersion = 2;
 inline constexpr int kOldestReadableFormatVersion = 1;
+// architecture.model_format values.
+inline constexpr std::string_view kModelFormatOnnx = "onnx";
+inline constexpr std::string_view kModelFormatLibtorch = "faceadapt-model v1";
 inline constexpr std::string_view kPackageMagic = "FAPKG001";
 inline constexpr std::string_view kGalleryMagic = "FAGAL001";
 inline constexpr std::size_t kEmbeddingDim = 128;
@@ -72,16 +78,19 @@ void check_gallery(const Gallery& gallery);
 
 // The network the model part holds and what it expects as input.
 struct ArchitectureSpec {
-    std::string name = "dlib-resnet29";             // must equal the model file's "architecture"
-    // How to read the model part; a door refuses formats it does not know. Known:
-    // "faceadapt-model v1" (docs/model-format.md; "faceadapt-model" is read as v1).
-    std::string model_format = "faceadapt-model v1";
+    std::string name = "dlib-resnet29";  // must equal the model part's architecture (file metadata)
+    // How to read the model part; a door refuses formats it does not know or cannot run. Known:
+    // "onnx" (the default; docs/door-integration.md) and "faceadapt-model v1" (docs/model-format.md;
+    // "faceadapt-model" is read as v1).
+    std::string model_format = std::string(kModelFormatOnnx);
     int input_width = 150;
     int input_height = 150;
     int input_channels = 3;
     std::string color_order = "RGB";
     std::string alignment = "dlib get_face_chip_details(68 landmarks, size 150, padding 0.25)";
-    std::string normalization = "x/255 - 0.5 per channel";  // stated by the learner
+    // What the model part expects as input values (for "onnx": raw RGB 0..255 as float, the
+    // graph normalises; for the libtorch file the caller does).
+    std::string normalization = "float RGB 0..255 in; the graph computes (x - [122.782,117.001,104.298]) / 256";
     int embedding_dim = 128;
     std::string distance = "euclidean";
 };

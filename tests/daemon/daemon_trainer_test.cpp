@@ -19,12 +19,14 @@ namespace {
 
 fs::path faceadaptd_exe() { return test::binary_dir() / "daemon" / "faceadaptd"; }
 
-// A site without cameras or broker; `learner` is appended to [learner].
-fs::path write_site(const fs::path& dir, const std::string& learner) {
+// A site without a running camera or broker; `learner` is appended to [learner], `rest` at the end.
+fs::path write_site(const fs::path& dir, const std::string& learner, int metrics_port = 0,
+                    const std::string& rest = "") {
     const fs::path site = dir / "site.toml";
     std::ofstream(site) << "[site]\nid = \"trainer\"\nstate_dir = \"" << (dir / "state").string() << "\"\n"
                         << "[learner]\n" << learner << "[mqtt]\nbroker = \"tcp://127.0.0.1:1\"\n"
-                        << "[metrics]\nlisten = \"127.0.0.1:" << test::free_loopback_port() << "\"\n";
+                        << "[metrics]\nlisten = \"127.0.0.1:"
+                        << (metrics_port ? metrics_port : test::free_loopback_port()) << "\"\n" << rest;
     return site;
 }
 
@@ -93,8 +95,11 @@ TEST(DaemonTrainer, AFailedCycleIsRetriedAfterItsOwnDoublingBackoffNotTheInterva
                                         "echo $(date +%s%3N) >> \"$(dirname \"$0\")/runs.log\"\necho boom >&2\nexit 3\n",
                                         fs::perms::owner_all);
     // interval_hours 100: only the retry backoff (1.2 s, 2.4 s, then the 3.6 s cap) can start them.
+    // A disabled camera too (issue 18, item 6): it shows in the metrics and the status as disabled.
+    const int port = test::free_loopback_port();
     const fs::path site = write_site(dir.path(), "interval_hours = 100\nmin_new_crops = 0\nretry_minutes = 0.02\n"
-                                                 "retry_max_hours = 0.001\ntrainer = \"" + crash.string() + "\"\n");
+                                                 "retry_max_hours = 0.001\ntrainer = \"" + crash.string() + "\"\n",
+                                     port, "[[camera]]\nid = \"off\"\nurl = \"rtsp://127.0.0.1:1/x\"\nenabled = false\n");
     test::Process d({faceadaptd_exe().string(), "--config", site.string()});
     auto runs = [&] {
         std::vector<long long> t;
@@ -106,6 +111,10 @@ TEST(DaemonTrainer, AFailedCycleIsRetriedAfterItsOwnDoublingBackoffNotTheInterva
     EXPECT_TRUE(d.has_line("scheduler: cycle .* failed \\(1 in a row\\); retrying in 1 s")) << d.output();
     EXPECT_TRUE(d.has_line("scheduler: cycle .* failed \\(3 in a row\\); retrying in 4 s")) << d.output();
     EXPECT_TRUE(d.has_line("retry after 2 failed cycle\\(s\\)")) << d.output();
+    EXPECT_TRUE(d.has_line("camera off: disabled in .* \\(enabled = false\\); not started")) << d.output();
+    const std::string m = test::fetch_metrics(port);
+    EXPECT_EQ(test::metric_value(m, "faceadapt_camera_state", "camera=\"off\",state=\"disabled\""), 1.0) << m;
+    EXPECT_EQ(test::metric_value(m, "faceadapt_camera_up", "camera=\"off\""), 0.0) << m;
     const auto t = runs();
     // Each retry waited at least its backoff after the failure before it (the child exits at once).
     EXPECT_GE(t[1] - t[0], 1200);

@@ -71,13 +71,19 @@ void rollback(const ModelsArgs& args, CommandResult& result) {
     if (!load(args, cfg, result)) return;
     daemon::ModelRegistry registry(cfg.site.state_dir / "models");
     if (args.version < 0 || (args.version != 0 && !registry.contains(args.version))) {
+        // The versions there as runs ("0 (pretrained source), 3..5, 8"): retention removes old ones.
+        std::string there = "0 (pretrained source)";
         const auto versions = registry.list();
-        std::cerr << fmt::format("models rollback: version {} is not in {}; versions there: 0 (pretrained source){} "
+        for (std::size_t i = 0; i < versions.size();) {
+            std::size_t j = i;
+            while (j + 1 < versions.size() && versions[j + 1].version == versions[j].version + 1) ++j;
+            there += j == i ? fmt::format(", {}", versions[i].version)
+                            : fmt::format(", {}..{}", versions[i].version, versions[j].version);
+            i = j + 1;
+        }
+        std::cerr << fmt::format("models rollback: version {} is not in {}; versions there: {} "
                                  "(see `faceadapt models list`)\n",
-                                 args.version, registry.dir().string(),
-                                 versions.empty() ? std::string()
-                                                  : fmt::format(", {}..{}", versions.front().version,
-                                                                versions.back().version));
+                                 args.version, registry.dir().string(), there);
         result.exit_code = 2;
         return;
     }

@@ -131,6 +131,7 @@ std::vector<Field<LearnerConfig>> learner_fields() {
         real<S>("retry_max_hours", &S::retry_max_hours, 0, 8760, true),
         path<S>("trainer", &S::trainer),
         integer<S>("keep_packages", &S::keep_packages, 1, 10000),
+        integer<S>("keep_versions", &S::keep_versions, 2, 10000),
         integer<S>("min_new_crops", &S::min_new_crops, 0, 1'000'000'000),
         text<S>("quiet_hours", &S::quiet_hours, "\"\" or \"HH:MM-HH:MM\"", check_quiet_hours),
         integer<S>("nice", &S::nice, 0, 19),

@@ -517,7 +517,8 @@ struct Daemon::Impl {
     // State retention (docs/operations.md, "State retention"): on the learner thread, between cycles.
     void retain(const std::string& active_cycle) {
         try {
-            apply_retention(*registry, RetentionPolicy{current_config().learner.keep_packages}, active_cycle);
+            const config::LearnerConfig l = current_config().learner;
+            apply_retention(*registry, RetentionPolicy{l.keep_packages, l.keep_versions}, active_cycle);
         } catch (const std::exception& e) {
             spdlog::warn("retention: {}", e.what());
         }

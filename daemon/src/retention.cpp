@@ -77,14 +77,42 @@ RetentionReport apply_retention(const ModelRegistry& registry, const RetentionPo
     for (auto it = packages.rbegin(); it != packages.rend(); ++it, ++newer)
         if (newer >= keep && it->first != current && remove_counted(it->second, report)) ++report.packages_removed;
 
+    if (active_cycle.empty()) {
+        // A version folder is renamed out of the listing first (one atomic step), then removed:
+        // a crash in between leaves a ".<N>.removing.tmp" folder, removed by the next pass.
+        ec.clear();
+        for (auto it = fs::directory_iterator(registry.dir() / "versions", ec);
+             !ec && it != fs::directory_iterator(); it.increment(ec))
+            if (it->path().string().ends_with(".removing.tmp")) remove_counted(it->path(), report);
+        const auto versions = registry.list();  // ascending
+        const int previous = registry.previous_version();
+        const auto keep_from = versions.size() > static_cast<std::size_t>(std::max(2, policy.keep_versions))
+                                   ? versions.size() - static_cast<std::size_t>(std::max(2, policy.keep_versions))
+                                   : 0;
+        for (std::size_t i = 0; i < keep_from; ++i) {
+            const int v = versions[i].version;
+            if (v == current || v == previous) continue;
+            const fs::path folder = registry.dir() / "versions" / std::to_string(v);
+            const fs::path doomed = registry.dir() / "versions" / fmt::format(".{}.removing.tmp", v);
+            std::error_code rec;
+            fs::rename(folder, doomed, rec);
+            if (rec) {
+                spdlog::warn("retention: cannot remove {}: {}", folder.string(), rec.message());
+                continue;
+            }
+            if (remove_counted(doomed, report)) ++report.versions_removed;
+        }
+    }
+
     ec.clear();
     for (auto it = fs::directory_iterator(registry.dir(), ec); !ec && it != fs::directory_iterator(); it.increment(ec))
         if (it->path().string().ends_with(".tmp") && it->is_regular_file() && remove_counted(it->path(), report))
             ++report.temp_files_removed;
-    if (report.candidates_removed || report.packages_removed || report.temp_files_removed)
-        spdlog::info("retention: removed {} candidate folder(s), {} package(s), {} temp file(s): {:.1f} MB freed",
-                     report.candidates_removed, report.packages_removed, report.temp_files_removed,
-                     report.bytes_freed / 1e6);
+    if (report.candidates_removed || report.packages_removed || report.versions_removed || report.temp_files_removed)
+        spdlog::info("retention: removed {} candidate folder(s), {} package(s), {} version(s), {} temp file(s): "
+                     "{:.1f} MB freed",
+                     report.candidates_removed, report.packages_removed, report.versions_removed,
+                     report.temp_files_removed, report.bytes_freed / 1e6);
     return report;
 }
 

@@ -444,7 +444,7 @@ TEST_F(TrainingCycleTest, TheGalleryForARepublishComesFromTheEvaluationChild) {
 // is the promoted versions, the newest packages and the small bookkeeping files, nothing else.
 TEST_F(TrainingCycleTest, AfterTenCyclesTheStateHoldsOnlyWhatRetentionKeeps) {
     touch("big-model");
-    const RetentionPolicy policy{3};
+    const RetentionPolicy policy{3, 10};
     const fs::path models = registry->dir();
     for (int i = 0; i < 10; ++i) {
         const bool refuse = i % 2 == 1;
@@ -485,4 +485,18 @@ TEST_F(TrainingCycleTest, AfterTenCyclesTheStateHoldsOnlyWhatRetentionKeeps) {
     EXPECT_EQ(again.packages_removed, 3);  // 1, 3, 4
     EXPECT_TRUE(fs::exists(models / "packages" / "5.fapkg"));
     EXPECT_FALSE(fs::exists(models / "current.tmp"));
+
+    // Versions: the newest 2 (+ current 5 and previous 4, here the same) once a third is too many;
+    // a half-removed folder of a crash is removed too; the version numbers are never reused.
+    fs::create_directories(models / "versions" / ".1.removing.tmp");
+    std::ofstream(models / "versions" / ".1.removing.tmp" / "model") << "half";
+    const RetentionReport versions = apply_retention(*registry, RetentionPolicy{5, 2}, "");
+    EXPECT_EQ(versions.versions_removed, 3);
+    std::vector<int> kept;
+    for (const auto& v : registry->list()) kept.push_back(v.version);
+    EXPECT_EQ(kept, (std::vector<int>{4, 5}));
+    EXPECT_FALSE(fs::exists(models / "versions" / ".1.removing.tmp"));
+    EXPECT_EQ(apply_retention(*registry, RetentionPolicy{5, 2}, "cycle-running").versions_removed, 0);
+    EXPECT_EQ(registry->add(registry->get(5).model_file, "rollback of 5").version, 6);
+    EXPECT_EQ(registry->get(4).model_file.filename(), "model");
 }

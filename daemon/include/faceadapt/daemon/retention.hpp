@@ -9,10 +9,14 @@
 //     packages/<N>.fapkg    only the newest `keep_packages` (by version) and the current
 //                           version's are kept: a release rebuilds its package from
 //                           versions/<N>/model, so a package is a copy for the operator only.
+//     versions/<N>/         only the newest `keep_versions` and the current and previous
+//                           versions are kept (not while a cycle is in progress: it may have
+//                           been trained from an older one); the history keeps their records.
 //     *.tmp                 debris of an interrupted atomic write (never a live file: writers
 //                           rename theirs before returning).
-//   Kept always: versions/ (every version, so `faceadapt models rollback N` works for any N
-//   listed), current, previous, next_version, history.jsonl, scheduler.json, cycle.json.
+//   Kept always: current, previous, next_version (so a number is never reused),
+//   history.jsonl, scheduler.json, cycle.json. `faceadapt models rollback N` works for every N
+//   that `faceadapt models list` shows, and for 0 (the pretrained source, never stored).
 // THREAD SAFETY
 //   Call from the thread that runs the cycles (the daemon's learner thread), never while a
 //   cycle runs: it reads cycle.json to spare the cycle in progress.
@@ -27,12 +31,14 @@ namespace faceadapt::daemon {
 class ModelRegistry;
 
 struct RetentionPolicy {
-    int keep_packages = 5;  // >= 1
+    int keep_packages = 5;   // >= 1
+    int keep_versions = 10;  // >= 2
 };
 
 struct RetentionReport {
     int candidates_removed = 0;
     int packages_removed = 0;
+    int versions_removed = 0;
     int temp_files_removed = 0;
     std::uint64_t bytes_freed = 0;
 };

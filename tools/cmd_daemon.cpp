@@ -10,7 +10,9 @@
 #include "faceadapt/daemon/gate_figures.hpp"
 #include "faceadapt/daemon/release.hpp"
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/onnx_export.hpp"
+#include "faceadapt/learner/weights_import.hpp"
 
 namespace faceadapt::tools {
 namespace {
@@ -79,17 +81,42 @@ void rollback(const ModelsArgs& args, CommandResult& result) {
     config::Config cfg;
     if (!load(args, cfg, result)) return;
     daemon::ModelRegistry registry(cfg.site.state_dir / "models");
-    if (!registry.contains(args.version)) {
-        std::cerr << fmt::format("models rollback: version {} is not in {} (see `faceadapt models list`)\n",
-                                 args.version, registry.dir().string());
+    if (args.version < 0 || (args.version != 0 && !registry.contains(args.version))) {
+        // The versions there as runs ("0 (pretrained source), 3..5, 8"): retention removes old ones.
+        std::string there = "0 (pretrained source)";
+        const auto versions = registry.list();
+        for (std::size_t i = 0; i < versions.size();) {
+            std::size_t j = i;
+            while (j + 1 < versions.size() && versions[j + 1].version == versions[j].version + 1) ++j;
+            there += j == i ? fmt::format(", {}", versions[i].version)
+                            : fmt::format(", {}..{}", versions[i].version, versions[j].version);
+            i = j + 1;
+        }
+        std::cerr << fmt::format("models rollback: version {} is not in {}; versions there: {} "
+                                 "(see `faceadapt models list`)\n",
+                                 args.version, registry.dir().string(), there);
         result.exit_code = 2;
         return;
     }
+    // Version 0, the pretrained source, is never stored: write it as a model file first.
+    std::filesystem::path source_model;
+    if (args.version == 0) {
+        source_model = registry.dir() / "source.model";
+        learner::FaceResNet source = cfg.learner.weights_dir.empty()
+                                         ? learner::load_source_model()
+                                         : learner::import_face_api_weights(cfg.learner.weights_dir);
+        learner::ModelMetadata meta;
+        meta.provenance = {{"source", "pretrained source (faceadapt models rollback 0)"}};
+        learner::save_model(source, meta, source_model);
+    }
     // The gallery the package carries, embedded by the model rolled back to (in this process:
     // the CLI links the learner, faceadaptd does not).
-    const daemon::EmbeddedGallery gallery =
-        daemon::embed_gallery(cfg.site.state_dir, registry.get(args.version).model_file, cfg.learner.device);
-    const daemon::ReleaseReport r = daemon::rollback(cfg, registry, args.version, gallery, in_process_onnx_export, nullptr);
+    const daemon::EmbeddedGallery gallery = daemon::embed_gallery(
+        cfg.site.state_dir, args.version == 0 ? std::filesystem::path() : registry.get(args.version).model_file,
+        cfg.learner.device);
+    const daemon::ReleaseReport r =
+        daemon::rollback(cfg, registry, args.version, gallery, in_process_onnx_export, nullptr, source_model);
+    if (!source_model.empty()) std::filesystem::remove(source_model);  // copied into versions/
     std::cout << fmt::format("rolled back to version {} as new version {}: {}\n", args.version, r.version,
                              r.published ? fmt::format("published; doors acked [{}] rejected [{}] missing [{}]",
                                                        fmt::join(r.acked, ","), fmt::join(r.rejected, ","),
@@ -111,7 +138,9 @@ void register_daemon_commands(CLI::App& app, CommandResult& result) {
     auto* back = models->add_subcommand(
         "rollback", "Make VERSION current again: it is registered as a new version and published to the doors");
     back->add_option("--config,-c", args->config_file, "Site TOML file")->required();
-    back->add_option("VERSION", args->version, "A version from `faceadapt models list`")->required()->check(CLI::PositiveNumber);
+    // Checked in rollback(): CLI::PositiveNumber's refusal printed a range of 300 digits.
+    back->add_option("VERSION", args->version, "A version from `faceadapt models list` (0: the pretrained source)")
+        ->required();
     back->callback([args, &result] { rollback(*args, result); });
 }
 

@@ -1,8 +1,9 @@
 // Subcommands of the quality module:
 //   enroll --name NAME IMAGE... [--config FILE | --state-dir DIR]
 //       Detect + align + score each photo; enroll those that pass, print the reason for each
-//       refusal (no face, several faces, face too small, low quality). Exit 0 when every photo
-//       was enrolled, 1 when any was refused, 2 for a bad config.
+//       refusal (no face, several faces, face too small, low quality), then one line
+//       "NAME: K of N photo(s) enrolled; refused: PATH, ...". Exit 0 when every photo was
+//       enrolled, 1 when any was refused (the others are enrolled), 2 for a bad config.
 //   gallery list [--config FILE | --state-dir DIR]
 //   gallery remove NAME [--config FILE | --state-dir DIR]   (exit 1 when NAME is not enrolled)
 #include <iostream>
@@ -56,7 +57,7 @@ int enroll(const cfg::Config& config, const std::string& name, const std::vector
     const quality::QualityScorer scorer(config.quality);
     quality::Gallery gallery(config.site.state_dir);
     std::unique_ptr<ingest::FaceAligner> aligner;  // ~100 MB landmark model: loaded when first needed
-    int refused = 0;
+    std::vector<std::string> refused_photos;
     for (const auto& path : images) {
         const cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
         if (!image.empty() && !aligner) aligner = std::make_unique<ingest::FaceAligner>(config.detect.landmarks_model);
@@ -65,14 +66,19 @@ int enroll(const cfg::Config& config, const std::string& name, const std::vector
                                : quality::check_enrollment_image(image, *aligner, scorer, config.detect.min_face_px);
         if (!check.ok) {
             std::cout << path << ": refused: " << check.reason << '\n';
-            ++refused;
+            refused_photos.push_back(path);
             continue;
         }
         const auto id = gallery.add(name, check.chip, check.score, path);
         std::cout << path << ": enrolled as " << name << " (entry " << id << ", quality "
                   << fmt::format("{:.3f}", check.score.normalized) << ")\n";
     }
-    return refused == 0 ? 0 : 1;
+    // The verdict in one line: with many photos the refusals above are easy to miss.
+    const std::size_t enrolled = images.size() - refused_photos.size();
+    std::cout << fmt::format("{}: {} of {} photo(s) enrolled", name, enrolled, images.size());
+    if (!refused_photos.empty()) std::cout << fmt::format("; refused: {}", fmt::join(refused_photos, ", "));
+    std::cout << '\n';
+    return refused_photos.empty() ? 0 : 1;
 }
 
 }  // namespace

@@ -9,7 +9,11 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -21,6 +25,7 @@
 #include "faceadapt/daemon/metrics_server.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
 #include "faceadapt/daemon/release.hpp"
+#include "faceadapt/daemon/retention.hpp"
 #include "faceadapt/daemon/scheduler.hpp"
 #include "faceadapt/daemon/sd_notify.hpp"
 #include "faceadapt/daemon/training_child.hpp"
@@ -58,8 +63,19 @@ json read_json_file(const fs::path& p) {
     }
 }
 
+// The trainer as given (--trainer, else [learner] trainer), else the one installed with us.
 fs::path find_trainer(const fs::path& configured) {
-    if (!configured.empty()) return configured;
+    if (!configured.empty()) {
+        // A bare name is looked up on PATH here: the child is started with execv, which does not.
+        if (configured.has_parent_path()) return configured;
+        if (const char* path = std::getenv("PATH")) {
+            std::stringstream ss(path);
+            std::string dir;
+            while (std::getline(ss, dir, ':'))
+                if (!dir.empty() && fs::exists(fs::path(dir) / configured)) return fs::path(dir) / configured;
+        }
+        return configured;
+    }
     std::error_code ec;
     const fs::path self = fs::read_symlink("/proc/self/exe", ec);
     if (!ec) {
@@ -73,6 +89,23 @@ fs::path find_trainer(const fs::path& configured) {
             if (fs::exists(fs::path(dir) / "faceadapt")) return fs::path(dir) / "faceadapt";
     }
     return "faceadapt";
+}
+
+// The trainer must be a regular file this process may execute: checked at start so that a
+// misplaced one stops faceadaptd at once, with its path and the reason, not at the first cycle.
+// throws std::runtime_error naming the path and the errno text.
+void check_trainer(const fs::path& trainer) {
+    if (!trainer.has_parent_path())
+        throw std::runtime_error(fmt::format("trainer \"{}\": not found next to faceadaptd, in ../tools or on PATH; "
+                                             "set [learner] trainer or --trainer", trainer.string()));
+    struct stat st {};
+    if (::stat(trainer.c_str(), &st) != 0 || ::access(trainer.c_str(), X_OK) != 0) {
+        const int err = errno;
+        throw std::runtime_error(fmt::format("trainer {}: cannot be executed: {} (errno {}); set [learner] trainer or "
+                                             "--trainer", trainer.string(), std::strerror(err), err));
+    }
+    if (!S_ISREG(st.st_mode))
+        throw std::runtime_error(fmt::format("trainer {}: cannot be executed: not a regular file", trainer.string()));
 }
 
 }  // namespace
@@ -94,6 +127,7 @@ struct Daemon::Impl {
         std::unique_ptr<ingest::FacePipeline> pipeline;
     };
     std::map<std::string, Camera> cameras;  // main thread only
+    std::vector<std::string> disabled_cameras;  // enabled = false in the site file; main thread only
     // The 68-point model (~100 MB) is loaded once and shared by every camera's face stage;
     // reloaded only when [detect].landmarks_model names another file. Main thread only.
     std::shared_ptr<const ingest::LandmarkModel> landmarks;
@@ -126,7 +160,8 @@ struct Daemon::Impl {
 
     explicit Impl(DaemonOptions o) : options(std::move(o)) {
         config = config::load_config(options.config_file);
-        options.trainer = find_trainer(options.trainer);
+        options.trainer = find_trainer(options.trainer.empty() ? config.learner.trainer : options.trainer);
+        check_trainer(options.trainer);
     }
 
     config::Config current_config() const {
@@ -159,6 +194,7 @@ struct Daemon::Impl {
             {"faceadapt_door_ignored_messages", {T::gauge, "Messages each door reports it ignored (unverified, stale, other site)"}},
             {"faceadapt_door_damaged", {T::gauge, "1 while a door reports a damaged install folder"}},
             {"faceadapt_config_reloads_total", {T::counter, "SIGHUP reloads by result"}},
+            {"faceadapt_state_bytes", {T::gauge, "Bytes of the files under site.state_dir (crops, models, keys)"}},
         };
         for (const auto& [name, f] : families) metrics.describe(name, f.first, f.second);
         // The cycle's own families (training, gate, model version): TrainingCycle describes them.
@@ -208,9 +244,15 @@ struct Daemon::Impl {
         const int total = detect.workers > 0 ? detect.workers : static_cast<int>(std::thread::hardware_concurrency());
         d.workers = std::max(1, total / static_cast<int>(std::max<std::size_t>(1, n_enabled)));
         try {
+            // The tracker numbers tracks 1, 2, ... from this start: the store's run base keeps
+            // them distinct from every earlier run's in crops.db (issue 18).
+            const std::int64_t track_base = store->begin_track_run(cam.id);
             auto pipeline = std::make_unique<ingest::FacePipeline>(
                 std::vector<config::CameraConfig>{cam}, d,
-                [this](ingest::FaceObservation&& o) { on_observation(std::move(o)); },
+                [this, track_base](ingest::FaceObservation&& o) {
+                    if (o.track_id >= 0) o.track_id += track_base;
+                    on_observation(std::move(o));
+                },
                 ingest::face_stage_factory(d, shared_landmarks(d.landmarks_model)));
             pipeline->start();
             cameras[cam.id] = Camera{cam, camera_fingerprint(cam, detect), std::move(pipeline)};
@@ -242,9 +284,21 @@ struct Daemon::Impl {
         }
         for (const auto& [id, c] : wanted)
             if (!cameras.count(id)) start_camera(*c, next.detect, wanted.size());
+        for (const auto& id : disabled_cameras) metrics.remove_matching("camera", id);
+        disabled_cameras.clear();
+        for (const auto& c : next.cameras)
+            if (!c.enabled) {
+                disabled_cameras.push_back(c.id);
+                spdlog::info("camera {}: disabled in {} (enabled = false); not started", c.id,
+                             options.config_file.string());
+            }
     }
 
     void update_camera_metrics() {
+        for (const auto& id : disabled_cameras) {  // visible, never "up"
+            metrics.set("faceadapt_camera_up", {{"camera", id}}, 0);
+            metrics.set("faceadapt_camera_state", {{"camera", id}, {"state", "disabled"}}, 1);
+        }
         for (const auto& [id, cam] : cameras) {
             for (const auto& st : cam.pipeline->stats()) {
                 const Labels l{{"camera", st.camera}};
@@ -296,6 +350,8 @@ struct Daemon::Impl {
         }
         if (next.metrics.listen != old.metrics.listen || next.metrics.enabled != old.metrics.enabled)
             spdlog::warn("reload: [metrics] changed; it takes effect after a restart");
+        if (next.learner.trainer != old.learner.trainer)
+            spdlog::warn("reload: [learner] trainer changed; it takes effect after a restart (checked then)");
         try {
             std::atomic_store(&scorer, std::shared_ptr<const quality::QualityScorer>(
                                            std::make_shared<quality::QualityScorer>(next.quality)));
@@ -318,16 +374,32 @@ struct Daemon::Impl {
         const json j = read_json_file(registry->dir() / "scheduler.json");
         if (j.is_object()) {
             last_crop_id = j.value("last_crop_id", std::int64_t{0});
-            if (j.contains("last_cycle_end_unix"))
+            if (j.contains("last_cycle_end_unix_ms"))  // the retry backoff may be seconds: keep ms
+                sched.last_cycle_end = Clock::time_point(std::chrono::milliseconds(j["last_cycle_end_unix_ms"].get<std::int64_t>()));
+            else if (j.contains("last_cycle_end_unix"))
                 sched.last_cycle_end = Clock::time_point(std::chrono::seconds(j["last_cycle_end_unix"].get<std::int64_t>()));
+            sched.failed_cycles = std::max(0, j.value("failed_cycles", 0));
         }
     }
 
-    void save_scheduler_state(Clock::time_point end, std::int64_t crop_id) {
+    // failed: cycles failed in a row (0 after one that ended promoted or refused).
+    void save_scheduler_state(Clock::time_point end, std::int64_t crop_id, int failed) {
         json j{{"last_crop_id", crop_id},
+               {"failed_cycles", failed},
                {"last_cycle_end_unix", std::chrono::duration_cast<std::chrono::seconds>(end.time_since_epoch()).count()},
+               {"last_cycle_end_unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(end.time_since_epoch()).count()},
                {"last_cycle_end", common::utc_timestamp()}};
         common::write_file_atomic(registry->dir() / "scheduler.json", j.dump(2) + "\n");
+    }
+
+    // scheduler.json as saved (read on the learner thread; the main thread only reads it too).
+    int sched_failures_in_file() const {
+        const json j = read_json_file(registry->dir() / "scheduler.json");
+        return j.is_object() ? std::max(0, j.value("failed_cycles", 0)) : 0;
+    }
+    std::int64_t last_crop_id_in_file() const {
+        const json j = read_json_file(registry->dir() / "scheduler.json");
+        return j.is_object() ? j.value("last_crop_id", std::int64_t{0}) : 0;
     }
 
     void set_trainer_status(std::string s) {
@@ -342,7 +414,10 @@ struct Daemon::Impl {
             t = trainer_status;
         }
         const auto st = store->stats();
-        return fmt::format("cameras {}/{} up, {} crops stored, model v{}, training: {}", cameras_up(), cameras.size(),
+        return fmt::format("cameras {}/{} up{}, {} crops stored, model v{}, training: {}", cameras_up(), cameras.size(),
+                           disabled_cameras.empty() ? std::string()
+                                                    : fmt::format(" ({} disabled: {})", disabled_cameras.size(),
+                                                                  fmt::join(disabled_cameras, ",")),
                            st.crops, registry->current_version(), t);
     }
 
@@ -438,8 +513,29 @@ struct Daemon::Impl {
     void run_cycle() {
         const TrainingCycle::Report r = cycle->run(current_config(), stop);
         if (r.outcome == TrainingCycle::Outcome::stopped) return;  // cycle.json stays: the next start resumes
-        save_scheduler_state(Clock::now(), r.state.prepared ? r.state.prepared->max_crop_id : 0);
+        // A cycle that never reached the gate (a child that crashed or could not run, a failed
+        // evaluation) failed: it is retried after its own backoff, on the same crops (the mark
+        // stays). One the gate decided ended: the interval and the new-crop count apply again.
+        const bool failed = !r.state.decision.has_value();
+        const int failures = failed ? sched_failures_in_file() + 1 : 0;
+        save_scheduler_state(Clock::now(), failed ? last_crop_id_in_file()
+                                                  : (r.state.prepared ? r.state.prepared->max_crop_id : 0),
+                             failures);
+        if (failed)
+            spdlog::warn("scheduler: cycle {} failed ({} in a row); retrying in {:.0f} s", r.state.name, failures,
+                         retry_backoff(current_config().learner, failures).count());
+        retain("");
         set_trainer_status("idle");
+    }
+
+    // State retention (docs/operations.md, "State retention"): on the learner thread, between cycles.
+    void retain(const std::string& active_cycle) {
+        try {
+            const config::LearnerConfig l = current_config().learner;
+            apply_retention(*registry, RetentionPolicy{l.keep_packages, l.keep_versions}, active_cycle);
+        } catch (const std::exception& e) {
+            spdlog::warn("retention: {}", e.what());
+        }
     }
 
     // Startup: resume an interrupted cycle, republish a current version not fully published.
@@ -457,6 +553,7 @@ struct Daemon::Impl {
                 spdlog::error("startup: version {} not published again: {}", current, e.what());
             }
         }
+        retain(saved ? saved->name : "");
         if (saved && !stop) {
             spdlog::info("startup: resuming interrupted cycle {}", saved->name);
             run_cycle();
@@ -543,6 +640,7 @@ int Daemon::run() {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     auto last_status = std::chrono::steady_clock::now() - 1h;
+    auto last_state_size = last_status;
     std::string last_line;
     while (!d.stop) {
         d.loop_heartbeat = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -563,6 +661,10 @@ int Daemon::run() {
             const auto st = d.store->stats();
             d.metrics.set("faceadapt_store_crops", {}, double(st.crops));
             d.metrics.set("faceadapt_store_bytes", {}, double(st.bytes));
+            if (now - last_state_size >= 60s) {  // a walk of every crop file: not every tick
+                last_state_size = now;
+                d.metrics.set("faceadapt_state_bytes", {}, double(folder_bytes(cfg.site.state_dir)));
+            }
             d.metrics.set("faceadapt_model_version", {}, d.registry->current_version());
             const std::string line = d.status_line();
             if (line != last_line) d.notifier.status(line);

@@ -117,8 +117,17 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 }
 
 ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher) {
-    const ModelVersion target = registry.get(to_version);
+                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher,
+                       const fs::path& source_model) {
+    ModelVersion target;
+    if (to_version == 0) {
+        if (source_model.empty())
+            throw std::invalid_argument("rollback to version 0 (the pretrained source) needs its model file");
+        target.model_file = source_model;
+        target.meta = {{"origin", "pretrained source"}};
+    } else {
+        target = registry.get(to_version);
+    }
     const int from = registry.current_version();
     nlohmann::json meta = target.meta;
     meta.erase("published");

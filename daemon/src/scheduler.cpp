@@ -1,5 +1,7 @@
 #include "faceadapt/daemon/scheduler.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <regex>
 #include <stdexcept>
@@ -34,7 +36,13 @@ ScheduleDecision should_start_cycle(const config::LearnerConfig& learner, const 
                                     std::chrono::system_clock::time_point now, int minute_of_day) {
     const auto quiet = parse_quiet_hours(learner.quiet_hours);
     if (state.cycle_running) return {false, "a cycle is running"};
-    if (state.last_cycle_end) {
+    if (state.last_cycle_end && state.failed_cycles > 0) {
+        const auto since = std::chrono::duration<double>(now - *state.last_cycle_end);
+        const auto wait = retry_backoff(learner, state.failed_cycles);
+        if (since < wait)
+            return {false, fmt::format("{:.0f} s since failed cycle {} in a row, retry after {:.0f} s", since.count(),
+                                       state.failed_cycles, wait.count())};
+    } else if (state.last_cycle_end) {
         const double hours = std::chrono::duration<double, std::ratio<3600>>(now - *state.last_cycle_end).count();
         if (hours < learner.interval_hours)
             return {false, fmt::format("{:.2f} h since the last cycle, interval is {:.2f} h", hours,
@@ -47,8 +55,17 @@ ScheduleDecision should_start_cycle(const config::LearnerConfig& learner, const 
         return {false, fmt::format("outside quiet hours {} (now {:02d}:{:02d})", learner.quiet_hours,
                                    minute_of_day / 60, minute_of_day % 60)};
     return {true, fmt::format("{} new crops{}{}", fresh,
-                              state.last_cycle_end ? ", interval elapsed" : ", first cycle",
+                              !state.last_cycle_end      ? ", first cycle"
+                              : state.failed_cycles > 0 ? fmt::format(", retry after {} failed cycle(s)", state.failed_cycles)
+                                                        : ", interval elapsed",
                               quiet ? ", inside quiet hours" : "")};
+}
+
+std::chrono::duration<double> retry_backoff(const config::LearnerConfig& learner, int failed_cycles) {
+    const int doublings = std::clamp(failed_cycles - 1, 0, 40);  // 2^40 minutes exceed any cap
+    const double minutes = learner.retry_minutes * std::ldexp(1.0, doublings);
+    const double cap_minutes = 60.0 * std::min(learner.retry_max_hours, learner.interval_hours);
+    return std::chrono::duration<double>(60.0 * std::min(minutes, cap_minutes));
 }
 
 int local_minute_of_day(std::chrono::system_clock::time_point t) {

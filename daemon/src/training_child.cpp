@@ -65,7 +65,10 @@ void read_lines(int fd, std::size_t max_line, const char* separators, Deliver de
 std::string TrainingResult::describe() const {
     if (signaled) {
         std::string name = sigabbrev_np(signal) ? std::string("SIG") + sigabbrev_np(signal) : std::to_string(signal);
-        return "killed by " + name + (signal == SIGKILL ? " (out of memory or stopped)" : "");
+        if (signal != SIGKILL) return "killed by " + name;
+        if (killed_after_grace)
+            return fmt::format("killed by SIGKILL: it did not stop within {:.1f} s of SIGTERM", grace.count() / 1000.0);
+        return "killed by SIGKILL (not by faceadaptd: out of memory, or by hand)";
     }
     return exit_code == 127 ? "exit 127 (could not execute)" : fmt::format("exit {}", exit_code);
 }
@@ -250,7 +253,13 @@ TrainingResult TrainingChild::terminate(std::chrono::milliseconds grace) {
     }
     ::kill(-impl_->pid, SIGKILL);  // its process group: the trainer and anything it started
     ::kill(impl_->pid, SIGKILL);
-    return *impl_->reap(true);
+    TrainingResult r = *impl_->reap(true);
+    if (r.signaled && r.signal == SIGKILL) {
+        r.killed_after_grace = true;
+        r.grace = grace;
+        impl_->result = r;  // later polls say the same
+    }
+    return r;
 }
 
 }  // namespace faceadapt::daemon

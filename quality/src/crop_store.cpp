@@ -36,7 +36,14 @@ CREATE INDEX IF NOT EXISTS crops_track  ON crops(camera, track, score, ts_ms);
 CREATE INDEX IF NOT EXISTS crops_camera ON crops(camera, score, ts_ms);
 CREATE INDEX IF NOT EXISTS crops_rank   ON crops(score, ts_ms);
 CREATE INDEX IF NOT EXISTS crops_ts     ON crops(ts_ms);
+CREATE TABLE IF NOT EXISTS track_runs(
+  camera     TEXT    NOT NULL,
+  run        INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL,
+  PRIMARY KEY(camera, run));
 )sql";
+// track_runs came with issue 18; an older crops.db gets the table (empty) at open. Its crops'
+// tracks (1, 2, ... of every run) all read as run 0, and begin_track_run() starts above them.
 
 constexpr const char* kColumns = "id, camera, ts_ms, track, score, file, bytes, quality";
 
@@ -398,6 +405,32 @@ InsertResult CropStore::insert(const CropInput& crop) {
     return result;
 }
 
+std::int64_t CropStore::begin_track_run(const std::string& camera) {
+    auto& d = *impl_;
+    if (!valid_camera(camera))
+        throw std::invalid_argument("crop store: camera id \"" + camera + "\" is not [A-Za-z0-9_-]{1,64}");
+    std::lock_guard lock(d.mutex);
+    sql::Transaction tx(*d.writer, true);
+    std::int64_t run = 0;
+    {
+        sql::Statement st(*d.writer, "SELECT COALESCE(MAX(run), 0) FROM track_runs WHERE camera = ?");
+        st.bind(1, camera);
+        if (st.step()) run = st.column_int(0);
+    }
+    {
+        // Crops of runs older than the table (or of a table lost with a replaced index).
+        sql::Statement st(*d.writer, "SELECT COALESCE(MAX(track), 0) FROM crops WHERE camera = ?");
+        st.bind(1, camera);
+        if (st.step()) run = std::max(run, track_run_of(st.column_int(0)));
+    }
+    ++run;
+    sql::Statement ins(*d.writer, "INSERT INTO track_runs(camera, run, started_ms) VALUES(?,?,?)");
+    ins.bind(1, camera).bind(2, run).bind(3, to_ms(Clock::now()));
+    ins.run();
+    tx.commit();  // durable (synchronous=NORMAL in WAL survives a process crash) before any track uses it
+    return run * kTrackRunStride;
+}
+
 int CropStore::enforce_limits(Clock::time_point now) {
     auto& d = *impl_;
     std::vector<Victim> evicted;
@@ -449,7 +482,7 @@ std::optional<cv::Mat> CropStore::load_chip(const CropRecord& record) const {
         spdlog::warn("crop store {}: crop {} ({}) cannot be read now (disk or permission fault); left as it is",
                      impl_->root.string(), record.id, record.file.string());
     else
-        spdlog::warn("crop store {}: crop {} is gone ({}): evicted since the snapshot",
+        spdlog::info("crop store {}: crop {} is gone ({}): evicted since the snapshot (normal)",
                      impl_->root.string(), record.id, record.file.string());
     return std::nullopt;
 }

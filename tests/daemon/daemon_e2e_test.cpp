@@ -6,6 +6,7 @@
 //     ack, with kill -9 of the daemon during store writes and during the training cycle.
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -339,6 +340,20 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     EXPECT_EQ(metric_value(m, "faceadapt_door_installed_version", "door=\"door1\""), 1.0);
     EXPECT_EQ(metric_value(m, "faceadapt_door_damaged", "door=\"door1\""), 0.0);
     EXPECT_TRUE(metric_value(m, "faceadapt_door_ignored_messages", "door=\"door1\""));
+    // Retention: the ended cycle's candidate folder is gone (its model is versions/1/model).
+    EXPECT_TRUE(!fs::exists(state / "models" / "candidates") || fs::is_empty(state / "models" / "candidates"));
+    // Three daemon starts with the camera: every stored track carries the run of its start
+    // (none numbered 1, 2, ... as before issue 18), so no track spans two starts.
+    {
+        quality::CropStore store(state, config::StoreConfig{});
+        std::set<std::int64_t> runs;
+        for (const auto& r : store.snapshot()) {
+            EXPECT_GE(r.track_id, quality::kTrackRunStride) << "crop " << r.id;
+            runs.insert(quality::track_run_of(r.track_id));
+        }
+        EXPECT_GE(runs.size(), 2u) << "crops of at least two daemon starts";
+        for (auto run : runs) EXPECT_LE(run, 3) << "one run per daemon start";
+    }
 
     // 4. Rollback to version 1: a new version 2, published and acked.
     std::string out;
@@ -348,6 +363,21 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     EXPECT_TRUE(eventually([&] { return door_installed(door_dir) == 2; }, 30s));
     test::run_command(faceadapt_exe().string() + " models list --config " + config.string(), &out);
     EXPECT_NE(out.find("rollback of 1"), std::string::npos) << out;
+
+    // 5. Rollback to 0, the pretrained source: a new version 3. A version that does not exist is
+    // refused with the short range there is.
+    EXPECT_EQ(test::run_command(faceadapt_exe().string() + " models rollback --config " + config.string() + " 0 2>&1", &out), 0)
+        << out;
+    EXPECT_NE(out.find("rolled back to version 0 as new version 3"), std::string::npos) << out;
+    EXPECT_TRUE(eventually([&] { return door_installed(door_dir) == 3; }, 30s));
+    EXPECT_FALSE(fs::exists(state / "models" / "source.model"));
+    EXPECT_EQ(test::run_command(faceadapt_exe().string() + " models rollback --config " + config.string() + " 99 2>&1", &out), 2)
+        << out;
+    EXPECT_NE(out.find("versions there: 0 (pretrained source), 1..3"), std::string::npos) << out;
+    EXPECT_LT(out.size(), 300u) << out;
+    EXPECT_TRUE(eventually([&] {
+        return metric_value(fetch_metrics(site.metrics_port), "faceadapt_state_bytes").value_or(0) > 1e6;
+    }, 90s)) << "the state folder's size is a metric";
     d.signal(SIGTERM);
     ASSERT_TRUE(d.wait_exit(12s));
 }

@@ -86,3 +86,34 @@ TEST(Scheduler, RejectsMalformedQuietHours) {
     EXPECT_GE(local_minute_of_day(Clock::now()), 0);
     EXPECT_LT(local_minute_of_day(Clock::now()), 24 * 60);
 }
+
+TEST(Scheduler, AFailedCycleIsRetriedAfterItsOwnDoublingBackoffNotTheInterval) {
+    auto l = learner(24, 0);
+    l.retry_minutes = 5;
+    l.retry_max_hours = 1;
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 1).count(), 300);
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 2).count(), 600);
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 3).count(), 1200);
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 4).count(), 2400);
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 5).count(), 3600);      // capped at retry_max_hours
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 10'000).count(), 3600);  // no overflow
+    l.interval_hours = 0.25;
+    EXPECT_DOUBLE_EQ(retry_backoff(l, 4).count(), 900);       // never beyond interval_hours
+    l.interval_hours = 24;
+
+    const auto now = Clock::now();
+    SchedulerState s;
+    s.last_cycle_end = now - 4min;
+    s.failed_cycles = 1;
+    auto d = should_start_cycle(l, s, now, 600);
+    EXPECT_FALSE(d.start);
+    EXPECT_EQ(d.reason, "240 s since failed cycle 1 in a row, retry after 300 s");
+    s.last_cycle_end = now - 6min;
+    d = should_start_cycle(l, s, now, 600);
+    EXPECT_TRUE(d.start) << d.reason;
+    EXPECT_NE(d.reason.find("retry after 1 failed cycle(s)"), std::string::npos) << d.reason;
+    s.failed_cycles = 2;  // the second failure in a row waits twice as long
+    EXPECT_FALSE(should_start_cycle(l, s, now, 600).start);
+    s.failed_cycles = 0;  // a cycle that ended: the interval again
+    EXPECT_FALSE(should_start_cycle(l, s, now, 600).start);
+}

@@ -126,5 +126,17 @@ TEST(TrainingChild, TerminateLetsTheChildCheckpointThenKillsAStubbornOne) {
     const TrainingResult sr = s.terminate(300ms);
     EXPECT_TRUE(sr.signaled);
     EXPECT_EQ(sr.signal, SIGKILL);
+    EXPECT_EQ(sr.describe(), "killed by SIGKILL: it did not stop within 0.3 s of SIGTERM");
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+}
+
+// Issue 18: a child ended by someone's SIGTERM is reported as that, not as an out-of-memory kill.
+TEST(TrainingChild, ASignalFromOutsideIsReportedAsThatSignal) {
+    faceadapt::test::TempDir dir;
+    TrainingChild t({script(dir.path(), "term.sh", "kill -TERM $$\n").string()}, {}, nullptr);
+    const TrainingResult tr = t.wait();
+    EXPECT_TRUE(tr.signaled);
+    EXPECT_EQ(tr.describe(), "killed by SIGTERM");
+    TrainingChild k({script(dir.path(), "kill.sh", "kill -KILL $$\n").string()}, {}, nullptr);
+    EXPECT_EQ(k.wait().describe(), "killed by SIGKILL (not by faceadaptd: out of memory, or by hand)");
 }

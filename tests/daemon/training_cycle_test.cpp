@@ -2,6 +2,7 @@
 // in a temp folder, the children as a small shell script that speaks the real protocol on fd 3
 // (the real `faceadapt train|evaluate` is covered by daemon_e2e_test), the release recorded.
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -11,7 +12,9 @@
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/retention.hpp"
 #include "faceadapt/daemon/training_cycle.hpp"
+#include "faceadapt/ingest/tracker.hpp"
 #include "test_support.hpp"
 
 using namespace faceadapt;
@@ -53,7 +56,7 @@ if [ "$cmd" = train ]; then
   fi
   echo 'cycle 1/1 iter 1/1'
   echo '{"type":"progress","phase":"train","cycle":1,"cycles":1,"iter":1,"iters":1,"loss":0.5}' >&3
-  echo model > "$out"
+  if [ -e "$dir/big-model" ]; then head -c 1000000 /dev/zero > "$out"; else echo model > "$out"; fi
   echo '{"type":"result","model":"'"$out"'","provenance":{"method":"mmt","resumed":"'"$resume"'"}}' >&3
   exit 0
 fi
@@ -110,6 +113,7 @@ protected:
             return run_child_supervised(argv, sv);
         };
         hooks.release = [this](int version, const EmbeddedGallery& g) {
+            if (on_release) on_release(version);
             releases.push_back(version);
             released_gallery = g;
         };
@@ -148,6 +152,7 @@ protected:
     std::vector<int> releases;
     EmbeddedGallery released_gallery;
     std::vector<CycleStep> saves;
+    std::function<void(int)> on_release;  // what release_version would leave (a package)
     CycleStep kill_at = CycleStep::done;  // never saved as next: no kill
 };
 
@@ -191,6 +196,52 @@ TEST(CycleSplit, HoldsOutWholeTracksByAStableHashAndTrainsOnTheRest) {
     EXPECT_TRUE(split_records(rows, 0.0).holdout.empty());
     EXPECT_EQ(split_records(rows, 1.0).training.size(), 3u);  // only the untracked ones
     EXPECT_EQ(track_label(record(1, "door_cam", 42)), "door_cam/42");
+}
+
+// Issue 18: a real IouTracker and crop store, both restarted three times (as a daemon or camera
+// restart does), the tracker's ids offset by the store's run base as faceadaptd does: the two
+// people of each run get track ids no earlier run used, none of their crops is refused as
+// track_full, and no held-out (or training) track of split_records spans two runs.
+TEST(CycleSplit, TracksOfRestartedTrackersNeverSpanTwoRuns) {
+    test::TempDir dir;
+    config::StoreConfig limits;
+    limits.best_per_track = 4;
+    std::map<std::int64_t, int> run_of_track;  // stored track id -> the run (0..3) that stored it
+    const auto t0 = std::chrono::system_clock::now();
+    for (int run = 0; run < 4; ++run) {
+        quality::CropStore store(dir.path(), limits, quality::CropStore::Options{false});
+        const std::int64_t base = store.begin_track_run("cam");
+        ingest::IouTracker tracker(0.3, 2s);
+        for (int frame = 0; frame < 6; ++frame) {  // two people walking, the same path every run
+            const auto ts = t0 + std::chrono::milliseconds(200 * frame + 10'000 * run);
+            const std::vector<cv::Rect> boxes{{20 + 5 * frame, 40, 80, 80}, {300 - 5 * frame, 40, 80, 80}};
+            const auto ids = tracker.update(boxes, ts);
+            for (std::size_t b = 0; b < ids.size(); ++b) {
+                EXPECT_LE(ids[b], 2) << "the tracker restarts its numbering; the base keeps it unique";
+                quality::CropInput in;
+                in.camera = "cam";
+                in.timestamp = ts;
+                in.track_id = base + ids[b];
+                in.chip = cv::Mat(24, 24, CV_8UC3, cv::Scalar(run, frame, int(b)));
+                in.score = 0.9 - 0.01 * frame;  // later frames score worse: a full track would refuse
+                const auto r = store.insert(in);
+                if (frame < limits.best_per_track)
+                    EXPECT_EQ(r.outcome, quality::InsertOutcome::stored) << "run " << run << " frame " << frame;
+                auto [it, fresh] = run_of_track.emplace(in.track_id, run);
+                EXPECT_EQ(it->second, run) << "track " << in.track_id << " reused by a later run";
+            }
+        }
+        EXPECT_EQ(run_of_track.size(), static_cast<std::size_t>(2 * (run + 1)));
+    }
+    quality::CropStore store(dir.path(), limits, quality::CropStore::Options{false});
+    const auto records = store.snapshot();
+    EXPECT_EQ(records.size(), 4u * 2u * static_cast<std::size_t>(limits.best_per_track));
+    const CycleSplit split = split_records(records, 0.5);
+    std::map<std::string, std::set<int>> runs_of_label;
+    for (const auto* part : {&split.holdout, &split.training})
+        for (const auto& r : *part) runs_of_label[track_label(r)].insert(run_of_track.at(r.track_id));
+    EXPECT_EQ(runs_of_label.size(), 8u);
+    for (const auto& [label, runs] : runs_of_label) EXPECT_EQ(runs.size(), 1u) << label << " spans runs";
 }
 
 TEST(CycleState, RoundTripsThroughJson) {
@@ -386,4 +437,66 @@ TEST_F(TrainingCycleTest, TheGalleryForARepublishComesFromTheEvaluationChild) {
     EXPECT_EQ(calls("evaluate")[0].find("--holdout"), std::string::npos);
     touch("evaluate-fails");
     EXPECT_THROW(cycle->embed_gallery(cfg, state / "some.model"), std::runtime_error);
+}
+
+// Issue 18, item 5: ten tiny cycles (1 MB models), every other one refused, each release leaving
+// a package as release_version does, retention applied after each as faceadaptd does: what stays
+// is the promoted versions, the newest packages and the small bookkeeping files, nothing else.
+TEST_F(TrainingCycleTest, AfterTenCyclesTheStateHoldsOnlyWhatRetentionKeeps) {
+    touch("big-model");
+    const RetentionPolicy policy{3, 10};
+    const fs::path models = registry->dir();
+    for (int i = 0; i < 10; ++i) {
+        const bool refuse = i % 2 == 1;
+        if (refuse) touch("worse");
+        else fs::remove(dir.path() / "worse");
+        on_release = [&](int version) {
+            fs::create_directories(models / "packages");
+            std::ofstream(models / "packages" / (std::to_string(version) + ".fapkg")) << std::string(1000, 'p');
+        };
+        auto cycle = make_cycle();
+        const auto r = cycle->run(cfg, stop);
+        ASSERT_EQ(r.outcome, TrainingCycle::Outcome::ended);
+        // Before retention the cycle's candidate model is there (a refused one too).
+        ASSERT_TRUE(fs::exists(models / "candidates" / r.state.name / "candidate.model")) << r.state.name;
+        apply_retention(*registry, policy, "");
+    }
+    EXPECT_EQ(registry->current_version(), 5);
+    EXPECT_EQ(registry->list().size(), 5u) << "every promoted version stays (rollback to any)";
+    EXPECT_EQ(events("gate").size(), 10u);
+    // candidates/: nothing of the ended cycles (refused ones' models included).
+    std::size_t left = 0;
+    if (fs::exists(models / "candidates"))
+        for (const auto& e : fs::directory_iterator(models / "candidates")) { ++left; ADD_FAILURE() << e.path(); }
+    EXPECT_EQ(left, 0u);
+    // packages/: the newest 3.
+    std::set<std::string> packages;
+    for (const auto& e : fs::directory_iterator(models / "packages")) packages.insert(e.path().filename().string());
+    EXPECT_EQ(packages, (std::set<std::string>{"3.fapkg", "4.fapkg", "5.fapkg"}));
+    // The whole models/ folder: 5 models of 1 MB, 3 packages of 1 kB, and bookkeeping under 100 kB.
+    const std::uint64_t bytes = folder_bytes(models);
+    EXPECT_GE(bytes, 5'000'000u + 3'000u);
+    EXPECT_LT(bytes, 5'000'000u + 3'000u + 100'000u) << bytes;
+    // A stray temp file and a package of a version not current are removed; the current one's stays.
+    std::ofstream(models / "current.tmp") << "x";
+    std::ofstream(models / "packages" / "1.fapkg") << "old";
+    const RetentionReport again = apply_retention(*registry, RetentionPolicy{1}, "");
+    EXPECT_EQ(again.temp_files_removed, 1);
+    EXPECT_EQ(again.packages_removed, 3);  // 1, 3, 4
+    EXPECT_TRUE(fs::exists(models / "packages" / "5.fapkg"));
+    EXPECT_FALSE(fs::exists(models / "current.tmp"));
+
+    // Versions: the newest 2 (+ current 5 and previous 4, here the same) once a third is too many;
+    // a half-removed folder of a crash is removed too; the version numbers are never reused.
+    fs::create_directories(models / "versions" / ".1.removing.tmp");
+    std::ofstream(models / "versions" / ".1.removing.tmp" / "model") << "half";
+    const RetentionReport versions = apply_retention(*registry, RetentionPolicy{5, 2}, "");
+    EXPECT_EQ(versions.versions_removed, 3);
+    std::vector<int> kept;
+    for (const auto& v : registry->list()) kept.push_back(v.version);
+    EXPECT_EQ(kept, (std::vector<int>{4, 5}));
+    EXPECT_FALSE(fs::exists(models / "versions" / ".1.removing.tmp"));
+    EXPECT_EQ(apply_retention(*registry, RetentionPolicy{5, 2}, "cycle-running").versions_removed, 0);
+    EXPECT_EQ(registry->add(registry->get(5).model_file, "rollback of 5").version, 6);
+    EXPECT_EQ(registry->get(4).model_file.filename(), "model");
 }

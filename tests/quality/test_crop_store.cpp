@@ -13,6 +13,8 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include <sqlite3.h>
+
 #include "faceadapt/quality/crop_store.hpp"
 #include "test_support.hpp"
 
@@ -418,4 +420,60 @@ TEST(CropStore, DamagedIndexIsQuarantinedAndReplaced) {
     EXPECT_TRUE(found_db);
     EXPECT_EQ(store.insert(crop("c", -1, 0.5, Clock::now())).outcome, q::InsertOutcome::stored);
     expect_consistent(store);
+}
+
+// Issue 18: the tracker numbers tracks from 1 at every start; begin_track_run() gives each run a
+// base, so three restarts (four runs) of the same camera never share a track id, and a new
+// person's crops are never refused as track_full because an earlier run's track had that number.
+TEST(CropStore, TrackRunsKeepTrackIdsUniqueAcrossRestarts) {
+    faceadapt::test::TempDir dir;
+    auto limits = roomy();
+    limits.best_per_track = 3;
+    std::set<std::int64_t> seen;
+    std::int64_t previous_base = 0;
+    for (int run = 0; run < 4; ++run) {
+        q::CropStore store(dir.path(), limits);  // a fresh open: what a daemon restart does
+        const std::int64_t base = store.begin_track_run("cam1");
+        EXPECT_GT(base, previous_base);
+        EXPECT_EQ(base % q::kTrackRunStride, 0);
+        previous_base = base;
+        const auto t = Clock::now();
+        for (std::int64_t local = 1; local <= 2; ++local)  // the tracker's ids of this run
+            for (int k = 0; k < limits.best_per_track; ++k) {
+                const auto r = store.insert(crop("cam1", base + local, 0.5 + 0.1 * k, t, run * 100 + k));
+                EXPECT_EQ(r.outcome, q::InsertOutcome::stored) << "run " << run << " track " << local;
+            }
+        for (const auto& rec : store.snapshot()) seen.insert(rec.track_id);
+        EXPECT_EQ(seen.size(), static_cast<std::size_t>(2 * (run + 1)));
+        expect_consistent(store);
+    }
+    // Each stored track belongs to exactly one run, and the runs are 1..4.
+    std::set<std::int64_t> runs;
+    for (auto id : seen) runs.insert(q::track_run_of(id));
+    EXPECT_EQ(runs, (std::set<std::int64_t>{1, 2, 3, 4}));
+}
+
+// A crops.db from before track runs (no track_runs table, tracks 1, 2, ...) is migrated at open:
+// its crops stay, and the first run starts above every track it holds.
+TEST(CropStore, LegacyIndexWithoutTrackRunsIsMigrated) {
+    faceadapt::test::TempDir dir;
+    const auto t = Clock::now();
+    {
+        q::CropStore store(dir.path(), roomy());
+        for (std::int64_t track : {1, 2, 3}) store.insert(crop("cam1", track, 0.5, t, int(track)));
+    }
+    {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open((dir.path() / "crops" / "crops.db").c_str(), &db), SQLITE_OK);
+        EXPECT_EQ(sqlite3_exec(db, "DROP TABLE track_runs", nullptr, nullptr, nullptr), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    q::CropStore store(dir.path(), roomy());
+    EXPECT_EQ(store.snapshot().size(), 3u);
+    const std::int64_t base = store.begin_track_run("cam1");
+    EXPECT_EQ(base, q::kTrackRunStride);  // run 1: the legacy crops are run 0
+    EXPECT_EQ(store.insert(crop("cam1", base + 1, 0.1, t, 9)).outcome, q::InsertOutcome::stored);
+    EXPECT_EQ(store.begin_track_run("cam1"), 2 * q::kTrackRunStride);
+    EXPECT_EQ(store.begin_track_run("cam2"), q::kTrackRunStride);  // runs are per camera
+    EXPECT_THROW(store.begin_track_run("bad/camera"), std::invalid_argument);
 }

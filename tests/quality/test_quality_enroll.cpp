@@ -223,8 +223,22 @@ TEST_F(Enroll, CommandLineEnrollListRemove) {
                                                " /nonexistent.jpg" + sd, &out), 1) << out;
     EXPECT_NE(out.find("plain.png: refused: no face found"), std::string::npos) << out;
     EXPECT_NE(out.find("/nonexistent.jpg: refused: cannot read"), std::string::npos) << out;
+    EXPECT_NE(out.find("bob: 0 of 2 photo(s) enrolled; refused: "), std::string::npos) << out;
+    // 3 of 4 good: the three are enrolled, and the last line says which one was not (issue 18).
+    std::string photos;
+    for (int i = 1; i <= 3; ++i) {
+        const fs::path copy = dir.path() / ("carol-" + std::to_string(i) + ".png");
+        fs::copy_file(portrait, copy);
+        photos += " " + copy.string();
+    }
+    EXPECT_EQ(faceadapt::test::run_command(cli.string() + " enroll --name carol" + photos + " " +
+                                               (dir.path() / "plain.png").string() + sd, &out), 1) << out;
+    EXPECT_NE(out.find("carol: 3 of 4 photo(s) enrolled; refused: " + (dir.path() / "plain.png").string()),
+              std::string::npos) << out;
+    EXPECT_NE(out.find("plain.png: refused: no face found"), std::string::npos) << out;
     EXPECT_EQ(faceadapt::test::run_command(cli.string() + " gallery list" + sd, &out), 0) << out;
     EXPECT_NE(out.find("alice"), std::string::npos) << out;
+    EXPECT_NE(out.find("carol"), std::string::npos) << out;
     EXPECT_EQ(out.find("bob"), std::string::npos) << out;
     EXPECT_EQ(faceadapt::test::run_command(cli.string() + " gallery remove alice" + sd, &out), 0) << out;
     EXPECT_NE(faceadapt::test::run_command(cli.string() + " gallery remove alice" + sd, &out), 0) << out;

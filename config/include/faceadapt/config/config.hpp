@@ -131,6 +131,11 @@ struct LearnerConfig {
     double merge_convergence = 0.9;                 // (0, 1]
     int seed = 0;                                   // [0, 2^31-1]
     double interval_hours = 24.0;                   // (0, 8760] scheduler
+    double retry_minutes = 5.0;                     // (0, 1440] first wait after a failed cycle
+    double retry_max_hours = 6.0;                   // (0, 8760] cap of the doubling retry wait
+    std::filesystem::path trainer;                  // "" -> --trainer, next to faceadaptd, PATH
+    int keep_packages = 5;                          // [1, 10000] published packages kept (retention)
+    int keep_versions = 10;                         // [2, 10000] model versions kept (retention)
     int min_new_crops = 500;                        // [0, 1e9]
     std::string quiet_hours;                        // "" or "HH:MM-HH:MM"
     int nice = 10;                                  // [0, 19]

@@ -38,8 +38,10 @@ class MetricsRegistry;
 
 struct DaemonOptions {
     std::filesystem::path config_file;
-    // The `faceadapt` executable run as the training child. Empty: next to faceadaptd, then
-    // ../tools/faceadapt (build tree), then `faceadapt` on PATH.
+    // The `faceadapt` executable run as the training child. Empty: [learner] trainer, else next
+    // to faceadaptd, then ../tools/faceadapt (build tree), then `faceadapt` on PATH. A bare name
+    // is looked up on PATH. The Daemon constructor throws std::runtime_error naming the path
+    // and the errno text when the result is not an executable regular file.
     std::filesystem::path trainer;
     std::chrono::milliseconds tick{500};       // main loop period (watchdog, metrics, scheduler)
     std::chrono::milliseconds stop_grace{7000};  // SIGTERM -> SIGKILL for the training child

@@ -73,9 +73,13 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
 
 // Rollback: registers a copy of `to_version`'s model as a new version (origin "rollback of N"),
 // makes it current, records a "rollback" history line and releases it like any new version,
-// with `gallery` embedded by to_version's model.
-// throws std::out_of_range when to_version is not stored.
+// with `gallery` embedded by to_version's model. to_version 0 is the pretrained source model,
+// which is never stored: `source_model` must then name a model file of it (the CLI writes one
+// with the learner; faceadaptd does not link torch); it is copied in like any other model.
+// throws std::out_of_range when to_version (> 0) is not stored; std::invalid_argument for 0
+//        without source_model.
 ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher);
+                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher,
+                       const std::filesystem::path& source_model = {});
 
 }  // namespace faceadapt::daemon

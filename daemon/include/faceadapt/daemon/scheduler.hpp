@@ -3,7 +3,8 @@
 // WHAT THIS REPRESENTS
 //   A pure decision from the [learner] scheduling keys and what the daemon knows:
 //     - no cycle is running;
-//     - at least interval_hours since the last cycle ended (or none has run yet);
+//     - at least interval_hours since the last cycle ended (or none has run yet); after a
+//       failed cycle (failed_cycles > 0 in a row) instead retry_backoff() since it ended;
 //     - at least min_new_crops crops stored since the last cycle started;
 //     - when quiet_hours ("HH:MM-HH:MM", local time, may wrap midnight) is set, the current
 //       local time lies inside that window: the site's quiet hours are when the NVR has spare
@@ -41,7 +42,12 @@ struct SchedulerState {
     std::optional<std::chrono::system_clock::time_point> last_cycle_end;  // empty: never ran
     std::int64_t crops_total = 0;             // crops stored, ever (monotonic counter)
     std::int64_t crops_at_last_cycle = 0;     // crops_total when the last cycle started
+    int failed_cycles = 0;                    // cycles failed in a row since the last that ended
 };
+
+// The wait before retrying after `failed_cycles` (>= 1) failures in a row:
+// retry_minutes * 2^(failed_cycles - 1), capped at retry_max_hours and at interval_hours.
+std::chrono::duration<double> retry_backoff(const config::LearnerConfig& learner, int failed_cycles);
 
 struct ScheduleDecision {
     bool start = false;

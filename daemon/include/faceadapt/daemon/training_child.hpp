@@ -40,13 +40,18 @@ struct TrainingResult {
     int exit_code = -1;            // valid when !signaled
     int signal = 0;                // the signal that ended it, when signaled
     bool signaled = false;
+    // terminate() sent the SIGKILL itself, `grace` after its SIGTERM went unanswered.
+    bool killed_after_grace = false;
+    std::chrono::milliseconds grace{0};
     bool ok() const { return !signaled && exit_code == 0; }
     std::chrono::steady_clock::duration elapsed{};
     std::vector<std::string> last_lines;  // the last 20 lines of text output, for the report
     std::vector<ChildMessage> messages;   // protocol messages other than progress, in order
     int protocol_errors = 0;              // malformed protocol lines (skipped)
     std::string first_protocol_error;     // what was wrong with the first one
-    std::string describe() const;         // "exit 0", "exit 3", "killed by SIGKILL (out of memory?)"
+    // "exit 0", "exit 3", "killed by SIGTERM", "killed by SIGKILL: it did not stop within 7.0 s of
+    // SIGTERM" (ours), "killed by SIGKILL (not by faceadaptd: out of memory, or by hand)".
+    std::string describe() const;
 };
 
 class TrainingChild {

@@ -56,6 +56,17 @@ struct CropInput {
     std::string quality_json;            // optional metadata
 };
 
+// Track ids in the store are unique for the store's life (issue 18): a tracker numbers its tracks
+// 1, 2, ... from every start, so each run of a camera's tracker gets a base from
+// CropStore::begin_track_run() and its tracks are stored as base + local id. The base is
+// run * kTrackRunStride; a run can number 2^32 - 1 tracks (a new track every frame at 30 fps
+// for 4.5 years) before its ids would reach the next run's.
+inline constexpr std::int64_t kTrackRunStride = std::int64_t{1} << 32;
+// The run a stored track id belongs to (0: crops stored before runs existed).
+inline constexpr std::int64_t track_run_of(std::int64_t track_id) {
+    return track_id < 0 ? -1 : track_id / kTrackRunStride;
+}
+
 enum class InsertOutcome {
     stored,                              // written and indexed
     rejected_track_full,                 // track already holds K crops scoring at least as well
@@ -109,6 +120,14 @@ public:
     // throws std::invalid_argument for an empty chip or a bad camera id; std::runtime_error
     //        (naming the file) when the disk write fails; the store is unchanged then.
     InsertResult insert(const CropInput& crop);
+
+    // Starts a new run of `camera`'s tracker: records it durably (table track_runs, committed
+    // before returning) and returns its base, run * kTrackRunStride, where run is one more than
+    // any run recorded or seen in the camera's stored tracks. Add the base to the tracker's
+    // local ids (1, 2, ...); so no two runs, of any daemon or camera restart, share a track id.
+    // throws std::invalid_argument for a bad camera id; std::runtime_error (SQLite's message
+    //        naming crops.db) when the run cannot be recorded.
+    std::int64_t begin_track_run(const std::string& camera);
 
     // Applies retention (relative to `now`) and the disk cap; returns the number evicted.
     int enforce_limits(std::chrono::system_clock::time_point now = std::chrono::system_clock::now());

@@ -64,18 +64,23 @@ std::size_t count_images(const fs::path& root) {
 
 constexpr int kCrops = 25;
 
+// Creates the store under `state` with kCrops crops and closes it; returns their ids.
+std::vector<std::int64_t> store_with_crops(const fs::path& state) {
+    q::CropStore store(state, roomy());
+    for (int i = 0; i < kCrops; ++i)
+        if (store.insert(crop(i)).outcome != q::InsertOutcome::stored) ADD_FAILURE() << "crop " << i << " not stored";
+    std::vector<std::int64_t> ids;
+    for (const auto& r : store.snapshot()) ids.push_back(r.id);
+    return ids;
+}
+
 }  // namespace
 
 TEST(CropStoreFullDisk, OpeningOnAFullDiskStopsWithAClearErrorAndLosesNoCrop) {
     faceadapt::test::SmallMount disk(2048);
     FACEADAPT_REQUIRE_MOUNT(disk);
     const fs::path state = disk.path() / "state";
-    std::vector<std::int64_t> ids_before;
-    {
-        q::CropStore store(state, roomy());
-        for (int i = 0; i < kCrops; ++i) ASSERT_EQ(store.insert(crop(i)).outcome, q::InsertOutcome::stored);
-        for (const auto& r : store.snapshot()) ids_before.push_back(r.id);
-    }
+    const std::vector<std::int64_t> ids_before = store_with_crops(state);
     const fs::path root = state / "crops";
     ASSERT_EQ(ids_before.size(), static_cast<std::size_t>(kCrops));
     ASSERT_EQ(count_images(root), static_cast<std::size_t>(kCrops));
@@ -147,12 +152,7 @@ TEST(CropStoreFullDisk, OpeningOnAReadOnlyFilesystemStopsAndTouchesNothing) {
     faceadapt::test::SmallMount disk(2048);
     FACEADAPT_REQUIRE_MOUNT(disk);
     const fs::path state = disk.path() / "state";
-    std::vector<std::int64_t> ids_before;
-    {
-        q::CropStore store(state, roomy());
-        for (int i = 0; i < kCrops; ++i) ASSERT_EQ(store.insert(crop(i)).outcome, q::InsertOutcome::stored);
-        for (const auto& r : store.snapshot()) ids_before.push_back(r.id);
-    }
+    const std::vector<std::int64_t> ids_before = store_with_crops(state);
     const fs::path root = state / "crops";
     const auto before = store_files(root);
     disk.set_read_only(true);

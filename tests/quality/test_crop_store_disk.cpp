@@ -64,18 +64,23 @@ std::size_t count_images(const fs::path& root) {
 
 constexpr int kCrops = 25;
 
+// Creates the store under `state` with kCrops crops and closes it; returns their ids.
+std::vector<std::int64_t> store_with_crops(const fs::path& state) {
+    q::CropStore store(state, roomy());
+    for (int i = 0; i < kCrops; ++i)
+        if (store.insert(crop(i)).outcome != q::InsertOutcome::stored) ADD_FAILURE() << "crop " << i << " not stored";
+    std::vector<std::int64_t> ids;
+    for (const auto& r : store.snapshot()) ids.push_back(r.id);
+    return ids;
+}
+
 }  // namespace
 
 TEST(CropStoreFullDisk, OpeningOnAFullDiskStopsWithAClearErrorAndLosesNoCrop) {
     faceadapt::test::SmallMount disk(2048);
     FACEADAPT_REQUIRE_MOUNT(disk);
     const fs::path state = disk.path() / "state";
-    std::vector<std::int64_t> ids_before;
-    {
-        q::CropStore store(state, roomy());
-        for (int i = 0; i < kCrops; ++i) ASSERT_EQ(store.insert(crop(i)).outcome, q::InsertOutcome::stored);
-        for (const auto& r : store.snapshot()) ids_before.push_back(r.id);
-    }
+    const std::vector<std::int64_t> ids_before = store_with_crops(state);
     const fs::path root = state / "crops";
     ASSERT_EQ(ids_before.size(), static_cast<std::size_t>(kCrops));
     ASSERT_EQ(count_images(root), static_cast<std::size_t>(kCrops));
@@ -140,4 +145,28 @@ TEST(CropStoreFullDisk, InsertOnAFullDiskFailsCleanlyAndTheStoreWorksWhenSpaceIs
     EXPECT_EQ(store.insert(crop(200)).outcome, q::InsertOutcome::stored);
     EXPECT_EQ(store.stats().crops, kCrops + 1);
     EXPECT_EQ(store.verify(), 0);
+}
+
+// A read-only filesystem (EROFS on every write, as after an ext4 error remount): the same rule.
+TEST(CropStoreFullDisk, OpeningOnAReadOnlyFilesystemStopsAndTouchesNothing) {
+    faceadapt::test::SmallMount disk(2048);
+    FACEADAPT_REQUIRE_MOUNT(disk);
+    const fs::path state = disk.path() / "state";
+    const std::vector<std::int64_t> ids_before = store_with_crops(state);
+    const fs::path root = state / "crops";
+    const auto before = store_files(root);
+    disk.set_read_only(true);
+    try {
+        q::CropStore store(state, roomy());
+        EXPECT_EQ(store.snapshot().size(), static_cast<std::size_t>(kCrops));
+        EXPECT_FALSE(store.open_report().index_quarantined);
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("left untouched"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(store_files(root) == before) << "the store changed on the read-only filesystem";
+    disk.set_read_only(false);
+    q::CropStore store(state, roomy());
+    std::vector<std::int64_t> ids_after;
+    for (const auto& r : store.snapshot()) ids_after.push_back(r.id);
+    EXPECT_EQ(ids_after, ids_before);
 }

@@ -19,6 +19,7 @@ SmallMount::SmallMount(std::uint64_t size_kib) {
     path_ = fs::temp_directory_path() / ("faceadapt-mount-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     fs::create_directories(path_);
     const std::string options = "size=" + std::to_string(size_kib) + "k,mode=0755";
+    options_ = options;
     if (::mount("tmpfs", path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) == 0) {
         mounted_ = true;
     } else {
@@ -62,6 +63,12 @@ std::uint64_t SmallMount::fill() {
 void SmallMount::free() {
     std::error_code ec;
     fs::remove(path_ / "filler", ec);
+}
+
+void SmallMount::set_read_only(bool read_only) {
+    const unsigned long flags = MS_REMOUNT | MS_NOSUID | MS_NODEV | (read_only ? MS_RDONLY : 0);
+    if (::mount("tmpfs", path_.c_str(), "tmpfs", flags, options_.c_str()) != 0)
+        throw std::runtime_error("remount " + path_.string() + (read_only ? " ro: " : " rw: ") + std::strerror(errno));
 }
 
 std::uint64_t SmallMount::available() const {

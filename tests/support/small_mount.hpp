@@ -33,6 +33,9 @@ public:
     std::uint64_t fill();
     // Deletes the filler (space is back).
     void free();
+    // Remounts read-only (every write then fails with EROFS) or back read-write.
+    // throws std::runtime_error with the errno text when the remount fails.
+    void set_read_only(bool read_only);
     // Bytes available to an unprivileged writer now (statvfs f_bavail * f_frsize).
     std::uint64_t available() const;
 
@@ -40,6 +43,7 @@ private:
     std::filesystem::path path_;
     bool mounted_ = false;
     std::string reason_;
+    std::string options_;
 };
 
 }  // namespace faceadapt::test

@@ -5,7 +5,7 @@ add_library(faceadapt_ingest_still STATIC src/face_landmarks.cpp src/face_aligne
 target_include_directories(faceadapt_ingest_still PUBLIC include)
 target_link_libraries(faceadapt_ingest_still PUBLIC opencv_core PRIVATE opencv_imgproc dlib::dlib)
 target_link_libraries(faceadapt_ingest PUBLIC faceadapt_ingest_still)
-target_sources(faceadapt_ingest PRIVATE src/face_batch.cpp
+target_sources(faceadapt_ingest PRIVATE src/face_batch.cpp src/image_file.cpp
   src/face_stage.cpp src/motion_regions.cpp src/region_hog.cpp src/tracker.cpp)
 # RegionHog reproduces dlib's SIMD pyramid arithmetic bit for bit: no fused multiply-add there.
 set_source_files_properties(src/region_hog.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)

@@ -3,6 +3,8 @@ target_sources(faceadapt_learner PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/src/cluster.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/losses.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/ema.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/chip_source.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/training_sample.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/training_data.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/cotrainer.cpp)
 # The fused optimiser loop: vectorised sqrt (no errno), an `omp simd` penalty reduction, and no

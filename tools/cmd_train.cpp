@@ -10,26 +10,19 @@
 //   to descriptor N as the JSON lines of daemon/child_protocol.hpp.
 #include <csignal>
 
-#include <algorithm>
 #include <atomic>
-#include <mutex>
-#include <thread>
+#include <chrono>
 
 #include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "train_data.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/child_protocol.hpp"
-#include "faceadapt/ingest/face_aligner.hpp"
-#include "faceadapt/ingest/face_batch.hpp"
-#include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
 #include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/weights_import.hpp"
-#include "faceadapt/quality/enhancer.hpp"
 
 namespace faceadapt::tools {
 namespace {
@@ -44,6 +37,8 @@ struct TrainArgs {
     fs::path data, out, config, checkpoint, init;
     bool chips = false, resume = false, merge = false, no_merge = false;
     std::string method, device, views = "quality";
+    bool hold_in_memory = false;
+    int64_t max_crops = 0;
     int cycles = 0, iters = 0;
     int64_t seed = -1;
     int protocol_fd = -1;  // >= 0: also write child_protocol.hpp messages there
@@ -53,78 +48,82 @@ struct BadInput : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
 };
 
-// uint8 [N,150,150,3] RGB from a folder: chips as they are, or photos through the aligner.
-torch::Tensor load_training_chips(const fs::path& data, bool chips_only) {
-    if (fs::is_regular_file(data)) return learner::load_chips_file(data);
-    if (!fs::is_directory(data)) throw BadInput("--data: no such folder or chips file: " + data.string());
+// Removes the scratch view files when the run ends, however it ends.
+struct ScratchFiles {
     std::vector<fs::path> files;
-    for (const auto& e : fs::recursive_directory_iterator(data))
-        if (e.is_regular_file() && ingest::has_image_extension(e.path())) files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    if (files.empty()) throw BadInput("--data: no images under " + data.string());
-    std::vector<cv::Mat> out(files.size());
-    std::atomic<size_t> next{0}, missing{0};
-    std::mutex error_mutex;
-    std::string error;
-    std::shared_ptr<const ingest::LandmarkModel> landmarks;
-    if (!chips_only) landmarks = std::make_shared<const ingest::LandmarkModel>(ingest::LandmarkModel::default_path());
-    std::vector<std::thread> threads;
-    for (unsigned w = 0; w < std::max(1u, std::thread::hardware_concurrency()); ++w)
-        threads.emplace_back([&] {
-            std::unique_ptr<ingest::FaceAligner> aligner;
-            if (landmarks) aligner = std::make_unique<ingest::FaceAligner>(landmarks);
-            for (size_t i = next++; i < files.size(); i = next++) {
-                cv::Mat bgr = cv::imread(files[i].string(), cv::IMREAD_COLOR), rgb;
-                if (bgr.empty()) {
-                    std::lock_guard lock(error_mutex);
-                    error = files[i].string() + ": not a readable image";
-                    continue;
-                }
-                if (aligner) {
-                    auto faces = aligner->detect(bgr);
-                    if (faces.empty()) {
-                        ++missing;
-                        continue;
-                    }
-                    out[i] = faces.front().chip;
-                } else {
-                    if (bgr.rows != learner::kChipSize || bgr.cols != learner::kChipSize) {
-                        std::lock_guard lock(error_mutex);
-                        error = files[i].string() + ": a chip must be 150x150 (without --chips photos are aligned)";
-                        continue;
-                    }
-                    cv::cvtColor(bgr, out[i], cv::COLOR_BGR2RGB);
-                }
-            }
-        });
-    for (auto& t : threads) t.join();
-    if (!error.empty()) throw BadInput(error);
-    std::vector<torch::Tensor> rows;
-    for (auto& m : out)
-        if (!m.empty()) rows.push_back(torch::from_blob(m.data, {learner::kChipSize, learner::kChipSize, 3}, torch::kUInt8).clone());
-    spdlog::info("train: {} chips from {} files under {} ({} without a face)", rows.size(), files.size(),
-                 data.string(), missing.load());
-    if (rows.size() < 2) throw BadInput("--data: fewer than 2 usable faces under " + data.string());
-    return torch::stack(rows);
+    ~ScratchFiles() {
+        for (const auto& f : files) {
+            std::error_code ec;
+            fs::remove(f, ec);
+        }
+    }
+};
+
+// Prints one phase's wall time and the peak resident set so far ("phase NAME: S s, peak RSS M MB").
+void print_phase(const char* name, double seconds) {
+    std::printf("phase %s: %.1f s, peak RSS %.0f MB\n", name, seconds, peak_rss_mb());
+    std::fflush(stdout);
 }
 
-// The two training sets of claim 2 through quality's OpenCV Enhancer (two different pipelines).
-std::pair<torch::Tensor, torch::Tensor> quality_views(const torch::Tensor& chips) {
-    const auto first = quality::Enhancer::first_view(), second = quality::Enhancer::second_view();
-    auto set1 = torch::empty_like(chips), set2 = torch::empty_like(chips);
-    const int64_t n = chips.size(0);
-    std::atomic<int64_t> next{0};
-    std::vector<std::thread> threads;
-    for (unsigned w = 0; w < std::max(1u, std::thread::hardware_concurrency()); ++w)
-        threads.emplace_back([&] {
-            for (int64_t i = next++; i < n; i = next++) {
-                cv::Mat in(learner::kChipSize, learner::kChipSize, CV_8UC3, chips[i].data_ptr<uint8_t>());
-                first.apply(in).copyTo(cv::Mat(learner::kChipSize, learner::kChipSize, CV_8UC3, set1[i].data_ptr<uint8_t>()));
-                second.apply(in).copyTo(cv::Mat(learner::kChipSize, learner::kChipSize, CV_8UC3, set2[i].data_ptr<uint8_t>()));
-            }
-        });
-    for (auto& t : threads) t.join();
-    return {set1, set2};
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The training data: the bounded stratified sample of --data and its two views in scratch chip
+// files next to the checkpoint (streamed by the co-trainer; --hold-in-memory reads them into RAM).
+PreparedViews load_training_views(const TrainArgs& a, const fs::path& checkpoint, size_t max_crops, bool second_view,
+                                  ScratchFiles& scratch) {
+    using Clock = std::chrono::steady_clock;
+    ViewOptions vo;
+    vo.chips_only = a.chips;
+    vo.views = a.views;
+    vo.second_view = second_view;
+    vo.view1 = checkpoint.string() + ".view1.chips";
+    vo.view2 = checkpoint.string() + ".view2.chips";
+    scratch.files = {vo.view1, vo.view2};
+    auto t0 = Clock::now();
+    PreparedViews views;
+    size_t listed = 0, sampled = 0;
+    if (fs::is_regular_file(a.data)) {
+        const learner::ChipFile chips(a.data);
+        listed = static_cast<size_t>(chips.size());
+        const auto sample = learner::stratified_sample(std::vector<learner::CropKey>(listed), max_crops);
+        sampled = sample.size();
+        print_phase("list", seconds_since(t0));
+        t0 = Clock::now();
+        views = prepare_training_views(chips, sample, vo);
+    } else {
+        if (!fs::is_directory(a.data)) throw BadInput("--data: no such folder or chips file: " + a.data.string());
+        std::vector<TrainingInput> inputs;
+        try {
+            inputs = list_training_inputs(a.data);
+        } catch (const std::invalid_argument& e) {
+            throw BadInput(e.what());
+        }
+        listed = inputs.size();
+        std::vector<learner::CropKey> keys;
+        keys.reserve(inputs.size());
+        for (const auto& in : inputs) keys.push_back(in.key);
+        const auto sample = learner::stratified_sample(keys, max_crops);
+        std::vector<TrainingInput> chosen;
+        chosen.reserve(sample.size());
+        for (size_t i : sample) chosen.push_back(std::move(inputs[i]));
+        sampled = chosen.size();
+        print_phase("list", seconds_since(t0));
+        t0 = Clock::now();
+        views = prepare_training_views(chosen, vo);
+    }
+    for (const auto& e : views.first_errors) spdlog::warn("train: skipped {}", e);
+    spdlog::info("train: {} chips from {} of {} inputs under {} (sample bound {}; {} unreadable or refused, {} "
+                 "without a face)",
+                 views.used, sampled, listed, a.data.string(), max_crops, views.unreadable, views.no_face);
+    std::printf("data: %zu inputs, %zu sampled (max_train_crops %zu), %lld used, %lld unreadable skipped, %lld without "
+                "a face\n",
+                listed, sampled, max_crops, (long long)views.used, (long long)views.unreadable,
+                (long long)views.no_face);
+    print_phase("decode+views", seconds_since(t0));
+    if (views.used < 2) throw BadInput("--data: fewer than 2 usable faces under " + a.data.string());
+    return views;
 }
 
 learner::CoTrainOptions options_from(const config::LearnerConfig& c) {
@@ -171,6 +170,7 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     if (!a.out.parent_path().empty() && !fs::is_directory(a.out.parent_path()))
         throw BadInput("--out: folder " + a.out.parent_path().string() + " does not exist");
 
+    const auto model_t0 = std::chrono::steady_clock::now();
     learner::FaceResNet source{nullptr};
     int64_t parent_version = -1;
     if (!a.init.empty()) {
@@ -181,18 +181,16 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
         source = lc.weights_dir.empty() ? learner::load_source_model() : learner::import_face_api_weights(lc.weights_dir);
         parent_version = 0;
     }
-    const auto chips = load_training_chips(a.data, a.chips);
-    torch::Tensor set1, set2;
-    if (a.views == "quality") {
-        std::tie(set1, set2) = quality_views(chips);
-    } else if (a.views == "tensor") {
-        set1 = learner::enhance_chips(chips, learner::kFirstViewSpec);
-        set2 = learner::enhance_chips(chips, learner::kSecondViewSpec);
-    } else {
-        throw BadInput("--views: '" + a.views + "' is not quality or tensor");
+    print_phase("load-model", seconds_since(model_t0));
+    ScratchFiles scratch;
+    const auto views = load_training_views(a, o.checkpoint, static_cast<size_t>(a.max_crops > 0 ? a.max_crops : lc.max_train_crops),
+                                           o.method == "mmt", scratch);
+    std::shared_ptr<const learner::ChipSource> set1 = views.set1, set2 = views.set2;
+    if (a.hold_in_memory) {  // the comparison the bench makes: the same views, all in RAM
+        set1 = std::make_shared<learner::TensorChips>(learner::load_chips_file(views.set1->path()));
+        if (set2) set2 = std::make_shared<learner::TensorChips>(learner::load_chips_file(views.set2->path()));
     }
-
-    learner::CoTrainer trainer(source, set1, o.method == "mmt" ? set2 : torch::Tensor(), o);
+    learner::CoTrainer trainer(source, set1, set2, o);
     trainer.set_log([](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); });
     if (protocol)
         trainer.set_progress([protocol](const learner::TrainProgress& p) {
@@ -223,13 +221,18 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     const auto result = trainer.run(&g_stop);
     sigaction(SIGTERM, &old_term, nullptr);
     sigaction(SIGINT, &old_int, nullptr);
+    print_phase("embed", result.phases.embed);
+    print_phase("cluster", result.phases.cluster);
+    print_phase("train", result.phases.train);
+    print_phase("checkpoint", result.phases.checkpoint);
+    print_phase("merge", result.phases.merge);
     if (!result.finished) {
         std::printf("stopped: checkpoint written to %s (continue with --resume)\n", o.checkpoint.string().c_str());
         return 3;
     }
     nlohmann::json prov = {{"method", o.method}, {"cycles", o.cycles}, {"iters", o.iters}, {"seed", o.seed},
                            {"chosen", result.chosen}, {"convergence1", result.convergence1},
-                           {"convergence2", result.convergence2}, {"images", chips.size(0)},
+                           {"convergence2", result.convergence2}, {"images", views.used},
                            {"clustering", o.cluster.method}, {"eps_rule", o.cluster.eps_rule},
                            {"l2sp_alpha", o.l2sp_alpha}, {"views", a.views}};
     for (const auto& r : result.cycles)
@@ -242,7 +245,9 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     meta.parent_version = parent_version;
     meta.provenance = prov;
     auto model = result.model;
+    const auto save_t0 = std::chrono::steady_clock::now();
     learner::save_model(model, meta, a.out);
+    print_phase("save", seconds_since(save_t0));
     if (protocol) protocol->write(daemon::ChildTrainResult{fs::absolute(a.out), prov});
     std::printf("wrote %s (%s, convergence %.4f / %.4f)\n", a.out.string().c_str(), result.chosen.c_str(),
                 result.convergence1, result.convergence2);
@@ -269,6 +274,10 @@ void register_train_command(CLI::App& app, CommandResult& result) {
     cmd->add_flag("--no-merge", args->no_merge, "Output the more convergent mean model (claim 1)")->excludes(merge);
     cmd->add_option("--init", args->init, "Start from this model file instead of the pretrained source weights");
     cmd->add_option("--views", args->views, "Enhancement of the two training sets: quality (OpenCV) or tensor");
+    cmd->add_option("--max-crops", args->max_crops, "At most this many crops, a stratified sample (default: [learner] max_train_crops)")
+        ->check(CLI::Range(int64_t{2}, int64_t{100'000'000}));
+    cmd->add_flag("--hold-in-memory", args->hold_in_memory,
+                  "Hold both views in RAM instead of streaming them from the scratch files (for comparison)");
     cmd->add_option("--protocol-fd", args->protocol_fd,
                     "Also write progress and the result as JSON lines (daemon/child_protocol.hpp) to this descriptor")
         ->check(CLI::Range(3, 1023));

@@ -106,6 +106,7 @@ std::vector<Field<LearnerConfig>> learner_fields() {
         choice<S>("method", &S::method, {"mmt", "naive"}),
         integer<S>("cycles", &S::cycles, 1, 1000),
         integer<S>("iters", &S::iters, 1, 100000),
+        integer<S>("max_train_crops", &S::max_train_crops, 2, 10'000'000),
         integer<S>("batch_ids", &S::batch_ids, 2, 1024),
         integer<S>("batch_per_id", &S::batch_per_id, 1, 64),
         real<S>("lr_backbone", &S::lr_backbone, 0, 1, true),

@@ -1,12 +1,19 @@
 // Dual-network mean-teacher co-training; see cotrainer.hpp.
 #include "faceadapt/learner/cotrainer.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <utility>
 
+#include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/learner/eval.hpp"
 #include "faceadapt/learner/losses.hpp"
 #include "faceadapt/learner/mean_teacher_adam.hpp"
@@ -17,7 +24,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int64_t kCheckpointFormat = 1;
+// 2: content fingerprint of the chips (1 summed them as int64), CoTrainState.
+constexpr int64_t kCheckpointFormat = 2;
 
 std::string fmt(const char* f, auto... args) {
     char buf[512];
@@ -49,10 +57,6 @@ std::vector<torch::Tensor> detached_clones(const std::vector<torch::Tensor>& v) 
     std::vector<torch::Tensor> out;
     for (const auto& t : v) out.push_back(t.detach().clone());
     return out;
-}
-
-int64_t fingerprint(const torch::Tensor& chips) {
-    return chips.to(torch::kInt64).sum().item<int64_t>() ^ (chips.size(0) << 40);
 }
 
 // Seconds since the previous lap (or construction): times the parts of one step in sequence.
@@ -124,20 +128,35 @@ void CoTrainOptions::validate() const {
     ema.at(0);  // throws for a bad rule / lambda
 }
 
+namespace {
+
+std::shared_ptr<const ChipSource> tensor_source(const torch::Tensor& chips) {
+    if (!chips.defined()) return nullptr;
+    if (chips.dim() != 4 || chips.size(3) != 3 || chips.scalar_type() != torch::kUInt8)
+        throw std::invalid_argument("CoTrainer: sets must be uint8 [N,150,150,3]");
+    return std::make_shared<TensorChips>(chips.cpu().contiguous());
+}
+
+}  // namespace
+
 CoTrainer::CoTrainer(const FaceResNet& source, torch::Tensor set1, torch::Tensor set2, CoTrainOptions options)
+    : CoTrainer(source, tensor_source(set1), tensor_source(set2), std::move(options)) {}
+
+CoTrainer::CoTrainer(const FaceResNet& source, std::shared_ptr<const ChipSource> set1,
+                     std::shared_ptr<const ChipSource> set2, CoTrainOptions options)
     : o_(std::move(options)), device_(o_.device == "cuda" ? torch::kCUDA : torch::kCPU) {
     o_.validate();
     if (o_.device == "cuda" && !torch::cuda::is_available())
         throw std::invalid_argument("co-training options: device cuda requested but this libtorch sees no CUDA device");
-    if (!set1.defined() || set1.dim() != 4 || set1.size(1) != kChipSize || set1.size(2) != kChipSize ||
-        set1.size(3) != 3 || set1.scalar_type() != torch::kUInt8)
+    if (!set1 || set1->height() != kChipSize || set1->width() != kChipSize)
         throw std::invalid_argument("CoTrainer: set1 must be uint8 [N,150,150,3]");
-    if (set1.size(0) < 2) throw std::invalid_argument("CoTrainer: needs at least 2 chips");
-    if (!set2.defined()) set2 = set1;
-    if (set2.sizes() != set1.sizes() || set2.scalar_type() != torch::kUInt8)
+    if (set1->size() < 2) throw std::invalid_argument("CoTrainer: needs at least 2 chips");
+    if (!set2) set2 = set1;
+    if (set2->size() != set1->size() || set2->height() != set1->height() || set2->width() != set1->width())
         throw std::invalid_argument("CoTrainer: set2 must have the shape of set1");
-    set1_ = set1.cpu().contiguous();
-    set2_ = set2.cpu().contiguous();
+    set1_ = std::move(set1);
+    set2_ = std::move(set2);
+    if (!o_.checkpoint.empty()) data_fingerprint_ = content_fingerprint(*set1_);
 
     source_ = clone_face_resnet(source);
     source_->to(device_);
@@ -158,8 +177,8 @@ CoTrainer::CoTrainer(const FaceResNet& source, torch::Tensor set1, torch::Tensor
         mean2_->eval();
     }
     if (o_.distill_weight > 0) {
-        source_feat1_ = extract(source_, set1_).to(device_);
-        source_feat2_ = o_.method == "mmt" ? extract(source_, set2_).to(device_) : source_feat1_;
+        source_feat1_ = extract(source_, *set1_).to(device_);
+        source_feat2_ = o_.method == "mmt" ? extract(source_, *set2_).to(device_) : source_feat1_;
     }
 }
 
@@ -177,23 +196,28 @@ FaceResNet CoTrainer::net(int which) const {
     }
 }
 
-torch::Tensor CoTrainer::extract(FaceResNet& net, const torch::Tensor& set) {
+torch::Tensor CoTrainer::extract(FaceResNet& net, const ChipSource& set) {
+    const auto t0 = Clock::now();
     torch::NoGradGuard ng;
     const bool was_training = net->is_training();
     net->eval();
-    std::vector<torch::Tensor> parts;
-    for (int64_t s = 0; s < set.size(0); s += o_.extract_batch) {
-        const auto x = chips_to_input(set.slice(0, s, std::min(set.size(0), s + o_.extract_batch))).to(device_);
-        parts.push_back(F::normalize(net->forward(x), F::NormalizeFuncOptions().dim(1)).cpu());
+    auto out = torch::empty({set.size(), kEmbeddingDim}, torch::kFloat32);
+    for (int64_t s = 0; s < set.size(); s += o_.extract_batch) {
+        const int64_t e = std::min(set.size(), s + o_.extract_batch);
+        const auto x = chips_to_input(set.read_range(s, e)).to(device_);
+        out.slice(0, s, e).copy_(F::normalize(net->forward(x), F::NormalizeFuncOptions().dim(1)).cpu());
     }
     net->train(was_training);
-    return torch::cat(parts).contiguous();
+    phases_.embed += std::chrono::duration<double>(Clock::now() - t0).count();
+    return out;
 }
 
 std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, double* eps) {
     auto copt = o_.cluster;
-    copt.seed = mix_seed({o_.seed, 0xC1ull, static_cast<uint64_t>(cycle_)});
+    copt.seed = mix_seed({o_.seed, 0xC1ull, static_cast<uint64_t>(s_.cycle)});
+    const auto t0 = Clock::now();
     const auto r = cluster_features(features, copt);
+    phases_.cluster += std::chrono::duration<double>(Clock::now() - t0).count();
     if (eps) *eps = r.eps;
     return r.labels;
 }
@@ -242,46 +266,47 @@ void CoTrainer::build_optimisers() {
 void CoTrainer::start_cycle() {
     const auto t0 = Clock::now();
     CycleReport r;
-    r.cycle = cycle_;
+    r.cycle = s_.cycle;
     const bool mmt = o_.method == "mmt";
     torch::Tensor features;
     std::vector<int64_t> own1, own2;
     double eps_own = 0;
     if (mmt) {
-        const auto f1 = extract(mean1_, set1_), f2 = extract(mean2_, set2_);
+        const auto f1 = extract(mean1_, *set1_), f2 = extract(mean2_, *set2_);
         features = F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1));
         own1 = cluster_labels(f1, &eps_own);
         own2 = cluster_labels(f2, &eps_own);
-        labels_ = cluster_labels(features, &r.eps);
+        s_.labels = cluster_labels(features, &r.eps);
     } else {
-        features = extract(net1_, set1_);
-        labels_ = cluster_labels(features, &r.eps);
-        own1 = labels_;
+        // The merge fine-tune hands over the features it has just computed with these weights.
+        features = known_features_.defined() ? std::exchange(known_features_, torch::Tensor()) : extract(net1_, *set1_);
+        s_.labels = cluster_labels(features, &r.eps);
+        own1 = s_.labels;
     }
-    if (!own1_.empty()) r.convergence1 = stability(own1_, own1);
-    if (mmt && !own2_.empty()) r.convergence2 = stability(own2_, own2);
-    own1_ = std::move(own1);
-    own2_ = std::move(own2);
-    for (auto l : labels_) r.clusters = std::max(r.clusters, l + 1);
-    r.noise = std::count(labels_.begin(), labels_.end(), int64_t{-1});
-    r.clustered = static_cast<int64_t>(labels_.size()) - r.noise;
-    reset_classifiers(features, labels_);
+    if (!s_.own1.empty()) r.convergence1 = stability(s_.own1, own1);
+    if (mmt && !s_.own2.empty()) r.convergence2 = stability(s_.own2, own2);
+    s_.own1 = std::move(own1);
+    s_.own2 = std::move(own2);
+    for (auto l : s_.labels) r.clusters = std::max(r.clusters, l + 1);
+    r.noise = std::count(s_.labels.begin(), s_.labels.end(), int64_t{-1});
+    r.clustered = static_cast<int64_t>(s_.labels.size()) - r.noise;
+    reset_classifiers(features, s_.labels);
     build_optimisers();
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    reports_.push_back(r);
+    s_.reports.push_back(r);
     log(fmt("cycle %d/%d: %lld pseudo-identities over %lld images, %lld noise dropped, eps %.3f (%s); "
             "convergence (pseudo-label NMI vs previous cycle) net1 %.3f net2 %.3f; clustering took %.1f s",
-            cycle_ + 1, o_.cycles, (long long)r.clusters, (long long)r.clustered, (long long)r.noise, r.eps,
+            s_.cycle + 1, o_.cycles, (long long)r.clusters, (long long)r.clustered, (long long)r.noise, r.eps,
             o_.cluster.method == "kmeans" ? "kmeans" : o_.cluster.eps_rule.c_str(), r.convergence1, r.convergence2,
             r.seconds));
-    if (progress_) progress_(TrainProgress{cycle_ + 1, o_.cycles, 0, o_.iters});
+    if (progress_) progress_(TrainProgress{s_.cycle + 1, o_.cycles, 0, o_.iters});
 }
 
 double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report) {
     const bool mmt = o_.method == "mmt";
-    PkSampler sampler(labels_, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}));
-    BatchPrefetcher prefetch(set1_, mmt ? set2_ : torch::Tensor(), labels_, sampler, o_.augment, o_.seed, cycle_,
-                             iter_, o_.iters, o_.workers, o_.prefetch);
+    PkSampler sampler(s_.labels, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}));
+    BatchPrefetcher prefetch(set1_, mmt ? set2_ : nullptr, s_.labels, sampler, o_.augment, o_.seed, s_.cycle,
+                             s_.iter, o_.iters, o_.workers, o_.prefetch);
     net1_->train();
     if (net2_) net2_->train();
     const double a = o_.soft_ce_weight, b = o_.soft_triplet_weight;
@@ -298,14 +323,14 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
     double sum1 = 0, sum2 = 0, step_seconds = 0;
     int done = 0;
     const auto cycle_t0 = Clock::now();
-    while (iter_ < o_.iters) {
+    while (s_.iter < o_.iters) {
         if (stop && stop->load()) return step_seconds;
         const auto t0 = Clock::now();
         LapClock lap;
         auto& times = report.step_times;
         auto batch = prefetch.next();
-        torch::manual_seed(mix_seed({o_.seed, 0xD0ull, static_cast<uint64_t>(cycle_), static_cast<uint64_t>(iter_)}));
-        const double lambda = mmt ? o_.ema.at(step_) : 1.0;
+        torch::manual_seed(mix_seed({o_.seed, 0xD0ull, static_cast<uint64_t>(s_.cycle), static_cast<uint64_t>(s_.iter)}));
+        const double lambda = mmt ? o_.ema.at(s_.step) : 1.0;
         opt1_->configure(alpha, lambda);
         if (opt2_) opt2_->configure(alpha, lambda);
         const auto y = batch.targets.to(device_);
@@ -370,21 +395,21 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
             detail = fmt("ce %.3f tri %.3f reg %.4f", v[1], v[2], alpha * pen + v[3]);
         }
         sum1 += value1;
-        ++step_;
-        ++iter_;
+        ++s_.step;
+        ++s_.iter;
         ++done;
         const double this_step = std::chrono::duration<double>(Clock::now() - t0).count();
         step_seconds += this_step;
         report.step_seconds.push_back(this_step);
         const double ips = static_cast<double>(done * sampler.batch_size()) / step_seconds;
-        if (iter_ == o_.iters || iter_ % std::max(1, o_.iters / 10) == 0) {
+        if (s_.iter == o_.iters || s_.iter % std::max(1, o_.iters / 10) == 0) {
             const double per_iter = std::chrono::duration<double>(Clock::now() - cycle_t0).count() / done;
-            const double left = per_iter * ((o_.iters - iter_) + double(o_.cycles - cycle_ - 1) * o_.iters);
+            const double left = per_iter * ((o_.iters - s_.iter) + double(o_.cycles - s_.cycle - 1) * o_.iters);
             const double l1 = value1, l2 = value2;
-            log(fmt("cycle %d/%d iter %d/%d loss %.4f (net1 %.4f: %s%s) %.1f images/s ETA %s", cycle_ + 1, o_.cycles,
-                    iter_, o_.iters, l1 + l2, l1, detail.c_str(), mmt ? fmt("; net2 %.4f", l2).c_str() : "", ips,
+            log(fmt("cycle %d/%d iter %d/%d loss %.4f (net1 %.4f: %s%s) %.1f images/s ETA %s", s_.cycle + 1, o_.cycles,
+                    s_.iter, o_.iters, l1 + l2, l1, detail.c_str(), mmt ? fmt("; net2 %.4f", l2).c_str() : "", ips,
                     duration_text(left).c_str()));
-            if (progress_) progress_(TrainProgress{cycle_ + 1, o_.cycles, iter_, o_.iters, l1 + l2, ips, left});
+            if (progress_) progress_(TrainProgress{s_.cycle + 1, o_.cycles, s_.iter, o_.iters, l1 + l2, ips, left});
         }
         times.other += lap.lap();
         ++report.steps_timed;
@@ -399,47 +424,56 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
 TrainResult CoTrainer::run(const std::atomic<bool>* stop) {
     TrainResult result;
     const bool mmt = o_.method == "mmt";
-    while (cycle_ < o_.cycles) {
+    while (s_.cycle < o_.cycles) {
         if (stop && stop->load()) break;
-        if (iter_ == 0) start_cycle();
+        if (s_.iter == 0) start_cycle();
         const auto t0 = Clock::now();
-        train_steps(stop, reports_.back());
-        reports_.back().seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-        if (iter_ < o_.iters) break;  // stopped mid-cycle
+        train_steps(stop, s_.reports.back());
+        const double trained = std::chrono::duration<double>(Clock::now() - t0).count();
+        s_.reports.back().seconds += trained;
+        phases_.train += trained;
+        if (s_.iter < o_.iters) break;  // stopped mid-cycle
         log(fmt("cycle %d/%d done: mean loss net1 %.3f net2 %.3f, co-training step %.1f images/s (prefetch wait %.2f s)",
-                cycle_ + 1, o_.cycles, reports_.back().loss1, reports_.back().loss2, reports_.back().images_per_s,
-                reports_.back().prefetch_wait_s));
-        ++cycle_;
-        iter_ = 0;
+                s_.cycle + 1, o_.cycles, s_.reports.back().loss1, s_.reports.back().loss2, s_.reports.back().images_per_s,
+                s_.reports.back().prefetch_wait_s));
+        ++s_.cycle;
+        s_.iter = 0;
         if (!o_.checkpoint.empty()) save_checkpoint();
     }
-    result.cycles = reports_;
-    if (cycle_ < o_.cycles) {
+    result.cycles = s_.reports;
+    result.phases = phases_;
+    if (s_.cycle < o_.cycles) {
         if (!o_.checkpoint.empty()) save_checkpoint();
-        log(fmt("stopped at cycle %d iter %d; checkpoint %s", cycle_ + 1, iter_, o_.checkpoint.string().c_str()));
+        log(fmt("stopped at cycle %d iter %d; checkpoint %s", s_.cycle + 1, s_.iter, o_.checkpoint.string().c_str()));
         return result;
     }
     // Final convergence: the last mean models' own clustering against the previous one.
     if (mmt) {
-        const auto f1 = extract(mean1_, set1_), f2 = extract(mean2_, set2_);
+        const auto f1 = extract(mean1_, *set1_), f2 = extract(mean2_, *set2_);
         const auto l1 = cluster_labels(f1, nullptr), l2 = cluster_labels(f2, nullptr);
-        result.convergence1 = stability(own1_, l1);
-        result.convergence2 = stability(own2_, l2);
+        result.convergence1 = stability(s_.own1, l1);
+        result.convergence2 = stability(s_.own2, l2);
         result.final_labels = cluster_labels(F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1)), nullptr);
         log(fmt("final convergence (pseudo-label NMI vs last cycle): mean1 %.4f mean2 %.4f", result.convergence1,
                 result.convergence2));
         if (o_.merge) {
+            const auto t0 = Clock::now();
+            const auto before = phases_;
             result.model = merge_and_finetune(result.convergence1, result.convergence2, result.final_labels);
             result.chosen = "merged";
+            // The merge's own embedding and clustering count as the merge.
+            phases_.embed = before.embed;
+            phases_.cluster = before.cluster;
+            phases_.merge += std::chrono::duration<double>(Clock::now() - t0).count();
         } else {
             const bool first = result.convergence1 >= result.convergence2;
             result.model = clone_face_resnet(first ? mean1_ : mean2_);
             result.chosen = first ? "mean1" : "mean2";
         }
     } else {
-        const auto f = extract(net1_, set1_);
+        const auto f = extract(net1_, *set1_);
         result.final_labels = cluster_labels(f, nullptr);
-        result.convergence1 = stability(own1_, result.final_labels);
+        result.convergence1 = stability(s_.own1, result.final_labels);
         result.model = clone_face_resnet(net1_);
         result.chosen = "naive";
         log(fmt("final convergence (pseudo-label NMI vs last cycle): %.4f", result.convergence1));
@@ -447,6 +481,7 @@ TrainResult CoTrainer::run(const std::atomic<bool>* stop) {
     result.model->to(torch::kCPU);
     result.model->eval();
     result.finished = true;
+    result.phases = phases_;
     return result;
 }
 
@@ -460,7 +495,8 @@ FaceResNet CoTrainer::merge_and_finetune(double c1, double c2, const std::vector
     // clustering against the last pseudo-labels. Fine-tuning (the merged net alone, hard
     // pseudo-labels, L2-SP toward the merged weights) runs only while it falls short: on Yale B
     // one such round cost 2.4 LFW points and 0.8 rank-1 points (docs/learner.md).
-    auto labels = cluster_labels(extract(merged, set1_), nullptr);
+    auto features = extract(merged, *set1_);
+    auto labels = cluster_labels(features, nullptr);
     double conv = stability(last_labels, labels);
     log(fmt("merged model: convergence %.4f against the last pseudo-labels (target %.3f)", conv, o_.merge_convergence));
     if (conv >= o_.merge_convergence) return merged;
@@ -470,16 +506,20 @@ FaceResNet CoTrainer::merge_and_finetune(double c1, double c2, const std::vector
     fo.cycles = o_.merge_max_cycles;
     fo.checkpoint.clear();
     fo.merge = false;
-    CoTrainer tuner(merged, set1_, torch::Tensor(), fo);
+    CoTrainer tuner(merged, set1_, std::shared_ptr<const ChipSource>(), fo);
     tuner.set_log(log_);
     for (int c = 0; c < fo.cycles && conv < o_.merge_convergence; ++c) {
-        tuner.own1_ = labels;
+        tuner.s_.own1 = labels;
+        // The tuner's net is (still) the net these features came from: its embedding pass at
+        // the start of the round would compute them again.
+        tuner.known_features_ = features;
         tuner.start_cycle();
         CycleReport r;
         tuner.train_steps(nullptr, r);
-        tuner.iter_ = 0;
-        ++tuner.cycle_;
-        auto now = cluster_labels(extract(tuner.net1_, set1_), nullptr);
+        tuner.s_.iter = 0;
+        ++tuner.s_.cycle;
+        features = extract(tuner.net1_, *set1_);
+        auto now = cluster_labels(features, nullptr);
         conv = stability(labels, now);
         log(fmt("merged fine-tune round %d: convergence %.4f (target %.3f)", c + 1, conv, o_.merge_convergence));
         labels = std::move(now);
@@ -487,28 +527,112 @@ FaceResNet CoTrainer::merge_and_finetune(double c1, double c2, const std::vector
     return clone_face_resnet(tuner.net1_);
 }
 
-void CoTrainer::save_checkpoint() const {
-    torch::serialize::OutputArchive ar;
+int64_t CoTrainState::classes() const {
+    int64_t c = 0;
+    for (auto l : labels) c = std::max(c, l + 1);
+    return c;
+}
+
+namespace {
+constexpr int64_t kReportFields = 12;
+}
+
+void CoTrainState::save(torch::serialize::OutputArchive& ar) const {
     auto scalar = [&](const char* k, int64_t v) { ar.write(k, torch::tensor(v, torch::kInt64)); };
-    scalar("format", kCheckpointFormat);
-    scalar("cycle", cycle_);
-    scalar("iter", iter_);
-    scalar("step", step_);
-    scalar("seed", static_cast<int64_t>(o_.seed));
-    scalar("mmt", o_.method == "mmt");
-    scalar("data", fingerprint(set1_));
-    int64_t classes = 0;
-    for (auto l : labels_) classes = std::max(classes, l + 1);
-    scalar("classes", classes);
-    ar.write("labels", labels_tensor(labels_));
-    ar.write("own1", labels_tensor(own1_));
-    ar.write("own2", labels_tensor(own2_));
+    scalar("cycle", cycle);
+    scalar("iter", iter);
+    scalar("step", step);
+    scalar("classes", classes());
+    ar.write("labels", labels_tensor(labels));
+    ar.write("own1", labels_tensor(own1));
+    ar.write("own2", labels_tensor(own2));
     std::vector<double> rep;
-    for (const auto& r : reports_)
+    for (const auto& r : reports)
         rep.insert(rep.end(), {double(r.cycle), double(r.clusters), double(r.noise), double(r.clustered), r.eps,
                                r.convergence1, r.convergence2, r.loss1, r.loss2, r.images_per_s, r.prefetch_wait_s,
                                r.seconds});
     ar.write("reports", torch::tensor(rep, torch::kFloat64));
+}
+
+void CoTrainState::load(torch::serialize::InputArchive& ar, const std::string& where) {
+    auto tensor = [&](const char* k) {
+        torch::Tensor t;  // a fresh tensor: read() into a defined one keeps its dtype
+        if (!ar.try_read(k, t)) throw std::runtime_error("resume: checkpoint " + where + " lacks '" + k + "'");
+        return t;
+    };
+    auto scalar = [&](const char* k) { return tensor(k).item<int64_t>(); };
+    CoTrainState s;
+    s.cycle = static_cast<int>(scalar("cycle"));
+    s.iter = static_cast<int>(scalar("iter"));
+    s.step = scalar("step");
+    s.labels = labels_vector(tensor("labels"));
+    s.own1 = labels_vector(tensor("own1"));
+    s.own2 = labels_vector(tensor("own2"));
+    const auto rep = tensor("reports").to(torch::kFloat64).contiguous();
+    if (rep.numel() % kReportFields != 0)
+        throw std::runtime_error("resume: checkpoint " + where + " has malformed cycle reports");
+    for (int64_t i = 0; i + kReportFields <= rep.numel(); i += kReportFields) {
+        const double* r = rep.data_ptr<double>() + i;
+        s.reports.push_back({static_cast<int>(r[0]), static_cast<int64_t>(r[1]), static_cast<int64_t>(r[2]),
+                             static_cast<int64_t>(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], StepTimes{}, 0, {}});
+    }
+    if (s.cycle < 0 || s.iter < 0 || s.step < 0 || scalar("classes") != s.classes())
+        throw std::runtime_error("resume: checkpoint " + where + " has an inconsistent state");
+    *this = std::move(s);
+}
+
+namespace {
+
+// Streams the archive into a temp file next to `target`, fsyncs it, renames it over the target
+// and fsyncs the folder: common::write_file_atomic's protocol, without first building the whole
+// archive (four nets and two optimisers, about 200 MB) in memory.
+void save_archive_durably(torch::serialize::OutputArchive& ar, const std::filesystem::path& target) {
+    const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+    const auto tmp = dir / ("." + target.filename().string() + "." + common::unique_token() +
+                            std::string(common::kTempSuffix));
+    common::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) throw std::runtime_error("cannot write checkpoint " + tmp.string() + ": " + std::strerror(errno));
+    int error = 0;
+    try {
+        ar.save_to([&](const void* data, size_t n) -> size_t {
+            const auto* p = static_cast<const char*>(data);
+            size_t left = n;
+            while (left > 0 && error == 0) {
+                const ssize_t put = ::write(fd.get(), p, left);
+                if (put < 0 && errno == EINTR) continue;
+                if (put <= 0) error = put < 0 ? errno : EIO;
+                else p += put, left -= static_cast<size_t>(put);
+            }
+            return error ? 0 : n;
+        });
+        if (error == 0 && ::fsync(fd.get()) != 0) error = errno;
+    } catch (const std::exception& e) {
+        fd.reset();
+        std::filesystem::remove(tmp);
+        throw std::runtime_error("cannot write checkpoint " + tmp.string() + ": " + e.what());
+    }
+    fd.reset();
+    std::error_code ec;
+    if (error == 0) std::filesystem::rename(tmp, target, ec);
+    if (error != 0 || ec) {
+        std::filesystem::remove(tmp);
+        throw std::runtime_error("cannot write checkpoint " + target.string() + ": " +
+                                 (error ? std::strerror(error) : ec.message()));
+    }
+    common::sync_directory(dir);
+}
+
+}  // namespace
+
+void CoTrainer::save_checkpoint() const {
+    const auto t0 = Clock::now();
+    torch::serialize::OutputArchive ar;
+    auto scalar = [&](const char* k, int64_t v) { ar.write(k, torch::tensor(v, torch::kInt64)); };
+    scalar("format", kCheckpointFormat);
+    scalar("seed", static_cast<int64_t>(o_.seed));
+    scalar("mmt", o_.method == "mmt");
+    scalar("data", static_cast<int64_t>(data_fingerprint_));
+    s_.save(ar);
     auto put_net = [&](const char* k, const FaceResNet& n) {
         if (!n) return;
         torch::serialize::OutputArchive a;
@@ -528,14 +652,8 @@ void CoTrainer::save_checkpoint() const {
     };
     put_opt("opt1", opt1_);
     put_opt("opt2", opt2_);
-    const auto tmp = o_.checkpoint.string() + ".tmp";
-    try {
-        ar.save_to(tmp);
-    } catch (const std::exception& e) {
-        std::filesystem::remove(tmp);
-        throw std::runtime_error("cannot write checkpoint " + tmp + ": " + e.what());
-    }
-    std::filesystem::rename(tmp, o_.checkpoint);
+    save_archive_durably(ar, o_.checkpoint);
+    phases_.checkpoint += std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 void CoTrainer::resume() {
@@ -556,28 +674,14 @@ void CoTrainer::resume() {
     if (scalar("format") != kCheckpointFormat)
         throw std::runtime_error("resume: checkpoint " + path.string() + " has an unknown format");
     if (scalar("seed") != static_cast<int64_t>(o_.seed) || scalar("mmt") != (o_.method == "mmt") ||
-        scalar("data") != fingerprint(set1_))
+        scalar("data") != static_cast<int64_t>(data_fingerprint_))
         throw std::runtime_error("resume: checkpoint " + path.string() +
                                  " was made with another seed, method or data set");
-    cycle_ = static_cast<int>(scalar("cycle"));
-    iter_ = static_cast<int>(scalar("iter"));
-    step_ = scalar("step");
-    const int64_t classes = scalar("classes");
-    auto tensor = [&](const char* k) {
-        torch::Tensor t;  // a fresh tensor: read() into a defined one keeps its dtype
-        ar.read(k, t);
-        return t;
-    };
-    labels_ = labels_vector(tensor("labels"));
-    own1_ = labels_vector(tensor("own1"));
-    own2_ = labels_vector(tensor("own2"));
-    reports_.clear();
-    const auto rep = tensor("reports").to(torch::kFloat64).contiguous();
-    for (int64_t i = 0; i + 12 <= rep.numel(); i += 12) {
-        const double* r = rep.data_ptr<double>() + i;
-        reports_.push_back({static_cast<int>(r[0]), static_cast<int64_t>(r[1]), static_cast<int64_t>(r[2]),
-                            static_cast<int64_t>(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], StepTimes{}, 0});
-    }
+    CoTrainState state;
+    state.load(ar, path.string());
+    if (static_cast<int64_t>(state.labels.size()) != set1_->size() && !state.labels.empty())
+        throw std::runtime_error("resume: checkpoint " + path.string() + " has labels for another number of chips");
+    const int64_t classes = state.classes();
     auto get_net = [&](const char* k, FaceResNet& n) {
         if (!n) return;
         if (classes > 0) n->reset_classifier(torch::ones({classes, kEmbeddingDim}));
@@ -590,7 +694,8 @@ void CoTrainer::resume() {
     get_net("net2", net2_);
     get_net("mean1", mean1_);
     get_net("mean2", mean2_);
-    if (iter_ > 0) {
+    s_ = std::move(state);
+    if (s_.iter > 0) {
         build_optimisers();
         auto get_opt = [&](const char* k, std::unique_ptr<MeanTeacherAdam>& opt) {
             if (!opt) return;
@@ -601,8 +706,8 @@ void CoTrainer::resume() {
         get_opt("opt1", opt1_);
         get_opt("opt2", opt2_);
     }
-    log(fmt("resumed from %s at cycle %d iter %d (step %lld)", path.string().c_str(), cycle_ + 1, iter_,
-            (long long)step_));
+    log(fmt("resumed from %s at cycle %d iter %d (step %lld)", path.string().c_str(), s_.cycle + 1, s_.iter,
+            (long long)s_.step));
 }
 
 }  // namespace faceadapt::learner

@@ -234,18 +234,32 @@ std::vector<int64_t> PkSampler::batch(int64_t cycle, int64_t iter) const {
     return out;
 }
 
+namespace {
+std::shared_ptr<const ChipSource> chips_of(const torch::Tensor& set, const char* who) {
+    if (!set.defined()) return nullptr;
+    check_chips(set, who);
+    return std::make_shared<TensorChips>(set.contiguous());
+}
+}  // namespace
+
 BatchPrefetcher::BatchPrefetcher(torch::Tensor set1, torch::Tensor set2, std::vector<int64_t> labels,
                                  const PkSampler& sampler, AugmentOptions augment, uint64_t seed, int64_t cycle,
                                  int64_t first_iter, int64_t last_iter, int workers, int capacity)
-    : set1_(set1.contiguous()), set2_(set2.defined() ? set2.contiguous() : set2), labels_(std::move(labels)),
-      sampler_(sampler), augment_(augment), seed_(seed), cycle_(cycle), next_build_(first_iter),
-      next_take_(first_iter), last_(last_iter), capacity_(std::max(1, capacity)) {
-    check_chips(set1_, "BatchPrefetcher set1");
-    if (set2_.defined()) {
-        check_chips(set2_, "BatchPrefetcher set2");
-        if (set2_.sizes() != set1_.sizes()) throw std::invalid_argument("BatchPrefetcher: set1 and set2 differ in shape");
-    }
-    if (static_cast<int64_t>(labels_.size()) != set1_.size(0))
+    : BatchPrefetcher(chips_of(set1, "BatchPrefetcher set1"), chips_of(set2, "BatchPrefetcher set2"),
+                      std::move(labels), sampler, augment, seed, cycle, first_iter, last_iter, workers, capacity) {}
+
+BatchPrefetcher::BatchPrefetcher(std::shared_ptr<const ChipSource> set1, std::shared_ptr<const ChipSource> set2,
+                                 std::vector<int64_t> labels, const PkSampler& sampler, AugmentOptions augment,
+                                 uint64_t seed, int64_t cycle, int64_t first_iter, int64_t last_iter, int workers,
+                                 int capacity)
+    : set1_(std::move(set1)), set2_(std::move(set2)), labels_(std::move(labels)), sampler_(sampler),
+      augment_(augment), seed_(seed), cycle_(cycle), next_build_(first_iter), next_take_(first_iter),
+      last_(last_iter), capacity_(std::max(1, capacity)) {
+    if (!set1_) throw std::invalid_argument("BatchPrefetcher: set1 is required");
+    if (set2_ && (set2_->size() != set1_->size() || set2_->height() != set1_->height() ||
+                  set2_->width() != set1_->width()))
+        throw std::invalid_argument("BatchPrefetcher: set1 and set2 differ in shape");
+    if (static_cast<int64_t>(labels_.size()) != set1_->size())
         throw std::invalid_argument("BatchPrefetcher: one label per chip needed");
     for (int i = 0; i < std::max(1, workers); ++i) threads_.emplace_back([this] { work(); });
 }
@@ -264,7 +278,7 @@ TrainingBatch BatchPrefetcher::build(int64_t iter) const {
     b.iter = iter;
     const auto idx = sampler_.batch(cycle_, iter);
     const int64_t n = static_cast<int64_t>(idx.size());
-    const int h = static_cast<int>(set1_.size(1)), w = static_cast<int>(set1_.size(2));
+    const int h = set1_->height(), w = set1_->width();
     const int64_t stride = int64_t{h} * w * 3;
     b.indices = torch::tensor(idx, torch::kInt64);
     std::vector<int64_t> t(idx.size());
@@ -273,13 +287,13 @@ TrainingBatch BatchPrefetcher::build(int64_t iter) const {
     // The normalisation of chips_to_input(), written out here so that worker threads never
     // enter torch's intra-op thread pool (which the trainer's thread is using).
     static constexpr float kMean[3] = {122.782f, 117.001f, 104.298f};
-    auto make = [&](const torch::Tensor& set, uint64_t stream) {
-        std::vector<uint8_t> chip(static_cast<size_t>(stride));
+    auto make = [&](const ChipSource& set, uint64_t stream) {
+        std::vector<uint8_t> raw(static_cast<size_t>(stride)), chip(static_cast<size_t>(stride));
         auto out = torch::empty({n, 3, h, w}, torch::kFloat32);
-        const uint8_t* src = set.data_ptr<uint8_t>();
         float* dst = out.data_ptr<float>();
         for (int64_t i = 0; i < n; ++i) {
-            augment_chip(src + idx[i] * stride, chip.data(), h, w, augment_,
+            set.read(idx[i], raw.data());
+            augment_chip(raw.data(), chip.data(), h, w, augment_,
                          mix_seed({seed_, stream, static_cast<uint64_t>(cycle_), static_cast<uint64_t>(iter),
                                    static_cast<uint64_t>(i)}));
             float* plane = dst + i * stride;
@@ -288,8 +302,8 @@ TrainingBatch BatchPrefetcher::build(int64_t iter) const {
         }
         return out;
     };
-    b.input1 = make(set1_, 1);
-    if (set2_.defined()) b.input2 = make(set2_, 2);
+    b.input1 = make(*set1_, 1);
+    if (set2_) b.input2 = make(*set2_, 2);
     return b;
 }
 

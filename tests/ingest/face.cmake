@@ -20,3 +20,7 @@ add_executable(test_region_hog test_region_hog.cpp)
 target_include_directories(test_region_hog PRIVATE ${PROJECT_SOURCE_DIR}/ingest/src)
 target_link_libraries(test_region_hog PRIVATE faceadapt_ingest faceadapt_test_support dlib::dlib GTest::gtest_main opencv_videoio)
 gtest_discover_tests(test_region_hog DISCOVERY_TIMEOUT 120)
+
+add_executable(test_image_file test_image_file.cpp)
+target_link_libraries(test_image_file PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest_main)
+gtest_discover_tests(test_image_file DISCOVERY_TIMEOUT 120)

@@ -11,3 +11,6 @@ gtest_discover_tests(test_adapt_cotrain DISCOVERY_TIMEOUT 120 PROPERTIES TIMEOUT
 add_executable(test_adapt_mean_teacher test_adapt_mean_teacher.cpp)
 target_link_libraries(test_adapt_mean_teacher PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
 gtest_discover_tests(test_adapt_mean_teacher DISCOVERY_TIMEOUT 120)
+add_executable(test_adapt_scale test_adapt_scale.cpp)
+target_link_libraries(test_adapt_scale PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
+gtest_discover_tests(test_adapt_scale DISCOVERY_TIMEOUT 120)

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "faceadapt/learner/chip_source.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
 #include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/weights_import.hpp"
@@ -227,4 +228,56 @@ TEST_F(CoTrain, BadOptionsAndDataAreRejected) {
     EXPECT_THROW(fl::CoTrainer(source_, set1_, set2_.slice(0, 0, 10), o), std::invalid_argument);
     fl::CoTrainer t(source_, set1_, set2_, tiny("/nonexistent/ckpt.pt"));
     EXPECT_THROW(t.resume(), std::runtime_error);
+}
+
+// Issue 17 item 4: the sets streamed from chip files train exactly the model the in-memory sets
+// train; the checkpoint names its data by content (a streamed run's checkpoint resumes with the
+// same chips in memory) and is written with no temp file left beside it.
+TEST_F(CoTrain, StreamedSetsTrainAsInMemoryAndCheckpointByContent) {
+    faceadapt::test::TempDir dir;
+    auto write = [&](const torch::Tensor& set, const std::string& name) {
+        fl::ChipFileWriter w(dir.path() / name, 150, 150);
+        w.append(set.contiguous().data_ptr<uint8_t>(), set.size(0));
+        w.finish();
+        return std::make_shared<fl::ChipFile>(dir.path() / name);
+    };
+    const auto file1 = write(set1_, "v1.chips"), file2 = write(set2_, "v2.chips");
+    auto o = tiny(dir.path() / "mem.pt");
+    o.cycles = 1;
+    o.merge = false;
+    fl::CoTrainer held(source_, set1_, set2_, o);
+    const auto rh = held.run();
+    o.checkpoint = dir.path() / "file.pt";
+    fl::CoTrainer streamed(source_, file1, file2, o);
+    const auto rs = streamed.run();
+    ASSERT_TRUE(rh.finished && rs.finished);
+    for (int i = 1; i <= 4; ++i) EXPECT_EQ(max_difference(held.net(i), streamed.net(i)), 0.0) << "net " << i;
+    EXPECT_EQ(rh.final_labels, rs.final_labels);
+    EXPECT_GT(rs.phases.embed, 0.0);
+    EXPECT_GT(rs.phases.train, 0.0);
+    EXPECT_GT(rs.phases.checkpoint, 0.0);
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
+
+    // The state round-trips whole through the checkpoint.
+    fl::CoTrainer again(source_, set1_, set2_, o);  // in memory, same content as the files
+    again.resume();
+    const auto& a = again.state();
+    const auto& b = streamed.state();
+    EXPECT_EQ(a.cycle, b.cycle);
+    EXPECT_EQ(a.iter, b.iter);
+    EXPECT_EQ(a.step, b.step);
+    EXPECT_EQ(a.labels, b.labels);
+    EXPECT_EQ(a.own1, b.own1);
+    EXPECT_EQ(a.own2, b.own2);
+    ASSERT_EQ(a.reports.size(), b.reports.size());
+    EXPECT_EQ(a.reports[0].clusters, b.reports[0].clusters);
+    EXPECT_EQ(a.reports[0].loss1, b.reports[0].loss1);
+    for (int i = 1; i <= 4; ++i) EXPECT_EQ(max_difference(again.net(i), streamed.net(i)), 0.0) << "net " << i;
+
+    // Other chips (one byte changed): refused as another data set.
+    auto changed = set1_.clone();
+    changed[5][10][10][1] = static_cast<uint8_t>(changed[5][10][10][1].item<int>() ^ 4);
+    fl::CoTrainer other(source_, changed, set2_, o);
+    EXPECT_THROW(other.resume(), std::runtime_error);
 }

@@ -185,3 +185,37 @@ TEST(TrainCli, BadInputExitsWithTwoAndNamesWhatIsWrong) {
     EXPECT_NE(output.find("--no-merge"), std::string::npos) << output;
     EXPECT_FALSE(fs::exists(tmp.path() / "m.fam"));
 }
+
+// Issue 13 class 11: one bad file among the training chips, a PNG bomb (15000x15000 in 220 KB),
+// a PNG cut in half and junk named .png, used to abort the whole run (the bomb decoded in full
+// first); now each is refused from its header or on decoding, skipped and counted.
+TEST(TrainCli, UnreadableAndOversizedInputsAreSkippedAndCounted) {
+    FACEADAPT_REQUIRE_PATH(reference_dir() / "chips");
+    FACEADAPT_REQUIRE_PATH(manifest());
+    faceadapt::test::TempDir tmp;
+    const fs::path data = tmp.path() / "data";
+    fs::create_directories(data / "cam");
+    std::vector<fs::path> chips;
+    for (const auto& e : fs::directory_iterator(reference_dir() / "chips")) chips.push_back(e.path());
+    std::sort(chips.begin(), chips.end());
+    for (const auto& c : chips) fs::copy_file(c, data / "cam" / c.filename());  // 24 (clustering needs > 20)
+    faceadapt::test::write_zero_png(data / "cam/bomb.png", 15000, 15000);
+    std::ifstream good(chips[0], std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(good), {}};
+    std::ofstream(data / "cam/cut.png", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    std::ofstream(data / "cam/junk.png", std::ios::binary) << std::string(500, 'j');
+    const fs::path model = tmp.path() / "m.fam";
+    std::string output;
+    EXPECT_EQ(run_command(env_prefix() + faceadapt_exe().string() + " train --chips --data '" + data.string() +
+                              "' --out '" + model.string() + "' --method naive --cycles 1 --iters 1",
+                          &output),
+              0)
+        << output;
+    EXPECT_NE(output.find("27 inputs, 27 sampled"), std::string::npos) << output;
+    EXPECT_NE(output.find("24 used, 3 unreadable skipped"), std::string::npos) << output;
+    EXPECT_NE(output.find("15000x15000"), std::string::npos) << output;  // named in the log, not decoded
+    EXPECT_TRUE(fs::exists(model));
+    // The scratch views are gone, the checkpoint stays.
+    EXPECT_FALSE(fs::exists(model.string() + ".ckpt.view1.chips"));
+    EXPECT_TRUE(fs::exists(model.string() + ".ckpt"));
+}

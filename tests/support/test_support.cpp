@@ -6,12 +6,52 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace faceadapt::test {
+
+void write_zero_png(const std::filesystem::path& file, int width, int height) {
+    std::ofstream out(file, std::ios::binary);
+    auto be32 = [](uint32_t v) {
+        return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+    };
+    auto chunk = [&](const std::string& type, const std::string& data) {
+        const std::string body = type + data;
+        const auto crc = static_cast<uint32_t>(
+            crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+        out << be32(static_cast<uint32_t>(data.size())) << body << be32(crc);
+    };
+    out << "\x89PNG\r\n\x1a\n";
+    // IHDR: width, height, bit depth 8, colour type 0 (grey), compression, filter, interlace 0.
+    chunk("IHDR", be32(static_cast<uint32_t>(width)) + be32(static_cast<uint32_t>(height)) + std::string("\x08\0\0\0\0", 5));
+    z_stream z{};
+    if (deflateInit(&z, Z_BEST_COMPRESSION) != Z_OK) throw std::runtime_error("write_zero_png: deflateInit");
+    std::vector<unsigned char> row(static_cast<size_t>(width) + 1, 0), buf(1 << 16);
+    std::string idat;
+    for (int y = 0; y <= height; ++y) {
+        const bool last = y == height;
+        z.next_in = last ? nullptr : row.data();
+        z.avail_in = last ? 0 : static_cast<uInt>(row.size());
+        do {
+            z.next_out = buf.data();
+            z.avail_out = static_cast<uInt>(buf.size());
+            deflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+            idat.append(reinterpret_cast<char*>(buf.data()), buf.size() - z.avail_out);
+        } while (z.avail_out == 0);
+    }
+    deflateEnd(&z);
+    chunk("IDAT", idat);
+    chunk("IEND", "");
+    if (!out) throw std::runtime_error("write_zero_png: cannot write " + file.string());
+}
 
 std::filesystem::path shared_dir() { return FACEADAPT_SHARED_DIR; }
 std::filesystem::path weights_dir() {

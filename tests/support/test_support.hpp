@@ -31,6 +31,11 @@ private:
     std::filesystem::path path_;
 };
 
+// Writes a real, valid PNG of width x height 8-bit grey pixels, all zero, streamed through zlib
+// so that it costs no more memory than one row: a "decompression bomb" (15000 x 15000 is about
+// 220 KB on disk, 225 MB of pixels, more as BGR). throws std::runtime_error on a write error.
+void write_zero_png(const std::filesystem::path& file, int width, int height);
+
 // Runs a shell command, returns its exit status; output captured into `output` if given.
 int run_command(const std::string& command, std::string* output = nullptr);
 

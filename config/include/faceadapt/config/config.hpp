@@ -110,6 +110,7 @@ struct LearnerConfig {
     std::string method = "mmt";                     // mmt|naive
     int cycles = 6;                                 // [1, 1000]
     int iters = 50;                                 // [1, 100000] per cycle
+    int max_train_crops = 20000;                    // [2, 10'000'000] stratified sample bound of a run
     int batch_ids = 8;                              // [2, 1024] P pseudo-identities per batch
     int batch_per_id = 4;                           // [1, 64] K images per pseudo-identity
     double lr_backbone = 3.5e-5;                    // (0, 1]

@@ -35,10 +35,15 @@
 // DETERMINISM AND RESUME
 //   Every random draw is derived from (seed, cycle, iteration, ...): sampler, augmentation,
 //   dropout (torch's generator is re-seeded before each step), net2's perturbation, k-means.
-//   A checkpoint (written after each cycle and when stop is requested) holds the four nets,
-//   both optimisers' state, the cycle/iteration/step counters, the current pseudo-labels and
-//   the convergence history, so resume() continues exactly as if never stopped (bit-identical
-//   on CPU with the same thread count).
+//   A checkpoint (written after each cycle and when stop is requested, durably: temp file,
+//   fsync, rename, folder fsync) holds the four nets, both optimisers' state and the
+//   CoTrainState (counters, pseudo-labels, convergence history), so resume() continues exactly
+//   as if never stopped (bit-identical on CPU with the same thread count). It names its data set
+//   by content_fingerprint() of set 1 (computed once, reading 64 chips at a time).
+// MEMORY
+//   The sets are read through ChipSource: with ChipFile, only the chips of the batch being built
+//   or embedded are in memory, so a run's resident set does not grow with N except for the
+//   features (N x 128 floats) and the clustering.
 // THREAD SAFETY
 //   One thread drives a CoTrainer; it runs its own prefetch worker threads internally.
 #pragma once
@@ -50,8 +55,11 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include <torch/torch.h>
 
+#include "faceadapt/learner/chip_source.hpp"
 #include "faceadapt/learner/cluster.hpp"
 #include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/face_resnet.hpp"
@@ -136,6 +144,29 @@ struct TrainProgress {
     double eta_s = 0.0;            // estimated seconds left for the run (0 at iter 0)
 };
 
+// Where a run's time went, seconds (host clock; this run only, not checkpointed): embedding
+// passes over the sets, clustering (kNN, re-ranking, DBSCAN/k-means), co-training steps,
+// checkpoint writes, and the merge (claim 6) with its fine-tune (its own embedding and
+// clustering included there, not in the first two).
+struct PhaseTimes {
+    double embed = 0, cluster = 0, train = 0, checkpoint = 0, merge = 0;
+};
+
+// The co-training state a checkpoint saves besides the nets and optimisers, as one value:
+// where the run is, the current pseudo-labels, each mean model's own last clustering and the
+// cycle reports. save()/load() put it into / read it from a checkpoint archive whole.
+struct CoTrainState {
+    int cycle = 0, iter = 0;                 // next cycle / next iteration in it
+    int64_t step = 0;                        // steps done over the whole run
+    std::vector<int64_t> labels;             // current cycle's pseudo-labels (-1 noise)
+    std::vector<int64_t> own1, own2;         // each mean model's own clustering
+    std::vector<CycleReport> reports;        // one per started cycle (timings of this run not kept)
+    int64_t classes() const;                 // 1 + the largest label (0 when none)
+    // throws std::runtime_error naming `where` when a field is missing or malformed.
+    void save(torch::serialize::OutputArchive& ar) const;
+    void load(torch::serialize::InputArchive& ar, const std::string& where);
+};
+
 struct TrainResult {
     bool finished = false;           // false: stopped on request (checkpoint written)
     FaceResNet model{nullptr};       // the output (chosen mean model / merged / naive net), eval mode, CPU
@@ -143,6 +174,7 @@ struct TrainResult {
     double convergence1 = 0.0, convergence2 = 0.0;
     std::vector<CycleReport> cycles;
     std::vector<int64_t> final_labels;  // last pseudo-labels of the adapt set (-1 noise)
+    PhaseTimes phases;
 };
 
 class CoTrainer {
@@ -152,6 +184,10 @@ public:
     //           undefined -> set1 is used for both, naive needs only set1); N >= 2.
     // throws:   std::invalid_argument for bad options or data.
     CoTrainer(const FaceResNet& source, torch::Tensor set1, torch::Tensor set2, CoTrainOptions options);
+    // The same over chip sources (e.g. ChipFile: streamed from disk, never all in memory);
+    // set2 null -> set1 for both. Sources must stay unchanged while the trainer lives.
+    CoTrainer(const FaceResNet& source, std::shared_ptr<const ChipSource> set1, std::shared_ptr<const ChipSource> set2,
+              CoTrainOptions options);
 
     // Receives each progress line (cycle, iter, losses, images/s, ETA; cycle summaries).
     void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
@@ -171,13 +207,14 @@ public:
 
     // The four nets (net1/net2/mean1/mean2; naive uses net1 only).
     FaceResNet net(int which) const;
-    int64_t global_step() const { return step_; }
+    int64_t global_step() const { return s_.step; }
+    const CoTrainState& state() const { return s_; }
 
 private:
     void start_cycle();
     double train_steps(const std::atomic<bool>* stop, CycleReport& report);
     std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps);
-    torch::Tensor extract(FaceResNet& net, const torch::Tensor& set);
+    torch::Tensor extract(FaceResNet& net, const ChipSource& set);
     void reset_classifiers(const torch::Tensor& features, const std::vector<int64_t>& labels);
     void build_optimisers();
     FaceResNet merge_and_finetune(double c1, double c2, const std::vector<int64_t>& last_labels);
@@ -185,16 +222,15 @@ private:
 
     CoTrainOptions o_;
     torch::Device device_;
-    torch::Tensor set1_, set2_;
+    std::shared_ptr<const ChipSource> set1_, set2_;
+    uint64_t data_fingerprint_ = 0;                        // content_fingerprint(set1), for checkpoints
     FaceResNet source_{nullptr}, net1_{nullptr}, net2_{nullptr}, mean1_{nullptr}, mean2_{nullptr};
     std::vector<torch::Tensor> start1_, start2_;         // L2-SP anchors (backbone, on device)
     torch::Tensor source_feat1_, source_feat2_;          // for distillation [N,128] on device
     std::unique_ptr<MeanTeacherAdam> opt1_, opt2_;         // each student's L2-SP + Adam + EMA
-    int cycle_ = 0, iter_ = 0;                            // next cycle / next iteration in it
-    int64_t step_ = 0;
-    std::vector<int64_t> labels_;                          // current cycle's pseudo-labels
-    std::vector<int64_t> own1_, own2_;                     // each mean model's own clustering
-    std::vector<CycleReport> reports_;
+    CoTrainState s_;
+    mutable PhaseTimes phases_;
+    torch::Tensor known_features_;                         // net1's features of set 1, when known (merge fine-tune)
     std::function<void(const std::string&)> log_;
     std::function<void(const TrainProgress&)> progress_;
 };

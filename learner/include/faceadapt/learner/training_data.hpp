@@ -24,12 +24,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <torch/torch.h>
+
+#include "faceadapt/learner/chip_source.hpp"
 
 namespace faceadapt::learner {
 
@@ -88,6 +91,11 @@ public:
     BatchPrefetcher(torch::Tensor set1, torch::Tensor set2, std::vector<int64_t> labels, const PkSampler& sampler,
                     AugmentOptions augment, uint64_t seed, int64_t cycle, int64_t first_iter, int64_t last_iter,
                     int workers = 2, int capacity = 4);
+    // The same over chip sources (set2 null: input2 is not built); the workers read only the
+    // chips of the batch they build.
+    BatchPrefetcher(std::shared_ptr<const ChipSource> set1, std::shared_ptr<const ChipSource> set2,
+                    std::vector<int64_t> labels, const PkSampler& sampler, AugmentOptions augment, uint64_t seed,
+                    int64_t cycle, int64_t first_iter, int64_t last_iter, int workers = 2, int capacity = 4);
     ~BatchPrefetcher();
     BatchPrefetcher(const BatchPrefetcher&) = delete;
     BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
@@ -102,7 +110,7 @@ private:
     TrainingBatch build(int64_t iter) const;
     void work();
 
-    torch::Tensor set1_, set2_;
+    std::shared_ptr<const ChipSource> set1_, set2_;
     std::vector<int64_t> labels_;
     const PkSampler& sampler_;
     AugmentOptions augment_;

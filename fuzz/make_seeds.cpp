@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
 
     const auto key = fp::SigningKey::generate();
     fp::PackageInput in;
+    in.site = "site1";
+    in.architecture.model_format = std::string(fp::kModelFormatLibtorch);  // a faceadapt model file
     in.model_bytes = faceadapt::fuzz::model_file(faceadapt::fuzz::kSeedMetadata, std::string(300, 'w'));
     in.gallery = gallery;
     in.model_version = 3;

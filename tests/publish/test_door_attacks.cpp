@@ -107,6 +107,7 @@ fp::Package forge(const fp::SigningKey& key, std::int64_t version, const std::st
     m.created = "2026-11-27T01:02:03Z";
     m.key_id = key.public_key().key_id();
     m.site = kSite;
+    m.architecture.model_format = std::string(fp::kModelFormatLibtorch);  // fake_model_file's format
     m.gallery_entries = gallery.entries.size();
     m.match_threshold = gallery.threshold;
     m.chunk_size = 8 * 1024;

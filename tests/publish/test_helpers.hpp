@@ -80,6 +80,7 @@ inline publish::Package make_package(const publish::SigningKey& key, std::int64_
     publish::PackageInput in;
     in.site = "lab";
     in.model_bytes = fake_model_file(model_bytes, static_cast<unsigned>(version));
+    in.architecture.model_format = std::string(publish::kModelFormatLibtorch);  // what fake_model_file is
     in.gallery = small_gallery(static_cast<unsigned>(version));
     in.model_version = version;
     in.parent_version = version - 1;

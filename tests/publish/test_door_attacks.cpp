@@ -447,6 +447,19 @@ TEST_P(SignedNonsense, IsRefusedAndTheModelStaysByteIdentical) {
         edit = [](fp::Manifest& m) { m.architecture.embedding_dim = 512; };
     } else if (what == "manifest architecture differs from the model's") {
         edit = [](fp::Manifest& m) { m.architecture.name = "other-net"; };
+    } else if (what == "random ONNX model") {
+        model = faceadapt::test::random_bytes(30'000, 9);
+        edit = [](fp::Manifest& m) { m.architecture.model_format = "onnx"; };
+    } else if (what == "ONNX of another architecture") {
+        model = faceadapt::test::fake_onnx_model_file(30'000, 2);
+        edit = [](fp::Manifest& m) {
+            m.architecture.model_format = "onnx";
+            m.architecture.name = "other-net";
+        };
+    } else if (what == "truncated ONNX model") {
+        model = faceadapt::test::fake_onnx_model_file(30'000, 2);
+        model.resize(model.size() - 100);
+        edit = [](fp::Manifest& m) { m.architecture.model_format = "onnx"; };
     } else if (what == "signed for another site") {
         edit = [](fp::Manifest& m) { m.site = "other-site"; };
     } else if (what == "no site (format_version 1)") {
@@ -484,7 +497,8 @@ INSTANTIATE_TEST_SUITE_P(Nonsense, SignedNonsense,
                                            "name of invalid UTF-8",
                                            "threshold 1e300", "negative threshold", "unknown model format",
                                            "embedding dim 512", "manifest architecture differs from the model's",
-                                           "signed for another site", "no site (format_version 1)"));
+                                           "signed for another site", "no site (format_version 1)",
+                                           "random ONNX model", "ONNX of another architecture", "truncated ONNX model"));
 
 // ---- class 7: untrusted strings are sanitised before logs, state and JSON -------------------
 

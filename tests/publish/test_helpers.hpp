@@ -75,12 +75,46 @@ inline publish::Gallery small_gallery(unsigned seed) {
     return g;
 }
 
+// Bytes that pass the door's structural check of an "onnx" model part (publish/src/model_check.hpp:
+// IR version, opset 11, the faceadapt metadata, a graph field to the end) around a graph of
+// `graph_bytes` random bytes. Doors install it without running it (only `match` loads it).
+inline std::string fake_onnx_model_file(std::size_t graph_bytes, unsigned seed) {
+    auto varint = [](std::string& out, std::uint64_t v) {
+        do {
+            out.push_back(static_cast<char>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0)));
+            v >>= 7;
+        } while (v);
+    };
+    auto field = [&](std::string& out, unsigned number, const std::string& bytes) {
+        varint(out, number << 3 | 2);
+        varint(out, bytes.size());
+        out += bytes;
+    };
+    std::string out, opset, entry;
+    varint(out, 1 << 3);  // ir_version 6
+    varint(out, 6);
+    field(opset, 1, "");
+    varint(opset, 2 << 3);  // opset version 11
+    varint(opset, 11);
+    field(out, 8, opset);
+    for (auto [k, v] : std::map<std::string, std::string>{{"faceadapt.architecture", "dlib-resnet29"},
+                                                          {"faceadapt.input_size", "150"},
+                                                          {"faceadapt.embedding_dim", "128"},
+                                                          {"faceadapt.weights", "float32"}}) {
+        entry.clear();
+        field(entry, 1, k);
+        field(entry, 2, v);
+        field(out, 14, entry);
+    }
+    field(out, 7, random_bytes(graph_bytes, seed));
+    return out;
+}
+
 inline publish::Package make_package(const publish::SigningKey& key, std::int64_t version, std::size_t model_bytes,
                                      std::size_t chunk_bytes = publish::kDefaultChunkBytes) {
     publish::PackageInput in;
     in.site = "lab";
-    in.model_bytes = fake_model_file(model_bytes, static_cast<unsigned>(version));
-    in.architecture.model_format = std::string(publish::kModelFormatLibtorch);  // what fake_model_file is
+    in.model_bytes = fake_onnx_model_file(model_bytes, static_cast<unsigned>(version));  // the default "onnx"
     in.gallery = small_gallery(static_cast<unsigned>(version));
     in.model_version = version;
     in.parent_version = version - 1;

@@ -12,25 +12,11 @@
 #include <fstream>
 #include <string>
 
+#include "faceadapt/common/crc32.hpp"
 #include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/model_metadata.hpp"
 
 namespace {
-
-std::uint32_t crc32(const char* data, std::size_t n) {
-    static const auto table = [] {
-        std::array<std::uint32_t, 256> t{};
-        for (std::uint32_t i = 0; i < 256; ++i) {
-            std::uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    std::uint32_t crc = ~0u;
-    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
 
 const std::filesystem::path& scratch() {
     static const std::filesystem::path p =
@@ -53,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } catch (const std::runtime_error&) {
     }
     if (bytes.size() >= 4) {
-        const std::uint32_t crc = crc32(bytes.data(), bytes.size() - 4);
+        const std::uint32_t crc = faceadapt::common::crc32(std::string_view(bytes).substr(0, bytes.size() - 4));
         for (int i = 0; i < 4; ++i) bytes[bytes.size() - 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
         write(bytes);
         try {

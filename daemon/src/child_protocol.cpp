@@ -170,6 +170,8 @@ ChildMessage parse_protocol_line(std::string_view line) {
         j = json::parse(line);
     } catch (const json::parse_error& e) {  // its what() quotes the text: not repeated
         throw ProtocolError(fmt::format("not JSON (parse error at byte {})", e.byte));
+    } catch (const json::exception&) {  // out_of_range: a number like 1e999
+        throw ProtocolError("not JSON (a number out of range)");
     }
     if (!j.is_object()) throw ProtocolError("not a JSON object");
     const std::string type = string(j, "type", "message");

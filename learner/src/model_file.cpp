@@ -70,6 +70,8 @@ ModelMetadata metadata_from_json(const std::string& text, const fs::path& path) 
         v = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {  // its what() quotes the text: not repeated
         throw bad("metadata: JSON error at byte " + std::to_string(e.byte));
+    } catch (const nlohmann::json::exception&) {  // out_of_range: a number like 1e999
+        throw bad("metadata: a JSON number out of range");
     }
     if (!v.is_object()) throw bad("metadata is not a JSON object");
     auto number = [&](const nlohmann::json& obj, const char* key) {

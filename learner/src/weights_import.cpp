@@ -74,6 +74,8 @@ FaceResNet import_face_api_weights(const fs::path& model_dir) {
     } catch (const nlohmann::json::parse_error& e) {  // its what() quotes the text: not repeated
         throw std::runtime_error("weights manifest " + manifest_path.string() + ": JSON error at byte " +
                                  std::to_string(e.byte));
+    } catch (const nlohmann::json::exception&) {  // out_of_range: a number like 1e999
+        throw std::runtime_error("weights manifest " + manifest_path.string() + ": a JSON number out of range");
     }
     auto bad = [&](const std::string& what) {
         return std::runtime_error("weights manifest " + manifest_path.string() + ": " + what);

@@ -214,7 +214,7 @@ Manifest Manifest::parse(std::string_view json_text) {
     json j;
     try {
         j = json::parse(json_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
         throw PackageError("manifest: not JSON: " + printable(e.what()));
     }
     if (!j.is_object()) throw PackageError("manifest: not a JSON object");
@@ -285,7 +285,7 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
     json j;
     try {
         j = json::parse(envelope_json);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
         throw PackageError("manifest envelope: not JSON: " + printable(e.what()));
     }
     if (!j.is_object() || j.value("format", "") != "faceadapt-envelope")

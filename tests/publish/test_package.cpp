@@ -156,6 +156,12 @@ TEST(Package, MalformedInputGivesClearErrors) {
         EXPECT_NE(std::string(e.what()).find("model_version"), std::string::npos) << e.what();
     }
     EXPECT_THROW(fp::Manifest::parse("[1,2"), fp::PackageError);
+    // A number JSON accepts but a double cannot hold is a clear error, not an escaped
+    // nlohmann::out_of_range (found by fuzz_door_messages: it would have ended the door).
+    EXPECT_THROW(fp::Manifest::parse("143e348a7ea0od\\"), fp::PackageError);
+    EXPECT_THROW(fp::Manifest::parse(R"({"format":"faceadapt-manifest","format_version":1e999})"), fp::PackageError);
+    EXPECT_THROW(fp::SignedManifest::parse_envelope("1e999"), fp::PackageError);
+    EXPECT_THROW(fp::SignedManifest::parse_envelope(R"({"format":"faceadapt-envelope","key_id":1e999})"), fp::PackageError);
     EXPECT_THROW(fp::SignedManifest::parse_envelope(R"({"format":"x"})"), fp::PackageError);
     EXPECT_THROW(fp::decode_gallery("FAGAL001\x01", 0.6), fp::PackageError);
     fp::PackageInput bad;

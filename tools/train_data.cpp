@@ -87,8 +87,10 @@ std::vector<TrainingInput> list_training_inputs(const fs::path& data) {
             if (std::distance(rel.begin(), rel.end()) > 1) t.key.camera = rel.begin()->string();
             out.push_back(std::move(t));
         }
-        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.file < b.file; });
     }
+    // Path order either way: the order the chips had before the sample existed (the co-trainer's
+    // results depend on it), so a store under the bound trains exactly as it did.
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.file < b.file; });
     if (out.empty()) throw std::invalid_argument("--data: no images under " + data.string());
     return out;
 }

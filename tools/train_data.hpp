@@ -5,7 +5,7 @@
 //   list_training_inputs(): every image under --data with its stratum (camera, UTC day, track).
 //   A store snapshot (the daemon's data folder) has an index.csv
 //   "id,camera,unix_ms,track,score,file" that gives them; a plain folder gives the first
-//   sub-folder as the camera and no day or track.
+//   sub-folder as the camera and no day or track. Either way the inputs come in path order.
 //   prepare_training_views(): decodes the sampled files in blocks of kBlock (the header's size
 //   checked before any decoding: ingest::read_image_bounded), aligns photos (or takes 150x150
 //   chips as they are), makes the two views of claim 2, and appends them to two FACHIPS1 files.

@@ -7,6 +7,6 @@ add_executable(test_stream
   test_stream_faults.cpp
   test_stream_pipeline.cpp
   test_stream_server.cpp)
-target_link_libraries(test_stream PRIVATE faceadapt_ingest faceadapt_test_support GTest::gtest
+target_link_libraries(test_stream PRIVATE faceadapt_ingest faceadapt_rtsp_test_server faceadapt_test_support GTest::gtest
   PkgConfig::GST spdlog::spdlog)
 gtest_discover_tests(test_stream DISCOVERY_TIMEOUT 120)

@@ -45,15 +45,16 @@ TEST(CameraFaults, KilledServerIsReconnectedOnceWhileAnotherCameraKeepsFlowing) 
     const int b_at_kill = frames_b;
     // The camera notices (error or stall) and backs off.
     ASSERT_TRUE(wait_until([&] { return cam_a.stats().state != CameraState::streaming; }, 5s));
-    std::this_thread::sleep_for(5s);
+    // Wait for what must happen during the outage: camera a retries (two faults at least) and
+    // camera b goes on delivering (15 frames, ~3 s at 5 fps), never blocked by a.
+    EXPECT_TRUE(wait_until([&] { return cam_a.stats().faults >= 2 && frames_b - b_at_kill >= 15; }, 30s))
+        << "faults of a " << cam_a.stats().faults << ", frames of b since the kill " << frames_b - b_at_kill;
     const CameraStats during = cam_a.stats();
     EXPECT_NE(during.state, CameraState::streaming);
     EXPECT_FALSE(during.last_error.empty());
     EXPECT_GE(during.faults, 2u) << "it kept retrying while the server was down";
     EXPECT_EQ(during.reconnects, 0u);
-    // Camera b was never slowed: ~5 fps through the outage.
-    const int b_flow = frames_b - b_at_kill;
-    EXPECT_GE(b_flow, 15) << "camera b delivered " << b_flow << " frames in ~5 s";
+    EXPECT_GE(frames_b - b_at_kill, 15) << "camera b stopped while a was down";
     EXPECT_EQ(cam_b.stats().faults, 0u) << cam_b.stats().last_error;
 
     server_a.start();  // same port

@@ -95,14 +95,14 @@ TEST(FacePipeline, SlowStageDropsOldestFramesSerialisesPerCameraAndStopsPromptly
     FacePipeline pipeline(cameras, detect, [&](FaceObservation&&) { ++observations; }, factory);
     EXPECT_EQ(pipeline.worker_count(), 2u);
     pipeline.start();
+    // Until every camera has had frames processed and, its stage being slower than it, dropped.
     ASSERT_TRUE(wait_until(
         [&] {
             for (const auto& s : pipeline.stats())
-                if (s.processed < 3) return false;
+                if (s.processed < 3 || s.drops == 0) return false;
             return true;
         },
-        15s));
-    std::this_thread::sleep_for(1s);
+        30s));
     const auto stats = pipeline.stats();
     ASSERT_EQ(stats.size(), 3u);
     std::uint64_t processed = 0;

@@ -5,6 +5,7 @@ add_executable(learner_core_test
   ${CMAKE_CURRENT_LIST_DIR}/test_core_eval.cpp)
 target_include_directories(learner_core_test PRIVATE ${PROJECT_SOURCE_DIR}/learner/src)
 target_link_libraries(learner_core_test PRIVATE faceadapt_learner faceadapt_common faceadapt_test_support GTest::gtest_main)
+faceadapt_use_torch_pch(learner_core_test)
 gtest_discover_tests(learner_core_test DISCOVERY_TIMEOUT 120)
 
 # The CLI (tools/faceadapt) exists only in the full build.

@@ -53,6 +53,11 @@ void write_zero_png(const std::filesystem::path& file, int width, int height) {
     if (!out) throw std::runtime_error("write_zero_png: cannot write " + file.string());
 }
 
+bool datasets_required() {
+    const char* v = std::getenv("FACEADAPT_REQUIRE_DATASETS");
+    return v && std::string(v) == "1";
+}
+
 std::filesystem::path shared_dir() { return FACEADAPT_SHARED_DIR; }
 std::filesystem::path weights_dir() {
     if (const char* env = std::getenv("FACEADAPT_WEIGHTS_DIR")) return env;

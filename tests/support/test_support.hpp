@@ -36,14 +36,22 @@ private:
 // 220 KB on disk, 225 MB of pixels, more as BGR). throws std::runtime_error on a write error.
 void write_zero_png(const std::filesystem::path& file, int width, int height);
 
+// True when the environment sets FACEADAPT_REQUIRE_DATASETS=1 (.ci/run does: CI has ../shared
+// and the weights): a missing dataset is then a failure instead of a skip.
+bool datasets_required();
+
 // Runs a shell command, returns its exit status; output captured into `output` if given.
 int run_command(const std::string& command, std::string* output = nullptr);
 
 }  // namespace faceadapt::test
 
-// Skips the current test with a clear message when `path` does not exist.
+// Skips the current test with a clear message when `path` does not exist; fails it instead
+// under FACEADAPT_REQUIRE_DATASETS=1 (faceadapt::test::datasets_required()).
 #define FACEADAPT_REQUIRE_PATH(path)                                                   \
     do {                                                                               \
-        if (!std::filesystem::exists(path))                                            \
+        if (!std::filesystem::exists(path)) {                                          \
+            if (faceadapt::test::datasets_required())                                  \
+                FAIL() << "needs " << (path) << " (FACEADAPT_REQUIRE_DATASETS=1: absent data is a failure)"; \
             GTEST_SKIP() << "needs " << (path) << " (absent here; see ../shared/datasets/README.md)"; \
+        }                                                                              \
     } while (0)

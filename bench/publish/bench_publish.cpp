@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -137,7 +138,12 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "--doors") && i + 1 < argc) door_counts.push_back(std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--mb") && i + 1 < argc) mb = static_cast<std::size_t>(std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--package") && i + 1 < argc) {
-            real = fp::Package::read(argv[++i]);
+            try {
+                real = fp::Package::read(argv[++i]);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "bench_publish: cannot use --package: %s\n", e.what());
+                return 2;
+            }
             what = std::string(" (") + argv[i] + ": model format " + real->manifest.architecture.model_format + ")";
         } else {
             std::fprintf(stderr, "usage: bench_publish [--doors N]... [--mb M | --package FILE]\n");

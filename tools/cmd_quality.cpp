@@ -1,7 +1,7 @@
 // Subcommands of the quality module:
 //   enroll --name NAME IMAGE... [--config FILE | --state-dir DIR]
-//       Detect + align + score each photo; enroll those that pass, print the reason for each
-//       refusal (no face, several faces, face too small, low quality), then one line
+//       Detect + align each photo and judge it with the enrollment gate ([enroll]); enroll those
+//       that pass, print the reason for each refusal with what to change, then one line
 //       "NAME: K of N photo(s) enrolled; refused: PATH, ...". Exit 0 when every photo was
 //       enrolled, 1 when any was refused (the others are enrolled), 2 for a bad config.
 //   gallery list [--config FILE | --state-dir DIR]
@@ -63,7 +63,8 @@ int enroll(const cfg::Config& config, const std::string& name, const std::vector
         if (!image.empty() && !aligner) aligner = std::make_unique<ingest::FaceAligner>(config.detect.landmarks_model);
         const auto check = image.empty()
                                ? quality::EnrollCheck{false, "cannot read the image (missing or not an image)", {}, {}}
-                               : quality::check_enrollment_image(image, *aligner, scorer, config.detect.min_face_px);
+                               : quality::check_enrollment_image(image, *aligner, scorer, config.detect.min_face_px,
+                                                                   config.enroll);
         if (!check.ok) {
             std::cout << path << ": refused: " << check.reason << '\n';
             refused_photos.push_back(path);

@@ -88,6 +88,17 @@ std::vector<Field<QualityConfig>> quality_fields() {
     };
 }
 
+std::vector<Field<EnrollConfig>> enroll_fields() {
+    using S = EnrollConfig;
+    return {
+        real<S>("max_deviation_deg", &S::max_deviation_deg, 0, 90, true),
+        real<S>("min_integrity", &S::min_integrity, 0, 1),
+        real<S>("min_sharpness", &S::min_sharpness, 0, 1e6),
+        real<S>("min_exposure", &S::min_exposure, 0, 255),
+        real<S>("max_exposure", &S::max_exposure, 0, 255),
+    };
+}
+
 std::vector<Field<StoreConfig>> store_fields() {
     using S = StoreConfig;
     return {
@@ -189,7 +200,7 @@ std::vector<Field<MetricsConfig>> metrics_fields() {
 }
 
 std::vector<std::string> section_names() {
-    return {"site", "camera", "detect", "quality", "store",
+    return {"site", "camera", "detect", "quality", "enroll", "store",
             "learner", "gate", "mqtt", "publish", "metrics"};
 }
 
@@ -364,6 +375,11 @@ Config parse_config(std::string_view toml_text, const fs::path& name) {
     if (const toml::node* cameras = root.get("camera")) read_cameras(r, *cameras, config.cameras);
     read_section(r, root, "detect", detect_fields(), config.detect, nullptr);
     read_section(r, root, "quality", quality_fields(), config.quality, nullptr);
+    const toml::table* enroll = nullptr;
+    read_section(r, root, "enroll", enroll_fields(), config.enroll, &enroll);
+    if (enroll && config.enroll.min_exposure > config.enroll.max_exposure)
+        r.add(where(*enroll, "min_exposure"), "enroll.min_exposure",
+              "must not exceed max_exposure (" + std::to_string(config.enroll.max_exposure) + ")");
     read_section(r, root, "store", store_fields(), config.store, nullptr);
     const toml::table* learner = nullptr;
     read_section(r, root, "learner", learner_fields(), config.learner, &learner);
@@ -425,6 +441,7 @@ std::string to_toml(const Config& config) {
     }
     section("detect", detect_fields(), config.detect);
     section("quality", quality_fields(), config.quality);
+    section("enroll", enroll_fields(), config.enroll);
     section("store", store_fields(), config.store);
     section("learner", learner_fields(), config.learner);
     section("gate", gate_fields(), config.gate);
@@ -444,6 +461,7 @@ std::vector<std::string> known_keys() {
     add("camera", camera_fields());
     add("detect", detect_fields());
     add("quality", quality_fields());
+    add("enroll", enroll_fields());
     add("store", store_fields());
     add("learner", learner_fields());
     add("gate", gate_fields());

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/ingest/face_aligner.hpp"
+#include "faceadapt/quality/enroll_gate.hpp"
 #include "files.hpp"
 #include "sqlite.hpp"
 
@@ -142,7 +143,7 @@ std::optional<cv::Mat> Gallery::load_chip(const GalleryEntry& entry) const {
 }
 
 EnrollCheck check_enrollment_image(const cv::Mat& image, const ingest::FaceAligner& aligner,
-                                   const QualityScorer& scorer, int min_face_px) {
+                                   const QualityScorer& scorer, int min_face_px, const config::EnrollConfig& gate) {
     EnrollCheck out;
     if (image.empty()) {
         out.reason = "the image is empty or could not be decoded";
@@ -153,21 +154,22 @@ EnrollCheck check_enrollment_image(const cv::Mat& image, const ingest::FaceAlign
         out.reason = "no face found";
         return out;
     }
-    if (faces.size() > 1) {
-        out.reason = fmt::format("{} faces found; an enrollment photo must show exactly one person", faces.size());
+    std::vector<cv::Rect> boxes;
+    for (const auto& f : faces) boxes.push_back(f.bbox);
+    const auto chosen = dominant_face(boxes);
+    if (!chosen) {
+        out.reason = fmt::format("{} faces found, none clearly the largest; an enrollment photo must show one person "
+                                 "(crop it to the person)",
+                                 faces.size());
         return out;
     }
-    const auto& face = faces.front();
+    const auto& face = faces[*chosen];
     out.chip = face.chip;
-    const int side = std::min(face.bbox.width, face.bbox.height);
-    if (side < min_face_px) {
-        out.reason = fmt::format("the face is too small: {}x{} px, below the minimum of {} px", face.bbox.width,
-                                 face.bbox.height, min_face_px);
-        return out;
-    }
     out.score = scorer.score(observation_from_still(image, face.bbox, face.landmarks, face.chip));
-    if (!out.score.accepted) {
-        out.reason = "low quality: " + out.score.reason;
+    const auto verdict = judge_enrollment(out.score.features, std::min(face.bbox.width, face.bbox.height),
+                                          min_face_px, gate);
+    if (!verdict.ok) {
+        out.reason = verdict.reason;
         return out;
     }
     out.ok = true;

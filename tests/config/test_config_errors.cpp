@@ -168,6 +168,10 @@ const std::vector<BadCase>& cases() {
          "cert_file and key_file go together; key_file is missing"},
         {"publish_qos_3", "[publish]\nqos = 3\n", 2, 7, "publish.qos",
          "expected an integer in [0, 2], got 3"},
+        {"enroll_deviation_out_of_range", "[enroll]\nmax_deviation_deg = 120\n", 2, 21, "enroll.max_deviation_deg",
+         "expected a number in (0, 90], got 120"},
+        {"enroll_exposure_bounds_crossed", "[enroll]\nmin_exposure = 200\nmax_exposure = 100\n", 2, 16,
+         "enroll.min_exposure", "must not exceed max_exposure"},
         {"metrics_listen_without_port", "[metrics]\nlisten = \"localhost\"\n", 2, 10,
          "metrics.listen", "expected host:port"},
     };

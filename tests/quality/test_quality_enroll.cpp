@@ -1,4 +1,5 @@
 // Enhancer views, the gallery, and enrollment refusals on real photos (skipped without them).
+#include <cmath>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -6,6 +7,7 @@
 
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/quality/enhancer.hpp"
+#include "faceadapt/quality/enroll_gate.hpp"
 #include "faceadapt/quality/gallery.hpp"
 #include "test_support.hpp"
 
@@ -92,6 +94,57 @@ TEST(Enhancer, SpecParsingAndBadInput) {
     EXPECT_THROW(q::Enhancer::parse("median:99"), std::invalid_argument);
     EXPECT_THROW(q::Enhancer::first_view().apply(cv::Mat()), std::invalid_argument);
     EXPECT_THROW(q::Enhancer::first_view().apply(cv::Mat(10, 10, CV_32FC3)), std::invalid_argument);
+}
+
+// The enrollment gate on constructed features: each bound refuses with what was measured and
+// what to change; a photo inside every bound is accepted.
+TEST(EnrollGate, EachBoundRefusesWithItsMeasureAndRemedy) {
+    const faceadapt::config::EnrollConfig c;  // defaults: deviation 50, integrity 0.6, sharpness 10, exposure 80
+    q::QualityFeatures good;
+    good.deviation_deg = 20;
+    good.integrity = 1.0;
+    good.sharpness = 40;
+    good.exposure = 130;
+    EXPECT_TRUE(q::judge_enrollment(good, 120, 80, c).ok);
+    struct Case {
+        q::QualityFeatures f;
+        int side;
+        const char* fragment;
+    };
+    auto with = [&](auto change) {
+        q::QualityFeatures f = good;
+        change(f);
+        return f;
+    };
+    const std::vector<Case> cases = {
+        {good, 60, "too small: 60 px, below the minimum of 80 px; use a photo taken closer"},
+        {with([](auto& f) { f.integrity = 0.5; }), 120, "cut by the photo's edge (integrity 0.50, minimum 0.60)"},
+        {with([](auto& f) { f.deviation_deg = 55; f.yaw_deg = 52; }), 120, "turned away: 55 deg from frontal (yaw 52"},
+        {with([](auto& f) { f.sharpness = 6; }), 120, "blurred (sharpness 6, minimum 10)"},
+        {with([](auto& f) { f.exposure = 50; }), 120, "too dark (brightness 50 of 255, minimum 80)"},
+    };
+    for (const auto& k : cases) {
+        const auto v = q::judge_enrollment(k.f, k.side, 80, c);
+        EXPECT_FALSE(v.ok) << k.fragment;
+        EXPECT_NE(v.reason.find(k.fragment), std::string::npos) << v.reason;
+    }
+    auto bright = c;
+    bright.max_exposure = 200;
+    const auto v = q::judge_enrollment(with([](auto& f) { f.exposure = 230; }), 120, 80, bright);
+    EXPECT_FALSE(v.ok);
+    EXPECT_NE(v.reason.find("overexposed (brightness 230 of 255, maximum 200)"), std::string::npos) << v.reason;
+    // NaN features (a degenerate chip) are refused, never accepted by a failed comparison.
+    EXPECT_FALSE(q::judge_enrollment(with([](auto& f) { f.sharpness = std::nan(""); }), 120, 80, c).ok);
+}
+
+TEST(EnrollGate, DominantFaceIsTheOnlyOrTheClearlyLargest) {
+    EXPECT_FALSE(q::dominant_face({}).has_value());
+    EXPECT_EQ(q::dominant_face({cv::Rect(0, 0, 50, 50)}), 0u);
+    // A bystander a quarter of the area: the large face is the person.
+    EXPECT_EQ(q::dominant_face({cv::Rect(0, 0, 40, 40), cv::Rect(100, 0, 80, 80)}), 1u);
+    // Two faces of about the same size: nobody dominates.
+    EXPECT_FALSE(q::dominant_face({cv::Rect(0, 0, 80, 80), cv::Rect(100, 0, 70, 70)}).has_value());
+    EXPECT_FALSE(q::dominant_face({cv::Rect(0, 0, 80, 80), cv::Rect(100, 0, 80, 80)}).has_value());
 }
 
 TEST(Gallery, AddListRemove) {

@@ -95,6 +95,20 @@ struct QualityConfig {
     bool operator==(const QualityConfig&) const = default;
 };
 
+// The enrollment gate (quality/enroll_gate.hpp): an enrollment photo is refused only for what
+// makes it measurably worse for recognition (calibrated on LFW: bench_enroll_gate, docs/quality.md).
+// The site-crop score ([quality]) is not applied to enrollment photos.
+struct EnrollConfig {
+    double max_deviation_deg = 50.0;                // (0, 90]: face turned further away is refused
+    double min_integrity = 0.6;                     // [0, 1]: face cut by the photo's edge
+    double min_sharpness = 10.0;                    // [0, 1e6]: variance of the chip's Laplacian
+    double min_exposure = 80.0;                     // [0, 255]: mean luma of the face, darker is refused
+    double max_exposure = 255.0;                    // [0, 255]: brighter is refused (255: no bound; on
+                                                    // LFW the brightest faces were the most recognisable)
+
+    bool operator==(const EnrollConfig&) const = default;
+};
+
 struct StoreConfig {
     int best_per_track = 5;                         // [1, 1000]
     int per_camera_quota = 20000;                   // [1, 10'000'000]
@@ -193,6 +207,7 @@ struct Config {
     std::vector<CameraConfig> cameras;
     DetectConfig detect;
     QualityConfig quality;
+    EnrollConfig enroll;
     StoreConfig store;
     LearnerConfig learner;
     GateConfig gate;

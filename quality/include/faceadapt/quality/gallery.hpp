@@ -68,9 +68,13 @@ struct EnrollCheck {
     QualityScore score;                   // when a chip was scored
 };
 
-// Detect + align + score one photo (BGR or grey). Refuses: unreadable/empty image, no face,
-// more than one face, a face whose box side is below min_face_px, a gated or below-threshold score.
+// Detect + align one photo (BGR or grey) and judge it with the enrollment gate
+// (enroll_gate.hpp: calibrated on recognisability, not the site-crop score). Refuses: an
+// unreadable/empty image, no face, several faces none of which dominates (dominant_face), a face
+// whose box side is below min_face_px, and what judge_enrollment refuses. The site-crop score is
+// still computed and recorded (score), never used to refuse.
 EnrollCheck check_enrollment_image(const cv::Mat& image, const ingest::FaceAligner& aligner,
-                                   const QualityScorer& scorer, int min_face_px);
+                                   const QualityScorer& scorer, int min_face_px,
+                                   const config::EnrollConfig& gate = {});
 
 }  // namespace faceadapt::quality

@@ -164,6 +164,14 @@ TEST(Package, MalformedInputGivesClearErrors) {
     EXPECT_THROW(fp::SignedManifest::parse_envelope("1e999"), fp::PackageError);
     EXPECT_THROW(fp::SignedManifest::parse_envelope(R"({"format":"faceadapt-envelope","key_id":1e999})"), fp::PackageError);
     EXPECT_THROW(fp::SignedManifest::parse_envelope(R"({"format":"x"})"), fp::PackageError);
+    // An empty signature is "not 64 bytes", not an empty buffer handed to libsodium (found by
+    // fuzz_door_messages under UBSan: corpus finding-empty-signature-hex).
+    try {
+        (void)fp::SignedManifest::parse_envelope(R"({"format":"faceadapt-envelope","manifest":"{}","signature":""})");
+        ADD_FAILURE() << "an empty signature was accepted";
+    } catch (const fp::PackageError& e) {
+        EXPECT_NE(std::string(e.what()).find("signature is not 64 bytes"), std::string::npos) << e.what();
+    }
     EXPECT_THROW(fp::decode_gallery("FAGAL001\x01", 0.6), fp::PackageError);
     fp::PackageInput bad;
     bad.model_bytes = "x";

@@ -3,6 +3,7 @@ target_sources(faceadapt_learner PRIVATE
   src/face_resnet.cpp
   src/weights_import.cpp
   src/model_file.cpp
+  src/torch_archive_check.cpp
   src/embedder.cpp
   src/eval.cpp
   src/eval_cluster.cpp

@@ -441,7 +441,7 @@ struct Daemon::Impl {
             });
             return publisher.get();
         } catch (const std::exception& e) {
-            spdlog::warn("publish: broker {} unavailable: {}", cfg.mqtt.broker, e.what());
+            spdlog::warn("publish: broker {} unavailable: {}", config::mask_url_credentials(cfg.mqtt.broker), e.what());
             return nullptr;
         }
     }

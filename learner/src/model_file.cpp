@@ -11,6 +11,7 @@
 #include "faceadapt/common/crc32.hpp"
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/time.hpp"
+#include "torch_archive_check.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -32,6 +33,8 @@ namespace {
 constexpr char kMagic[8] = {'F', 'A', 'D', 'A', 'P', 'T', 'M', 'D'};
 constexpr std::size_t kHeaderSize = 16;
 constexpr uint32_t kMaxMetadataBytes = 16u << 20;
+// A ResNet-29 archive is about 22 MB; the bound only keeps a hostile length from being allocated.
+constexpr uint64_t kMaxWeightsBytes = uint64_t{1} << 30;
 
 template <typename T>
 void put_le(std::string& out, T v) {
@@ -194,6 +197,9 @@ LoadedModel load_model(const fs::path& path, torch::Device device) {
     if (w > file_size || file_size != kHeaderSize + m + 8 + w + 4)
         throw std::runtime_error("model file " + path.string() + ": truncated or corrupt (size " +
                                  std::to_string(file_size) + " does not match its lengths)");
+    if (w > kMaxWeightsBytes)
+        throw std::runtime_error("model file " + path.string() + ": weights of " + std::to_string(w) +
+                                 " bytes (at most " + std::to_string(kMaxWeightsBytes) + ")");
     const std::string weights = read_exact(in, static_cast<std::size_t>(w), path, "weights");
     const std::string crc_bytes = read_exact(in, 4, path, "checksum");
 
@@ -215,6 +221,8 @@ LoadedModel load_model(const fs::path& path, torch::Device device) {
     options.classifier_scale = out.meta.classifier_scale;
     out.net = FaceResNet(options);
     try {
+        // libtorch trusts the archive's lengths and counts: checked first (torch_archive_check.hpp).
+        detail::check_torch_archive(weights);
         torch::serialize::InputArchive archive;
         std::istringstream ws(weights);
         archive.load_from(ws, torch::Device(torch::kCPU));

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <mqtt/async_client.h>
 
@@ -40,7 +41,9 @@ std::string paho_uri(const std::string& broker);
 
 class MqttSession {
 public:
-    // throws std::invalid_argument naming the broker URI when Paho rejects it.
+    // throws std::invalid_argument naming the broker URI (credentials masked) when Paho rejects it.
+    // Every log line and error names the broker as broker(): user:password@ and secret query
+    // parameters masked, and the secrets scrubbed from Paho's own messages.
     MqttSession(const config::MqttConfig& cfg, std::string client_id, std::optional<Will> will,
                 SessionCallbacks callbacks);
     ~MqttSession();  // disconnects (publishing nothing more; the broker keeps the will unsent)
@@ -60,11 +63,16 @@ public:
     bool wait_connected(std::chrono::milliseconds timeout);
 
     mqtt::async_client& client() { return *client_; }
-    const std::string& broker() const { return broker_; }
+    // The broker URI for logs and errors: config::mask_url_credentials of the Paho URI.
+    const std::string& broker() const { return shown_; }
     const std::string& client_id() const { return client_id_; }
 
 private:
-    std::string broker_;
+    std::string scrub(std::string text) const;  // each of secrets_ replaced by "***"
+
+    std::string broker_;                 // the Paho URI, secrets and all: only for Paho
+    std::string shown_;                  // broker_ masked
+    std::vector<std::string> secrets_;   // config::url_secrets(broker_)
     std::string client_id_;
     mqtt::connect_options options_;
     SessionCallbacks callbacks_;

@@ -134,9 +134,13 @@ Gallery decode_gallery(std::string_view bytes, double threshold) {
         auto len = r.uint(2);
         if (len == 0) throw PackageError("gallery part: entry " + std::to_string(i) + " has an empty name");
         e.name = std::string(r.take(len));
-        for (auto& f : e.embedding) {
+        for (std::size_t k = 0; k < e.embedding.size(); ++k) {
             auto bits = static_cast<std::uint32_t>(r.uint(4));
-            std::memcpy(&f, &bits, 4);
+            std::memcpy(&e.embedding[k], &bits, 4);
+            // A NaN or an infinity makes every distance to the entry NaN/inf: no gallery holds one.
+            if (!std::isfinite(e.embedding[k]))
+                throw PackageError("gallery part: entry " + std::to_string(i) + " (" + printable(e.name, 60) + "): embedding[" +
+                                   std::to_string(k) + "] is not finite");
         }
         g.entries.push_back(std::move(e));
     }

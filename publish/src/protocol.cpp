@@ -43,8 +43,8 @@ std::optional<T> parse_number(std::string_view s) {
 }  // namespace
 
 std::optional<std::pair<std::int64_t, std::size_t>> Topics::parse_chunk(std::string_view topic) const {
-    std::string_view head = prefix_ + "model/";
-    if (!topic.starts_with(prefix_ + "model/")) return std::nullopt;
+    const std::string head = prefix_ + "model/";  // a string: a view of the temporary would dangle
+    if (!topic.starts_with(head)) return std::nullopt;
     topic.remove_prefix(head.size());
     auto slash = topic.find('/');
     if (slash == std::string_view::npos) return std::nullopt;

@@ -1,6 +1,7 @@
 // Package format, keys, offline install and rollback: no broker needed.
 #include <sys/stat.h>
 
+#include <cmath>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -163,6 +164,14 @@ TEST(Package, MalformedInputGivesClearErrors) {
     EXPECT_THROW(fp::SignedManifest::parse_envelope("1e999"), fp::PackageError);
     EXPECT_THROW(fp::SignedManifest::parse_envelope(R"({"format":"faceadapt-envelope","key_id":1e999})"), fp::PackageError);
     EXPECT_THROW(fp::SignedManifest::parse_envelope(R"({"format":"x"})"), fp::PackageError);
+    // An empty signature is "not 64 bytes", not an empty buffer handed to libsodium (found by
+    // fuzz_door_messages under UBSan: corpus finding-empty-signature-hex).
+    try {
+        (void)fp::SignedManifest::parse_envelope(R"({"format":"faceadapt-envelope","manifest":"{}","signature":""})");
+        ADD_FAILURE() << "an empty signature was accepted";
+    } catch (const fp::PackageError& e) {
+        EXPECT_NE(std::string(e.what()).find("signature is not 64 bytes"), std::string::npos) << e.what();
+    }
     EXPECT_THROW(fp::decode_gallery("FAGAL001\x01", 0.6), fp::PackageError);
     fp::PackageInput bad;
     bad.model_bytes = "x";
@@ -171,6 +180,34 @@ TEST(Package, MalformedInputGivesClearErrors) {
     bad.model_version = 1;
     bad.chunk_bytes = 10;
     EXPECT_THROW(fp::build_package(bad, key), fp::PackageError);
+}
+
+// Issue 13 class 6 (found by fuzz_gallery: corpus finding-nan-embedding): the decoder itself
+// refuses a non-finite embedding value and a wrong dimension, naming the entry and component.
+TEST(Package, GalleryDecoderRefusesNonFiniteValuesAndWrongDimensions) {
+    const auto good = faceadapt::test::small_gallery(3);
+    const std::string bytes = fp::encode_gallery(good);
+    EXPECT_EQ(fp::decode_gallery(bytes, 0.6).entries.size(), 3u);
+    auto error_of = [](const std::string& b) {
+        try {
+            (void)fp::decode_gallery(b, 0.6);
+        } catch (const fp::PackageError& e) {
+            return std::string(e.what());
+        }
+        return std::string("(decoded)");
+    };
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+        auto g = good;
+        g.entries[2].embedding[5] = bad;
+        const std::string msg = error_of(fp::encode_gallery(g));
+        EXPECT_NE(msg.find("entry 2 (" + g.entries[2].name + "): embedding[5] is not finite"), std::string::npos) << msg;
+    }
+    std::string dim = bytes;
+    dim[12] = 64;  // the u32 dim after the magic and the count
+    EXPECT_NE(error_of(dim).find("dim 64, expected 128"), std::string::npos) << error_of(dim);
+    const std::string seed = slurp(faceadapt::test::source_dir() / "fuzz/corpus/fuzz_gallery/finding-nan-embedding");
+    ASSERT_FALSE(seed.empty());
+    EXPECT_NE(error_of(seed).find("is not finite"), std::string::npos) << error_of(seed);
 }
 
 TEST(DoorStore, InstallKeepsPreviousRefusesDowngradeAndRollsBack) {

@@ -31,7 +31,9 @@ struct LoadedModel {
 };
 
 // ensures:  returns the network in eval mode on `device` with the stored options, and its metadata.
-// throws:   std::runtime_error naming the file when it is missing, truncated, corrupt (CRC), of an
+// throws:   std::runtime_error naming the file when it is missing, truncated, corrupt (CRC), its
+//           torch archive is not one OutputArchive writes (detail::check_torch_archive: bounded
+//           records, stored entries, sane pickles; checked before libtorch parses it), of an
 //           unknown format version or architecture, or its tensors do not fit the network.
 LoadedModel load_model(const std::filesystem::path& path, torch::Device device = torch::kCPU);
 

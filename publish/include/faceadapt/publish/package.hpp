@@ -68,7 +68,9 @@ struct Gallery {
 // Gallery part bytes: "FAGAL001" | u32 LE count | u32 LE dim(=128) |
 // count x (u16 LE name length | name bytes | dim x f32 LE).
 std::string encode_gallery(const Gallery& gallery);
-// throws PackageError on a bad magic, a truncated record, or dim != 128.
+// throws PackageError on a bad magic, a truncated record, dim != 128, a count larger than the
+// bytes can hold, an empty name, trailing bytes, or an embedding value that is NaN or infinite
+// (naming the entry and the component). encode_gallery writes whatever it is given.
 // The threshold is not in the part: it comes from the manifest (pass it in).
 Gallery decode_gallery(std::string_view bytes, double threshold);
 // What a door requires of a gallery before it installs it: every embedding finite, every name

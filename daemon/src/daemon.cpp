@@ -576,7 +576,7 @@ struct Daemon::Impl {
     }
 
     // A gallery update (gallery_update.hpp), on the learner thread.
-    void gallery_update() {
+    void gallery_update(bool republish) {
         const config::Config cfg = current_config();
         fs::path source_model;
         bool ok = false;
@@ -600,7 +600,9 @@ struct Daemon::Impl {
             const EmbeddedGallery g = cycle->embed_gallery(cfg, model);
             set_trainer_status("gallery update: publishing");
             const ReleaseReport r =
-                release_gallery_update(cfg, *registry, g, child_onnx_export(), ensure_publisher(cfg), source_model);
+                republish ? release_version(cfg, *registry, current, g, child_onnx_export(), ensure_publisher(cfg))
+                          : release_gallery_update(cfg, *registry, g, child_onnx_export(), ensure_publisher(cfg),
+                                                   source_model);
             count_release(r);
             metrics.set("faceadapt_model_version", {}, registry->current_version());
             ok = r.published;
@@ -653,7 +655,7 @@ struct Daemon::Impl {
             current, current > 0 && registry->contains(current) ? registry->get(current).meta : json::object(), revision);
         if (!decision.update) return false;
         spdlog::info("gallery update: {}; shipping it to the doors", decision.reason);
-        start_learner([this] { gallery_update(); });
+        start_learner([this, republish = decision.republish] { gallery_update(republish); });
         return true;
     }
 

@@ -18,6 +18,13 @@ TEST(GalleryUpdateDecision, ShipsWhenTheGalleryMovedPastWhatTheCurrentVersionCar
     EXPECT_TRUE(decide_gallery_update(4, {{"gallery_revision", 7}}, 6).update) << "a restored older gallery ships too";
     EXPECT_TRUE(decide_gallery_update(4, {{"origin", "train"}}, 2).update) << "released before revisions: unknown";
     EXPECT_TRUE(decide_gallery_update(4, {{"gallery_revision", "7"}}, 7).update) << "not an integer: unknown";
+    // A gallery update whose publication failed is published again, as the same version.
+    const nlohmann::json unsent{{"origin", "gallery update of 3"}, {"gallery_revision", 7}, {"published", false}};
+    const auto again = decide_gallery_update(4, unsent, 7);
+    EXPECT_TRUE(again.update && again.republish) << again.reason;
+    EXPECT_FALSE(decide_gallery_update(4, {{"origin", "rollback of 2"}, {"gallery_revision", 7}}, 7).update)
+        << "a rollback's publication is the CLI's";
+    EXPECT_FALSE(decide_gallery_update(4, {{"origin", "gallery update of 3"}, {"gallery_revision", 7}, {"published", true}}, 7).update);
 }
 
 TEST(GalleryUpdateDecision, TheRevisionTravelsOnTheProtocolAndIsOptional) {

@@ -29,7 +29,8 @@ namespace faceadapt::daemon {
 
 struct GalleryUpdateDecision {
     bool update = false;
-    std::string reason;  // for the log: why (not)
+    bool republish = false;  // with update: publish the current version again, no new version
+    std::string reason;      // for the log: why (not)
 };
 
 // Whether the doors need a gallery update. `current_version`: the registry's current version
@@ -37,7 +38,9 @@ struct GalleryUpdateDecision {
 // 0); `revision`: the gallery's revision now. Pure.
 //   - version 0: an update once anything was ever enrolled (revision > 0);
 //   - otherwise: when the meta has no gallery_revision (a release from before revisions) or
-//     one different from `revision`.
+//     one different from `revision`;
+//   - republish: the current version is a gallery update (origin "gallery update of N") that
+//     carries `revision` but whose publication failed (no broker, ack wait cut short...).
 GalleryUpdateDecision decide_gallery_update(int current_version, const nlohmann::json& current_meta,
                                             std::int64_t revision);
 

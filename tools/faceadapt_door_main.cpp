@@ -25,9 +25,11 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
 
+#include "faceadapt/common/log_format.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/publish/door_agent.hpp"
@@ -40,9 +42,6 @@
 #include "faceadapt/learner/embedder.hpp"
 #else
 #include <opencv2/core/utility.hpp>
-#include <opencv2/core/utils/logger.hpp>
-
-#include "faceadapt/common/log_format.hpp"
 
 #include "faceadapt/onnx/dnn_embedder.hpp"
 #endif

@@ -4,13 +4,19 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
+#include "faceadapt/common/log_format.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/daemon.hpp"
 
 int main(int argc, char** argv) {
     // Before any thread exists, so that every thread inherits the mask and run() gets the signals.
     faceadapt::daemon::Daemon::block_signals();
-    spdlog::set_pattern("%^%l%$ %v");  // journald adds timestamps
+    // Timestamps unless stderr is the journal (which adds its own): common/log_format.hpp.
+    spdlog::set_pattern(faceadapt::common::log_pattern(), spdlog::pattern_time_type::utc);
+    // The children's lines are relayed under faceadaptd's own level and timestamp.
+    ::setenv("FACEADAPT_LOG_FORMAT", "plain", 1);
     CLI::App app{"faceadaptd: cameras, crop store, site adaptation and model publishing"};
     faceadapt::daemon::DaemonOptions options;
     app.add_option("--config,-c", options.config_file, "Site TOML file")->required();

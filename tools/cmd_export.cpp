@@ -1,6 +1,10 @@
 // faceadapt export --format onnx --out FILE [--model M] [--weights float32|float16]
 //   Writes the model (default: the pretrained source model) as an ONNX graph for runtimes
 //   without libtorch (OpenCV DNN, ONNX Runtime, NPU converters); see docs/door-integration.md.
+// faceadapt export --format model --out FILE
+//   Writes the pretrained source model as a faceadapt model file (docs/model-format.md):
+//   faceadaptd, which loads no torch, has it written so that it can register version 0's
+//   model (a gallery update while the source model is current, daemon/gallery_update.hpp).
 //   Exit 0 ok, 1 runtime failure (model cannot be loaded), 2 bad input.
 #include <filesystem>
 #include <iostream>
@@ -11,7 +15,9 @@
 
 #include "commands.hpp"
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/onnx_export.hpp"
+#include "faceadapt/learner/weights_import.hpp"
 
 namespace faceadapt::tools {
 
@@ -27,7 +33,7 @@ void register_export_command(CLI::App& app, CommandResult& result) {
     auto* cmd = app.add_subcommand("export", "Write a model as an ONNX graph (for doors without libtorch)");
     cmd->add_option("--model", a->model, "faceadapt model file (default: the pretrained source model)")
         ->check(CLI::ExistingFile);
-    cmd->add_option("--format", a->format, "output format")->check(CLI::IsMember({"onnx"}));
+    cmd->add_option("--format", a->format, "output format")->check(CLI::IsMember({"onnx", "model"}));
     cmd->add_option("--weights", a->weights, "weight precision: float32 (any runtime) or float16 (half the size; "
                                              "OpenCV 4.6 needs the FLOAT16 tensors expanded first)")
         ->check(CLI::IsMember({"float32", "float16"}));
@@ -40,6 +46,15 @@ void register_export_command(CLI::App& app, CommandResult& result) {
         run_guarded(result, [&] {
             if (!a->out.parent_path().empty() && !fs::is_directory(a->out.parent_path()))
                 throw std::invalid_argument("export: the folder of --out does not exist: " + a->out.parent_path().string());
+            if (a->format == "model") {
+                if (!a->model.empty()) throw std::invalid_argument("export --format model: writes the source model; no --model");
+                learner::FaceResNet source = learner::load_source_model();
+                learner::ModelMetadata meta;
+                meta.provenance = {{"source", "pretrained source (faceadapt export --format model)"}};
+                learner::save_model(source, meta, a->out);
+                std::cout << "wrote " << a->out.string() << ": the pretrained source model\n";
+                return 0;
+            }
             onnx::ExportOptions options;
             options.weights = a->weights == "float16" ? onnx::WeightType::kFloat16 : onnx::WeightType::kFloat32;
             options.producer_version = FACEADAPT_VERSION;

@@ -18,6 +18,7 @@
 
 #include "commands.hpp"
 #include "train_data.hpp"
+#include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/child_protocol.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
@@ -43,6 +44,24 @@ struct TrainArgs {
     int64_t seed = -1;
     int protocol_fd = -1;  // >= 0: also write child_protocol.hpp messages there
 };
+
+// Debris of an interrupted atomic write of `target` (a kill during a checkpoint save leaves
+// ".<name>.<token>.tmp" next to it; common/durable_file.hpp): the owner removes it when it starts.
+// Returns how many were removed.
+int remove_write_debris(const fs::path& target) {
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    const std::string prefix = "." + target.filename().string() + ".";
+    int removed = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.starts_with(prefix) && name.ends_with(common::kTempSuffix) && it->is_regular_file()) {
+            std::error_code rec;
+            if (fs::remove(it->path(), rec)) ++removed;
+        }
+    }
+    return removed;
+}
 
 struct BadInput : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
@@ -169,6 +188,8 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     o.validate();
     if (!a.out.parent_path().empty() && !fs::is_directory(a.out.parent_path()))
         throw BadInput("--out: folder " + a.out.parent_path().string() + " does not exist");
+    if (const int n = remove_write_debris(o.checkpoint) + remove_write_debris(a.out))
+        spdlog::info("train: removed {} temp file(s) of an interrupted write next to {}", n, o.checkpoint.string());
 
     const auto model_t0 = std::chrono::steady_clock::now();
     learner::FaceResNet source{nullptr};

@@ -1,5 +1,5 @@
 // faceadapt-door: the door-controller agent (docs/mqtt.md, docs/package-format.md).
-//   run --broker URL --site SITE --door ID --pubkey FILE --dir DIR [--username U --password-file F]
+//   run --broker URL (--site SITE | --config FILE) --door ID --pubkey FILE --dir DIR [--username U --password-file F]
 //       [--ca F --client-cert F --client-key F] [--client-id ID] [--allow-rollback] [--config FILE]
 //     Receives, verifies, installs and acknowledges model packages until SIGINT/SIGTERM.
 //   status --dir DIR [--json]        the installed version (and the one kept before it)
@@ -25,9 +25,11 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
 
+#include "faceadapt/common/log_format.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/publish/door_agent.hpp"
@@ -206,7 +208,8 @@ int match(const MatchArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    spdlog::set_pattern("%^%l%$ %v");
+    spdlog::set_pattern(faceadapt::common::log_pattern(), spdlog::pattern_time_type::utc);
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);  // no raw OpenCV warnings
     CLI::App app{"faceadapt-door: receives, verifies, installs and matches with signed face models"};
     app.require_subcommand(1);
     int exit_code = 0;
@@ -230,17 +233,22 @@ int main(int argc, char** argv) {
     fp::MqttOverrides mqtt;
     fs::path pubkey, config_file;
     auto* run = app.add_subcommand("run", "Run the agent until SIGINT/SIGTERM");
-    run->add_option("--site", agent.site, "site id")->required();
+    run->add_option("--site", agent.site, "site id (default: [site] id of --config)");
     run->add_option("--door", agent.door, "this door's id ([A-Za-z0-9_-]+)")->required();
     run->add_option("--pubkey", pubkey, "the site's signing.pub (pinned)")->required()->check(CLI::ExistingPath);
     run->add_option("--dir", agent.dir, "model folder")->required();
     fp::add_mqtt_flags(run, mqtt);
     run->add_flag("--allow-rollback", agent.allow_rollback, "accept versions older than the installed one");
-    run->add_option("--config", config_file, "site config file ([mqtt] section)")->check(CLI::ExistingFile);
+    run->add_option("--config", config_file, "site config file ([mqtt] section, [site] id)")->check(CLI::ExistingFile);
     run->callback([&] {
         guarded([&] {
             faceadapt::config::MqttConfig base;
-            if (!config_file.empty()) base = faceadapt::config::load_config(config_file).mqtt;
+            if (!config_file.empty()) {
+                const auto site_config = faceadapt::config::load_config(config_file);
+                base = site_config.mqtt;
+                if (agent.site.empty()) agent.site = site_config.site.id;  // --site overrides
+            }
+            if (agent.site.empty()) throw std::invalid_argument("run: no site: give --site or --config FILE");
             agent.mqtt = fp::apply_overrides(base, mqtt);
             agent.public_key = fp::load_public_key(pubkey);
             agent.model_formats = {std::string(kRunsFormat)};

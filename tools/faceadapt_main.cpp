@@ -5,10 +5,17 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <opencv2/core/utils/logger.hpp>
+
 #include "commands.hpp"
+#include "faceadapt/common/log_format.hpp"
 
 int main(int argc, char** argv) {
-    spdlog::set_pattern("%^%l%$ %v");  // plain lines: journald adds its own timestamps
+    // Timestamps unless stderr is the journal or faceadaptd relays us (common/log_format.hpp).
+    spdlog::set_pattern(faceadapt::common::log_pattern(), spdlog::pattern_time_type::utc);
+    // OpenCV's own "[ WARN:0@...] global ..." lines are not for an operator: our errors say
+    // what went wrong with the file.
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
     CLI::App app{"faceadapt: site-adaptive face recognition for NVRs"};
     app.require_subcommand(1);
     faceadapt::tools::CommandResult result;

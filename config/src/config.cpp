@@ -188,6 +188,7 @@ std::vector<Field<PublishConfig>> publish_fields() {
         integer<S>("qos", &S::qos, 0, 2),
         real<S>("ack_timeout_s", &S::ack_timeout_s, 0, 86400, true),
         choice<S>("model_weights", &S::model_weights, {"float32", "float16"}),
+        flag<S>("gallery_updates", &S::gallery_updates),
     };
 }
 

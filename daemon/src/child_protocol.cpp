@@ -73,6 +73,18 @@ json to_json(const EmbeddedGallery& g) {
     return out;
 }
 
+void put_gallery_revision(json& object, const EmbeddedGallery& g) {
+    if (g.revision >= 0) object["gallery_revision"] = g.revision;
+}
+
+std::int64_t get_gallery_revision(const json& object) {
+    if (!object.contains("gallery_revision")) return -1;
+    const json& r = object["gallery_revision"];
+    if (!r.is_number_integer() || r.get<std::int64_t>() < 0)
+        throw ProtocolError("gallery_revision: not an integer >= 0");
+    return r.get<std::int64_t>();
+}
+
 EmbeddedGallery gallery_from_json(const json& j) {
     if (!j.is_array()) throw ProtocolError("gallery: not an array");
     EmbeddedGallery g;
@@ -138,6 +150,7 @@ std::string to_protocol_line(const ChildMessage& m) {
              {"model", e->model.string()},
              {"figures", to_json(e->figures)},
              {"gallery", to_json(e->gallery)}};
+        put_gallery_revision(j, e->gallery);
     } else {
         j = {{"type", "error"}, {"message", std::get<ChildError>(m).message}};
     }
@@ -205,6 +218,7 @@ ChildMessage parse_protocol_line(std::string_view line) {
             e.model = string(j, "model", "evaluation");
             e.figures = figures_from_json(member(j, "figures", "evaluation"));
             e.gallery = gallery_from_json(member(j, "gallery", "evaluation"));
+            e.gallery.revision = get_gallery_revision(j);
             return e;
         }
         if (type == "error") return ChildError{printable(string(j, "message", "error"))};

@@ -19,7 +19,9 @@
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/log_format.hpp"
 #include "faceadapt/common/time.hpp"
+#include "faceadapt/daemon/gallery_update.hpp"
 #include "faceadapt/daemon/gate.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/metrics_server.hpp"
@@ -34,6 +36,7 @@
 #include "faceadapt/ingest/face_pipeline.hpp"
 #include "faceadapt/publish/publisher.hpp"
 #include "faceadapt/quality/crop_store.hpp"
+#include "faceadapt/quality/gallery.hpp"
 #include "faceadapt/quality/quality.hpp"
 
 namespace fs = std::filesystem;
@@ -150,7 +153,23 @@ struct Daemon::Impl {
     std::atomic<bool> learner_busy{false};
     std::unique_ptr<TrainingCycle> cycle;   // the cycle's steps; run on the learner thread
     std::atomic<int> progress_cycle{0}, progress_cycles{0}, progress_iter{0}, progress_iters{0};
+    // The daemon's one MQTT session (retained status "online", last will "offline", door
+    // states mirrored in /metrics), made on the learner thread at start and kept for the
+    // daemon's life (Paho reconnects it); retried while the broker cannot be reached.
     std::unique_ptr<publish::Publisher> publisher;  // learner thread only
+    std::atomic<bool> have_publisher{false};
+    std::chrono::steady_clock::time_point publisher_retry_at{};  // main thread
+    std::chrono::seconds publisher_backoff{5};                   // main thread
+
+    // Gallery updates (gallery_update.hpp): main thread, but gallery_retry_at (learner thread
+    // sets it after a failure; read by the main thread) under status_mutex.
+    std::int64_t gallery_seen = -1;                 // the revision at the last look
+    std::chrono::steady_clock::time_point gallery_retry_at{};
+    int gallery_failures = 0;                       // learner thread
+    // Learner thread: the children of a gallery update (an operator waits for them) run at the
+    // daemon's own priority, not at [learner] nice: at nice 10 on a busy NVR the few seconds of
+    // embedding took nearly a minute.
+    bool operator_waits = false;
     std::string trainer_status = "idle";   // under status_mutex
     std::mutex status_mutex;
 
@@ -195,8 +214,15 @@ struct Daemon::Impl {
             {"faceadapt_door_damaged", {T::gauge, "1 while a door reports a damaged install folder"}},
             {"faceadapt_config_reloads_total", {T::counter, "SIGHUP reloads by result"}},
             {"faceadapt_state_bytes", {T::gauge, "Bytes of the files under site.state_dir (crops, models, keys)"}},
+            {"faceadapt_gallery_revision", {T::gauge, "Revision of the enrolled gallery (raised by enroll and gallery remove)"}},
+            {"faceadapt_gallery_updates_total", {T::counter, "Gallery updates shipped to the doors, by result"}},
+            {"faceadapt_mqtt_connected", {T::gauge, "1 while the daemon's MQTT session is connected"}},
         };
         for (const auto& [name, f] : families) metrics.describe(name, f.first, f.second);
+        // Present from the start (at 0), so that alerts on them can fire before any publication.
+        for (const char* r : {"acked", "rejected", "missing"}) metrics.add("faceadapt_door_acks_total", {{"result", r}}, 0);
+        for (const char* r : {"ok", "failed"}) metrics.add("faceadapt_gallery_updates_total", {{"result", r}}, 0);
+        metrics.set("faceadapt_mqtt_connected", {}, 0);
         // The cycle's own families (training, gate, model version): TrainingCycle describes them.
         metrics.set("faceadapt_up", {}, 1);
     }
@@ -422,26 +448,38 @@ struct Daemon::Impl {
     }
 
     // ---- the learner thread -------------------------------------------------------------
+    // Main thread: `publisher` is set once, before have_publisher, and kept until shutdown.
+    bool mqtt_connected() const { return have_publisher && publisher->connected(); }
+
+    void mirror_door_state(const publish::DoorState& s) {
+        metrics.set("faceadapt_door_installed_version", {{"door", s.door}}, double(s.installed_version));
+        // Messages the door refused to act on (failed verification, stale, other site):
+        // a rising count means someone is publishing junk or replays on the broker.
+        metrics.set("faceadapt_door_ignored_messages", {{"door", s.door}}, double(s.ignored));
+        metrics.set("faceadapt_door_damaged", {{"door", s.door}}, s.damage.empty() ? 0.0 : 1.0);
+    }
+
+    // The session, connected once and kept (Paho reconnects it); nullptr while the broker has
+    // never been reached (the main loop retries with a backoff).
     publish::Publisher* ensure_publisher(const config::Config& cfg) {
-        if (publisher && publisher->connected()) return publisher.get();
-        publisher.reset();
+        if (publisher) return publisher.get();
         try {
             publish::PublisherOptions po;
             po.site = cfg.site.id;
             po.mqtt = cfg.mqtt;
             po.qos = std::max(1, cfg.publish.qos);
-            po.connect_timeout = 5s;
+            po.connect_timeout = 3s;
+            po.publish_timeout = 120s;  // a broker gone for longer fails the release (retried at start)
             publisher = std::make_unique<publish::Publisher>(po);
-            publisher->set_door_state_handler([this](const publish::DoorState& s) {
-                metrics.set("faceadapt_door_installed_version", {{"door", s.door}}, double(s.installed_version));
-                // Messages the door refused to act on (failed verification, stale, other site):
-                // a rising count means someone is publishing junk or replays on the broker.
-                metrics.set("faceadapt_door_ignored_messages", {{"door", s.door}}, double(s.ignored));
-                metrics.set("faceadapt_door_damaged", {{"door", s.door}}, s.damage.empty() ? 0.0 : 1.0);
-            });
+            publisher->set_door_state_handler([this](const publish::DoorState& s) { mirror_door_state(s); });
+            // The retained states that came in before the handler was set.
+            for (const auto& [door, s] : publisher->door_states()) mirror_door_state(s);
+            have_publisher = true;
+            spdlog::info("mqtt: connected to {} as the daemon of site {} (status online, {} door(s) known)",
+                         config::mask_url_credentials(cfg.mqtt.broker), cfg.site.id, publisher->door_states().size());
             return publisher.get();
         } catch (const std::exception& e) {
-            spdlog::warn("publish: broker {} unavailable: {}", config::mask_url_credentials(cfg.mqtt.broker), e.what());
+            spdlog::warn("mqtt: broker {} unavailable: {}", config::mask_url_credentials(cfg.mqtt.broker), e.what());
             return nullptr;
         }
     }
@@ -462,7 +500,10 @@ struct Daemon::Impl {
 
     void release(const config::Config& cfg, int version, const EmbeddedGallery& gallery) {
         publish::Publisher* pub = ensure_publisher(cfg);
-        const ReleaseReport r = release_version(cfg, *registry, version, gallery, child_onnx_export(), pub);
+        count_release(release_version(cfg, *registry, version, gallery, child_onnx_export(), pub));
+    }
+
+    void count_release(const ReleaseReport& r) {
         metrics.add("faceadapt_publish_total", {{"result", r.published ? "ok" : "failed"}});
         metrics.set("faceadapt_publish_last_seconds", {}, r.publish_seconds);
         metrics.add("faceadapt_door_acks_total", {{"result", "acked"}}, double(r.acked.size()));
@@ -476,10 +517,16 @@ struct Daemon::Impl {
         const config::Config cfg = current_config();
         const bool cuda = cfg.learner.device.rfind("cuda", 0) == 0;
         ChildSupervision sv;
-        sv.limits = TrainingLimits{cfg.learner.nice, true, cuda ? 0.0 : cfg.learner.memory_limit_mb};
+        sv.limits = TrainingLimits{operator_waits ? 0 : cfg.learner.nice, !operator_waits,
+                                   cuda ? 0.0 : cfg.learner.memory_limit_mb};
         sv.stop_grace = options.stop_grace;
         sv.stop = &stop;
-        sv.on_output = [name](const std::string& line) { spdlog::info("cycle {}: {}", name, line); };
+        sv.on_output = [name](const std::string& line) {
+            // The child's "<level> <text>" at its level, not "info cycle train: info train: ...".
+            const common::RelayedLine r = common::relayed_line(line);
+            spdlog::log(r.level ? spdlog::level::from_str(std::string(*r.level)) : spdlog::level::info, "cycle {}: {}",
+                        name, r.text);
+        };
         sv.on_progress = [this](const ChildProgress& p) {
             if (p.cycle) { progress_cycle = *p.cycle; progress_cycles = *p.cycles; }
             if (p.iter) { progress_iter = *p.iter; progress_iters = *p.iters; }
@@ -528,6 +575,90 @@ struct Daemon::Impl {
         set_trainer_status("idle");
     }
 
+    // A gallery update (gallery_update.hpp), on the learner thread.
+    void gallery_update(bool republish) {
+        const config::Config cfg = current_config();
+        fs::path source_model;
+        bool ok = false;
+        operator_waits = true;
+        try {
+            const int current = registry->current_version();
+            fs::path model;
+            if (current == 0) {
+                // The pretrained source is never stored: a child writes it (no torch here).
+                source_model = registry->dir() / "source.model.tmp";
+                const TrainingResult r = run_child("export", {options.trainer.string(), "export", "--format", "model",
+                                                              "--out", source_model.string()});
+                if (!r.ok() || !fs::exists(source_model))
+                    throw std::runtime_error("writing the source model to " + source_model.string() + ": " +
+                                             (r.ok() ? "no file written" : r.describe()));
+                model = source_model;
+            } else {
+                model = registry->get(current).model_file;
+            }
+            set_trainer_status("gallery update: embedding");
+            const EmbeddedGallery g = cycle->embed_gallery(cfg, model);
+            set_trainer_status("gallery update: publishing");
+            const ReleaseReport r =
+                republish ? release_version(cfg, *registry, current, g, child_onnx_export(), ensure_publisher(cfg))
+                          : release_gallery_update(cfg, *registry, g, child_onnx_export(), ensure_publisher(cfg),
+                                                   source_model);
+            count_release(r);
+            metrics.set("faceadapt_model_version", {}, registry->current_version());
+            ok = r.published;
+            spdlog::info("gallery update: version {} ({} entries, gallery revision {}) {}", r.version,
+                         r.gallery_entries, g.revision,
+                         r.published ? fmt::format("published; doors acked [{}] rejected [{}] missing [{}]",
+                                                   fmt::join(r.acked, ","), fmt::join(r.rejected, ","),
+                                                   fmt::join(r.missing, ","))
+                                     : "NOT published: " + r.error);
+        } catch (const std::exception& e) {
+            spdlog::error("gallery update: {}", e.what());
+        }
+        operator_waits = false;
+        if (!source_model.empty()) {
+            std::error_code ec;
+            fs::remove(source_model, ec);
+        }
+        metrics.add("faceadapt_gallery_updates_total", {{"result", ok ? "ok" : "failed"}});
+        gallery_failures = ok ? 0 : gallery_failures + 1;
+        {
+            // A failed update (no child, no key, no broker) is tried again after 30 s, doubling to 10 min.
+            std::lock_guard lock(status_mutex);
+            gallery_retry_at = std::chrono::steady_clock::now() +
+                               (ok ? 0s : std::min<std::chrono::seconds>(600s, 30s * (1 << std::min(gallery_failures - 1, 5))));
+        }
+        retain("");
+        set_trainer_status("idle");
+    }
+
+    // Main thread, while the learner is idle: true when it started a gallery update.
+    bool check_gallery(const config::Config& cfg) {
+        std::int64_t revision = 0;
+        try {
+            revision = quality::Gallery::read_revision(cfg.site.state_dir);
+        } catch (const std::exception& e) {
+            spdlog::debug("gallery update: cannot read the gallery's revision: {}", e.what());
+            return false;
+        }
+        metrics.set("faceadapt_gallery_revision", {}, double(revision));
+        // One look at a revision first: the photos of one `enroll` ship together.
+        const bool settled = revision == gallery_seen;
+        gallery_seen = revision;
+        if (!settled || !cfg.publish.gallery_updates) return false;
+        {
+            std::lock_guard lock(status_mutex);
+            if (std::chrono::steady_clock::now() < gallery_retry_at) return false;
+        }
+        const int current = registry->current_version();
+        const GalleryUpdateDecision decision = decide_gallery_update(
+            current, current > 0 && registry->contains(current) ? registry->get(current).meta : json::object(), revision);
+        if (!decision.update) return false;
+        spdlog::info("gallery update: {}; shipping it to the doors", decision.reason);
+        start_learner([this, republish = decision.republish] { gallery_update(republish); });
+        return true;
+    }
+
     // State retention (docs/operations.md, "State retention"): on the learner thread, between cycles.
     void retain(const std::string& active_cycle) {
         try {
@@ -541,6 +672,7 @@ struct Daemon::Impl {
     // Startup: resume an interrupted cycle, republish a current version not fully published.
     void recover() {
         const config::Config cfg = current_config();
+        ensure_publisher(cfg);
         const int current = registry->current_version();
         const auto saved = cycle->saved_state();
         // A cycle killed in its release step publishes its version itself when resumed.
@@ -669,6 +801,13 @@ int Daemon::run() {
             const std::string line = d.status_line();
             if (line != last_line) d.notifier.status(line);
             last_line = line;
+            d.metrics.set("faceadapt_mqtt_connected", {}, d.have_publisher && d.mqtt_connected() ? 1 : 0);
+            if (!d.learner_busy && !d.have_publisher && now >= d.publisher_retry_at) {
+                d.publisher_retry_at = now + d.publisher_backoff;
+                d.publisher_backoff = std::min<std::chrono::seconds>(300s, d.publisher_backoff * 2);
+                d.start_learner([&d] { d.ensure_publisher(d.current_config()); });
+            }
+            if (!d.learner_busy && d.check_gallery(d.current_config())) continue;
             if (!d.learner_busy) {
                 cfg = d.current_config();
                 d.load_scheduler_state();

@@ -115,6 +115,7 @@ SiteFigures evaluate_site(const Rows& rows, const std::vector<std::string>& labe
 GalleryChips load_gallery_chips(const std::filesystem::path& state_dir) {
     GalleryChips out;
     quality::Gallery gallery(state_dir);
+    out.revision = gallery.revision();
     for (const auto& e : gallery.entries())
         if (auto chip = gallery.load_chip(e)) {
             out.chips.push_back(*chip);
@@ -145,6 +146,7 @@ ChildEvaluation evaluate_model(const std::filesystem::path& model_file, const st
     ev.figures.site = evaluate_site(embed(site_chips), site_tracks);
     ev.gallery.names = gallery.names;
     ev.gallery.embeddings.assign(g.begin(), g.end());
+    ev.gallery.revision = gallery.revision;
     return ev;
 }
 
@@ -152,6 +154,7 @@ EmbeddedGallery embed_gallery(const std::filesystem::path& state_dir, const std:
                               const std::string& device) {
     const GalleryChips chips = load_gallery_chips(state_dir);
     EmbeddedGallery out;
+    out.revision = chips.revision;
     if (chips.chips.empty()) return out;
     learner::Embedder embedder(model_file, device);
     out.names = chips.names;

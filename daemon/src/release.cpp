@@ -62,6 +62,9 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
     input.gate_metrics = numbers_of(mv.meta.value("gate", nlohmann::json::object()));
     input.chunk_bytes = static_cast<std::size_t>(config.publish.chunk_kib) * 1024;
     const publish::Package package = publish::build_package(input, key);
+    // Which gallery the doors will hold: faceadaptd ships a gallery update once it moves on.
+    if (embedded.revision >= 0 && mv.meta.value("gallery_revision", std::int64_t{-1}) != embedded.revision)
+        registry.update_meta(version, {{"gallery_revision", embedded.revision}});
     report.gallery_entries = input.gallery.entries.size();
     fs::create_directories(registry.dir() / "packages");
     const fs::path package_file = registry.dir() / "packages" / fmt::format("{}.fapkg", version);
@@ -101,6 +104,7 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
                              {"chunks", report.chunks},
                              {"payload_bytes", report.payload_bytes},
                              {"gallery_entries", report.gallery_entries},
+                             {"gallery_revision", embedded.revision},
                              {"seconds", report.publish_seconds},
                              {"acked", report.acked},
                              {"rejected", report.rejected},
@@ -116,30 +120,44 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
     return report;
 }
 
-ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
-                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher,
-                       const fs::path& source_model) {
+ReleaseReport release_copy(const config::Config& config, ModelRegistry& registry, const CopyRelease& copy,
+                           const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher,
+                           const fs::path& source_model) {
     ModelVersion target;
-    if (to_version == 0) {
+    if (copy.of_version == 0) {
         if (source_model.empty())
-            throw std::invalid_argument("rollback to version 0 (the pretrained source) needs its model file");
+            throw std::invalid_argument(fmt::format("{}: version 0 (the pretrained source) needs its model file",
+                                                    copy.origin));
         target.model_file = source_model;
         target.meta = {{"origin", "pretrained source"}};
     } else {
-        target = registry.get(to_version);
+        target = registry.get(copy.of_version);
     }
     const int from = registry.current_version();
     nlohmann::json meta = target.meta;
-    meta.erase("published");
-    meta.erase("package");
-    meta.erase("created");
+    for (const char* k : {"published", "package", "created", "gallery_revision", "rollback_of", "gallery_update_of"})
+        meta.erase(k);
     meta["parent_version"] = from;
-    meta["rollback_of"] = to_version;
-    const ModelVersion added = registry.add(target.model_file, fmt::format("rollback of {}", to_version), meta);
+    meta[copy.meta_key] = copy.of_version;
+    // Set at once (not only by the release): a watcher never sees the new current without it.
+    if (gallery.revision >= 0) meta["gallery_revision"] = gallery.revision;
+    const ModelVersion added = registry.add(target.model_file, copy.origin, meta);
     registry.set_current(added.version);
-    registry.append_history({{"event", "rollback"}, {"from", from}, {"to", to_version}, {"version", added.version}});
-    spdlog::info("rollback: version {} is a copy of {} (was {}); publishing it", added.version, to_version, from);
+    nlohmann::json record = copy.history;
+    record["from"] = from;
+    record["version"] = added.version;
+    registry.append_history(std::move(record));
+    spdlog::info("{}: version {} is a copy of {} (was {}); publishing it", copy.log_name, added.version,
+                 copy.of_version, from);
     return release_version(config, registry, added.version, gallery, exporter, publisher);
+}
+
+ReleaseReport rollback(const config::Config& config, ModelRegistry& registry, int to_version,
+                       const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher,
+                       const fs::path& source_model) {
+    const CopyRelease copy{to_version, fmt::format("rollback of {}", to_version), "rollback_of", "rollback",
+                           {{"event", "rollback"}, {"to", to_version}}};
+    return release_copy(config, registry, copy, gallery, exporter, publisher, source_model);
 }
 
 }  // namespace faceadapt::daemon

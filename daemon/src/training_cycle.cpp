@@ -99,6 +99,7 @@ json to_json(const CycleState& s) {
         j["evaluation"] = {{"current", to_json(s.evaluation->current)},
                            {"candidate", to_json(s.evaluation->candidate)},
                            {"gallery", to_json(s.evaluation->gallery)}};
+    if (s.evaluation) put_gallery_revision(j["evaluation"], s.evaluation->gallery);
     if (s.decision) j["decision"] = decision_to_json(*s.decision);
     return j;
 }
@@ -133,6 +134,7 @@ CycleState cycle_state_from_json(const json& j) {
             const json& e = j["evaluation"];
             s.evaluation = Evaluation{figures_from_json(at(e, "current")), figures_from_json(at(e, "candidate")),
                                       gallery_from_json(at(e, "gallery"))};
+            s.evaluation->gallery.revision = get_gallery_revision(e);
         }
         if (j.contains("decision")) s.decision = decision_from_json(j["decision"]);
         // Each step needs the outputs of the ones before it.

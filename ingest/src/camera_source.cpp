@@ -456,6 +456,7 @@ struct CameraSource::Impl {
         frame.camera = self->camera.id;
         frame.timestamp = std::chrono::system_clock::now();
         frame.sequence = self->frames.fetch_add(1, std::memory_order_relaxed);
+        frame.stream = self->generation.load();
         try {
             if (self->on_frame) self->on_frame(std::move(frame));
         } catch (const std::exception& e) {  // never let an exception unwind into GStreamer

@@ -86,6 +86,11 @@ int FaceStage::min_face_px() const { return impl_->min_face_px; }
 const FaceStageStats& FaceStage::last_stats() const { return impl_->stats; }
 const IouTracker& FaceStage::tracker() const { return impl_->tracker; }
 
+void FaceStage::new_stream() {
+    impl_->tracker.end_all_tracks();
+    impl_->has_last = false;
+}
+
 std::vector<FaceObservation> FaceStage::process(const cv::Mat& frame, std::chrono::system_clock::time_point ts) {
     Impl& s = *impl_;
     detail::require_grey_or_bgr(frame, "FaceStage " + s.camera + ": frame");

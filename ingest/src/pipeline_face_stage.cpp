@@ -22,7 +22,16 @@ ProcessorFactory make_factory(const config::DetectConfig& detect, std::shared_pt
             if (!shared->model) shared->model = std::make_shared<const LandmarkModel>(detect.landmarks_model);
         });
         auto stage = std::make_shared<FaceStage>(camera.id, detect, camera.min_face_px, shared->model);
-        return [stage](const Frame& frame) { return stage->process(frame.bgr, frame.timestamp); };
+        // A frame of a new connection (the camera restarted, or the network came back) ends the
+        // tracks of the old one: a track never spans two streams.
+        auto stream = std::make_shared<std::uint64_t>(0);
+        return [stage, stream](const Frame& frame) {
+            if (frame.stream != *stream) {
+                if (*stream != 0) stage->new_stream();
+                *stream = frame.stream;
+            }
+            return stage->process(frame.bgr, frame.timestamp);
+        };
     };
 }
 

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
+#include <tuple>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -58,6 +62,10 @@ struct DoorAgent::Impl {
     std::optional<Clock::time_point> install_retry_at;  // a local fault: try finish() again then
     std::chrono::milliseconds install_backoff{0};
     Clock::time_point last_manifest_refetch{};
+    // installed.json as last looked at (mtime ns, inode, size): `faceadapt-door rollback` (or an
+    // operator) may change it while the agent runs; the state then follows within a second.
+    std::tuple<std::int64_t, std::uint64_t, std::int64_t> installed_seen{};
+    Clock::time_point installed_checked{};
     detail::LogThrottle ignored_log, fault_log, refetch_log;
 
     // Shared with Paho's callbacks and the API.
@@ -623,7 +631,34 @@ struct DoorAgent::Impl {
         }
         if (staging && install_retry_at && Clock::now() >= *install_retry_at) finish();
         check_stall();
+        check_installed_changed();
         flush_state();
+    }
+
+    // Once a second: installed.json changed by someone else (an offline rollback) is reported.
+    void check_installed_changed() {
+        if (Clock::now() - installed_checked < std::chrono::seconds(1)) return;
+        installed_checked = Clock::now();
+        struct stat st {};
+        const bool there = ::stat((options.dir / "installed.json").c_str(), &st) == 0;
+        const std::tuple<std::int64_t, std::uint64_t, std::int64_t> seen{
+            there ? std::int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec : 0,
+            there ? std::uint64_t(st.st_ino) : 0, there ? std::int64_t(st.st_size) : -1};
+        if (seen == installed_seen) return;
+        const bool first = installed_seen == decltype(installed_seen){};
+        installed_seen = seen;
+        if (first) return;
+        std::int64_t before = 0;
+        {
+            std::lock_guard lock(mutex);
+            before = current_state.installed_version;
+        }
+        const auto folder = refresh_installed();
+        const std::int64_t now = folder.installed ? folder.installed->version : 0;
+        if (now == before) return;
+        spdlog::info("{}: {} now names version {} (was {}): changed outside the agent", log_name,
+                     (options.dir / "installed.json").string(), now, before);
+        set_state([&](DoorState& s) { s.status = now > 0 ? "installed" : "idle"; }, true);
     }
 
     // No new chunk for a while (or chunks were dropped): subscribing again makes the broker

@@ -29,7 +29,18 @@ CREATE TABLE IF NOT EXISTS gallery(
   enrolled_ms INTEGER NOT NULL,
   quality     TEXT    NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS gallery_name ON gallery(name);
+CREATE TABLE IF NOT EXISTS revision(id INTEGER PRIMARY KEY CHECK(id = 1), value INTEGER NOT NULL);
+INSERT OR IGNORE INTO revision(id, value) VALUES(1, 0);
+CREATE TRIGGER IF NOT EXISTS gallery_revision_insert AFTER INSERT ON gallery
+  BEGIN UPDATE revision SET value = value + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS gallery_revision_delete AFTER DELETE ON gallery
+  BEGIN UPDATE revision SET value = value + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS gallery_revision_update AFTER UPDATE ON gallery
+  BEGIN UPDATE revision SET value = value + 1 WHERE id = 1; END;
 )sql";
+// A chip is written (temp file, then renamed) before its row commits: another process (the
+// daemon's evaluation child) opening the gallery meanwhile must not take it for debris.
+constexpr auto kDebrisAge = std::chrono::minutes(2);
 }  // namespace
 
 struct Gallery::Impl {
@@ -54,8 +65,12 @@ Gallery::Gallery(const fs::path& state_dir) : impl_(std::make_unique<Impl>()) {
         sql::Statement st(*d.db, "SELECT file FROM gallery");
         while (st.step()) known.insert(st.column_text(0));
     }
+    const auto now = fs::file_time_type::clock::now();
     for (const auto& e : fs::directory_iterator(d.img_dir, ec)) {
         const auto name = e.path().filename().string();
+        std::error_code tec;
+        const auto mtime = fs::last_write_time(e.path(), tec);
+        if (tec || now - mtime < kDebrisAge) continue;  // possibly an enrollment in progress elsewhere
         if (name.ends_with(files::kTempSuffix) || !known.contains(name)) {
             spdlog::warn("gallery {}: removing unindexed file {}", d.root.string(), e.path().string());
             fs::remove(e.path(), ec);
@@ -108,6 +123,25 @@ std::vector<GalleryEntry> Gallery::entries() const {
         out.push_back(std::move(e));
     }
     return out;
+}
+
+std::int64_t Gallery::revision() const {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mutex);
+    sql::Statement st(*d.db, "SELECT value FROM revision WHERE id = 1");
+    return st.step() ? st.column_int(0) : 0;
+}
+
+std::int64_t Gallery::read_revision(const fs::path& state_dir) {
+    const fs::path file = state_dir / "gallery" / "gallery.db";
+    if (!fs::exists(file)) return 0;
+    sql::Database db(file, sql::Database::Mode::read_only);
+    {
+        sql::Statement has(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'revision'");
+        if (!has.step() || has.column_int(0) == 0) return 0;  // not opened by this version yet
+    }
+    sql::Statement st(db, "SELECT value FROM revision WHERE id = 1");
+    return st.step() ? st.column_int(0) : 0;
 }
 
 std::vector<std::string> Gallery::names() const {

@@ -6,9 +6,11 @@
 #include <fstream>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "faceadapt/common/crc32.hpp"
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/log_format.hpp"
 #include "faceadapt/common/time.hpp"
 #include "test_support.hpp"
 
@@ -63,4 +65,38 @@ TEST(UniqueFd, ClosesOnDestructionAndMoves) {
         EXPECT_EQ(b.get(), raw);
     }
     EXPECT_EQ(::fcntl(raw, F_GETFD), -1);  // closed
+}
+
+// Issue 18: a relayed child line keeps its own level once; timestamps unless the journal is stderr.
+TEST(LogFormat, RelayedLinesLoseTheirLevelWordAndTimestampsFollowTheJournal) {
+    auto r = common::relayed_line("info train: 40 chips");
+    ASSERT_TRUE(r.level);
+    EXPECT_EQ(*r.level, "info");
+    EXPECT_EQ(r.text, "train: 40 chips");
+    r = common::relayed_line("warning evaluate: 2 crops unreadable");
+    EXPECT_EQ(*r.level, "warning");
+    EXPECT_EQ(r.text, "evaluate: 2 crops unreadable");
+    r = common::relayed_line("cycle 1/2 iter 3/10 loss=1.2");  // a printf line: no level
+    EXPECT_FALSE(r.level);
+    EXPECT_EQ(r.text, "cycle 1/2 iter 3/10 loss=1.2");
+    EXPECT_FALSE(common::relayed_line("informed").level);
+    EXPECT_FALSE(common::relayed_line("info").level);
+
+    ::unsetenv("FACEADAPT_LOG_FORMAT");
+    ::unsetenv("JOURNAL_STREAM");
+    EXPECT_FALSE(common::stderr_is_journal());
+    EXPECT_EQ(std::string(common::log_pattern()).rfind("%Y-%m-%dT", 0), 0u) << "not the journal: timestamps";
+    // JOURNAL_STREAM naming this very stderr (as systemd sets it) means the journal.
+    struct stat st {};
+    ASSERT_EQ(::fstat(2, &st), 0);
+    const std::string mine = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+    ::setenv("JOURNAL_STREAM", mine.c_str(), 1);
+    EXPECT_TRUE(common::stderr_is_journal());
+    EXPECT_STREQ(common::log_pattern(), "%^%l%$ %v");
+    ::setenv("JOURNAL_STREAM", (mine + "1").c_str(), 1);  // another file: inherited, not ours
+    EXPECT_FALSE(common::stderr_is_journal());
+    ::setenv("FACEADAPT_LOG_FORMAT", "plain", 1);
+    EXPECT_STREQ(common::log_pattern(), "%^%l%$ %v");
+    ::unsetenv("FACEADAPT_LOG_FORMAT");
+    ::unsetenv("JOURNAL_STREAM");
 }

@@ -89,6 +89,19 @@ TEST(IouTracker, DropsTracksOlderThanMaxAge) {
     EXPECT_NE(tracker.update({{100, 100, 80, 80}}, t0 + 2600ms)[0], id);  // ids are not reused
 }
 
+// Issue 18: a camera that streams again (reconnected) starts new tracks, even for a face at
+// the same place within max_age; ids go on and are never reused.
+TEST(IouTracker, EndAllTracksStartsNewOnesWithFreshIds) {
+    IouTracker tracker(0.3, 2s);
+    const auto t0 = Clock::time_point{} + 10s;
+    const auto id = tracker.update({{100, 100, 80, 80}}, t0)[0];
+    tracker.end_all_tracks();
+    EXPECT_TRUE(tracker.tracks().empty());
+    const auto next = tracker.update({{100, 100, 80, 80}}, t0 + 200ms)[0];
+    EXPECT_GT(next, id);
+    EXPECT_EQ(tracker.update({{102, 100, 80, 80}}, t0 + 400ms)[0], next);
+}
+
 TEST(IouTracker, PredictsFastMoversAcrossAMissedFrame) {
     IouTracker tracker(0.5, 2s, 0.0);  // plain IoU: only the prediction can bridge the gap
     const auto t0 = Clock::time_point{} + 10s;

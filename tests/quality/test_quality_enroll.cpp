@@ -176,6 +176,42 @@ TEST(Gallery, AddListRemove) {
     EXPECT_FALSE(g.load_chip(g.entries()[0]));  // missing file: reported, no crash
 }
 
+// Issue 18: the revision tells a watcher (faceadaptd) that the gallery changed, across
+// processes and connections; a chip written but not yet indexed (an enrollment in progress in
+// another process) is not taken for debris by a second opener.
+TEST(Gallery, RevisionRisesWithEveryChangeAndIsReadWithoutOpeningForWrites) {
+    faceadapt::test::TempDir dir;
+    EXPECT_EQ(q::Gallery::read_revision(dir.path()), 0);
+    EXPECT_FALSE(fs::exists(dir.path() / "gallery")) << "read_revision creates nothing";
+    q::QualityScore score;
+    q::Gallery g(dir.path());
+    EXPECT_EQ(g.revision(), 0);
+    g.add("alice", face_like_chip(), score, "a.jpg");
+    g.add("alice", face_like_chip(), score, "a2.jpg");
+    EXPECT_EQ(g.revision(), 2);
+    {
+        q::Gallery other(dir.path());  // another connection (as the CLI is another process)
+        other.add("bob", face_like_chip(), score, "b.jpg");
+    }
+    EXPECT_EQ(g.revision(), 3);
+    EXPECT_EQ(q::Gallery::read_revision(dir.path()), 3);
+    EXPECT_EQ(g.remove("nobody"), 0);
+    EXPECT_EQ(g.revision(), 3) << "a remove that removed nothing changes nothing";
+    EXPECT_EQ(g.remove("alice"), 2);
+    EXPECT_GT(g.revision(), 3);
+    const auto after_remove = g.revision();
+    EXPECT_EQ(q::Gallery::read_revision(dir.path()), after_remove);
+
+    const fs::path in_progress = dir.path() / "gallery" / "img" / "pending.png";
+    cv::imwrite(in_progress.string(), face_like_chip());
+    q::Gallery third(dir.path());
+    EXPECT_TRUE(fs::exists(in_progress)) << "a fresh unindexed chip may be an enrollment in progress";
+    fs::last_write_time(in_progress, fs::file_time_type::clock::now() - std::chrono::hours(1));
+    q::Gallery fourth(dir.path());
+    EXPECT_FALSE(fs::exists(in_progress)) << "an old unindexed chip is debris";
+    EXPECT_EQ(fourth.revision(), after_remove);
+}
+
 // Enrollment on a one-face portrait cut from the demo photos (found once per suite: the
 // landmark model loads once and the 1920 px photos are scanned once, downscaled).
 class Enroll : public ::testing::Test {

@@ -190,6 +190,7 @@ struct PublishConfig {
     int qos = 1;                                    // 0..2
     double ack_timeout_s = 300;                     // (0, 86400]
     std::string model_weights = "float32";          // ONNX weights in packages: float32 | float16
+    bool gallery_updates = true;                    // ship enrollments/removals at once (a new version)
 
     bool operator==(const PublishConfig&) const = default;
 };

@@ -16,9 +16,10 @@
 //       model file's metadata holds (method, cycles, iters, seed, convergence, cycle_reports...).
 //   {"type":"evaluation", "role":"current"|"candidate", "model":"/abs/file" or "" (the
 //    pretrained source), "figures":{"gallery":{...},"site":{...}} (gate.hpp to_json(ModelFigures)),
-//    "gallery":[{"name":"alice","embedding":[128 numbers]}, ...]}
+//    "gallery":[{"name":"alice","embedding":[128 numbers]}, ...], "gallery_revision":12}
 //       evaluate only, once per model: the gate's figures and the enrolled gallery embedded by
-//       that model (what a release packs; an empty list when nothing is enrolled).
+//       that model (what a release packs; an empty list when nothing is enrolled), and the
+//       gallery's revision (optional; EmbeddedGallery::revision).
 //   {"type":"error", "message":"..."}
 //       a failure the child could name before exiting non-zero (bad input, unreadable file).
 //
@@ -31,6 +32,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -56,6 +58,11 @@ inline constexpr std::size_t kMaxChildLineBytes = 16u << 20;
 struct EmbeddedGallery {
     std::vector<std::string> names;
     std::vector<std::array<float, 128>> embeddings;
+    // The quality::Gallery revision read before its entries were (so at most the one they
+    // show); -1 when unknown (a child or a saved cycle from before revisions). A release keeps
+    // it in the version's meta.json ("gallery_revision"): faceadaptd ships a gallery update
+    // when the gallery's revision moved past it (gallery_update.hpp).
+    std::int64_t revision = -1;
 };
 
 struct ChildProgress {
@@ -108,8 +115,13 @@ private:
     std::mutex mutex_;
 };
 
-// The JSON forms used inside the protocol and in the cycle's saved state.
+// The JSON forms used inside the protocol and in the cycle's saved state. The revision is not
+// part of the gallery's array: put_gallery_revision / get_gallery_revision keep it as the
+// member "gallery_revision" of the object holding the array (absent when -1).
 nlohmann::json to_json(const EmbeddedGallery& g);
+void put_gallery_revision(nlohmann::json& object, const EmbeddedGallery& g);
+// throws ProtocolError when the member is there but not an integer >= 0.
+std::int64_t get_gallery_revision(const nlohmann::json& object);
 // throws ProtocolError for a malformed gallery (names/embeddings count, not 128 finite numbers).
 EmbeddedGallery gallery_from_json(const nlohmann::json& j);
 // throws ProtocolError for missing or mistyped figures.

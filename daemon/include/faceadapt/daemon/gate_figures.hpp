@@ -31,6 +31,7 @@ SiteFigures evaluate_site(const std::vector<learner::Embedding>& rows, const std
 struct GalleryChips {
     std::vector<std::string> names;
     std::vector<cv::Mat> chips;  // RGB 150x150
+    std::int64_t revision = 0;   // quality::Gallery::revision(), read before the entries
 };
 GalleryChips load_gallery_chips(const std::filesystem::path& state_dir);
 

@@ -71,6 +71,24 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
                               publish::Publisher* publisher, const std::vector<std::string>& doors = {},
                               std::optional<std::chrono::milliseconds> ack_timeout = std::nullopt);
 
+// A version registered as a copy of `of_version`'s model, then released like any new version:
+// what a rollback and a gallery update (gallery_update.hpp) have in common.
+struct CopyRelease {
+    int of_version = 0;          // 0: the pretrained source (source_model names its file)
+    std::string origin;          // meta.json "origin", e.g. "rollback of 3"
+    std::string meta_key;        // meta.json member set to of_version, e.g. "rollback_of"
+    std::string log_name;        // log line prefix, e.g. "rollback"
+    nlohmann::json history;      // history.jsonl record; "from" and "version" are added
+};
+// Registers the copy with of_version's meta (figures, parent_version = the current version,
+// gallery_revision = gallery.revision), makes it current, appends the history record and
+// releases it with `gallery` (embedded by of_version's model).
+// throws std::out_of_range when of_version (> 0) is not stored; std::invalid_argument for 0
+//        without source_model.
+ReleaseReport release_copy(const config::Config& config, ModelRegistry& registry, const CopyRelease& copy,
+                           const EmbeddedGallery& gallery, const OnnxExporter& exporter, publish::Publisher* publisher,
+                           const std::filesystem::path& source_model = {});
+
 // Rollback: registers a copy of `to_version`'s model as a new version (origin "rollback of N"),
 // makes it current, records a "rollback" history line and releases it like any new version,
 // with `gallery` embedded by to_version's model. to_version 0 is the pretrained source model,

@@ -67,6 +67,10 @@ public:
     // throws:   std::invalid_argument naming the camera on an empty frame or another type.
     std::vector<FaceObservation> process(const cv::Mat& bgr_frame, std::chrono::system_clock::time_point ts);
 
+    // The camera's stream started again (a reconnection): every live track ends, so that no
+    // track spans two streams (issue 18); track ids go on, never reused.
+    void new_stream();
+
     const std::string& camera() const;
     int min_face_px() const;
     const FaceStageStats& last_stats() const;

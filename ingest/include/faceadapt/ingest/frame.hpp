@@ -20,6 +20,7 @@ struct Frame {
     std::string camera;                                  // camera id from the config
     std::chrono::system_clock::time_point timestamp;     // when the frame was sampled
     std::uint64_t sequence = 0;                          // per-camera frame number, from 0
+    std::uint64_t stream = 0;                            // the source's connection it came from (+1 at each)
     cv::Mat bgr;                                         // CV_8UC3, B,G,R channel order
 };
 

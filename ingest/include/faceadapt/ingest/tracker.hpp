@@ -52,6 +52,10 @@ public:
 
     const std::vector<Track>& tracks() const { return tracks_; }
 
+    // Ends every live track (the camera's stream started again: no face of the new stream
+    // continues a track of the old one); the ids go on from where they were, never reused.
+    void end_all_tracks() { tracks_.clear(); }
+
 private:
     cv::Rect predict(const Track& track, clock::time_point time) const;
 

@@ -5,6 +5,9 @@
 //   <state_dir>/gallery/gallery.db  SQLite (WAL): one row per enrolled chip (name, file, score,
 //                                   quality JSON, source image, time).
 //   <state_dir>/gallery/img/        the chips, 150x150 RGB stored as PNG (temp + fsync + rename).
+//   The revision: a counter in gallery.db that SQLite triggers raise with every row added,
+//   removed or changed, in the same transaction, whichever process (or version) writes. The
+//   daemon watches it to ship a gallery update to the doors (docs/operations.md, "Enrolling").
 //   enroll_image() is the enrollment policy: exactly one face, big enough, quality accepted;
 //   otherwise a refusal with the reason.
 // THREAD SAFETY
@@ -52,6 +55,13 @@ public:
     std::vector<GalleryEntry> entries() const;            // ordered by name, then id
     std::vector<std::string> names() const;               // distinct, sorted
     int remove(const std::string& name);                  // rows+files removed; 0 if unknown
+    // The gallery's revision: 0 for a new gallery, raised by every add(), and by every remove()
+    // that removed something. Read before entries(), it is at most the revision they show.
+    std::int64_t revision() const;
+    // The revision of the gallery under state_dir without opening it for writing (no folder
+    // created, no debris removed): 0 when there is no gallery yet. For a process that only
+    // watches (faceadaptd). throws std::runtime_error naming the file when it cannot be read.
+    static std::int64_t read_revision(const std::filesystem::path& state_dir);
     // The chip as RGB 8UC3; std::nullopt (logged) when the file is missing or corrupt.
     std::optional<cv::Mat> load_chip(const GalleryEntry& entry) const;
 

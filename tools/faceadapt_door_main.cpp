@@ -179,10 +179,11 @@ int match(const MatchArgs& a) {
     const auto gallery = fp::load_installed_gallery(*installed);  // checks model + gallery hashes
     const double margin = installed->manifest.decision_margin();
     const bool calibrated = installed->manifest.calibrated();
-    if (!calibrated)
-        spdlog::warn("installed version {}: its threshold {} is not calibrated ({})", installed->version, gallery.threshold,
-                     installed->manifest.operating_point ? fp::printable(installed->manifest.operating_point->note, 300)
-                                                         : std::string("a package without an operating point"));
+    // To stderr: stdout carries one decision line per image. Packages before issue 12 carry no
+    // point and keep their output as it was.
+    if (installed->manifest.operating_point && !calibrated)
+        std::cerr << "warning: installed version " << installed->version << ": its threshold " << gallery.threshold
+                  << " is not calibrated (" << fp::printable(installed->manifest.operating_point->note, 300) << ")\n";
     std::vector<cv::Mat> images;
     for (const auto& file : a.images) {
         images.push_back(cv::imread(file.string(), cv::IMREAD_COLOR));

@@ -4,7 +4,7 @@ target_include_directories(bench_cluster PRIVATE ${PROJECT_SOURCE_DIR}/tests/lea
 target_link_libraries(bench_cluster PRIVATE faceadapt_learner)
 # The Yale B adaptation benchmark (scripts/bench-adapt; not a bench_* program: it runs for minutes).
 add_executable(adapt_benchmark adapt_benchmark.cpp)
-target_link_libraries(adapt_benchmark PRIVATE faceadapt_learner)
+target_link_libraries(adapt_benchmark PRIVATE faceadapt_learner faceadapt_calib)
 target_compile_definitions(adapt_benchmark PRIVATE FACEADAPT_SHARED_DIR="${FACEADAPT_SHARED_DIR}")
 if(TARGET faceadapt_ingest)
   target_link_libraries(adapt_benchmark PRIVATE faceadapt_ingest)

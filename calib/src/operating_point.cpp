@@ -40,7 +40,9 @@ double rejected_fraction(const std::vector<double>& d, double t) {
     return 1.0 - accepted_fraction(d, t);
 }
 
-OperatingPoint calibrate(std::vector<double> impostor, const std::vector<double>& genuine, const CalibrationRequest& r) {
+namespace {
+
+void check_request(const std::vector<double>& impostor, const std::vector<double>& genuine, const CalibrationRequest& r) {
     if (!in_open_unit(r.target_far)) throw std::invalid_argument("calibrate: target_far must be in (0, 1)");
     if (!in_open_unit(r.confidence)) throw std::invalid_argument("calibrate: confidence must be in (0, 1)");
     if (r.comparisons < 1) throw std::invalid_argument("calibrate: comparisons must be >= 1");
@@ -51,14 +53,29 @@ OperatingPoint calibrate(std::vector<double> impostor, const std::vector<double>
     for (const std::vector<double>* set : {static_cast<const std::vector<double>*>(&impostor), &genuine})
         for (double d : *set)
             if (!std::isfinite(d) || d < 0.0) throw std::invalid_argument("calibrate: a distance is not finite and >= 0");
+}
 
+// The request's members of a point.
+OperatingPoint start(const CalibrationRequest& r) {
     OperatingPoint p;
     p.target_far = r.target_far;
     p.far_kind = r.far_kind;
     p.comparisons = r.far_kind == FarKind::door ? r.comparisons : 1;
     p.confidence = r.confidence;
     p.pair_far_target = r.far_kind == FarKind::door ? pair_far_from_door(r.target_far, p.comparisons) : r.target_far;
-    auto as_kind = [&](double pair) { return r.far_kind == FarKind::door ? door_far_from_pair(pair, p.comparisons) : pair; };
+    return p;
+}
+
+double as_kind(const OperatingPoint& p, double pair) {
+    return p.far_kind == FarKind::door ? door_far_from_pair(pair, p.comparisons) : pair;
+}
+
+}  // namespace
+
+OperatingPoint calibrate(std::vector<double> impostor, const std::vector<double>& genuine, const CalibrationRequest& r) {
+    check_request(impostor, genuine, r);
+    OperatingPoint p = start(r);
+    auto as_kind = [&](double pair) { return calib::as_kind(p, pair); };
 
     std::sort(impostor.begin(), impostor.end());
     const std::size_t n = impostor.size();
@@ -90,6 +107,10 @@ OperatingPoint calibrate(std::vector<double> impostor, const std::vector<double>
         const double below = j > 0 ? impostor[j - 1] : 0.0;
         p.threshold = upper - std::min(kBelow, 0.5 * (upper - below));
         if (!(p.threshold > 0.0)) p.threshold = std::max(upper * 0.5, 1e-6);
+        // Unresolved, the best-resolved threshold rests on a handful of pairs: never looser than
+        // the fallback (the legacy rule) then.
+        const bool capped = !resolvable && p.threshold > r.fallback_threshold;
+        if (capped) p.threshold = r.fallback_threshold;
         p.impostor_accepted = static_cast<std::size_t>(
             std::upper_bound(impostor.begin(), impostor.end(), p.threshold) - impostor.begin());
         p.pair_far_measured = static_cast<double>(p.impostor_accepted) / n;
@@ -104,11 +125,41 @@ OperatingPoint calibrate(std::vector<double> impostor, const std::vector<double>
             p.note = "not resolvable: " + std::to_string(n) + " impostor pairs resolve a " +
                      std::string(to_string(r.far_kind)) + " FAR of " + g(p.min_resolvable_far) + " at best (target " +
                      g(r.target_far) + ", needs " + std::to_string(pairs_to_resolve(p.pair_far_target, r.confidence)) +
-                     " pairs); the best-resolved threshold is not calibrated";
+                     " pairs); the best-resolved threshold" +
+                     (capped ? " (capped at the fallback " + g(r.fallback_threshold) + ")" : std::string()) +
+                     " is not calibrated";
     }
     p.door_far_bound = door_far_from_pair(p.pair_far_bound, p.comparisons);
     p.margin = r.margin_fraction * p.threshold;
     p.frr = rejected_fraction(genuine, p.threshold);
+    return p;
+}
+
+OperatingPoint at_threshold(double threshold, std::vector<double> impostor, const std::vector<double>& genuine,
+                            const CalibrationRequest& r) {
+    check_request(impostor, genuine, r);
+    if (!(std::isfinite(threshold) && threshold > 0.0 && threshold <= 10.0))
+        throw std::invalid_argument("at_threshold: threshold must be finite in (0, 10]");
+    OperatingPoint p = start(r);
+    p.threshold = threshold;
+    p.impostor_pairs = impostor.size();
+    p.genuine_pairs = genuine.size();
+    if (!impostor.empty()) {
+        p.smallest_impostor_distance = *std::min_element(impostor.begin(), impostor.end());
+        p.min_resolvable_far = as_kind(p, clopper_pearson_upper(0, impostor.size(), r.confidence));
+        p.impostor_accepted = static_cast<std::size_t>(
+            std::count_if(impostor.begin(), impostor.end(), [&](double d) { return d <= threshold; }));
+        p.pair_far_measured = static_cast<double>(p.impostor_accepted) / impostor.size();
+        p.pair_far_bound = clopper_pearson_upper(p.impostor_accepted, impostor.size(), r.confidence);
+    }
+    p.door_far_bound = door_far_from_pair(p.pair_far_bound, p.comparisons);
+    p.calibrated = !impostor.empty() && p.pair_far_bound <= p.pair_far_target * (1 + 1e-12);
+    p.margin = r.margin_fraction * p.threshold;
+    p.frr = rejected_fraction(genuine, p.threshold);
+    p.note = "fixed threshold " + g(threshold) + ": " + std::to_string(p.impostor_accepted) + " of " +
+             std::to_string(p.impostor_pairs) + " impostor pairs accepted, " + std::string(to_string(r.far_kind)) +
+             " FAR <= " + g(as_kind(p, p.pair_far_bound)) + " at " + g(100 * r.confidence) + "% confidence (target " +
+             g(r.target_far) + (p.calibrated ? ", met)" : ", NOT shown)");
     return p;
 }
 

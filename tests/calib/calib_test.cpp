@@ -258,3 +258,32 @@ TEST(Decision, RefusesAmbiguousMatches) {
     // Two photos of one person never make it ambiguous.
     EXPECT_EQ(fc::decide({{"ann", 0.40}, {"ann", 0.41}}, 0.5, 0.05).decision, fc::Decision::accept);
 }
+
+TEST(Calibrate, FiguresAtAFixedThreshold) {
+    const auto impostor = uniform_grid(100000);  // FAR(t) = t
+    fc::CalibrationRequest r;
+    r.target_far = 1e-2;
+    r.far_kind = fc::FarKind::pair;
+    const auto loose = fc::at_threshold(0.6, impostor, {0.1, 0.7}, r);
+    EXPECT_EQ(loose.threshold, 0.6);
+    EXPECT_EQ(loose.impostor_accepted, 60000u);
+    EXPECT_NEAR(loose.pair_far_measured, 0.6, 1e-12);
+    EXPECT_FALSE(loose.calibrated);  // 60 % of impostors accepted: far from 1e-2
+    EXPECT_DOUBLE_EQ(loose.frr, 0.5);
+    EXPECT_NE(loose.note.find("NOT shown"), std::string::npos);
+    const auto strict = fc::at_threshold(0.009, impostor, {}, r);
+    EXPECT_TRUE(strict.calibrated) << strict.note;
+    EXPECT_EQ(strict.impostor_accepted, 900u);
+    EXPECT_EQ(fc::check(strict), "");
+    EXPECT_THROW(fc::at_threshold(0.0, impostor, {}, r), std::invalid_argument);
+}
+
+TEST(Calibrate, AnUnresolvedThresholdIsNeverLooserThanTheFallback) {
+    // Two impostor pairs far apart (0.9, 1.1): unresolvable; "just below 0.9" would loosen 0.6.
+    fc::CalibrationRequest r;
+    r.target_far = 1e-3;
+    const auto p = fc::calibrate({0.9, 1.1}, {}, r);
+    EXPECT_FALSE(p.calibrated);
+    EXPECT_DOUBLE_EQ(p.threshold, fc::kLegacyThreshold);
+    EXPECT_NE(p.note.find("capped at the fallback"), std::string::npos) << p.note;
+}

@@ -12,8 +12,9 @@
 //   The target is a door rate (a stranger against every one of the gallery's `comparisons`
 //   entries; converted with pair_far_from_door) or a pair rate, as the request says.
 //   When even k = 0 is above the target the pairs cannot resolve it: the threshold is the
-//   best-resolved one (just below d(1)) and the point is NOT calibrated (calibrated = false,
-//   note says how many pairs it would take). With no impostor pair at all the threshold is the
+//   best-resolved one (just below d(1), but never above the fallback: a few pairs must not
+//   loosen the legacy rule) and the point is NOT calibrated (calibrated = false, note says how
+//   many pairs it would take). With no impostor pair at all the threshold is the
 //   request's fallback (today's 0.6), not calibrated.
 //   The ambiguity margin (the door refuses when the two nearest identities are closer to each
 //   other than it: decision.hpp) is margin_fraction * threshold.
@@ -78,6 +79,12 @@ struct OperatingPoint {
 // distances must be finite and >= 0 (throws std::invalid_argument).
 OperatingPoint calibrate(std::vector<double> impostor, const std::vector<double>& genuine,
                          const CalibrationRequest& request);
+
+// The same figures at a given threshold (a fixed rule such as the legacy 0.6, or `faceadapt
+// package --threshold`): calibrated is true when the bound at it is within the target, and the
+// note says it was fixed. requires threshold finite in (0, 10]; otherwise as calibrate().
+OperatingPoint at_threshold(double threshold, std::vector<double> impostor, const std::vector<double>& genuine,
+                            const CalibrationRequest& request);
 
 // Fraction of `distances` at or below `threshold` (NaN for none): the FAR of impostor
 // distances, the TAR of genuine ones.

@@ -1,17 +1,14 @@
 #include "faceadapt/calib/decision.hpp"
 
 #include <cmath>
-#include <cstdio>
 #include <map>
+
+#include "text.hpp"
 
 namespace faceadapt::calib {
 namespace {
 
-std::string f4(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.4f", v);
-    return buf;
-}
+std::string f4(double v) { return detail::number(v, "%.4f"); }
 
 }  // namespace
 

@@ -1,18 +1,14 @@
 #include "faceadapt/calib/operating_point.hpp"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "faceadapt/calib/statistics.hpp"
+#include "text.hpp"
 
 namespace faceadapt::calib {
 namespace {
 
-std::string g(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.3g", v);
-    return buf;
-}
+std::string g(double v) { return detail::number(v, "%.3g"); }
 
 bool in_open_unit(double v) { return std::isfinite(v) && v > 0.0 && v < 1.0; }
 

@@ -1,10 +1,12 @@
 // Subcommands of the daemon module: `faceadapt models list|rollback`.
+#include <cmath>
 #include <iostream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "people_folder.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
 #include "faceadapt/daemon/gate_figures.hpp"
@@ -61,6 +63,14 @@ void list_models(const ModelsArgs& args, CommandResult& result) {
                                s ? fmt::format("consistency {:.3f} compactness {:.3f}",
                                                c["site"].value("consistency", 0.0), c["site"].value("compactness", 0.0))
                                  : std::string("-"));
+            if (c.contains("door") && c["door"].is_object()) {  // the operating point it shipped with (issue 12)
+                const auto& d = c["door"];
+                auto num = [&](const char* k) { return d.contains(k) && d[k].is_number() ? d[k].get<double>() : NAN; };
+                gate += fmt::format(" door threshold {:.4f} frr {:.3f} {}-far<={:.2g} ({} pairs){}", num("threshold"),
+                                    num("frr"), d.value("far_kind", "?"),
+                                    d.value("far_kind", "") == "pair" ? num("pair_far_bound") : num("door_far_bound"),
+                                    d.value("impostor_pairs", 0), d.value("calibrated", false) ? "" : " NOT calibrated");
+            }
         }
         std::cout << fmt::format("{:>3} {:>7} {:<20} {:<9} {:<22} {}\n", v.version == current ? "*" : "", v.version,
                                  v.meta.value("created", std::string{"?"}), v.published() ? "yes" : "no", v.origin(),
@@ -111,9 +121,20 @@ void rollback(const ModelsArgs& args, CommandResult& result) {
     }
     // The gallery the package carries, embedded by the model rolled back to (in this process:
     // the CLI links the learner, faceadaptd does not).
+    // Calibrated for [gate] door_far on the enrolled cross-person pairs and [gate] strangers_dir.
+    daemon::CalibrationData calibration;
+    calibration.target_far = daemon::target_door_far(cfg.gate);
+    if (!cfg.gate.strangers_dir.empty()) {
+        PeopleChips strangers = load_people_chips(cfg.gate.strangers_dir, "strangers", true);
+        calibration.stranger_chips = std::move(strangers.chips);
+        calibration.stranger_names = std::move(strangers.names);
+    }
     const daemon::EmbeddedGallery gallery = daemon::embed_gallery(
         cfg.site.state_dir, args.version == 0 ? std::filesystem::path() : registry.get(args.version).model_file,
-        cfg.learner.device);
+        cfg.learner.device, &calibration);
+    if (gallery.operating_point)
+        std::cout << "operating point: threshold " << gallery.operating_point->threshold << ": "
+                  << gallery.operating_point->note << "\n";
     const daemon::ReleaseReport r =
         daemon::rollback(cfg, registry, args.version, gallery, in_process_onnx_export, nullptr, source_model);
     if (!source_model.empty()) std::filesystem::remove(source_model);  // copied into versions/

@@ -2,13 +2,17 @@
 //   keygen --out DIR
 //     A new Ed25519 key pair: DIR/signing.key (0600) and DIR/signing.pub (pin it on the doors).
 //   package --key KEYDIR --out FILE [--model MODEL] [--gallery DIR] [--version N] [--parent N]
-//           [--chunk-kib K] [--threshold T] [--metrics FILE] [--config FILE]
+//           [--chunk-kib K] [--metrics FILE] [--config FILE]
+//           [--strangers DIR] [--far F] [--far-kind door|pair] [--threshold T]
 //           [--model-format onnx|libtorch] [--weights float32|float16]
 //     A signed package. Default model: the pretrained source model, shipped as its ONNX export
 //     (--weights float16: half the bytes; --model-format libtorch: the model file itself, for
 //     the bench-only faceadapt-door-libtorch). DIR/<name>/<images>: each
 //     image's largest face is aligned and embedded with the packaged model. --metrics: a JSON
-//     file {"training": {name: number}, "gate": {name: number}}.
+//     file {"training": {name: number}, "gate": {name: number}}. With --gallery the threshold is
+//     calibrated (docs/operating-point.md) from the gallery's cross-person pairs and the
+//     --strangers (target --far, a door rate by default); when the pairs cannot resolve it the
+//     command refuses (exit 2) unless --threshold T says what to ship.
 //   publish FILE --broker URL --site SITE [--config FILE] [--username U --password-file F]
 //           [--ca F --client-cert F --client-key F] [--client-id ID] [--doors a,b --ack-timeout S]
 //     Publishes and returns once the broker acknowledged every chunk; with --doors, also
@@ -27,14 +31,13 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "people_folder.hpp"
+#include "faceadapt/calib/operating_point.hpp"
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/config/config.hpp"
-#include "faceadapt/ingest/face_aligner.hpp"
-#include "faceadapt/ingest/face_batch.hpp"
 #include "faceadapt/learner/embedder.hpp"
 #include "faceadapt/learner/model_file.hpp"
 #include "faceadapt/learner/model_metadata.hpp"
@@ -79,47 +82,56 @@ std::string source_model_bytes() {
     return bytes;
 }
 
-// DIR/<name>/<images>: one gallery entry per image with a face (its largest face).
-publish::Gallery build_gallery(const fs::path& dir, const std::optional<fs::path>& model, double threshold) {
-    if (!fs::is_directory(dir)) throw BadInput("gallery: not a folder: " + dir.string());
-    ingest::FaceAligner aligner;
-    std::vector<cv::Mat> chips;
+// The faces of a people folder (people_folder.hpp), embedded with `model` (empty: the source).
+struct EmbeddedPeople {
     std::vector<std::string> names;
-    std::vector<fs::path> people;
-    for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_directory()) people.push_back(e.path());
-    std::sort(people.begin(), people.end());
-    for (const auto& person : people) {
-        std::vector<fs::path> files;
-        for (const auto& e : fs::directory_iterator(person))
-            if (e.is_regular_file() && ingest::has_image_extension(e.path())) files.push_back(e.path());
-        std::sort(files.begin(), files.end());
-        std::size_t found = 0;
-        for (const auto& f : files) {
-            cv::Mat image = cv::imread(f.string(), cv::IMREAD_COLOR);
-            if (image.empty()) {
-                spdlog::warn("gallery: {} is not a readable image; skipped", f.string());
-                continue;
-            }
-            auto faces = aligner.detect(image);
-            if (faces.empty()) {
-                spdlog::warn("gallery: no face in {}; skipped", f.string());
-                continue;
-            }
-            chips.push_back(faces.front().chip);
-            names.push_back(person.filename().string());
-            ++found;
-        }
-        if (found == 0) spdlog::warn("gallery: no usable image for {}", person.filename().string());
-    }
-    publish::Gallery gallery;
-    gallery.threshold = threshold;
-    if (chips.empty()) return gallery;
+    std::vector<publish::Embedding> embeddings;
+};
+EmbeddedPeople embed_people(const fs::path& dir, const std::optional<fs::path>& model, const std::string& what,
+                            bool loose_files_are_people) {
+    if (!fs::is_directory(dir)) throw BadInput(what + ": not a folder: " + dir.string());
+    const PeopleChips people = load_people_chips(dir, what, loose_files_are_people);
+    EmbeddedPeople out;
+    out.names = people.names;
+    if (people.chips.empty()) return out;
     learner::Embedder embedder(model.value_or(fs::path{}), "cpu", 32);
-    auto embeddings = embedder.embed(chips);
-    for (std::size_t i = 0; i < chips.size(); ++i) gallery.entries.push_back({names[i], embeddings[i]});
-    spdlog::info("gallery: {} entries for {} people", gallery.entries.size(), people.size());
-    return gallery;
+    for (const auto& e : embedder.embed(people.chips)) {
+        publish::Embedding v;
+        std::copy(e.begin(), e.end(), v.begin());
+        out.embeddings.push_back(v);
+    }
+    return out;
+}
+
+struct CalibrationArgs {
+    double far = 1e-3;
+    std::string far_kind = "door";
+    std::optional<double> threshold;  // --threshold: ship it (the point says what it is worth)
+};
+
+// The package's operating point from the gallery's cross-person pairs and the strangers (against
+// each other and against every gallery photo); docs/operating-point.md. throws BadInput when the
+// pairs cannot resolve the target and no --threshold was given.
+calib::OperatingPoint package_operating_point(const EmbeddedPeople& gallery, const EmbeddedPeople& strangers,
+                                              const CalibrationArgs& a) {
+    calib::PairDistances pd;
+    calib::add_labelled_pairs(gallery.embeddings, gallery.names, pd);
+    const std::size_t enrolled_impostors = pd.impostor.size();
+    calib::add_labelled_pairs(strangers.embeddings, strangers.names, pd);
+    calib::add_cross_pairs(strangers.embeddings, gallery.embeddings, pd.impostor);
+    calib::CalibrationRequest r;
+    r.target_far = a.far;
+    r.far_kind = *calib::far_kind_from_string(a.far_kind);
+    r.comparisons = std::max<std::size_t>(1, gallery.embeddings.size());
+    spdlog::info("calibration: {} impostor pairs ({} enrolled cross-person, {} with strangers), {} genuine pairs",
+                 pd.impostor.size(), enrolled_impostors, pd.impostor.size() - enrolled_impostors, pd.genuine.size());
+    if (a.threshold) return calib::at_threshold(*a.threshold, pd.impostor, pd.genuine, r);
+    auto point = calib::calibrate(pd.impostor, pd.genuine, r);
+    if (!point.calibrated)
+        throw BadInput("package: cannot calibrate the threshold: " + point.note +
+                       ". Add photos of people who are not enrolled (--strangers DIR), enroll more people, ask for a "
+                       "larger --far, or give --threshold T to ship T (marked not calibrated)");
+    return point;
 }
 
 }  // namespace
@@ -146,8 +158,9 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
         std::string site;
         std::int64_t version = 0, parent = -1;
         int chunk_kib = 0;
+        fs::path strangers;
         std::string model_format = "onnx", weights = "float32";
-        double threshold = 0.6;
+        CalibrationArgs calibration;
     };
     auto pa = std::make_shared<PackageArgs>();
     auto* package = app.add_subcommand("package", "Build a signed model package (model + gallery + manifest)");
@@ -158,7 +171,14 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     package->add_option("--version", pa->version, "model version (default: the model file's, at least 1)")->check(CLI::PositiveNumber);
     package->add_option("--parent", pa->parent, "parent version (default: the model file's, or version-1)");
     package->add_option("--chunk-kib", pa->chunk_kib, "MQTT chunk size in KiB (default [publish].chunk_kib = 256)")->check(CLI::Range(1, 65536));
-    package->add_option("--threshold", pa->threshold, "match threshold (Euclidean) carried by the package")->check(CLI::Range(0.0, 10.0));
+    package->add_option("--threshold", pa->calibration.threshold, "ship this match threshold (Euclidean) instead of the "
+                        "calibrated one; with --gallery the package says what it is worth")->check(CLI::Range(0.0, 10.0));
+    package->add_option("--strangers", pa->strangers, "folder of photos of people NOT enrolled (<name>/<images>, or one "
+                        "image per person): impostor pairs for the calibration")->check(CLI::ExistingDirectory);
+    package->add_option("--far", pa->calibration.far, "target false-accept rate of the calibration (default 1e-3)")
+        ->check(CLI::Range(1e-9, 0.5));
+    package->add_option("--far-kind", pa->calibration.far_kind, "door (default: a stranger against every gallery "
+                        "entry) or pair (one comparison)")->check(CLI::IsMember({"door", "pair"}));
     package->add_option("--metrics", pa->metrics, "JSON {\"training\":{...},\"gate\":{...}} of numbers")->check(CLI::ExistingFile);
     package->add_option("--config", pa->config, "site config file")->check(CLI::ExistingFile);
     package->add_option("--site", pa->site, "the site it is for (doors of other sites refuse it); default [site].id of --config");
@@ -208,14 +228,28 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
                 in.training_metrics = j.value("training", std::map<std::string, double>{});
                 in.gate_metrics = j.value("gate", std::map<std::string, double>{});
             }
-            if (!pa->gallery.empty()) in.gallery = build_gallery(pa->gallery, model, pa->threshold);
-            in.gallery.threshold = pa->threshold;
+            if (!pa->strangers.empty() && pa->gallery.empty()) throw BadInput("package: --strangers needs --gallery");
+            in.gallery.threshold = pa->calibration.threshold.value_or(calib::kLegacyThreshold);
+            if (!pa->gallery.empty()) {
+                const auto people = embed_people(pa->gallery, model, "gallery", false);
+                for (std::size_t i = 0; i < people.names.size(); ++i)
+                    in.gallery.entries.push_back({people.names[i], people.embeddings[i]});
+                const auto strangers =
+                    pa->strangers.empty() ? EmbeddedPeople{} : embed_people(pa->strangers, model, "strangers", true);
+                in.operating_point = package_operating_point(people, strangers, pa->calibration);
+                spdlog::info("operating point: threshold {:.4f}, margin {:.4f}: {}", in.operating_point->threshold,
+                             in.operating_point->margin, in.operating_point->note);
+            }
             auto pkg = publish::build_package(in, key);
             pkg.write(pa->out);
             std::cout << "wrote " << pa->out.string() << ": model version " << pkg.manifest.model_version << " (parent "
                       << pkg.manifest.parent_version << "), " << pkg.manifest.payload_size << " bytes in "
                       << pkg.manifest.chunk_count() << " chunks, " << pkg.manifest.gallery_entries
                       << " gallery entries, signed by key " << pkg.manifest.key_id << "\n";
+            if (pkg.manifest.operating_point)
+                std::cout << "threshold " << pkg.manifest.match_threshold
+                          << (pkg.manifest.calibrated() ? " (calibrated): " : " (NOT calibrated): ")
+                          << pkg.manifest.operating_point->note << "\n";
             return 0;
         });
     });

@@ -5,9 +5,11 @@
 //   status --dir DIR [--json]        the installed version (and the one kept before it)
 //   install FILE --dir DIR --pubkey FILE --site SITE [--allow-rollback]   offline install of a package file
 //   rollback --dir DIR               operator rollback to the previous version
-//   match IMAGE --dir DIR [--threads N] [--repeat N] [--json]
-//                                    detect, align, embed with the installed model: best name + distance
-//   Exit 0 ok (match: a name or "unknown" was printed), 1 runtime failure (match: no face), 2 bad input.
+//   match IMAGE... --dir DIR [--threads N] [--repeat N] [--json]
+//                                    detect, align, embed with the installed model, and decide by the
+//                                    package's operating point (docs/operating-point.md section 3): one
+//                                    line (--json: one JSON object) per image
+//   Exit 0 ok (match: a decision for every image), 1 runtime failure (match: no face in an image), 2 bad input.
 //
 // The embedding backend is chosen at build time. The default build runs the package's ONNX model
 // with OpenCV DNN (faceadapt/onnx/dnn_embedder.hpp) and links no libtorch: it needs OpenCV,
@@ -18,6 +20,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -33,7 +36,9 @@
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/publish/door_agent.hpp"
+#include "faceadapt/publish/door_match.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
+#include "faceadapt/publish/operating_point_json.hpp"
 #include "faceadapt/publish/text.hpp"
 
 #ifdef FACEADAPT_DOOR_LIBTORCH
@@ -125,6 +130,10 @@ int status(const fs::path& dir, bool json) {
             j["created"] = fp::printable(installed->manifest.created);
             j["gallery_entries"] = installed->manifest.gallery_entries;
             j["match_threshold"] = installed->manifest.match_threshold;
+            j["match_margin"] = installed->manifest.decision_margin();
+            j["calibrated"] = installed->manifest.calibrated();
+            if (installed->manifest.operating_point)
+                j["operating_point"] = fp::to_json(*installed->manifest.operating_point);
             j["key_id"] = fp::printable(installed->manifest.key_id);
             j["site"] = fp::printable(installed->manifest.site);
             j["model_file"] = installed->model_file.string();
@@ -143,7 +152,8 @@ int status(const fs::path& dir, bool json) {
               << "installed at " << fp::printable(installed->installed_at) << ", created "
               << fp::printable(installed->manifest.created) << "\n"
               << "gallery " << installed->manifest.gallery_entries << " entries, threshold "
-              << installed->manifest.match_threshold << ", signed by key " << fp::printable(installed->manifest.key_id)
+              << installed->manifest.match_threshold << (installed->manifest.calibrated() ? " (calibrated)" : " (NOT calibrated)")
+              << ", signed by key " << fp::printable(installed->manifest.key_id)
               << " for site " << fp::printable(installed->manifest.site) << "\n";
     return 0;
 }
@@ -154,55 +164,90 @@ long peak_rss_kb() {
 }
 
 struct MatchArgs {
-    fs::path image, dir, landmarks = faceadapt::ingest::FaceAligner::default_landmarks_model();
+    std::vector<fs::path> images;
+    fs::path dir, landmarks = faceadapt::ingest::FaceAligner::default_landmarks_model();
     int threads = 0;   // 0: every core
     int repeat = 1;    // embed the chip this many times (timing)
     bool json = false;
 };
 
+// One decision per image, by the installed package's threshold and margin (calib::decide).
 int match(const MatchArgs& a) {
     using Clock = std::chrono::steady_clock;
     auto installed = fp::read_installed(a.dir);
     if (!installed) throw std::runtime_error("no model installed in " + a.dir.string());
     require_runnable(installed->manifest.architecture.model_format,
                      "installed version " + std::to_string(installed->version));
-    auto gallery = fp::load_installed_gallery(*installed);  // checks model + gallery hashes
-    cv::Mat image = cv::imread(a.image.string(), cv::IMREAD_COLOR);
-    if (image.empty()) throw std::invalid_argument(a.image.string() + ": not a readable image");
+    const auto gallery = fp::load_installed_gallery(*installed);  // checks model + gallery hashes
+    const double margin = installed->manifest.decision_margin();
+    const bool calibrated = installed->manifest.calibrated();
+    // To stderr: stdout carries one decision line per image. Packages before issue 12 carry no
+    // point and keep their output as it was.
+    if (installed->manifest.operating_point && !calibrated)
+        std::cerr << "warning: installed version " << installed->version << ": its threshold " << gallery.threshold
+                  << " is not calibrated (" << fp::printable(installed->manifest.operating_point->note, 300) << ")\n";
+    std::vector<cv::Mat> images;
+    for (const auto& file : a.images) {
+        images.push_back(cv::imread(file.string(), cv::IMREAD_COLOR));
+        if (images.back().empty()) throw std::invalid_argument(file.string() + ": not a readable image");
+    }
     const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const auto t0 = Clock::now();
     ChipEmbedder embedder(installed->model_file, threads);
     const auto t1 = Clock::now();
     faceadapt::ingest::FaceAligner aligner(a.landmarks);
-    auto faces = aligner.detect(image);
-    const auto t2 = Clock::now();
-    if (faces.empty()) {
-        std::cout << "no face found in " << a.image.string() << "\n";
-        return 1;
-    }
-    fp::Embedding embedding = embedder.embed(faces.front().chip);
-    const auto t3 = Clock::now();
-    for (int i = 1; i < a.repeat; ++i) embedding = embedder.embed(faces.front().chip);
-    const auto t4 = Clock::now();
-    auto result = fp::match_gallery(gallery, embedding);
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-    auto name = fp::printable(result.name);  // names come from the package: never raw to a terminal
-    if (a.json) {
-        nlohmann::json j = {{"matched", result.matched}, {"name", result.name}, {"distance", result.distance},
-                            {"threshold", gallery.threshold}, {"model_version", installed->version},
-                            {"model_format", installed->manifest.architecture.model_format},
-                            {"threads", threads}, {"load_ms", ms(t1 - t0)}, {"detect_align_ms", ms(t2 - t1)},
-                            {"first_embed_ms", ms(t3 - t2)},
-                            {"embed_ms", a.repeat > 1 ? ms(t4 - t3) / (a.repeat - 1) : ms(t3 - t2)},
-                            {"max_rss_kb", peak_rss_kb()}};
-        // JSON escapes control characters; invalid UTF-8 (refused at install anyway) is replaced.
-        std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    } else if (result.matched) {
-        std::cout << name << " " << result.distance << "\n";
-    } else {
-        std::cout << "unknown " << result.distance << (name.empty() ? "" : " (nearest " + name + ")") << "\n";
+    int rc = 0;
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        const auto s0 = Clock::now();
+        auto faces = aligner.detect(images[i]);
+        const auto s1 = Clock::now();
+        if (faces.empty()) {
+            rc = 1;
+            if (a.json)
+                std::cout << nlohmann::json{{"image", a.images[i].string()}, {"decision", "no_face"}, {"matched", false},
+                                            {"threshold", gallery.threshold}, {"margin", margin},
+                                            {"calibrated", calibrated}, {"reason", "no face found"}}
+                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                          << "\n";
+            else
+                std::cout << "no face found in " << a.images[i].string() << "\n";
+            continue;
+        }
+        fp::Embedding embedding = embedder.embed(faces.front().chip);
+        const auto s2 = Clock::now();
+        for (int r = 1; r < a.repeat; ++r) embedding = embedder.embed(faces.front().chip);
+        const auto s3 = Clock::now();
+        const auto d = fp::decide_probe(gallery, margin, embedding);
+        // Names come from the package: never raw to a terminal (JSON escapes control characters;
+        // invalid UTF-8, refused at install anyway, is replaced).
+        const auto name = fp::printable(d.identity);
+        if (a.json) {
+            nlohmann::json j = {{"image", a.images[i].string()}, {"decision", faceadapt::calib::to_string(d.decision)},
+                                {"matched", d.accepted()}, {"identity", d.identity}, {"name", d.identity},
+                                {"distance", d.distance}, {"threshold", d.threshold}, {"margin", d.margin},
+                                {"calibrated", calibrated}, {"reason", d.reason},
+                                {"model_version", installed->version},
+                                {"model_format", installed->manifest.architecture.model_format},
+                                {"threads", threads}, {"load_ms", ms(t1 - t0)}, {"detect_align_ms", ms(s1 - s0)},
+                                {"first_embed_ms", ms(s2 - s1)},
+                                {"embed_ms", a.repeat > 1 ? ms(s3 - s2) / (a.repeat - 1) : ms(s2 - s1)},
+                                {"max_rss_kb", peak_rss_kb()}};
+            if (!d.second_identity.empty()) {
+                j["second_identity"] = d.second_identity;
+                j["second_distance"] = d.second_distance;
+            }
+            if (!std::isfinite(d.distance)) j["distance"] = nullptr;
+            std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        } else if (d.accepted()) {
+            std::cout << name << " " << d.distance << "\n";
+        } else if (d.decision == faceadapt::calib::Decision::ambiguous) {
+            std::cout << "ambiguous " << d.distance << " (" << name << " or " << fp::printable(d.second_identity) << ")\n";
+        } else {
+            std::cout << "unknown " << d.distance << (name.empty() ? "" : " (nearest " + name + ")") << "\n";
+        }
     }
-    return 0;
+    return rc;
 }
 
 }  // namespace
@@ -300,13 +345,13 @@ int main(int argc, char** argv) {
 
     // match
     MatchArgs ma;
-    auto* m = app.add_subcommand("match", "Who is in IMAGE, by the installed model and gallery");
-    m->add_option("image", ma.image, "image file")->required()->check(CLI::ExistingFile);
+    auto* m = app.add_subcommand("match", "Who is in each IMAGE, by the installed model, gallery and operating point");
+    m->add_option("images", ma.images, "image files")->required()->check(CLI::ExistingFile);
     m->add_option("--dir", ma.dir, "model folder")->required();
     m->add_option("--landmarks", ma.landmarks, "dlib 68-point landmark model")->check(CLI::ExistingFile);
     m->add_option("--threads", ma.threads, "embedding threads (default: every core)")->check(CLI::Range(1, 256));
     m->add_option("--repeat", ma.repeat, "embed the face this many times (timing; default 1)")->check(CLI::Range(1, 10000));
-    m->add_flag("--json", ma.json, "JSON output with timings");
+    m->add_flag("--json", ma.json, "one JSON object per image: decision, identity, distance, threshold, margin, reason, timings");
     m->callback([&] { guarded([&] { return match(ma); }); });
 
     try {

@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
     must(tool("faceadapt") + " keygen --out " + (t / "keys").string());
     fs::create_directories(t / "gallery" / "one");
     fs::copy_file(demo / "sample1.jpg", t / "gallery" / "one" / "a.jpg");
-    const std::string common = " --key " + (t / "keys").string() + " --site bench --version 1 --gallery " + (t / "gallery").string();
+    const std::string common = " --key " + (t / "keys").string() + " --site bench --version 1 --threshold 0.6 --gallery " + (t / "gallery").string();
     must(tool("faceadapt") + " package" + common + " --out " + (t / "onnx32.fapkg").string());
     must(tool("faceadapt") + " package" + common + " --weights float16 --out " + (t / "onnx16.fapkg").string());
     must(tool("faceadapt") + " package" + common + " --model-format libtorch --out " + (t / "torch.fapkg").string());

@@ -5,7 +5,7 @@ target_link_libraries(bench_cluster PRIVATE faceadapt_learner)
 faceadapt_use_torch_pch(bench_cluster)
 # The Yale B adaptation benchmark (scripts/bench-adapt; not a bench_* program: it runs for minutes).
 add_executable(adapt_benchmark adapt_benchmark.cpp)
-target_link_libraries(adapt_benchmark PRIVATE faceadapt_learner)
+target_link_libraries(adapt_benchmark PRIVATE faceadapt_learner faceadapt_calib)
 faceadapt_use_torch_pch(adapt_benchmark)
 target_compile_definitions(adapt_benchmark PRIVATE FACEADAPT_SHARED_DIR="${FACEADAPT_SHARED_DIR}")
 if(TARGET faceadapt_ingest)

@@ -8,7 +8,8 @@
 // of FACHIPS1 files; images without a detected face fall back to a padded resize of the whole
 // (tightly cropped) image, counted and printed. In a learner-only build the cache must exist.
 // Also prints the co-training step's images/s beside the forward/backward limit of the same
-// four nets on the same batch.
+// four nets on the same batch, and (issue 12) the open-set door table of open_set.hpp: source and
+// mmt at the legacy 0.6 and at their calibrated thresholds for door FAR targets 1e-2 and 1e-3.
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -16,12 +17,14 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 
 #include <torch/torch.h>
 
+#include "open_set.hpp"
 #include "faceadapt/learner/cluster.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
 #include "faceadapt/learner/ema.hpp"
@@ -320,12 +323,14 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     std::vector<Row> rows;
+    std::vector<std::pair<std::string, fl::FaceResNet>> door_models;  // for the open-set table
     double mmt_ips = 0;
     auto contains = [&](const char* m) { return ("," + methods + ",").find(std::string(",") + m + ",") != std::string::npos; };
     if (contains("source")) {
         Row r{"source"};
         t0 = Clock::now();
         evaluate(source, d, r);
+        door_models.emplace_back("source", source);
         fl::ClusterOptions co = base.cluster;
         auto f = torch::nn::functional::normalize(torch::stack([&] {
             std::vector<torch::Tensor> v;
@@ -358,6 +363,7 @@ int main(int argc, char** argv) {
         const auto res = t.run();
         r.seconds = since(t0);
         evaluate(res.model, d, r);
+        door_models.emplace_back(m, res.model);
         r.pseudo_f = pseudo_f(d.adapt.labels, res.final_labels);
         r.clusters = 0;
         for (auto l : res.final_labels) r.clusters = std::max<int64_t>(r.clusters, l + 1);
@@ -390,6 +396,27 @@ int main(int argc, char** argv) {
         std::printf("| %s%s | %.3f | %.4f | %.3f (%lld/%lld) | %.4f | %.0f |\n", r.name.c_str(),
                     r.note.empty() ? "" : (" (" + r.note + ")").c_str(), r.tar, r.rank1, r.pseudo_f,
                     (long long)r.clusters, (long long)r.noise, r.lfw, r.seconds);
+    if (!door_models.empty()) {
+        std::vector<faceadapt::bench::OpenSetRow> open_rows;
+        std::size_t impostors = 0, enrolled_impostors = 0, entries = 0;
+        for (const auto& [name, net] : door_models) {
+            t0 = Clock::now();
+            const auto te = embed(net, d.test.chips), ad = embed(net, d.adapt.chips);
+            const faceadapt::bench::OpenSet set(te, d.test.labels, ad, d.adapt.labels);
+            impostors = set.impostor_pairs();
+            enrolled_impostors = set.enrolled_impostor_pairs();
+            entries = set.gallery_entries();
+            open_rows.push_back(set.measure(name + " @ 0.6", set.legacy(1e-2)));
+            for (double target : {1e-2, 1e-3}) {
+                const auto point = set.calibrated(target);
+                open_rows.push_back(set.measure(name + " @ calibrated", point));
+                std::printf("%s @ calibrated %.0e: %s\n", name.c_str(), target, point.note.c_str());
+            }
+            std::printf("open set for %s: %.0f s\n", name.c_str(), since(t0));
+            std::fflush(stdout);
+        }
+        faceadapt::bench::print_open_set_table(open_rows, entries, impostors, enrolled_impostors);
+    }
     if (mmt_ips > 0) {
         const int batch = base.batch_ids * base.batch_per_id;
         const double limit = fl::bench::four_net_limit(source, set1, batch, 5, torch::Device(base.device == "cuda" ? torch::kCUDA : torch::kCPU));

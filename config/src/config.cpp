@@ -155,6 +155,10 @@ std::vector<Field<GateConfig>> gate_fields() {
     using S = GateConfig;
     return {
         real<S>("far", &S::far, 0, 1, true, true),
+        real<S>("door_far", &S::door_far, 0, 1, false, true),
+        path<S>("strangers_dir", &S::strangers_dir),
+        real<S>("max_frr_rise", &S::max_frr_rise, 0, 1),
+        flag<S>("require_calibrated", &S::require_calibrated),
         real<S>("max_tar_drop", &S::max_tar_drop, 0, 1),
         real<S>("max_rank1_drop", &S::max_rank1_drop, 0, 1),
         real<S>("max_compactness_drop", &S::max_compactness_drop, 0, 1),

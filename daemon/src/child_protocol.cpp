@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "faceadapt/publish/operating_point_json.hpp"
+
 namespace faceadapt::daemon {
 namespace {
 
@@ -128,6 +130,25 @@ ModelFigures figures_from_json(const json& j) {
     f.site.groups = integer(s, "groups", "site figures");
     f.site.consistency = figure(s, "consistency", "site figures");
     f.site.compactness = figure(s, "compactness", "site figures");
+    if (const auto it = j.find("door"); it != j.end()) {  // since issue 12
+        DoorFigures door;
+        try {
+            door.point = publish::operating_point_from_json(*it);
+        } catch (const std::invalid_argument& e) {
+            throw ProtocolError(fmt::format("door figures: {}", e.what()));
+        }
+        if (const auto src = it->find("sources"); src != it->end()) {
+            if (!src->is_object()) throw ProtocolError("door figures: sources is not an object");
+            auto count = [&](const char* key) -> std::size_t {
+                const json& v = member(*src, key, "door figures sources");
+                if (!v.is_number_unsigned()) throw ProtocolError(fmt::format("door figures: sources.{} is not a count", key));
+                return v.get<std::size_t>();
+            };
+            door.sources = {count("enrolled_impostor"), count("same_frame_impostor"), count("stranger_impostor"),
+                            count("enrolled_genuine"), count("track_genuine")};
+        }
+        f.door = door;
+    }
     return f;
 }
 
@@ -213,8 +234,8 @@ ChildMessage parse_protocol_line(std::string_view line) {
         if (type == "evaluation") {
             ChildEvaluation e;
             e.role = string(j, "role", "evaluation");
-            if (e.role != "current" && e.role != "candidate")
-                throw ProtocolError("evaluation: role is neither current nor candidate");
+            if (e.role != "current" && e.role != "candidate" && e.role != "source" && e.role != "best")
+                throw ProtocolError("evaluation: role is not current, candidate, source or best");
             e.model = string(j, "model", "evaluation");
             e.figures = figures_from_json(member(j, "figures", "evaluation"));
             e.gallery = gallery_from_json(member(j, "gallery", "evaluation"));

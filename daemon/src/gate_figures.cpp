@@ -112,6 +112,52 @@ SiteFigures evaluate_site(const Rows& rows, const std::vector<std::string>& labe
     return s;
 }
 
+DoorFigures door_figures(const Rows& gallery, const std::vector<std::string>& names, const Rows& holdout,
+                         const std::vector<std::string>& tracks, const Rows& frame,
+                         const std::vector<std::string>& frame_tracks,
+                         const std::vector<std::pair<std::string, std::string>>& frame_pairs, const Rows& strangers,
+                         const std::vector<std::string>& stranger_names, double target_far, calib::FarKind far_kind) {
+    check_sizes(gallery, names);
+    check_sizes(holdout, tracks);
+    check_sizes(frame, frame_tracks);
+    check_sizes(strangers, stranger_names);
+    DoorFigures out;
+    calib::PairDistances pd;
+    calib::add_labelled_pairs(gallery, names, pd);
+    out.sources.enrolled_impostor = pd.impostor.size();
+    out.sources.enrolled_genuine = pd.genuine.size();
+    // Two held-out crops of one track: the same person at two moments (the impostors among
+    // held-out tracks are not certain: two tracks may be one person).
+    std::map<std::string, std::vector<std::size_t>> by_track;
+    for (std::size_t i = 0; i < holdout.size(); ++i) by_track[tracks[i]].push_back(i);
+    for (const auto& [t, idx] : by_track)
+        for (std::size_t a = 0; a < idx.size(); ++a)
+            for (std::size_t b = a + 1; b < idx.size(); ++b)
+                pd.genuine.push_back(calib::euclidean(holdout[idx[a]], holdout[idx[b]]));
+    out.sources.track_genuine = pd.genuine.size() - out.sources.enrolled_genuine;
+    std::map<std::string, Rows> frame_rows;
+    for (std::size_t i = 0; i < frame.size(); ++i) frame_rows[frame_tracks[i]].push_back(frame[i]);
+    const std::size_t before_frames = pd.impostor.size();
+    for (const auto& [a, b] : frame_pairs) {
+        const auto ia = frame_rows.find(a), ib = frame_rows.find(b);
+        if (a == b || ia == frame_rows.end() || ib == frame_rows.end()) continue;
+        calib::add_cross_pairs(ia->second, ib->second, pd.impostor);
+    }
+    out.sources.same_frame_impostor = pd.impostor.size() - before_frames;
+    const std::size_t before_strangers = pd.impostor.size();
+    calib::PairDistances among;
+    calib::add_labelled_pairs(strangers, stranger_names, among);
+    pd.impostor.insert(pd.impostor.end(), among.impostor.begin(), among.impostor.end());
+    calib::add_cross_pairs(strangers, gallery, pd.impostor);
+    out.sources.stranger_impostor = pd.impostor.size() - before_strangers;
+    calib::CalibrationRequest r;
+    r.target_far = target_far;
+    r.far_kind = far_kind;
+    r.comparisons = std::max<std::size_t>(1, gallery.size());
+    out.point = calib::calibrate(std::move(pd.impostor), pd.genuine, r);
+    return out;
+}
+
 GalleryChips load_gallery_chips(const std::filesystem::path& state_dir) {
     GalleryChips out;
     quality::Gallery gallery(state_dir);
@@ -126,7 +172,8 @@ GalleryChips load_gallery_chips(const std::filesystem::path& state_dir) {
 
 ChildEvaluation evaluate_model(const std::filesystem::path& model_file, const std::string& device,
                                const GalleryChips& gallery, const std::vector<cv::Mat>& site_chips,
-                               const std::vector<std::string>& site_tracks, double far) {
+                               const std::vector<std::string>& site_tracks, double far,
+                               const CalibrationData* calibration) {
     if (site_chips.size() != site_tracks.size())
         throw std::invalid_argument(
             fmt::format("evaluate: {} site chips but {} track labels", site_chips.size(), site_tracks.size()));
@@ -143,7 +190,13 @@ ChildEvaluation evaluate_model(const std::filesystem::path& model_file, const st
     ev.model = model_file;
     const std::vector<learner::Embedding> g = embed(gallery.chips);
     ev.figures.gallery = evaluate_gallery(g, gallery.names, far);
-    ev.figures.site = evaluate_site(embed(site_chips), site_tracks);
+    const std::vector<learner::Embedding> site = embed(site_chips);
+    ev.figures.site = evaluate_site(site, site_tracks);
+    if (calibration)
+        ev.figures.door = door_figures(g, gallery.names, site, site_tracks, embed(calibration->frame_chips),
+                                       calibration->frame_tracks, calibration->frame_pairs,
+                                       embed(calibration->stranger_chips), calibration->stranger_names,
+                                       calibration->target_far, calibration->far_kind);
     ev.gallery.names = gallery.names;
     ev.gallery.embeddings.assign(g.begin(), g.end());
     ev.gallery.revision = gallery.revision;
@@ -151,8 +204,13 @@ ChildEvaluation evaluate_model(const std::filesystem::path& model_file, const st
 }
 
 EmbeddedGallery embed_gallery(const std::filesystem::path& state_dir, const std::filesystem::path& model_file,
-                              const std::string& device) {
+                              const std::string& device, const CalibrationData* calibration) {
     const GalleryChips chips = load_gallery_chips(state_dir);
+    if (calibration) {  // the same computation as the cycle's evaluation, without held-out crops
+        ChildEvaluation ev = evaluate_model(model_file, device, chips, {}, {}, calibration->target_far, calibration);
+        if (ev.figures.door) ev.gallery.operating_point = ev.figures.door->point;
+        return ev.gallery;
+    }
     EmbeddedGallery out;
     out.revision = chips.revision;
     if (chips.chips.empty()) return out;

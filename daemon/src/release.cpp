@@ -56,6 +56,10 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
     input.model_bytes = common::read_file(onnx_file);
     for (std::size_t i = 0; i < embedded.names.size(); ++i)
         input.gallery.entries.push_back({embedded.names[i], embedded.embeddings[i]});
+    // The model's calibrated operating point for this gallery (docs/operating-point.md); without
+    // one (a rollback from the CLI, an evaluation child before issue 12) the legacy 0.6.
+    input.operating_point = embedded.operating_point;
+    if (!input.operating_point) spdlog::warn("publish: version {} carries no calibrated operating point (threshold {})", version, input.gallery.threshold);
     input.model_version = version;
     input.parent_version = mv.meta.value("parent_version", 0);
     input.training_metrics = numbers_of(mv.meta.value("training", nlohmann::json::object()));
@@ -105,6 +109,8 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
                              {"payload_bytes", report.payload_bytes},
                              {"gallery_entries", report.gallery_entries},
                              {"gallery_revision", embedded.revision},
+                             {"threshold", package.manifest.match_threshold},
+                             {"calibrated", package.manifest.calibrated()},
                              {"seconds", report.publish_seconds},
                              {"acked", report.acked},
                              {"rejected", report.rejected},

@@ -1,5 +1,8 @@
 #include "faceadapt/daemon/training_cycle.hpp"
 
+#include <cmath>
+#include <map>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -79,6 +82,61 @@ CycleSplit split_records(std::vector<quality::CropRecord> records, double holdou
     return out;
 }
 
+FramePairs same_frame_pairs(const std::vector<quality::CropRecord>& records, std::size_t per_track,
+                            std::size_t max_crops) {
+    // (camera, frame time) -> the tracks seen in it.
+    std::map<std::pair<std::string, std::int64_t>, std::set<std::int64_t>> frames;
+    for (const auto& r : records)
+        if (r.track_id >= 0)
+            frames[{r.camera, std::chrono::duration_cast<std::chrono::milliseconds>(r.timestamp.time_since_epoch()).count()}]
+                .insert(r.track_id);
+    std::set<std::pair<std::string, std::string>> pairs;
+    for (const auto& [key, tracks] : frames)
+        for (auto a = tracks.begin(); a != tracks.end(); ++a)
+            for (auto b = std::next(a); b != tracks.end(); ++b)
+                pairs.emplace(key.first + "/" + std::to_string(*a), key.first + "/" + std::to_string(*b));
+    FramePairs out;
+    std::set<std::string> wanted;
+    for (const auto& p : pairs) {
+        wanted.insert(p.first);
+        wanted.insert(p.second);
+    }
+    std::map<std::string, std::size_t> taken;
+    for (const auto& r : records) {
+        if (out.crops.size() >= max_crops) break;
+        const std::string label = track_label(r);
+        if (r.track_id < 0 || !wanted.count(label) || taken[label] >= per_track) continue;
+        ++taken[label];
+        out.crops.push_back(r);
+    }
+    for (const auto& p : pairs)
+        if (taken.count(p.first) && taken[p.first] && taken.count(p.second) && taken[p.second]) out.pairs.push_back(p);
+    return out;
+}
+
+int best_version_so_far(const ModelRegistry& registry, int current) {
+    int best = 0;
+    double best_frr = INFINITY;
+    for (const auto& h : registry.history()) {
+        if (h.value("event", "") != "gate" || !h.value("promote", false) || !h.contains("version")) continue;
+        const auto door = h.find("candidate");
+        if (door == h.end() || !door->is_object() || !door->contains("door")) continue;
+        const auto& d = (*door)["door"];
+        if (!d.is_object() || !d.contains("frr") || !d["frr"].is_number()) continue;
+        const int v = h["version"].get<int>();
+        const double frr = d["frr"].get<double>();
+        if (v == current || frr >= best_frr) continue;
+        try {
+            (void)registry.get(v);  // retention may have removed it
+        } catch (const std::exception&) {
+            continue;
+        }
+        best = v;
+        best_frr = frr;
+    }
+    return best;
+}
+
 json to_json(const CycleState& s) {
     json j{{"name", s.name},
            {"step", to_string(s.step)},
@@ -95,11 +153,15 @@ json to_json(const CycleState& s) {
         j["training"] = {{"model", s.training->model.string()},
                          {"provenance", s.training->provenance},
                          {"seconds", s.training->seconds}};
-    if (s.evaluation)
+    if (s.evaluation) {
+        json refs = json::array();
+        for (const auto& r : s.evaluation->references) refs.push_back({{"name", r.name}, {"figures", to_json(r.figures)}});
         j["evaluation"] = {{"current", to_json(s.evaluation->current)},
                            {"candidate", to_json(s.evaluation->candidate)},
-                           {"gallery", to_json(s.evaluation->gallery)}};
-    if (s.evaluation) put_gallery_revision(j["evaluation"], s.evaluation->gallery);
+                           {"gallery", to_json(s.evaluation->gallery)},
+                           {"references", refs}};
+        put_gallery_revision(j["evaluation"], s.evaluation->gallery);
+    }
     if (s.decision) j["decision"] = decision_to_json(*s.decision);
     return j;
 }
@@ -133,8 +195,11 @@ CycleState cycle_state_from_json(const json& j) {
         if (j.contains("evaluation")) {
             const json& e = j["evaluation"];
             s.evaluation = Evaluation{figures_from_json(at(e, "current")), figures_from_json(at(e, "candidate")),
-                                      gallery_from_json(at(e, "gallery"))};
+                                      gallery_from_json(at(e, "gallery")), {}};
             s.evaluation->gallery.revision = get_gallery_revision(e);
+            if (e.contains("references"))
+                for (const auto& r : e["references"])
+                    s.evaluation->references.push_back({at(r, "name").get<std::string>(), figures_from_json(at(r, "figures"))});
         }
         if (j.contains("decision")) s.decision = decision_from_json(j["decision"]);
         // Each step needs the outputs of the ones before it.
@@ -221,8 +286,18 @@ struct TrainingCycle::Run {
             max_id = std::max(max_id, r.id);
             crops.push_back({{"file", r.file.string()}, {"track", track_label(r)}});
         }
+        // Same-frame pairs over every exported crop (training and held out): impostor pairs
+        // for the calibration (docs/operating-point.md).
+        std::vector<quality::CropRecord> all = trained;
+        all.insert(all.end(), held.begin(), held.end());
+        const FramePairs frames = same_frame_pairs(all);
+        json frame_crops = json::array(), frame_pairs = json::array();
+        for (const auto& r : frames.crops) frame_crops.push_back({{"file", r.file.string()}, {"track", track_label(r)}});
+        for (const auto& [a, b] : frames.pairs) frame_pairs.push_back({a, b});
         const fs::path holdout_file = dir / "holdout.json";
-        common::write_file_atomic(holdout_file, json{{"crops", crops}}.dump() + "\n");
+        common::write_file_atomic(
+            holdout_file,
+            json{{"crops", crops}, {"frame_crops", frame_crops}, {"frame_pairs", frame_pairs}}.dump() + "\n");
         s.prepared = PreparedData{data, holdout_file, trained.size(), held.size(), max_id};
         s.step = CycleStep::train;
         save();
@@ -311,16 +386,27 @@ struct TrainingCycle::Run {
                                       "--current", current.empty() ? std::string("source") : current.string(),
                                       "--holdout", s.prepared->holdout_file.string(),
                                       "--far", fmt::format("{}", cfg.gate.far),
+                                      "--door-far", fmt::format("{}", target_door_far(cfg.gate)),
                                       "--device", cfg.learner.device};
+        if (!cfg.gate.strangers_dir.empty()) argv.insert(argv.end(), {"--strangers", cfg.gate.strangers_dir.string()});
+        if (s.parent_version > 0) argv.push_back("--source");  // the source model as a reference
+        const int best = best_version_so_far(c.registry_, s.parent_version);
+        if (best > 0) argv.insert(argv.end(), {"--best", c.registry_.get(best).model_file.string()});
         const TrainingResult result = c.hooks_.run_child(s.name, argv);
         if (stop) {
             out = {Outcome::stopped, s};
             return false;
         }
         const ChildEvaluation *cur = nullptr, *cand = nullptr;
+        std::vector<GateReference> references;
         std::string child_error;
         for (const auto& m : result.messages) {
-            if (const auto* e = std::get_if<ChildEvaluation>(&m)) (e->role == "current" ? cur : cand) = e;
+            if (const auto* e = std::get_if<ChildEvaluation>(&m)) {
+                if (e->role == "current") cur = e;
+                else if (e->role == "candidate") cand = e;
+                else if (e->role == "source") references.push_back({"source model", e->figures});
+                else references.push_back({fmt::format("best so far (version {})", best), e->figures});
+            }
             if (const auto* e = std::get_if<ChildError>(&m)) child_error = e->message;
         }
         if (!result.ok() || !cur || !cand) {
@@ -329,7 +415,7 @@ struct TrainingCycle::Run {
                                          child_error.empty() ? "" : ": " + child_error));
             return false;
         }
-        s.evaluation = Evaluation{cur->figures, cand->figures, cand->gallery};
+        s.evaluation = Evaluation{cur->figures, cand->figures, cand->gallery, references};
         s.step = CycleStep::gate;
         save();
         return true;
@@ -339,17 +425,28 @@ struct TrainingCycle::Run {
     bool gate(Report& out) {
         const ModelFigures& cur = s.evaluation->current;
         const ModelFigures& cand = s.evaluation->candidate;
-        const GateDecision d = decide(cur, cand, cfg.gate);
+        const GateDecision d = decide(cur, cand, cfg.gate, s.evaluation->references);
         for (const auto& [model, f] : {std::pair{"current", &cur}, std::pair{"candidate", &cand}}) {
             c.metrics_.set("faceadapt_gate_figure", {{"model", model}, {"figure", "gallery_tar"}}, f->gallery.tar);
             c.metrics_.set("faceadapt_gate_figure", {{"model", model}, {"figure", "gallery_rank1"}}, f->gallery.rank1);
             c.metrics_.set("faceadapt_gate_figure", {{"model", model}, {"figure", "site_consistency"}}, f->site.consistency);
             c.metrics_.set("faceadapt_gate_figure", {{"model", model}, {"figure", "site_compactness"}}, f->site.compactness);
+            if (!f->door) continue;
+            const auto& p = f->door->point;
+            for (const auto& [figure, value] :
+                 {std::pair{"threshold", p.threshold}, std::pair{"frr", p.frr}, std::pair{"measured_far", f->door->measured_far()},
+                  std::pair{"far_bound", p.far_kind == calib::FarKind::door ? p.door_far_bound : p.pair_far_bound},
+                  std::pair{"min_resolvable_far", p.min_resolvable_far},
+                  std::pair{"smallest_impostor_distance", p.smallest_impostor_distance},
+                  std::pair{"impostor_pairs", static_cast<double>(p.impostor_pairs)},
+                  std::pair{"calibrated", p.calibrated ? 1.0 : 0.0}})
+                if (std::isfinite(value)) c.metrics_.set("faceadapt_gate_figure", {{"model", model}, {"figure", figure}}, value);
         }
         c.metrics_.add("faceadapt_gate_decisions_total", {{"decision", d.promote ? "promoted" : "refused"}});
         json record{{"event", "gate"},       {"cycle", s.name},          {"promote", d.promote},
                     {"current_version", s.parent_version}, {"current", to_json(cur)}, {"candidate", to_json(cand)},
                     {"checks", d.checks},    {"reasons", d.reasons}};
+        for (const auto& r : s.evaluation->references) record["references"][r.name] = to_json(r.figures);
         for (const auto& line : d.checks) spdlog::info("gate {}: {}", s.name, line);
         s.decision = d;
         if (!d.promote) {
@@ -378,7 +475,9 @@ struct TrainingCycle::Run {
 
     void release() {
         status("publishing");
-        c.hooks_.release(s.version, s.evaluation->gallery);
+        EmbeddedGallery gallery = s.evaluation->gallery;  // the package ships the candidate's operating point
+        if (s.evaluation->candidate.door) gallery.operating_point = s.evaluation->candidate.door->point;
+        c.hooks_.release(s.version, gallery);
     }
 
     // evaluate, gate and release: an exception ends the cycle as a gate/release failure, as it
@@ -479,14 +578,21 @@ TrainingCycle::Report TrainingCycle::run(const config::Config& config, const std
 }
 
 EmbeddedGallery TrainingCycle::embed_gallery(const config::Config& config, const fs::path& model_file) {
-    const std::vector<std::string> argv{options_.trainer.string(), "evaluate",
+    std::vector<std::string> argv{options_.trainer.string(), "evaluate",
                                         "--protocol-fd", std::to_string(kChildProtocolFd),
                                         "--state-dir", config.site.state_dir.string(),
                                         "--candidate", model_file.string(),
+                                        "--far", fmt::format("{}", config.gate.far),
+                                        "--door-far", fmt::format("{}", target_door_far(config.gate)),
                                         "--device", config.learner.device};
+    if (!config.gate.strangers_dir.empty()) argv.insert(argv.end(), {"--strangers", config.gate.strangers_dir.string()});
     const TrainingResult result = hooks_.run_child("release", argv);
     for (const auto& m : result.messages)
-        if (const auto* e = std::get_if<ChildEvaluation>(&m); e && result.ok()) return e->gallery;
+        if (const auto* e = std::get_if<ChildEvaluation>(&m); e && result.ok()) {
+            EmbeddedGallery g = e->gallery;
+            if (e->figures.door) g.operating_point = e->figures.door->point;
+            return g;
+        }
     throw std::runtime_error(fmt::format("gallery embedding by {}: the evaluation child gave no gallery ({})",
                                          model_file.string(), result.describe()));
 }

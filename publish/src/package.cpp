@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/publish/operating_point_json.hpp"
 #include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/publish/text.hpp"
 #include "model_check.hpp"
@@ -211,6 +212,7 @@ std::string Manifest::to_json() const {
                            {"distance", architecture.distance}, {"threshold", match_threshold}}},
               {"metrics", {{"training", training_metrics}, {"gate", gate_metrics}}}};
     if (format_version >= 2) j["site"] = site;
+    if (operating_point) j["operating_point"] = publish::to_json(*operating_point);
     return j.dump();  // nlohmann objects are key-sorted; dump() is compact
 }
 
@@ -256,6 +258,16 @@ Manifest Manifest::parse(std::string_view json_text) {
     auto metrics = field<json>(j, "metrics", "");
     m.training_metrics = field<std::map<std::string, double>>(metrics, "training", "metrics.");
     m.gate_metrics = field<std::map<std::string, double>>(metrics, "gate", "metrics.");
+    if (const auto op = j.find("operating_point"); op != j.end()) {
+        try {
+            m.operating_point = operating_point_from_json(*op);
+        } catch (const std::invalid_argument& e) {
+            throw PackageError(std::string("manifest: ") + e.what());
+        }
+        if (m.operating_point->threshold != m.match_threshold)
+            throw PackageError("manifest: operating_point.threshold " + short_number(m.operating_point->threshold) +
+                               " is not gallery.threshold " + short_number(m.match_threshold));
+    }
 
     // Consistency.
     if (!is_hex(m.payload_sha256, 64)) throw PackageError("manifest: payload.sha256 is not 64 lowercase hex digits");
@@ -386,7 +398,15 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     m.training_metrics = input.training_metrics;
     m.gate_metrics = input.gate_metrics;
     m.gallery_entries = input.gallery.entries.size();
-    m.match_threshold = input.gallery.threshold;
+    m.match_threshold = input.operating_point ? input.operating_point->threshold : input.gallery.threshold;
+    m.operating_point = input.operating_point;
+    if (m.operating_point) {
+        if (const auto problem = calib::check(*m.operating_point); !problem.empty())
+            throw PackageError("package: operating_point." + problem);
+        Gallery g = input.gallery;
+        g.threshold = m.match_threshold;
+        check_gallery(g);
+    }
     m.parts.push_back({"model", 0, input.model_bytes.size(), detail::sha256_hex(input.model_bytes)});
     m.parts.push_back({"gallery", input.model_bytes.size(), gallery_bytes.size(), detail::sha256_hex(gallery_bytes)});
     pkg.payload.reserve(input.model_bytes.size() + gallery_bytes.size());

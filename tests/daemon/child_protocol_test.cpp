@@ -122,3 +122,37 @@ TEST(ChildProtocol, UnknownMembersAreIgnored) {
     EXPECT_EQ(p.phase, "evaluate");
     EXPECT_FALSE(p.cycle);
 }
+
+// Issue 12: each model's door figures (its calibrated operating point and where the pairs came
+// from) travel as typed values; a malformed point is refused naming the member.
+TEST(ChildProtocol, DoorFiguresRoundTripAndABadPointIsRefused) {
+    ChildEvaluation e = sample_evaluation();
+    std::vector<double> impostor;
+    for (int i = 1; i <= 5000; ++i) impostor.push_back(0.4 + i / 5000.0);
+    faceadapt::calib::CalibrationRequest r;
+    r.target_far = 0.05;
+    r.comparisons = 2;
+    DoorFigures door;
+    door.point = faceadapt::calib::calibrate(impostor, {0.1, 0.3, 0.45}, r);
+    door.sources = {1, 4000, 999, 3, 0};
+    e.figures.door = door;
+    e.role = "best";
+    const auto back = std::get<ChildEvaluation>(parse_protocol_line(to_protocol_line(e)));
+    EXPECT_EQ(back.role, "best");
+    ASSERT_TRUE(back.figures.door);
+    EXPECT_EQ(back.figures.door->point.threshold, door.point.threshold);
+    EXPECT_EQ(back.figures.door->point.frr, door.point.frr);
+    EXPECT_EQ(back.figures.door->point.impostor_pairs, 5000u);
+    EXPECT_EQ(back.figures.door->point.calibrated, door.point.calibrated);
+    EXPECT_EQ(back.figures.door->sources.same_frame_impostor, 4000u);
+    EXPECT_EQ(back.figures.door->sources.stranger_impostor, 999u);
+    EXPECT_EQ(back.figures.door->measured_far(), door.measured_far());
+    // Without "door" (a child before issue 12) the figures have none.
+    EXPECT_FALSE(std::get<ChildEvaluation>(parse_protocol_line(to_protocol_line(sample_evaluation()))).figures.door);
+    auto j = json::parse(to_protocol_line(e));
+    j["figures"]["door"]["threshold"] = -1;
+    EXPECT_NE(error_of(j.dump()).find("door figures: operating_point.threshold"), std::string::npos) << error_of(j.dump());
+    j = json::parse(to_protocol_line(e));
+    j["role"] = "other";
+    EXPECT_NE(error_of(j.dump()).find("role"), std::string::npos);
+}

@@ -12,9 +12,15 @@
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/release.hpp"
 #include "faceadapt/daemon/retention.hpp"
 #include "faceadapt/daemon/training_cycle.hpp"
 #include "faceadapt/ingest/tracker.hpp"
+#include "faceadapt/publish/keys.hpp"
+#include "faceadapt/publish/operating_point_json.hpp"
+#include "faceadapt/publish/package.hpp"
+#include "mosquitto_fixture.hpp"
+#include "test_helpers.hpp"
 #include "test_support.hpp"
 
 using namespace faceadapt;
@@ -65,7 +71,9 @@ if [ "$cmd" = evaluate ]; then
   [ -n "$holdout" ] && cp "$holdout" "$dir/seen-holdout.json"
   cand=0.95
   [ -e "$dir/worse" ] && cand=0.5
-  fig() { echo '{"gallery":{"evaluated":true,"people":2,"images":4,"far":0.001,"tar":'$1',"rank1":'$1'},"site":{"evaluated":true,"crops":8,"groups":2,"consistency":'$1',"compactness":0.3}}'; }
+  door=''
+  [ -e "$dir/door.json" ] && door=',"door":'"$(cat "$dir/door.json")"
+  fig() { echo '{"gallery":{"evaluated":true,"people":2,"images":4,"far":0.001,"tar":'$1',"rank1":'$1'},"site":{"evaluated":true,"crops":8,"groups":2,"consistency":'$1',"compactness":0.3}'"$door"'}'; }
   gallery='[{"name":"alice","embedding":['"$(seq -s, 1 128)"']},{"name":"bob","embedding":['"$(seq -s, 2 129)"']}]'
   echo '{"type":"evaluation","role":"current","model":"","figures":'"$(fig 0.9)"',"gallery":'"$gallery"'}' >&3
   echo '{"type":"evaluation","role":"candidate","model":"c","figures":'"$(fig $cand)"',"gallery":'"$gallery"'}' >&3
@@ -113,9 +121,9 @@ protected:
             return run_child_supervised(argv, sv);
         };
         hooks.release = [this](int version, const EmbeddedGallery& g) {
+            released_gallery = g;
             if (on_release) on_release(version);
             releases.push_back(version);
-            released_gallery = g;
         };
         hooks.saved = [this](CycleStep next) {
             saves.push_back(next);
@@ -499,4 +507,77 @@ TEST_F(TrainingCycleTest, AfterTenCyclesTheStateHoldsOnlyWhatRetentionKeeps) {
     EXPECT_EQ(apply_retention(*registry, RetentionPolicy{5, 2}, "cycle-running").versions_removed, 0);
     EXPECT_EQ(registry->add(registry->get(5).model_file, "rollback of 5").version, 6);
     EXPECT_EQ(registry->get(4).model_file.filename(), "model");
+}
+
+// Issue 12: two tracks seen in one frame of one camera are two people; the same frame time on
+// another camera, or another time, makes no pair.
+TEST(CycleSplit, SameFramePairsComeFromTracksOfOneFrameOfOneCamera) {
+    std::vector<quality::CropRecord> rs;
+    auto at = [&](std::int64_t id, const std::string& cam, std::int64_t track, std::int64_t ms) {
+        auto r = record(id, cam, track);
+        r.timestamp = std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+        rs.push_back(r);
+    };
+    at(1, "a", 1, 1000);
+    at(2, "a", 2, 1000);
+    at(3, "a", 3, 2000);
+    at(4, "b", 4, 1000);
+    at(5, "a", 1, 1040);  // track 1 again, another frame: one more crop of it
+    at(6, "a", -1, 1000); // untracked: never paired
+    at(7, "a", 2, 1000);  // track 2 twice in one frame (a store quirk): still one pair
+    const FramePairs f = same_frame_pairs(rs, 8, 100);
+    ASSERT_EQ(f.pairs.size(), 1u);
+    EXPECT_EQ(f.pairs[0], (std::pair<std::string, std::string>{"a/1", "a/2"}));
+    std::set<std::int64_t> ids;
+    for (const auto& r : f.crops) ids.insert(r.id);
+    EXPECT_EQ(ids, (std::set<std::int64_t>{1, 2, 5, 7}));
+    EXPECT_EQ(same_frame_pairs(rs, 1, 100).crops.size(), 2u);  // one crop per track
+}
+
+// Issue 12 acceptance: the package of an adapted model carries the candidate's calibrated
+// operating point, not 0.6, through the real release_version (a real mosquitto, a signed
+// package file read back).
+TEST_F(TrainingCycleTest, ThePackageOfAnAdaptedModelCarriesItsCalibratedThresholdNotTheLegacyOne) {
+    std::vector<double> impostor;
+    for (int i = 1; i <= 30000; ++i) impostor.push_back(0.8 + i / 30000.0);
+    faceadapt::calib::CalibrationRequest r;
+    r.target_far = 1e-2;
+    r.comparisons = 2;
+    DoorFigures door;
+    door.point = faceadapt::calib::calibrate(impostor, {0.2, 0.5, 0.9}, r);
+    ASSERT_TRUE(door.point.calibrated);
+    door.sources.same_frame_impostor = 30000;
+    std::ofstream(dir.path() / "door.json") << to_json(door).dump();
+
+    faceadapt::test::Mosquitto broker;
+    cfg.mqtt = broker.mqtt_config();
+    cfg.site.id = "lab";
+    faceadapt::publish::SigningKey::generate().save(state / "keys");
+    const auto exporter = [](const fs::path&, int, const std::string&, const fs::path& out) {
+        common::write_file_atomic(out, faceadapt::test::fake_onnx_model_file(2048, 3));
+    };
+    on_release = [&](int version) {
+        const ReleaseReport rep = release_version(cfg, *registry, version, released_gallery, exporter, nullptr, {},
+                                                  std::chrono::milliseconds(10));
+        EXPECT_TRUE(rep.published) << rep.error;
+    };
+    const TrainingCycle::Report rr = make_cycle()->run(cfg, stop);
+    ASSERT_EQ(releases, std::vector<int>{1}) << json(events("gate")).dump(1);
+    ASSERT_TRUE(released_gallery.operating_point);
+    EXPECT_EQ(released_gallery.operating_point->threshold, door.point.threshold);
+    EXPECT_NE(calls("evaluate")[0].find("--door-far 0.001"), std::string::npos) << calls("evaluate")[0];
+    const auto pkg = faceadapt::publish::Package::read(registry->dir() / "packages" / "1.fapkg");
+    EXPECT_NE(pkg.manifest.match_threshold, 0.6);
+    EXPECT_EQ(pkg.manifest.match_threshold, door.point.threshold);
+    ASSERT_TRUE(pkg.manifest.operating_point);
+    EXPECT_TRUE(pkg.manifest.calibrated());
+    EXPECT_EQ(pkg.manifest.operating_point->impostor_pairs, 30000u);
+    // The gate's record has the door figures; /metrics the threshold.
+    const auto gate = events("gate");
+    ASSERT_EQ(gate.size(), 1u);
+    EXPECT_EQ(gate[0]["candidate"]["door"]["threshold"].get<double>(), door.point.threshold);
+    EXPECT_EQ(metrics.value("faceadapt_gate_figure", {{"model", "candidate"}, {"figure", "threshold"}}), door.point.threshold);
+    EXPECT_EQ(events("publish").at(0)["threshold"].get<double>(), door.point.threshold);
+    EXPECT_EQ(events("publish").at(0)["calibrated"], true);
+    (void)rr;
 }

@@ -12,7 +12,7 @@ demo="${FACEADAPT_WEIGHTS_DIR:-$HOME/.cache/faceadapt/face-api-1.7.15}/demo"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$faceadapt" keygen --out "$tmp/keys" >/dev/null
 mkdir -p "$tmp/gallery/s1"; cp "$demo/sample1.jpg" "$tmp/gallery/s1/"
-"$faceadapt" package --key "$tmp/keys" --site guide --version 1 --gallery "$tmp/gallery" --out "$tmp/v1.fapkg" >/dev/null 2>&1
+"$faceadapt" package --key "$tmp/keys" --site guide --version 1 --gallery "$tmp/gallery" --threshold 0.6 --out "$tmp/v1.fapkg" >/dev/null 2>&1
 guide="$src/docs/door-integration"
 /usr/bin/python3 "$guide/verify_install.py" "$tmp/v1.fapkg" "$tmp/keys/signing.pub" "$tmp/door" guide | tee "$tmp/install.txt"
 grep -q "installed version 1 threshold 0.6 gallery \['s1'\]" "$tmp/install.txt"

@@ -90,7 +90,7 @@ TEST_F(DoorOnnx, InstallsFromMosquittoAndMatchesLikeTheLibtorchDoor) {
     fs::create_directories(t / "gallery" / "three");
     fs::copy_file(demo / "sample1.jpg", t / "gallery" / "one" / "a.jpg");
     fs::copy_file(demo / "sample3.jpg", t / "gallery" / "three" / "a.jpg");
-    const std::string common = " --key " + (t / "keys").string() + " --site s --version 1 --gallery " + (t / "gallery").string();
+    const std::string common = " --key " + (t / "keys").string() + " --site s --version 1 --threshold 0.6 --gallery " + (t / "gallery").string();
     ASSERT_EQ(run(tool("faceadapt") + " package" + common + " --out " + (t / "onnx.fapkg").string(), &out), 0);
     ASSERT_EQ(run(tool("faceadapt") + " package" + common + " --model-format libtorch --out " + (t / "torch.fapkg").string(),
                   &out), 0);

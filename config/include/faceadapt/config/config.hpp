@@ -160,7 +160,11 @@ struct LearnerConfig {
 };
 
 struct GateConfig {
-    double far = 1e-3;                              // (0, 1) false-accept rate of the operating point
+    double far = 1e-3;                              // (0, 1) door false-accept rate of the operating point
+    double door_far = 0;                            // [0, 1) stricter door rate to calibrate for; 0: far
+    std::filesystem::path strangers_dir;            // "": none; photos of people not enrolled (impostor pairs)
+    double max_frr_rise = 0.02;                     // [0, 1] largest allowed FRR rise at the target FAR
+    bool require_calibrated = true;                 // refuse a candidate whose target FAR is not resolved
     double max_tar_drop = 0.01;                     // [0, 1]
     double max_rank1_drop = 0.01;                   // [0, 1]
     double max_compactness_drop = 0.02;             // [0, 1]

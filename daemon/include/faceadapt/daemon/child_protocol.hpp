@@ -14,8 +14,10 @@
 //   {"type":"result", "model":"/abs/candidate.model", "provenance":{...}}
 //       train only, once, after the model file is written (durably). provenance is what the
 //       model file's metadata holds (method, cycles, iters, seed, convergence, cycle_reports...).
-//   {"type":"evaluation", "role":"current"|"candidate", "model":"/abs/file" or "" (the
-//    pretrained source), "figures":{"gallery":{...},"site":{...}} (gate.hpp to_json(ModelFigures)),
+//   {"type":"evaluation", "role":"current"|"candidate"|"source"|"best", "model":"/abs/file" or ""
+//    (the pretrained source), "figures":{"gallery":{...},"site":{...},"door":{...}} (gate.hpp
+//    to_json(ModelFigures); "door", since issue 12, is the model's calibrated operating point in
+//    publish/operating_point_json.hpp's form plus "measured_far" and "sources"),
 //    "gallery":[{"name":"alice","embedding":[128 numbers]}, ...], "gallery_revision":12}
 //       evaluate only, once per model: the gate's figures and the enrolled gallery embedded by
 //       that model (what a release packs; an empty list when nothing is enrolled), and the
@@ -63,6 +65,9 @@ struct EmbeddedGallery {
     // it in the version's meta.json ("gallery_revision"): faceadaptd ships a gallery update
     // when the gallery's revision moved past it (gallery_update.hpp).
     std::int64_t revision = -1;
+    // The embedding model's calibrated operating point for this gallery (what a release ships;
+    // figures.door of its evaluation). Not part of to_json(EmbeddedGallery), which is the list.
+    std::optional<calib::OperatingPoint> operating_point;
 };
 
 struct ChildProgress {
@@ -77,7 +82,7 @@ struct ChildTrainResult {
 };
 
 struct ChildEvaluation {
-    std::string role;                  // "current" or "candidate"
+    std::string role;                  // "current", "candidate", "source" or "best"
     std::filesystem::path model;       // empty: the pretrained source model
     ModelFigures figures;
     EmbeddedGallery gallery;

@@ -12,12 +12,15 @@
 //               -> TrainOutput. A stop (SIGTERM to the daemon) ends the child, which
 //               checkpoints; the next run resumes it with --resume.
 //     evaluate  `faceadapt evaluate --protocol-fd 3 ...` (a second child, so faceadaptd never
-//               loads torch): the gate's figures of the current model and the candidate on the
-//               enrolled gallery and the held-out crops, and the gallery embedded by the
-//               candidate. -> Evaluation
+//               loads torch): the gate's figures of the current model and the candidate (and of
+//               the source model and the best version so far, the gate's references) on the
+//               enrolled gallery, the held-out crops, the same-frame pairs and [gate]
+//               strangers_dir, each model at its own calibrated operating point, and the
+//               gallery embedded by the candidate. -> Evaluation
 //     gate      decide() (gate.hpp); promoted: the candidate registered as a new version and
 //               made current. -> GateDecision, the version
-//     release   the Hooks' release with that version and the candidate's embedded gallery.
+//     release   the Hooks' release with that version and the candidate's embedded gallery, which
+//               carries the candidate's operating point (the package's threshold).
 //   The state (CycleState: the step reached and every earlier step's output) is saved whole to
 //   <models>/cycle.json with common's durable write after each step, so a daemon killed at any
 //   point resumes at the step it was in: a finished step is never run again. A failed child or
@@ -90,7 +93,23 @@ struct TrainOutput {
 struct Evaluation {
     ModelFigures current, candidate;
     EmbeddedGallery gallery;              // embedded by the candidate: what its release packs
+    std::vector<GateReference> references;  // the source model and the best so far (issue 18 item 7)
 };
+
+// ---- prepare: the same-frame pairs (pure) -------------------------------------------------
+// Two tracks of one camera with crops of the same frame time are two people (the store's
+// timestamp is the frame's wall-clock time, ms): their track labels, each pair once, and up
+// to `per_track` crops of each such track (at most `max_crops` crops in all), in input order.
+struct FramePairs {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    std::vector<quality::CropRecord> crops;
+};
+FramePairs same_frame_pairs(const std::vector<quality::CropRecord>& records, std::size_t per_track = 8,
+                            std::size_t max_crops = 4000);
+
+// The promoted version with the lowest door FRR recorded at its gate (history.jsonl), other than
+// `current` and still stored; 0 when none.
+int best_version_so_far(const ModelRegistry& registry, int current);
 
 struct CycleState {
     std::string name;                     // "cycle-<UTC compact>"

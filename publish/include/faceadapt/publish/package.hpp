@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "faceadapt/calib/operating_point.hpp"
 #include "faceadapt/publish/keys.hpp"
 
 namespace faceadapt::publish {
@@ -119,8 +120,17 @@ struct Manifest {
     std::vector<std::string> chunk_sha256;  // one per chunk, in order
     std::uint64_t gallery_entries = 0;
     double match_threshold = 0.6;
+    // The calibrated operating point (docs/package-format.md 4.2, docs/operating-point.md); absent
+    // in packages before issue 12 (a door then applies match_threshold with margin 0). When
+    // present, its threshold equals match_threshold (parse() refuses a manifest where it does not).
+    std::optional<calib::OperatingPoint> operating_point;
     std::map<std::string, double> training_metrics;
     std::map<std::string, double> gate_metrics;
+
+    // The threshold and ambiguity margin a door decides with (operating_point's, else
+    // match_threshold and 0), and whether they were calibrated.
+    double decision_margin() const { return operating_point ? operating_point->margin : 0.0; }
+    bool calibrated() const { return operating_point && operating_point->calibrated; }
 
     std::size_t chunk_count() const { return chunk_sha256.size(); }
     // throws PackageError when there is no part called `name`.
@@ -159,6 +169,8 @@ struct PackageInput {
     ArchitectureSpec architecture;
     std::map<std::string, double> training_metrics;
     std::map<std::string, double> gate_metrics;
+    // When set, the manifest carries it and its threshold (gallery.threshold is ignored).
+    std::optional<calib::OperatingPoint> operating_point;
     std::size_t chunk_bytes = kDefaultChunkBytes;  // [1 KiB, 64 MiB]
     std::string created;         // "" -> now
 };

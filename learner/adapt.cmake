@@ -2,6 +2,8 @@
 target_sources(faceadapt_learner PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/src/cluster.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/constraints.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/site_snapshot.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/site_simulation.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/losses.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/ema.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/chip_source.cpp

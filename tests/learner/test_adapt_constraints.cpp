@@ -1,14 +1,21 @@
 // Clustering with the site's structure (issue 15): cannot-links are never violated, switched
-// tracks are cut, must-links join clusters, on constructed clusters of synthetic blobs.
+// tracks are cut, must-links join clusters, on constructed clusters of synthetic blobs; the
+// snapshot files that carry the structure.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
 #include <random>
+#include <set>
 
 #include <torch/torch.h>
 
 #include "dense_jaccard_reference.hpp"
 #include "faceadapt/learner/cluster.hpp"
 #include "faceadapt/learner/constraints.hpp"
+#include "faceadapt/learner/site_simulation.hpp"
+#include "faceadapt/learner/site_snapshot.hpp"
+#include "test_support.hpp"
 
 namespace fl = faceadapt::learner;
 
@@ -181,4 +188,117 @@ TEST(Constraints, StructureValidationAndSubset) {
     EXPECT_TRUE(blank(3).empty());
     const auto f = torch::nn::functional::normalize(torch::randn({3, 8}), torch::nn::functional::NormalizeFuncOptions().dim(1));
     EXPECT_THROW(fl::apply_constraints(f, blank(3), from_labels({0, 0}), {}), std::invalid_argument);
+}
+
+// The snapshot carries frame and track: index.csv rows give tracks (per camera), frames (same
+// camera and unix_ms) and times; constraints.csv gives named groups and cannot-links, a name
+// standing for its crops. Both files round-trip; malformed ones are refused naming the line.
+TEST(SiteSnapshot, IndexAndConstraintsGiveTheStructure) {
+    faceadapt::test::TempDir dir;
+    std::vector<fl::SnapshotRow> rows = {
+        {10, "door", 5000, 1, 0.9, "door/10.png"}, {11, "door", 5000, 2, 0.8, "door/11.png"},
+        {12, "door", 5100, 1, 0.7, "door/12.png"}, {13, "hall", 5000, 1, 0.6, "/abs/13.png"},
+        {14, "hall", 6000, -1, 0.5, "hall/14.png"}};
+    fl::write_snapshot_index(dir.path() / "index.csv", rows);
+    const auto back = fl::read_snapshot_index(dir.path() / "index.csv");
+    ASSERT_EQ(back.size(), rows.size());
+    EXPECT_EQ(back[3].camera, "hall");
+    EXPECT_EQ(back[3].file, "/abs/13.png");
+    EXPECT_EQ(back[1].track, 2);
+    fl::OperatorConstraints c;
+    c.must = {{12, "Ann"}, {14, "Ann"}, {99, "Bob"}};
+    c.cannot = {{{13, ""}, {-1, "Ann"}}, {{10, ""}, {11, ""}}};
+    fl::write_constraints(dir.path() / "constraints.csv", c);
+    const auto cb = fl::read_constraints(dir.path() / "constraints.csv");
+    EXPECT_EQ(cb.must, c.must);
+    EXPECT_EQ(cb.cannot, c.cannot);
+    EXPECT_TRUE(fl::read_constraints(dir.path() / "absent.csv").empty());
+
+    fl::StructureCounts counts;
+    const auto s = fl::site_structure(back, cb, &counts);
+    ASSERT_NO_THROW(s.validate(5));
+    EXPECT_EQ(s.track[0], s.track[2]);  // door track 1
+    EXPECT_NE(s.track[0], s.track[1]);
+    EXPECT_NE(s.track[0], s.track[3]);  // hall's track 1 is another track
+    EXPECT_EQ(s.track[4], -1);
+    EXPECT_EQ(s.frame[0], s.frame[1]);  // one frame of the door camera
+    EXPECT_NE(s.frame[0], s.frame[3]);  // same time, other camera
+    EXPECT_EQ(s.time_ms[2], 5100);
+    EXPECT_EQ(s.named[2], s.named[4]);
+    EXPECT_GE(s.named[2], 0);
+    EXPECT_EQ(counts.tracks, 3);
+    EXPECT_EQ(counts.shared_frames, 1);
+    EXPECT_EQ(counts.unknown_ids, 1);  // crop 99
+    const auto pairs = fl::cannot_link_pairs(s);
+    const std::vector<std::pair<int64_t, int64_t>> expect = {{0, 1}, {2, 3}, {3, 4}};
+    EXPECT_EQ(pairs, expect);
+
+    auto refused = [&](const std::string& name, const std::string& text, const std::string& what) {
+        std::ofstream(dir.path() / name) << text;
+        try {
+            if (name == "index.csv") fl::read_snapshot_index(dir.path() / name);
+            else fl::read_constraints(dir.path() / name);
+            ADD_FAILURE() << text << " accepted";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+        }
+    };
+    refused("index.csv", "id,camera,unix_ms,track,score,file\n1,door,x,1,0.5,f.png\n", "line 2 has a bad number");
+    refused("index.csv", "id,camera\n", "header");
+    refused("index.csv", "id,camera,unix_ms,track,score,file\n1,do/or,5,1,0.5,f.png\n", "bad camera");
+    refused("constraints.csv", "kind,a,b\nmust,1,Ann\nmaybe,1,2\n", "line 3 has a kind");
+    refused("constraints.csv", "kind,a,b\ncannot,1,name:\n", "bad name");
+    refused("constraints.csv", "kind,a,b\ncannot,1\n", "3 fields");
+}
+
+// The site simulation: every sample once; tracks of consecutive samples of one identity (in
+// their order), except the switched ones, which continue with another identity; the crops of
+// one frame are all of different identities; deterministic in the seed.
+TEST(SiteSimulation, TracksSwitchesAndFramesFollowTheProtocol) {
+    std::vector<int64_t> identity;
+    for (int id = 0; id < 30; ++id)
+        for (int k = 0; k < 14; ++k) identity.push_back(id);
+    for (double rate : {0.0, 0.3}) {
+        fl::SimulationOptions o;
+        o.switch_rate = rate;
+        o.seed = 5;
+        const auto site = fl::simulate_site(identity, o);
+        const auto n = static_cast<int64_t>(identity.size());
+        ASSERT_EQ(static_cast<int64_t>(site.order.size()), n);
+        std::map<int64_t, std::vector<int64_t>> tracks;  // in time order
+        for (int64_t i : site.order) tracks[site.track[i]].push_back(i);
+        EXPECT_EQ(static_cast<int64_t>(tracks.size()), site.tracks);
+        int64_t switched = 0;
+        for (const auto& [t, m] : tracks) {
+            EXPECT_LE(m.size(), 8u);
+            std::set<int64_t> ids;
+            for (size_t k = 0; k < m.size(); ++k) {
+                ids.insert(identity[m[k]]);
+                if (k > 0 && identity[m[k]] == identity[m[k - 1]]) EXPECT_EQ(m[k], m[k - 1] + 1);  // consecutive
+                if (k > 0) EXPECT_GT(site.unix_ms[m[k]], site.unix_ms[m[k - 1]]);
+            }
+            EXPECT_LE(ids.size(), 2u);
+            switched += ids.size() == 2;
+        }
+        EXPECT_EQ(switched, site.switched);
+        if (rate == 0.0) EXPECT_EQ(switched, 0);
+        else EXPECT_NEAR(static_cast<double>(switched) / site.tracks, rate, 0.15);
+        std::map<std::pair<std::string, int64_t>, std::vector<int64_t>> frames;
+        for (int64_t i = 0; i < n; ++i) frames[{site.camera[i], site.unix_ms[i]}].push_back(identity[i]);
+        int64_t shared = 0;
+        for (const auto& [key, ids] : frames) {
+            EXPECT_EQ(std::set<int64_t>(ids.begin(), ids.end()).size(), ids.size()) << "one identity twice in a frame";
+            EXPECT_LE(ids.size(), 4u);
+            shared += ids.size() >= 2;
+        }
+        EXPECT_EQ(shared, site.shared_frames);
+        EXPECT_GT(shared, n / 8);
+        // Deterministic; another seed gives another site.
+        EXPECT_EQ(fl::simulate_site(identity, o).track, site.track);
+        o.seed = 6;
+        EXPECT_NE(fl::simulate_site(identity, o).track, site.track);
+    }
+    fl::SimulationOptions bad;
+    bad.switch_rate = 1.5;
+    EXPECT_THROW(fl::simulate_site(identity, bad), std::invalid_argument);
 }

@@ -123,6 +123,9 @@ void CoTrainOptions::validate() const {
         bad("soft_ce_weight and soft_triplet_weight must be in [0, 1]");
     if (label_smoothing < 0 || label_smoothing >= 1) bad("label_smoothing must be in [0, 1)");
     if (l2sp_alpha < 0 || naive_l2sp_alpha < 0 || distill_weight < 0) bad("l2sp_alpha / distill_weight must be >= 0");
+    if (track_positive_weight < 0) bad("track_positive_weight must be >= 0");
+    if (!(constraints.switch_quantile >= 0 && constraints.switch_quantile <= 1) || constraints.min_track_links < 1)
+        bad("constraints.switch_quantile must be in [0, 1] and constraints.min_track_links >= 1");
     if (device != "cpu" && device != "cuda") bad("device '" + device + "' is not cpu or cuda");
     if (extract_batch < 1 || workers < 1 || prefetch < 1) bad("extract_batch, workers and prefetch must be >= 1");
     ema.at(0);  // throws for a bad rule / lambda
@@ -328,7 +331,13 @@ void CoTrainer::start_cycle() {
 
 double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report) {
     const bool mmt = o_.method == "mmt";
-    PkSampler sampler(s_.labels, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}));
+    // The site's structure in the batches (constraints.hpp): cannot-linked pairs as negatives,
+    // track pairs as positives across views.
+    const bool linked = !structure_.empty() && o_.constraint_batches;
+    SampleLinks links;
+    if (linked) links = {structure_.track, cannot_link_pairs(structure_)};
+    PkSampler sampler(s_.labels, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}), linked ? &links : nullptr);
+    const bool track_pull = mmt && !structure_.empty() && o_.track_positive_weight > 0;
     BatchPrefetcher prefetch(set1_, mmt ? set2_ : nullptr, s_.labels, sampler, o_.augment, o_.seed, s_.cycle,
                              s_.iter, o_.iters, o_.workers, o_.prefetch);
     net1_->train();
@@ -396,6 +405,23 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
             const auto dis1 = distillation(f1, source_feat1_), dis2 = distillation(f2, source_feat2_);
             loss1 = (1 - a) * ce1 + a * sce1 + (1 - b) * tri1 + b * stri1 + dis1;
             loss2 = (1 - a) * ce2 + a * sce2 + (1 - b) * tri2 + b * stri2 + dis2;
+            if (track_pull) {  // crops of one track and one pseudo-identity: net k's view against the other mean's
+                std::vector<int64_t> first, second;
+                const auto idx = batch.indices.contiguous();
+                const auto tgt = batch.targets.contiguous();
+                const int64_t* ip = idx.data_ptr<int64_t>();
+                const int64_t* tp = tgt.data_ptr<int64_t>();
+                for (int64_t u = 0; u < idx.numel(); ++u)
+                    for (int64_t v = 0; v < idx.numel(); ++v)
+                        if (ip[u] != ip[v] && tp[u] == tp[v] && structure_.track[ip[u]] >= 0 &&
+                            structure_.track[ip[u]] == structure_.track[ip[v]])
+                            first.push_back(u), second.push_back(v);
+                if (!first.empty()) {
+                    const auto fa = labels_tensor(first).to(device_), fb = labels_tensor(second).to(device_);
+                    loss1 = loss1 + o_.track_positive_weight * cross_view_pull(f1, f2m, fa, fb);
+                    loss2 = loss2 + o_.track_positive_weight * cross_view_pull(f2, f1m, fa, fb);
+                }
+            }
             times.losses += lap.lap();
             const auto [pen1, pen2] = backward_and_update(loss1 + loss2, opt1_.get(), opt2_.get(), overlap.get(), times, lap);
             copy_buffers(*mean1_, *net1_);  // none in FaceResNet; the EMA averages parameters only

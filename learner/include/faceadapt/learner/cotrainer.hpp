@@ -80,6 +80,12 @@ struct CoTrainOptions {
     EmaSchedule ema;                     // fixed 0.99 by default
     ClusterOptions cluster;
     ConstraintOptions constraints;       // how a site structure (set_structure) shapes the pseudo-labels
+    // With a site structure: batches pair cannot-linked pseudo-identities (the pair's crops
+    // inside: guaranteed negatives for the triplet mining) and draw images in track pairs.
+    bool constraint_batches = true;
+    // With a site structure: weight of the cross-view track positives, 1 - cos(f_k(a), f_mean(other)(b))
+    // for crops a != b of one track and one pseudo-identity in the batch (mmt only).
+    double track_positive_weight = 0.3;
     double soft_ce_weight = 0.5;         // MMT's 0.5
     double soft_triplet_weight = 0.8;    // MMT's 0.8
     double label_smoothing = 0.1;

@@ -1,6 +1,9 @@
 # Learner II: clustering, losses, EMA, training views and augmentation, the co-trainer.
 target_sources(faceadapt_learner PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/src/cluster.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/constraints.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/site_snapshot.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/src/site_simulation.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/losses.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/ema.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/src/chip_source.cpp

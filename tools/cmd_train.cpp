@@ -1,13 +1,15 @@
 // The train command (Learner II): unsupervised site adaptation of the face model.
 //   train --data DIR|FILE.chips [--chips] --out MODEL [--method mmt|naive] [--cycles N] [--iters M]
 //         [--seed S] [--device cpu|cuda] [--resume] [--checkpoint FILE] [--config FILE] [--merge|--no-merge]
-//         [--init MODEL] [--views quality|tensor]
+//         [--init MODEL] [--views quality|tensor] [--no-constraints]
 //   DIR holds 150x150 chips (--chips) or photos (detected and aligned first, the largest face
 //   of each), in subfolders or flat; labels are never read. A FILE.chips (FACHIPS1 raw tensor
 //   file) is read as chips. Progress lines go to stdout; SIGTERM/SIGINT write the checkpoint and
 //   exit with code 3 (resume with --resume). With --protocol-fd N (faceadaptd's training child)
 //   the progress, the result (model file + provenance) and a failure's message are also written
-//   to descriptor N as the JSON lines of daemon/child_protocol.hpp.
+//   to descriptor N as the JSON lines of daemon/child_protocol.hpp. A store snapshot's site
+//   structure (tracks, shared frames, constraints.csv: docs/site-snapshot.md) shapes the
+//   pseudo-labels unless --no-constraints.
 #include <csignal>
 
 #include <atomic>
@@ -39,6 +41,7 @@ struct TrainArgs {
     bool chips = false, resume = false, merge = false, no_merge = false;
     std::string method, device, views = "quality";
     bool hold_in_memory = false;
+    bool no_constraints = false;
     int64_t max_crops = 0;
     int cycles = 0, iters = 0;
     int64_t seed = -1;
@@ -91,7 +94,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // The training data: the bounded stratified sample of --data and its two views in scratch chip
 // files next to the checkpoint (streamed by the co-trainer; --hold-in-memory reads them into RAM).
 PreparedViews load_training_views(const TrainArgs& a, const fs::path& checkpoint, size_t max_crops, bool second_view,
-                                  ScratchFiles& scratch) {
+                                  ScratchFiles& scratch, learner::SiteStructure& structure) {
     using Clock = std::chrono::steady_clock;
     ViewOptions vo;
     vo.chips_only = a.chips;
@@ -131,6 +134,18 @@ PreparedViews load_training_views(const TrainArgs& a, const fs::path& checkpoint
         print_phase("list", seconds_since(t0));
         t0 = Clock::now();
         views = prepare_training_views(chosen, vo);
+        if (fs::is_regular_file(a.data / "index.csv") && !a.no_constraints) {
+            learner::StructureCounts c;
+            try {
+                structure = training_structure(chosen, views, a.data / "constraints.csv", &c);
+            } catch (const std::invalid_argument& e) {
+                throw BadInput(e.what());
+            }
+            std::printf("site structure: %lld tracks, %lld shared frames, %lld must-linked crops, %lld cannot-linked "
+                        "crop pairs (%lld constraint rows name crops not in the snapshot)%s\n",
+                        (long long)c.tracks, (long long)c.shared_frames, (long long)c.must, (long long)c.cannot_pairs,
+                        (long long)c.unknown_ids, structure.empty() ? "; nothing to constrain" : "");
+        }
     }
     for (const auto& e : views.first_errors) spdlog::warn("train: skipped {}", e);
     spdlog::info("train: {} chips from {} of {} inputs under {} (sample bound {}; {} unreadable or refused, {} "
@@ -204,14 +219,17 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     }
     print_phase("load-model", seconds_since(model_t0));
     ScratchFiles scratch;
+    learner::SiteStructure structure;
     const auto views = load_training_views(a, o.checkpoint, static_cast<size_t>(a.max_crops > 0 ? a.max_crops : lc.max_train_crops),
-                                           o.method == "mmt", scratch);
+                                           o.method == "mmt", scratch, structure);
     std::shared_ptr<const learner::ChipSource> set1 = views.set1, set2 = views.set2;
     if (a.hold_in_memory) {  // the comparison the bench makes: the same views, all in RAM
         set1 = std::make_shared<learner::TensorChips>(learner::load_chips_file(views.set1->path()));
         if (set2) set2 = std::make_shared<learner::TensorChips>(learner::load_chips_file(views.set2->path()));
     }
     learner::CoTrainer trainer(source, set1, set2, o);
+    // --no-constraints says "none" explicitly: resuming a run made with constraints is refused.
+    if (!structure.empty() || a.no_constraints) trainer.set_structure(std::move(structure));
     trainer.set_log([](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); });
     if (protocol)
         trainer.set_progress([protocol](const learner::TrainProgress& p) {
@@ -255,7 +273,8 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
                            {"chosen", result.chosen}, {"convergence1", result.convergence1},
                            {"convergence2", result.convergence2}, {"images", views.used},
                            {"clustering", o.cluster.method}, {"eps_rule", o.cluster.eps_rule},
-                           {"l2sp_alpha", o.l2sp_alpha}, {"views", a.views}};
+                           {"l2sp_alpha", o.l2sp_alpha}, {"views", a.views},
+                           {"site_constraints", !trainer.structure().empty()}};
     for (const auto& r : result.cycles)
         prov["cycle_reports"].push_back({{"cycle", r.cycle + 1}, {"clusters", r.clusters}, {"noise", r.noise},
                                          {"eps", r.eps}, {"convergence1", r.convergence1},
@@ -297,6 +316,8 @@ void register_train_command(CLI::App& app, CommandResult& result) {
     cmd->add_option("--views", args->views, "Enhancement of the two training sets: quality (OpenCV) or tensor");
     cmd->add_option("--max-crops", args->max_crops, "At most this many crops, a stratified sample (default: [learner] max_train_crops)")
         ->check(CLI::Range(int64_t{2}, int64_t{100'000'000}));
+    cmd->add_flag("--no-constraints", args->no_constraints,
+                  "Ignore the snapshot's site structure (tracks, shared frames, constraints.csv)");
     cmd->add_flag("--hold-in-memory", args->hold_in_memory,
                   "Hold both views in RAM instead of streaming them from the scratch files (for comparison)");
     cmd->add_option("--protocol-fd", args->protocol_fd,

@@ -35,6 +35,7 @@ void register_ingest_commands(CLI::App& app, CommandResult& result);   // detect
 void register_rtsp_serve_command(CLI::App& app, CommandResult& result); // rtsp-serve (cmd_rtsp_serve.cpp)
 void register_learner_commands(CLI::App& app, CommandResult& result);  // embed, eval
 void register_train_command(CLI::App& app, CommandResult& result);     // train (cmd_train.cpp)
+void register_simulate_command(CLI::App& app, CommandResult& result);  // simulate-site (cmd_simulate.cpp)
 void register_evaluate_command(CLI::App& app, CommandResult& result);  // evaluate (cmd_evaluate.cpp)
 void register_quality_commands(CLI::App& app, CommandResult& result);  // enroll, gallery
 void register_publish_commands(CLI::App& app, CommandResult& result);  // keygen, package, publish

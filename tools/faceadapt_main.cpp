@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     faceadapt::tools::register_rtsp_serve_command(app, result);
     faceadapt::tools::register_learner_commands(app, result);
     faceadapt::tools::register_train_command(app, result);
+    faceadapt::tools::register_simulate_command(app, result);
     faceadapt::tools::register_evaluate_command(app, result);
     faceadapt::tools::register_quality_commands(app, result);
     faceadapt::tools::register_publish_commands(app, result);

@@ -30,42 +30,17 @@ namespace {
 
 constexpr int64_t kBlock = 256;             // images decoded and enhanced per round
 constexpr int64_t kDayMs = 86'400'000;
-constexpr size_t kMaxIndexLine = 4096;
-
-std::vector<std::string> split_commas(const std::string& line) {
-    std::vector<std::string> out;
-    std::stringstream ss(line);
-    std::string f;
-    while (std::getline(ss, f, ',')) out.push_back(f);
-    return out;
-}
 
 // A store snapshot's index.csv: id,camera,unix_ms,track,score,file (file relative to data).
 std::vector<TrainingInput> read_index(const fs::path& data) {
-    const fs::path index = data / "index.csv";
-    std::ifstream in(index);
-    std::string line;
-    std::getline(in, line);
-    if (line.rfind("id,camera,unix_ms,track,score,file", 0) != 0)
-        throw std::invalid_argument(index.string() + ": not a store snapshot index (header id,camera,unix_ms,track,score,file)");
     std::vector<TrainingInput> out;
-    int64_t row = 1;
-    while (std::getline(in, line)) {
-        ++row;
-        if (line.empty()) continue;
-        const auto f = split_commas(line);
-        if (line.size() > kMaxIndexLine || f.size() != 6)
-            throw std::invalid_argument(index.string() + ": row " + std::to_string(row) + " is malformed");
+    for (auto& r : learner::read_snapshot_index(data / "index.csv")) {
         TrainingInput t;
-        try {
-            t.key.camera = f[1];
-            t.key.day = std::stoll(f[2]) / kDayMs;
-            t.key.track = std::stoll(f[3]);
-        } catch (const std::exception&) {
-            throw std::invalid_argument(index.string() + ": row " + std::to_string(row) + " has a bad number");
-        }
-        const fs::path file = f[5];
-        t.file = file.is_absolute() ? file : data / file;
+        t.key.camera = r.camera;
+        t.key.day = r.unix_ms / kDayMs;
+        t.key.track = r.track;
+        t.file = r.file.is_absolute() ? r.file : data / r.file;
+        t.row = std::move(r);
         out.push_back(std::move(t));
     }
     return out;
@@ -83,6 +58,7 @@ std::vector<TrainingInput> list_training_inputs(const fs::path& data) {
             if (!e.is_regular_file() || !ingest::has_image_extension(e.path())) continue;
             TrainingInput t;
             t.file = e.path();
+            t.row.id = -1;
             const auto rel = fs::relative(e.path(), data);
             if (std::distance(rel.begin(), rel.end()) > 1) t.key.camera = rel.begin()->string();
             out.push_back(std::move(t));
@@ -159,6 +135,7 @@ PreparedViews make_views(int64_t n, const ViewOptions& o, unsigned workers, Load
         for (int64_t i = 0; i < m; ++i) {
             if (!ok[i]) continue;
             out1.append(v1.data() + i * kChipBytes, 1);
+            r.used_inputs.push_back(b + i);
             if (out2) out2->append(v2.data() + i * kChipBytes, 1);
         }
     }
@@ -207,6 +184,15 @@ PreparedViews prepare_training_views(const learner::ChipSource& chips, const std
                           chips.read(static_cast<int64_t>(sample[i]), chip.data);
                           return std::string();
                       });
+}
+
+learner::SiteStructure training_structure(const std::vector<TrainingInput>& inputs, const PreparedViews& views,
+                                          const fs::path& constraints_csv, learner::StructureCounts* counts) {
+    std::vector<learner::SnapshotRow> rows;
+    rows.reserve(inputs.size());
+    for (const auto& in : inputs) rows.push_back(in.row);
+    const auto all = learner::site_structure(rows, learner::read_constraints(constraints_csv), counts);
+    return all.subset(views.used_inputs);
 }
 
 double peak_rss_mb() {

@@ -4,7 +4,8 @@
 // WHAT THIS REPRESENTS
 //   list_training_inputs(): every image under --data with its stratum (camera, UTC day, track).
 //   A store snapshot (the daemon's data folder) has an index.csv
-//   "id,camera,unix_ms,track,score,file" that gives them; a plain folder gives the first
+//   "id,camera,unix_ms,track,score,file" that gives them (and its rows: the site structure of
+//   docs/site-snapshot.md, with its optional constraints.csv); a plain folder gives the first
 //   sub-folder as the camera and no day or track. Either way the inputs come in path order.
 //   prepare_training_views(): decodes the sampled files in blocks of kBlock (the header's size
 //   checked before any decoding: ingest::read_image_bounded), aligns photos (or takes 150x150
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "faceadapt/learner/chip_source.hpp"
+#include "faceadapt/learner/site_snapshot.hpp"
 #include "faceadapt/learner/training_sample.hpp"
 
 namespace faceadapt::tools {
@@ -29,6 +31,7 @@ namespace faceadapt::tools {
 struct TrainingInput {
     std::filesystem::path file;
     learner::CropKey key;
+    learner::SnapshotRow row;  // a store snapshot's index row (id -1 in a plain folder)
 };
 
 // requires: data is a folder. throws std::invalid_argument naming it when it holds no image or
@@ -45,6 +48,7 @@ struct ViewOptions {
 struct PreparedViews {
     std::shared_ptr<const learner::ChipFile> set1, set2;  // set2 null without second_view
     int64_t used = 0;        // chips in the sets
+    std::vector<int64_t> used_inputs;  // for each chip, the index of the input it came from
     int64_t unreadable = 0;  // refused by read_image_bounded (unreadable, too large, wrong size)
     int64_t no_face = 0;     // photos without a detected face
     std::vector<std::string> first_errors;  // up to 5 of the refusals, for the log
@@ -56,6 +60,13 @@ PreparedViews prepare_training_views(const std::vector<TrainingInput>& inputs, c
 // The same from the chips `sample` of a chips file (a FACHIPS1 --data file).
 PreparedViews prepare_training_views(const learner::ChipSource& chips, const std::vector<size_t>& sample,
                                      const ViewOptions& options);
+
+// The site structure of a snapshot's `inputs` (the sample given to prepare_training_views) over
+// the chips `views` kept: tracks, frames and the operator constraints of `constraints_csv`
+// (absent: none). throws std::invalid_argument naming the file when it is malformed.
+learner::SiteStructure training_structure(const std::vector<TrainingInput>& inputs, const PreparedViews& views,
+                                          const std::filesystem::path& constraints_csv,
+                                          learner::StructureCounts* counts);
 
 // Peak resident set of this process so far, MB (getrusage's ru_maxrss).
 double peak_rss_mb();

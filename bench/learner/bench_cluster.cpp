@@ -1,7 +1,10 @@
 // bench_cluster: the clustering scale target of issue 4. 100,000 synthetic clustered 128-D
 // unit embeddings through exact kNN + sparse k-reciprocal Jaccard + DBSCAN (target < 60 s and
 // < 2 GB peak RSS on 2 cores), then 10,000 of them against the dense N x N reference
-// (target adjusted Rand >= 0.99). Optional argument: N for the large run.
+// (target adjusted Rand >= 0.99). Then the site's constraints (issue 15) on the 100,000: tracks
+// of 4 crops of one identity (every 20th switching identity half way), frames of 2 tracks of
+// different identities, through apply_constraints (time, peak RSS, violations left: target 0).
+// Optional argument: N for the large run.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -12,6 +15,7 @@
 
 #include "dense_jaccard_reference.hpp"
 #include "faceadapt/learner/cluster.hpp"
+#include "faceadapt/learner/constraints.hpp"
 
 namespace fl = faceadapt::learner;
 using Clock = std::chrono::steady_clock;
@@ -52,6 +56,49 @@ int main(int argc, char** argv) {
                     fl::adjusted_rand_index(r.labels, truth));
         std::printf("RESULT cluster_100k_seconds %.1f %s; peak_rss_mb %.0f %s\n", total, total < 60 ? "PASS" : "FAIL",
                     peak_rss_mb(), peak_rss_mb() < 2048 ? "PASS" : "FAIL");
+        // Site structure from the truth: members of each identity in index order cut into tracks of 4.
+        fl::SiteStructure s;
+        s.track.assign(big, -1);
+        s.time_ms.resize(big);
+        s.frame.assign(big, -1);
+        s.named.assign(big, -1);
+        std::vector<std::vector<int64_t>> members(big / 20);
+        for (int64_t i = 0; i < big; ++i) members[truth[i]].push_back(i), s.time_ms[i] = i;
+        int64_t tracks = 0, switches = 0;
+        std::vector<std::vector<int64_t>> track_members;
+        for (const auto& m : members)
+            for (size_t a = 0; a + 4 <= m.size(); a += 4) {
+                track_members.push_back({m[a], m[a + 1], m[a + 2], m[a + 3]});
+                for (size_t k = 0; k < 4; ++k) s.track[m[a + k]] = tracks;
+                ++tracks;
+            }
+        for (size_t t = 0; t + 20 < track_members.size(); t += 20) {  // a switch: the 2nd half of t is t+20's person
+            std::swap(track_members[t][2], track_members[t + 20][2]);
+            std::swap(track_members[t][3], track_members[t + 20][3]);
+            for (size_t k = 0; k < 4; ++k) {
+                s.track[track_members[t][k]] = static_cast<int64_t>(t);
+                s.track[track_members[t + 20][k]] = static_cast<int64_t>(t + 20);
+                s.time_ms[track_members[t][k]] = s.time_ms[track_members[t + 20][k]] = 1000000 + 8 * int64_t(t) + int64_t(k);
+            }
+            ++switches;
+        }
+        int64_t frame = 0;
+        for (size_t t = 0; t + 1 < track_members.size(); t += 2, ++frame)  // neighbouring tracks share frames
+            if (truth[track_members[t][0]] != truth[track_members[t + 1][0]])
+                for (size_t k = 0; k < 4; ++k) s.frame[track_members[t][k]] = s.frame[track_members[t + 1][k]] = frame * 4 + int64_t(k);
+        t0 = Clock::now();
+        fl::ConstraintReport rep;
+        const auto c = fl::apply_constraints(f, s, r, {}, &rep);
+        const double t_con = seconds(t0);
+        const int64_t left = fl::count_violations(c.labels, fl::cannot_link_pairs(s));
+        std::printf("constraints N=%lld: %lld tracks (%lld switched), %lld cannot-links, %lld violated before; "
+                    "%.1f s, track cuts %lld (threshold %.3f), clusters joined %lld, split %lld, noise adopted %lld; "
+                    "violations left %lld; ARI vs truth %.3f; peak RSS %.0f MB\n",
+                    static_cast<long long>(big), (long long)tracks, (long long)switches, (long long)rep.cannot_pairs,
+                    (long long)rep.violations_before, t_con, (long long)rep.track_cuts, rep.switch_threshold,
+                    (long long)rep.clusters_joined, (long long)rep.clusters_split, (long long)rep.noise_adopted,
+                    (long long)left, fl::adjusted_rand_index(c.labels, truth), peak_rss_mb());
+        std::printf("RESULT constraints_100k_violations %lld %s\n", (long long)left, left == 0 ? "PASS" : "FAIL");
     }
     {
         const int64_t n = 10000;

@@ -123,6 +123,9 @@ void CoTrainOptions::validate() const {
         bad("soft_ce_weight and soft_triplet_weight must be in [0, 1]");
     if (label_smoothing < 0 || label_smoothing >= 1) bad("label_smoothing must be in [0, 1)");
     if (l2sp_alpha < 0 || naive_l2sp_alpha < 0 || distill_weight < 0) bad("l2sp_alpha / distill_weight must be >= 0");
+    if (track_positive_weight < 0) bad("track_positive_weight must be >= 0");
+    if (!(constraints.switch_quantile >= 0 && constraints.switch_quantile <= 1) || constraints.min_track_links < 1)
+        bad("constraints.switch_quantile must be in [0, 1] and constraints.min_track_links >= 1");
     if (device != "cpu" && device != "cuda") bad("device '" + device + "' is not cpu or cuda");
     if (extract_batch < 1 || workers < 1 || prefetch < 1) bad("extract_batch, workers and prefetch must be >= 1");
     ema.at(0);  // throws for a bad rule / lambda
@@ -212,13 +215,37 @@ torch::Tensor CoTrainer::extract(FaceResNet& net, const ChipSource& set) {
     return out;
 }
 
-std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, double* eps) {
+void CoTrainer::set_structure(SiteStructure structure) {
+    if (structure.size() == 0 && structure.cannot.empty()) structure = SiteStructure{};  // explicitly none
+    else structure.validate(set1_->size());
+    structure_ = std::move(structure);
+    structure_given_ = true;
+}
+
+std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, double* eps, bool constrained) {
     auto copt = o_.cluster;
     copt.seed = mix_seed({o_.seed, 0xC1ull, static_cast<uint64_t>(s_.cycle)});
     const auto t0 = Clock::now();
-    const auto r = cluster_features(features, copt);
+    auto r = cluster_features(features, copt);
     phases_.cluster += std::chrono::duration<double>(Clock::now() - t0).count();
     if (eps) *eps = r.eps;
+    return constrained ? constrain(features, std::move(r.labels)) : r.labels;
+}
+
+std::vector<int64_t> CoTrainer::constrain(const torch::Tensor& features, std::vector<int64_t> labels) {
+    if (structure_.empty()) return labels;
+    const auto t0 = Clock::now();
+    ClusterResult r;
+    r.labels = std::move(labels);
+    r = apply_constraints(features, structure_, r, o_.constraints, &constraint_report_);
+    const auto& c = constraint_report_;
+    log(fmt("site constraints: %lld cannot-linked pairs (%lld in one cluster before, %lld after: %lld clusters split); "
+            "%lld track cuts (switch threshold %.3f); %lld cluster joins; %lld noise adopted; %lld must-links refused",
+            (long long)c.cannot_pairs, (long long)c.violations_before,
+            (long long)count_violations(r.labels, cannot_link_pairs(structure_)), (long long)c.clusters_split,
+            (long long)c.track_cuts, c.switch_threshold, (long long)c.clusters_joined, (long long)c.noise_adopted,
+            (long long)c.refused_unions));
+    phases_.cluster += std::chrono::duration<double>(Clock::now() - t0).count();
     return r.labels;
 }
 
@@ -276,12 +303,12 @@ void CoTrainer::start_cycle() {
         features = F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1));
         own1 = cluster_labels(f1, &eps_own);
         own2 = cluster_labels(f2, &eps_own);
-        s_.labels = cluster_labels(features, &r.eps);
+        s_.labels = cluster_labels(features, &r.eps, true);
     } else {
         // The merge fine-tune hands over the features it has just computed with these weights.
         features = known_features_.defined() ? std::exchange(known_features_, torch::Tensor()) : extract(net1_, *set1_);
-        s_.labels = cluster_labels(features, &r.eps);
-        own1 = s_.labels;
+        own1 = cluster_labels(features, &r.eps);
+        s_.labels = constrain(features, own1);
     }
     if (!s_.own1.empty()) r.convergence1 = stability(s_.own1, own1);
     if (mmt && !s_.own2.empty()) r.convergence2 = stability(s_.own2, own2);
@@ -304,7 +331,13 @@ void CoTrainer::start_cycle() {
 
 double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report) {
     const bool mmt = o_.method == "mmt";
-    PkSampler sampler(s_.labels, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}));
+    // The site's structure in the batches (constraints.hpp): cannot-linked pairs as negatives,
+    // track pairs as positives across views.
+    const bool linked = !structure_.empty() && o_.constraint_batches;
+    SampleLinks links;
+    if (linked) links = {structure_.track, cannot_link_pairs(structure_)};
+    PkSampler sampler(s_.labels, o_.batch_ids, o_.batch_per_id, mix_seed({o_.seed, 0x5Aull}), linked ? &links : nullptr);
+    const bool track_pull = mmt && !structure_.empty() && o_.track_positive_weight > 0;
     BatchPrefetcher prefetch(set1_, mmt ? set2_ : nullptr, s_.labels, sampler, o_.augment, o_.seed, s_.cycle,
                              s_.iter, o_.iters, o_.workers, o_.prefetch);
     net1_->train();
@@ -372,6 +405,23 @@ double CoTrainer::train_steps(const std::atomic<bool>* stop, CycleReport& report
             const auto dis1 = distillation(f1, source_feat1_), dis2 = distillation(f2, source_feat2_);
             loss1 = (1 - a) * ce1 + a * sce1 + (1 - b) * tri1 + b * stri1 + dis1;
             loss2 = (1 - a) * ce2 + a * sce2 + (1 - b) * tri2 + b * stri2 + dis2;
+            if (track_pull) {  // crops of one track and one pseudo-identity: net k's view against the other mean's
+                std::vector<int64_t> first, second;
+                const auto idx = batch.indices.contiguous();
+                const auto tgt = batch.targets.contiguous();
+                const int64_t* ip = idx.data_ptr<int64_t>();
+                const int64_t* tp = tgt.data_ptr<int64_t>();
+                for (int64_t u = 0; u < idx.numel(); ++u)
+                    for (int64_t v = 0; v < idx.numel(); ++v)
+                        if (ip[u] != ip[v] && tp[u] == tp[v] && structure_.track[ip[u]] >= 0 &&
+                            structure_.track[ip[u]] == structure_.track[ip[v]])
+                            first.push_back(u), second.push_back(v);
+                if (!first.empty()) {
+                    const auto fa = labels_tensor(first).to(device_), fb = labels_tensor(second).to(device_);
+                    loss1 = loss1 + o_.track_positive_weight * cross_view_pull(f1, f2m, fa, fb);
+                    loss2 = loss2 + o_.track_positive_weight * cross_view_pull(f2, f1m, fa, fb);
+                }
+            }
             times.losses += lap.lap();
             const auto [pen1, pen2] = backward_and_update(loss1 + loss2, opt1_.get(), opt2_.get(), overlap.get(), times, lap);
             copy_buffers(*mean1_, *net1_);  // none in FaceResNet; the EMA averages parameters only
@@ -453,7 +503,7 @@ TrainResult CoTrainer::run(const std::atomic<bool>* stop) {
         const auto l1 = cluster_labels(f1, nullptr), l2 = cluster_labels(f2, nullptr);
         result.convergence1 = stability(s_.own1, l1);
         result.convergence2 = stability(s_.own2, l2);
-        result.final_labels = cluster_labels(F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1)), nullptr);
+        result.final_labels = cluster_labels(F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1)), nullptr, true);
         log(fmt("final convergence (pseudo-label NMI vs last cycle): mean1 %.4f mean2 %.4f", result.convergence1,
                 result.convergence2));
         if (o_.merge) {
@@ -474,6 +524,7 @@ TrainResult CoTrainer::run(const std::atomic<bool>* stop) {
         const auto f = extract(net1_, *set1_);
         result.final_labels = cluster_labels(f, nullptr);
         result.convergence1 = stability(s_.own1, result.final_labels);
+        result.final_labels = constrain(f, std::move(result.final_labels));
         result.model = clone_face_resnet(net1_);
         result.chosen = "naive";
         log(fmt("final convergence (pseudo-label NMI vs last cycle): %.4f", result.convergence1));
@@ -496,7 +547,7 @@ FaceResNet CoTrainer::merge_and_finetune(double c1, double c2, const std::vector
     // pseudo-labels, L2-SP toward the merged weights) runs only while it falls short: on Yale B
     // one such round cost 2.4 LFW points and 0.8 rank-1 points (docs/learner.md).
     auto features = extract(merged, *set1_);
-    auto labels = cluster_labels(features, nullptr);
+    auto labels = cluster_labels(features, nullptr, true);
     double conv = stability(last_labels, labels);
     log(fmt("merged model: convergence %.4f against the last pseudo-labels (target %.3f)", conv, o_.merge_convergence));
     if (conv >= o_.merge_convergence) return merged;
@@ -508,6 +559,7 @@ FaceResNet CoTrainer::merge_and_finetune(double c1, double c2, const std::vector
     fo.merge = false;
     CoTrainer tuner(merged, set1_, std::shared_ptr<const ChipSource>(), fo);
     tuner.set_log(log_);
+    tuner.structure_ = structure_;
     for (int c = 0; c < fo.cycles && conv < o_.merge_convergence; ++c) {
         tuner.s_.own1 = labels;
         // The tuner's net is (still) the net these features came from: its embedding pass at
@@ -519,7 +571,7 @@ FaceResNet CoTrainer::merge_and_finetune(double c1, double c2, const std::vector
         tuner.s_.iter = 0;
         ++tuner.s_.cycle;
         features = extract(tuner.net1_, *set1_);
-        auto now = cluster_labels(features, nullptr);
+        auto now = cluster_labels(features, nullptr, true);
         conv = stability(labels, now);
         log(fmt("merged fine-tune round %d: convergence %.4f (target %.3f)", c + 1, conv, o_.merge_convergence));
         labels = std::move(now);
@@ -633,6 +685,15 @@ void CoTrainer::save_checkpoint() const {
     scalar("mmt", o_.method == "mmt");
     scalar("data", static_cast<int64_t>(data_fingerprint_));
     s_.save(ar);
+    if (!structure_.empty()) {  // the site structure the run's pseudo-labels obey (absent: none)
+        ar.write("site_track", labels_tensor(structure_.track));
+        ar.write("site_time", labels_tensor(structure_.time_ms));
+        ar.write("site_frame", labels_tensor(structure_.frame));
+        ar.write("site_named", labels_tensor(structure_.named));
+        std::vector<int64_t> flat;
+        for (const auto& [a, b] : structure_.cannot) flat.insert(flat.end(), {a, b});
+        ar.write("site_cannot", labels_tensor(flat));
+    }
     auto put_net = [&](const char* k, const FaceResNet& n) {
         if (!n) return;
         torch::serialize::OutputArchive a;
@@ -677,6 +738,29 @@ void CoTrainer::resume() {
         scalar("data") != static_cast<int64_t>(data_fingerprint_))
         throw std::runtime_error("resume: checkpoint " + path.string() +
                                  " was made with another seed, method or data set");
+    SiteStructure saved;
+    if (torch::Tensor t; ar.try_read("site_track", t)) {
+        auto vec = [&](const char* k) {
+            torch::Tensor v;
+            if (!ar.try_read(k, v)) throw std::runtime_error("resume: checkpoint " + path.string() + " lacks '" + k + "'");
+            return labels_vector(v.to(torch::kInt64));
+        };
+        saved.track = labels_vector(t.to(torch::kInt64));
+        saved.time_ms = vec("site_time");
+        saved.frame = vec("site_frame");
+        saved.named = vec("site_named");
+        const auto flat = vec("site_cannot");
+        if (flat.size() % 2 != 0) throw std::runtime_error("resume: checkpoint " + path.string() + " has malformed site_cannot");
+        for (size_t k = 0; k < flat.size(); k += 2) saved.cannot.emplace_back(flat[k], flat[k + 1]);
+        try {
+            saved.validate(set1_->size());
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error("resume: checkpoint " + path.string() + ": " + e.what());
+        }
+    }
+    if (!structure_given_) structure_ = std::move(saved);
+    else if (!(saved.empty() && structure_.empty()) && !(saved == structure_))
+        throw std::runtime_error("resume: checkpoint " + path.string() + " was made with other site constraints");
     CoTrainState state;
     state.load(ar, path.string());
     if (static_cast<int64_t>(state.labels.size()) != set1_->size() && !state.labels.empty())

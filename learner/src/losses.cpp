@@ -88,4 +88,15 @@ torch::Tensor similarity_distillation(const torch::Tensor& embeddings, const tor
     return (torch::mm(a, a.t()) - torch::mm(b, b.t())).pow(2).mean();
 }
 
+torch::Tensor cross_view_pull(const torch::Tensor& student, const torch::Tensor& teacher, const torch::Tensor& first,
+                              const torch::Tensor& second) {
+    if (student.sizes() != teacher.sizes() || student.dim() != 2)
+        throw std::invalid_argument("cross_view_pull: student and teacher embeddings differ in shape");
+    if (first.numel() == 0) return torch::zeros({}, student.options());
+    namespace F = torch::nn::functional;
+    const auto s = F::normalize(student.index_select(0, first), F::NormalizeFuncOptions().dim(1));
+    const auto t = F::normalize(teacher.detach().index_select(0, second), F::NormalizeFuncOptions().dim(1));
+    return (1.0 - (s * t).sum(1)).mean();
+}
+
 }  // namespace faceadapt::learner

@@ -189,19 +189,99 @@ void augment_chip(const uint8_t* src, uint8_t* dst, int h, int w, const AugmentO
     }
 }
 
-PkSampler::PkSampler(const std::vector<int64_t>& labels, int p, int k, uint64_t seed) : p_(p), k_(k), seed_(seed) {
+PkSampler::PkSampler(const std::vector<int64_t>& labels, int p, int k, uint64_t seed, const SampleLinks* links)
+    : p_(p), k_(k), seed_(seed) {
     if (p < 1 || k < 1) throw std::invalid_argument("PkSampler: P and K must be >= 1");
     int64_t max_label = -1;
     for (auto l : labels) max_label = std::max(max_label, l);
     members_.resize(static_cast<size_t>(max_label + 1));
     for (size_t i = 0; i < labels.size(); ++i)
         if (labels[i] >= 0) members_[labels[i]].push_back(static_cast<int64_t>(i));
+    std::vector<int64_t> id_of(members_.size(), -1);  // label -> pseudo-identity index after the erase
+    for (size_t l = 0, id = 0; l < members_.size(); ++l)
+        if (!members_[l].empty()) id_of[l] = static_cast<int64_t>(id++);
     std::erase_if(members_, [](const auto& m) { return m.empty(); });
     if (members_.empty()) throw std::invalid_argument("PkSampler: no labelled sample (all noise)");
+    if (!links) return;
+    if (links->track.size() != labels.size()) throw std::invalid_argument("PkSampler: one track per sample needed");
+    bool any = std::any_of(links->track.begin(), links->track.end(), [](int64_t t) { return t >= 0; });
+    std::vector<std::vector<Partner>> partners(members_.size());
+    for (const auto& [a, b] : links->cannot) {
+        if (a < 0 || b < 0 || a >= static_cast<int64_t>(labels.size()) || b >= static_cast<int64_t>(labels.size()))
+            throw std::invalid_argument("PkSampler: a cannot-link out of range");
+        if (labels[a] < 0 || labels[b] < 0 || labels[a] == labels[b]) continue;
+        const int64_t x = id_of[labels[a]], y = id_of[labels[b]];
+        partners[x].push_back({y, a, b});
+        partners[y].push_back({x, b, a});
+        any = true;
+    }
+    if (!any) return;
+    partners_ = std::move(partners);
+    track_ = links->track;
+}
+
+std::vector<int64_t> PkSampler::linked_batch(std::mt19937_64& rng) const {
+    const auto ids_n = static_cast<int64_t>(members_.size());
+    std::vector<int64_t> chosen;
+    std::vector<std::vector<int64_t>> forced(static_cast<size_t>(ids_n));
+    std::vector<char> used(static_cast<size_t>(ids_n), 0);
+    std::vector<int64_t> unused(static_cast<size_t>(ids_n));
+    std::iota(unused.begin(), unused.end(), 0);
+    auto take = [&](int64_t id) {
+        chosen.push_back(id);
+        if (!used[id]) unused.erase(std::find(unused.begin(), unused.end(), id));
+        used[id] = 1;
+    };
+    while (static_cast<int>(chosen.size()) < p_) {
+        const int64_t id = unused.empty() ? std::uniform_int_distribution<int64_t>(0, ids_n - 1)(rng)
+                                          : unused[std::uniform_int_distribution<size_t>(0, unused.size() - 1)(rng)];
+        take(id);
+        if (static_cast<int>(chosen.size()) >= p_) break;
+        std::vector<const Partner*> open;
+        for (const auto& q : partners_[id])
+            if (!used[q.id]) open.push_back(&q);
+        if (open.empty()) continue;
+        const auto* q = open[std::uniform_int_distribution<size_t>(0, open.size() - 1)(rng)];
+        forced[id].push_back(q->mine);
+        forced[q->id].push_back(q->theirs);
+        take(q->id);
+    }
+    std::vector<int64_t> out;
+    out.reserve(static_cast<size_t>(p_) * k_);
+    for (auto id : chosen) {
+        const auto& m = members_[id];
+        std::vector<int64_t> picked;
+        for (int64_t f : forced[id])
+            if (static_cast<int>(picked.size()) < k_ && std::find(picked.begin(), picked.end(), f) == picked.end())
+                picked.push_back(f);
+        forced[id].clear();  // a pseudo-identity drawn twice (P > identities) gets them once
+        std::vector<int64_t> left;
+        for (int64_t x : m)
+            if (std::find(picked.begin(), picked.end(), x) == picked.end()) left.push_back(x);
+        while (static_cast<int>(picked.size()) < k_) {
+            // Every second image from the previous one's track (a positive across views).
+            const int64_t prev = picked.empty() ? -1 : picked.back();
+            std::vector<size_t> mates;
+            if (picked.size() % 2 == 1 && track_[prev] >= 0)
+                for (size_t t = 0; t < left.size(); ++t)
+                    if (track_[left[t]] == track_[prev]) mates.push_back(t);
+            if (left.empty()) {  // fewer members than K: with replacement
+                picked.push_back(m[std::uniform_int_distribution<size_t>(0, m.size() - 1)(rng)]);
+                continue;
+            }
+            const size_t at = mates.empty() ? std::uniform_int_distribution<size_t>(0, left.size() - 1)(rng)
+                                            : mates[std::uniform_int_distribution<size_t>(0, mates.size() - 1)(rng)];
+            picked.push_back(left[at]);
+            left.erase(left.begin() + static_cast<std::ptrdiff_t>(at));
+        }
+        out.insert(out.end(), picked.begin(), picked.end());
+    }
+    return out;
 }
 
 std::vector<int64_t> PkSampler::batch(int64_t cycle, int64_t iter) const {
     std::mt19937_64 rng(mix_seed({seed_, 0x5A3D1Eull, static_cast<uint64_t>(cycle), static_cast<uint64_t>(iter)}));
+    if (!track_.empty()) return linked_batch(rng);
     const auto ids_n = static_cast<int64_t>(members_.size());
     std::vector<int64_t> ids(static_cast<size_t>(ids_n));
     std::iota(ids.begin(), ids.end(), 0);

@@ -281,3 +281,74 @@ TEST_F(CoTrain, StreamedSetsTrainAsInMemoryAndCheckpointByContent) {
     fl::CoTrainer other(source_, changed, set2_, o);
     EXPECT_THROW(other.resume(), std::runtime_error);
 }
+
+namespace {
+// A site structure over forty_chips(): chips i and i+1 (even i < 24) share frames, chip i and
+// its mirror i+24 (i < 16) form a track.
+fl::SiteStructure forty_structure() {
+    fl::SiteStructure s;
+    s.track.assign(40, -1);
+    s.time_ms.resize(40);
+    s.frame.assign(40, -1);
+    s.named.assign(40, -1);
+    for (int i = 0; i < 40; ++i) s.time_ms[i] = 1000 + i;
+    for (int i = 0; i < 24; i += 2) s.frame[i] = s.frame[i + 1] = i;
+    for (int i = 0; i < 16; ++i) s.track[i] = s.track[i + 24] = i;
+    s.cannot = {{0, 30}};  // an operator's correction
+    return s;
+}
+}  // namespace
+
+// Issue 15: the pseudo-labels of every cycle and the final ones obey the cannot-links; the
+// structure is saved in the checkpoint, a resume without set_structure() uses it and ends as
+// the uninterrupted run; a resume with another structure is refused.
+TEST_F(CoTrain, ConstraintsSurviveCheckpointAndResume) {
+    faceadapt::test::TempDir dir;
+    auto o = tiny(dir.path() / "a.pt");
+    const auto structure = forty_structure();
+    const auto pairs = fl::cannot_link_pairs(structure);
+    ASSERT_EQ(pairs.size(), 13u);
+    fl::CoTrainer whole(source_, set1_, set2_, o);
+    whole.set_structure(structure);
+    int cycles_checked = 0;
+    whole.set_progress([&](const fl::TrainProgress& p) {
+        if (p.iter != 0) return;  // just clustered
+        EXPECT_EQ(fl::count_violations(whole.state().labels, pairs), 0) << "cycle " << p.cycle;
+        ++cycles_checked;
+    });
+    const auto ra = whole.run();
+    ASSERT_TRUE(ra.finished);
+    EXPECT_EQ(cycles_checked, 2);
+    EXPECT_EQ(fl::count_violations(ra.final_labels, pairs), 0);
+
+    o.checkpoint = dir.path() / "b.pt";
+    std::atomic<bool> stop{false};
+    {
+        fl::CoTrainer first(source_, set1_, set2_, o);
+        first.set_structure(structure);
+        first.set_log([&](const std::string& l) {
+            if (l.find("cycle 2/2 iter 1/2") != std::string::npos) stop = true;
+        });
+        EXPECT_FALSE(first.run(&stop).finished);
+    }
+    fl::CoTrainer second(source_, set1_, set2_, o);  // no set_structure: the checkpoint's
+    second.resume();
+    EXPECT_TRUE(second.structure() == structure);
+    EXPECT_EQ(fl::count_violations(second.state().labels, pairs), 0);
+    const auto rc = second.run();
+    ASSERT_TRUE(rc.finished);
+    for (int i = 1; i <= 4; ++i) EXPECT_LT(max_difference(whole.net(i), second.net(i)), 1e-6) << "net " << i;
+    EXPECT_EQ(ra.final_labels, rc.final_labels);
+
+    auto other = structure;
+    other.cannot.emplace_back(2, 5);
+    fl::CoTrainer third(source_, set1_, set2_, o);
+    third.set_structure(other);
+    try {
+        third.resume();
+        FAIL() << "checkpoint of other site constraints accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("other site constraints"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(third.set_structure(structure.subset({0, 1, 2})), std::invalid_argument);
+}

@@ -237,3 +237,55 @@ TEST(ChipsFile, RoundTripAndBadFiles) {
         EXPECT_NE(std::string(e.what()).find("c.bin"), std::string::npos);
     }
 }
+
+// Issue 15: with the site's links each cannot-linked pair drawn is in the batch with both crops
+// (a negative the triplet mining sees), images come in track pairs, and links that link
+// nothing leave the draws as they were.
+TEST(Sampler, SiteLinksGiveNegativesAndTrackPairs) {
+    std::vector<int64_t> labels;
+    for (int id = 0; id < 20; ++id)
+        for (int k = 0; k < 10; ++k) labels.push_back(id);
+    fl::SampleLinks none{std::vector<int64_t>(labels.size(), -1), {}};
+    const fl::PkSampler plain(labels, 8, 4, 3), unlinked(labels, 8, 4, 3, &none);
+    for (int it = 0; it < 5; ++it) EXPECT_EQ(plain.batch(0, it), unlinked.batch(0, it));
+
+    fl::SampleLinks links;
+    links.track.resize(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) links.track[i] = static_cast<int64_t>(i / 5);  // 2 tracks per id
+    for (int id = 0; id + 1 < 20; id += 2) links.cannot.emplace_back(id * 10 + 3, (id + 1) * 10 + 7);
+    const fl::PkSampler s(labels, 8, 4, 3, &links);
+    int with_pair = 0, track_pairs = 0, pairs = 0;
+    for (int it = 0; it < 40; ++it) {
+        const auto b = s.batch(1, it);
+        ASSERT_EQ(b.size(), 32u);
+        for (const auto& [x, y] : links.cannot) {
+            const bool hx = std::find(b.begin(), b.end(), x) != b.end(), hy = std::find(b.begin(), b.end(), y) != b.end();
+            const bool ix = std::any_of(b.begin(), b.end(), [&](int64_t v) { return labels[v] == labels[x]; });
+            const bool iy = std::any_of(b.begin(), b.end(), [&](int64_t v) { return labels[v] == labels[y]; });
+            if (ix && iy) with_pair += hx && hy;
+        }
+        for (size_t k = 0; k + 1 < b.size(); k += 2, ++pairs) track_pairs += links.track[b[k]] == links.track[b[k + 1]];
+        for (size_t k = 0; k < b.size(); k += 4)  // K images of one pseudo-identity, all different
+            for (size_t j = k; j < k + 4; ++j) {
+                EXPECT_EQ(labels[b[j]], labels[b[k]]);
+                for (size_t q = k; q < j; ++q) EXPECT_NE(b[q], b[j]);
+            }
+    }
+    EXPECT_GT(with_pair, 40);            // each batch of 8 ids holds about 4 linked pairs
+    EXPECT_EQ(track_pairs, pairs);       // 5 crops per track: every second image has a mate
+}
+
+TEST(Losses, CrossViewPullIsZeroForAlignedViewsAndMovesOnlyTheStudent) {
+    auto student = torch::randn({6, 8}, torch::requires_grad());
+    auto teacher = student.detach().clone().requires_grad_();
+    const auto first = torch::tensor({0, 1}, torch::kInt64), second = torch::tensor({0, 1}, torch::kInt64);
+    EXPECT_NEAR(fl::cross_view_pull(student, teacher, first, second).item<double>(), 0.0, 1e-6);
+    const auto loss = fl::cross_view_pull(student, teacher, first, torch::tensor({2, 3}, torch::kInt64));
+    EXPECT_GT(loss.item<double>(), 0.0);
+    loss.backward();
+    EXPECT_GT(student.grad().abs().sum().item<double>(), 0.0);
+    EXPECT_FALSE(teacher.grad().defined());
+    EXPECT_EQ(fl::cross_view_pull(student, teacher, torch::empty({0}, torch::kInt64), torch::empty({0}, torch::kInt64))
+                  .item<double>(),
+              0.0);
+}

@@ -219,3 +219,70 @@ TEST(TrainCli, UnreadableAndOversizedInputsAreSkippedAndCounted) {
     EXPECT_FALSE(fs::exists(model.string() + ".ckpt.view1.chips"));
     EXPECT_TRUE(fs::exists(model.string() + ".ckpt"));
 }
+
+// Issue 15: `faceadapt simulate-site` on a small generated labelled set (the 24 reference chips
+// in one folder per identity) writes a snapshot whose tracks and frames `faceadapt train --data`
+// uses; --no-constraints ignores them.
+TEST(SimulateSiteCli, SnapshotOfTracksAndFramesIsTrainedWithItsConstraints) {
+    FACEADAPT_REQUIRE_PATH(reference_dir() / "chips");
+    FACEADAPT_REQUIRE_PATH(manifest());
+    faceadapt::test::TempDir tmp;
+    const fs::path labelled = tmp.path() / "labelled";
+    int64_t chips = 0;
+    for (const auto& e : fs::directory_iterator(reference_dir() / "chips")) {
+        const auto name = e.path().filename().string();
+        const auto id = name.substr(0, name.find('_'));
+        fs::create_directories(labelled / id);
+        fs::copy_file(e.path(), labelled / id / name);
+        ++chips;
+    }
+    std::ofstream(labelled / "s1" / "notes.txt") << "not an image";
+    const fs::path snap = tmp.path() / "snap";
+    const std::string simulate = faceadapt_exe().string() + " simulate-site --chips --data '" + labelled.string() +
+                                 "' --switch-rate 0.3 --seed 4 --out '";
+    std::string output;
+    ASSERT_EQ(run_command(simulate + snap.string() + "'", &output), 0) << output;
+    EXPECT_NE(output.find("24 crops of 8 identities"), std::string::npos) << output;
+    std::ifstream index(snap / "index.csv");
+    std::string line;
+    std::getline(index, line);
+    EXPECT_EQ(line, "id,camera,unix_ms,track,score,file");
+    int64_t rows = 0;
+    std::map<std::string, int> per_frame;
+    while (std::getline(index, line)) {
+        ++rows;
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+        ASSERT_EQ(f.size(), 6u) << line;
+        EXPECT_TRUE(fs::exists(f[5])) << line;
+        ++per_frame[f[1] + "@" + f[2]];
+    }
+    EXPECT_EQ(rows, chips);
+    EXPECT_TRUE(std::any_of(per_frame.begin(), per_frame.end(), [](const auto& p) { return p.second >= 2; }));
+    EXPECT_TRUE(fs::exists(snap / "truth.csv"));
+    // The same seed gives the same snapshot.
+    ASSERT_EQ(run_command(simulate + (tmp.path() / "snap2").string() + "'", &output), 0) << output;
+    auto text = [](const fs::path& p) {
+        std::ifstream in(p);
+        return std::string{std::istreambuf_iterator<char>(in), {}};
+    };
+    EXPECT_EQ(text(snap / "index.csv"), text(tmp.path() / "snap2/index.csv"));
+    // An operator's correction beside the tracks and frames.
+    std::ofstream(snap / "constraints.csv") << "kind,a,b\nmust,1,Ann\ncannot,2,name:Ann\n";
+    const std::string train = env_prefix() + faceadapt_exe().string() + " train --chips --data '" + snap.string() +
+                              "' --out '" + (tmp.path() / "m.fam").string() + "' --method naive --cycles 1 --iters 1";
+    ASSERT_EQ(run_command(train, &output), 0) << output;
+    EXPECT_NE(output.find("site structure:"), std::string::npos) << output;
+    EXPECT_NE(output.find("1 cannot-linked crop pairs"), std::string::npos) << output;
+    EXPECT_NE(output.find("site constraints:"), std::string::npos) << output;
+    EXPECT_NE(output.find(" after: "), std::string::npos) << output;
+    EXPECT_NE(output.find("0 after"), std::string::npos) << output;
+    ASSERT_EQ(run_command(train + " --no-constraints --checkpoint '" + (tmp.path() / "n.ckpt").string() + "'", &output), 0)
+        << output;
+    EXPECT_EQ(output.find("site constraints:"), std::string::npos) << output;
+    // A malformed constraints file is bad input, named.
+    std::ofstream(snap / "constraints.csv") << "kind,a,b\nperhaps,1,2\n";
+    EXPECT_EQ(run_command(train, &output), 2) << output;
+    EXPECT_NE(output.find("constraints.csv: line 2"), std::string::npos) << output;
+}

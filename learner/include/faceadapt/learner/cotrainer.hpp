@@ -61,6 +61,7 @@
 
 #include "faceadapt/learner/chip_source.hpp"
 #include "faceadapt/learner/cluster.hpp"
+#include "faceadapt/learner/constraints.hpp"
 #include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/face_resnet.hpp"
 #include "faceadapt/learner/mean_teacher_adam.hpp"
@@ -78,6 +79,13 @@ struct CoTrainOptions {
     double lr_classifier = 3.5e-4;
     EmaSchedule ema;                     // fixed 0.99 by default
     ClusterOptions cluster;
+    ConstraintOptions constraints;       // how a site structure (set_structure) shapes the pseudo-labels
+    // With a site structure: batches pair cannot-linked pseudo-identities (the pair's crops
+    // inside: guaranteed negatives for the triplet mining) and draw images in track pairs.
+    bool constraint_batches = true;
+    // With a site structure: weight of the cross-view track positives, 1 - cos(f_k(a), f_mean(other)(b))
+    // for crops a != b of one track and one pseudo-identity in the batch (mmt only).
+    double track_positive_weight = 0.3;
     double soft_ce_weight = 0.5;         // MMT's 0.5
     double soft_triplet_weight = 0.8;    // MMT's 0.8
     double label_smoothing = 0.1;
@@ -194,9 +202,20 @@ public:
     // Receives the same progress as numbers (TrainProgress), for a caller that reports it typed.
     void set_progress(std::function<void(const TrainProgress&)> progress) { progress_ = std::move(progress); }
 
-    // Loads options.checkpoint. ensures: the next run() continues where it stopped.
+    // The site's structure over the training set (constraints.hpp: tracks, frames, an
+    // operator's corrections): every pseudo-labelling (each cycle's, the final one, the merge's
+    // check) then goes through apply_constraints(). Call before run()/resume(). It is saved in
+    // the checkpoint. An empty SiteStructure{} says "none" (a resume then refuses a checkpoint
+    // made with one). throws std::invalid_argument when its size is not the set's.
+    void set_structure(SiteStructure structure);
+    const SiteStructure& structure() const { return structure_; }
+    // The last constrained pseudo-labelling's report (zeros without a structure).
+    const ConstraintReport& last_constraint_report() const { return constraint_report_; }
+
+    // Loads options.checkpoint. ensures: the next run() continues where it stopped; without a
+    // set_structure() call the checkpoint's structure is used.
     // throws std::runtime_error naming the file when missing/corrupt or made with other data,
-    //        seed or method.
+    //        seed, method or site structure.
     void resume();
 
     // Runs to the end, or until *stop becomes true (then checkpoints and returns finished=false).
@@ -213,7 +232,10 @@ public:
 private:
     void start_cycle();
     double train_steps(const std::atomic<bool>* stop, CycleReport& report);
-    std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps);
+    // constrained: through apply_constraints() with the site structure (when there is one).
+    std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps, bool constrained = false);
+    // `labels` through apply_constraints() (as they are without a structure); logs the report.
+    std::vector<int64_t> constrain(const torch::Tensor& features, std::vector<int64_t> labels);
     torch::Tensor extract(FaceResNet& net, const ChipSource& set);
     void reset_classifiers(const torch::Tensor& features, const std::vector<int64_t>& labels);
     void build_optimisers();
@@ -229,6 +251,9 @@ private:
     torch::Tensor source_feat1_, source_feat2_;          // for distillation [N,128] on device
     std::unique_ptr<MeanTeacherAdam> opt1_, opt2_;         // each student's L2-SP + Adam + EMA
     CoTrainState s_;
+    SiteStructure structure_;                              // empty: no site constraints
+    bool structure_given_ = false;                         // set_structure() called
+    ConstraintReport constraint_report_;
     mutable PhaseTimes phases_;
     torch::Tensor known_features_;                         // net1's features of set 1, when known (merge fine-tune)
     std::function<void(const std::string&)> log_;

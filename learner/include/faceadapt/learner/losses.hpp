@@ -43,5 +43,10 @@ torch::Tensor euclidean_distances(const torch::Tensor& x);
 torch::Tensor l2sp_penalty(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& start);
 // requires: embeddings and reference [N,D]; reference is detached here.
 torch::Tensor similarity_distillation(const torch::Tensor& embeddings, const torch::Tensor& reference);
+// Issue 15's positives across views: the mean over the pairs (first[p], second[p]) of
+// 1 - cos(student[first], teacher[second]), the teacher detached (0 without pairs).
+// requires: student and teacher [N,D]; first and second int64 [P] in [0, N).
+torch::Tensor cross_view_pull(const torch::Tensor& student, const torch::Tensor& teacher, const torch::Tensor& first,
+                              const torch::Tensor& second);
 
 }  // namespace faceadapt::learner

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,18 +61,37 @@ uint64_t mix_seed(std::initializer_list<uint64_t> values);
 void augment_chip(const uint8_t* src, uint8_t* dst, int height, int width, const AugmentOptions& options,
                   uint64_t seed);
 
+// What the site's structure gives the sampler (issue 15): per sample its track (-1 none) and
+// the cannot-linked sample pairs.
+struct SampleLinks {
+    std::vector<int64_t> track;
+    std::vector<std::pair<int64_t, int64_t>> cannot;
+};
+
 class PkSampler {
 public:
     // requires: labels >= 0 for the samples to draw from (-1 = excluded); p >= 1, k >= 1,
     //           at least one label present. throws std::invalid_argument otherwise.
-    PkSampler(const std::vector<int64_t>& labels, int p, int k, uint64_t seed);
+    // With `links` (one track per label entry): after a pseudo-identity is drawn, one of the
+    // pseudo-identities cannot-linked to it (if any not drawn yet) is drawn next, each with the
+    // two crops of such a pair among its K (the pair is then a guaranteed negative in the
+    // batch), and each pseudo-identity's images come in pairs from one track where it can (a
+    // positive across the two views, see CoTrainOptions::track_positive_weight). Without
+    // links, or with links that link nothing, the draws are exactly those without.
+    PkSampler(const std::vector<int64_t>& labels, int p, int k, uint64_t seed, const SampleLinks* links = nullptr);
     // The P*K sample indices of one iteration, grouped by pseudo-identity.
     std::vector<int64_t> batch(int64_t cycle, int64_t iter) const;
     int64_t num_identities() const { return static_cast<int64_t>(members_.size()); }
     int64_t batch_size() const { return int64_t{p_} * k_; }
 
 private:
+    std::vector<int64_t> linked_batch(std::mt19937_64& rng) const;
+    struct Partner {
+        int64_t id, mine, theirs;  // the other pseudo-identity, the pair's crop here and there
+    };
     std::vector<std::vector<int64_t>> members_;
+    std::vector<std::vector<Partner>> partners_;  // per pseudo-identity (empty: no links)
+    std::vector<int64_t> track_;                  // per sample (empty: no links)
     int p_, k_;
     uint64_t seed_;
 };

@@ -1,0 +1,224 @@
+// A training snapshot's site structure on disk; see site_snapshot.hpp.
+#include "faceadapt/learner/site_snapshot.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace faceadapt::learner {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxLine = 4096;
+constexpr const char* kIndexHeader = "id,camera,unix_ms,track,score,file";
+constexpr const char* kConstraintsHeader = "kind,a,b";
+
+std::vector<std::string> split_commas(const std::string& line) {
+    std::vector<std::string> out;
+    std::string f;
+    std::stringstream ss(line);
+    while (std::getline(ss, f, ',')) out.push_back(f);
+    if (!line.empty() && line.back() == ',') out.emplace_back();
+    return out;
+}
+
+bool parse_int(const std::string& s, int64_t& v) {
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
+}
+
+bool valid_text(const std::string& s, bool spaces) {
+    if (s.empty() || s.size() > 64) return false;
+    return std::all_of(s.begin(), s.end(), [&](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+               c == '-' || (spaces && c == ' ');
+    });
+}
+
+[[noreturn]] void bad(const fs::path& file, int64_t line, const std::string& what) {
+    throw std::invalid_argument(file.string() + ": line " + std::to_string(line) + " " + what);
+}
+
+// Reads `file` line by line after checking its header; calls row(fields, line number).
+template <typename Row>
+void read_csv(const fs::path& file, const char* header, Row row) {
+    std::ifstream in(file);
+    if (!in) throw std::invalid_argument(file.string() + ": cannot be read");
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line != header) throw std::invalid_argument(file.string() + ": header is not '" + header + "'");
+    int64_t n = 1;
+    while (std::getline(in, line)) {
+        ++n;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty()) continue;
+        if (line.size() > kMaxLine) bad(file, n, "is longer than 4096 bytes");
+        row(split_commas(line), n);
+    }
+}
+
+ConstraintRef parse_ref(const fs::path& file, int64_t line, const std::string& s) {
+    ConstraintRef r;
+    if (s.rfind("name:", 0) == 0) {
+        r.name = s.substr(5);
+        if (!valid_text(r.name, true)) bad(file, line, "has a bad name (1-64 of A-Z a-z 0-9 space _ . -)");
+    } else if (!parse_int(s, r.crop) || r.crop < 0) {
+        bad(file, line, "has a reference that is neither a crop id nor name:<name>");
+    }
+    return r;
+}
+
+std::string ref_text(const ConstraintRef& r) { return r.crop >= 0 ? std::to_string(r.crop) : "name:" + r.name; }
+
+template <typename Write>
+void write_file(const fs::path& file, Write write) {
+    std::ofstream out(file, std::ios::trunc);
+    if (!out) throw std::runtime_error(file.string() + ": cannot write");
+    write(out);
+    out.flush();
+    if (!out) throw std::runtime_error(file.string() + ": write failed");
+}
+
+}  // namespace
+
+std::vector<SnapshotRow> read_snapshot_index(const fs::path& index_csv) {
+    std::vector<SnapshotRow> rows;
+    read_csv(index_csv, kIndexHeader, [&](const std::vector<std::string>& f, int64_t line) {
+        if (f.size() != 6) bad(index_csv, line, "does not have 6 fields");
+        SnapshotRow r;
+        if (!parse_int(f[0], r.id) || !parse_int(f[2], r.unix_ms) || !parse_int(f[3], r.track))
+            bad(index_csv, line, "has a bad number");
+        try {
+            size_t used = 0;
+            r.score = std::stod(f[4], &used);
+            if (used != f[4].size()) bad(index_csv, line, "has a bad score");
+        } catch (const std::logic_error&) {
+            bad(index_csv, line, "has a bad score");
+        }
+        if (!valid_text(f[1], false)) bad(index_csv, line, "has a bad camera name (1-64 of A-Z a-z 0-9 _ . -)");
+        if (f[5].empty()) bad(index_csv, line, "has no file");
+        r.camera = f[1];
+        r.file = f[5];
+        rows.push_back(std::move(r));
+    });
+    return rows;
+}
+
+void write_snapshot_index(const fs::path& index_csv, const std::vector<SnapshotRow>& rows) {
+    write_file(index_csv, [&](std::ofstream& out) {
+        out << kIndexHeader << '\n';
+        char score[32];
+        for (const auto& r : rows) {
+            if (!valid_text(r.camera, false) || r.file.string().find_first_of(",\n\r") != std::string::npos)
+                throw std::runtime_error(index_csv.string() + ": a row's camera or file name cannot be written in CSV");
+            std::snprintf(score, sizeof score, "%.6f", r.score);
+            out << r.id << ',' << r.camera << ',' << r.unix_ms << ',' << r.track << ',' << score << ','
+                << r.file.string() << '\n';
+        }
+    });
+}
+
+OperatorConstraints read_constraints(const fs::path& constraints_csv) {
+    OperatorConstraints c;
+    if (!fs::exists(constraints_csv)) return c;
+    int64_t rows = 0;
+    read_csv(constraints_csv, kConstraintsHeader, [&](const std::vector<std::string>& f, int64_t line) {
+        if (++rows > kMaxConstraintRows) bad(constraints_csv, line, "is past the limit of 1000000 rows");
+        if (f.size() != 3) bad(constraints_csv, line, "does not have 3 fields");
+        if (f[0] == "must") {
+            int64_t crop = -1;
+            if (!parse_int(f[1], crop) || crop < 0) bad(constraints_csv, line, "has a bad crop id");
+            if (!valid_text(f[2], true)) bad(constraints_csv, line, "has a bad name (1-64 of A-Z a-z 0-9 space _ . -)");
+            c.must.emplace_back(crop, f[2]);
+        } else if (f[0] == "cannot") {
+            c.cannot.emplace_back(parse_ref(constraints_csv, line, f[1]), parse_ref(constraints_csv, line, f[2]));
+        } else {
+            bad(constraints_csv, line, "has a kind that is neither must nor cannot");
+        }
+    });
+    return c;
+}
+
+void write_constraints(const fs::path& constraints_csv, const OperatorConstraints& c) {
+    write_file(constraints_csv, [&](std::ofstream& out) {
+        out << kConstraintsHeader << '\n';
+        for (const auto& [crop, name] : c.must) {
+            if (!valid_text(name, true)) throw std::runtime_error(constraints_csv.string() + ": a name cannot be written");
+            out << "must," << crop << ',' << name << '\n';
+        }
+        for (const auto& [a, b] : c.cannot) out << "cannot," << ref_text(a) << ',' << ref_text(b) << '\n';
+    });
+}
+
+SiteStructure site_structure(const std::vector<SnapshotRow>& rows, const OperatorConstraints& c, StructureCounts* out) {
+    StructureCounts counts;
+    SiteStructure s;
+    const auto n = static_cast<int64_t>(rows.size());
+    s.track.assign(n, -1);
+    s.time_ms.assign(n, 0);
+    s.frame.assign(n, -1);
+    s.named.assign(n, -1);
+    std::map<std::pair<std::string, int64_t>, int64_t> tracks, frames;
+    std::map<int64_t, int64_t> frame_size;
+    std::unordered_map<int64_t, std::vector<int64_t>> by_id;
+    for (int64_t i = 0; i < n; ++i) {
+        const auto& r = rows[i];
+        by_id[r.id].push_back(i);
+        s.time_ms[i] = r.unix_ms;
+        if (r.track >= 0) s.track[i] = tracks.emplace(std::pair{r.camera, r.track}, tracks.size()).first->second;
+        if (r.unix_ms > 0) {
+            s.frame[i] = frames.emplace(std::pair{r.camera, r.unix_ms}, frames.size()).first->second;
+            ++frame_size[s.frame[i]];
+        }
+    }
+    counts.tracks = static_cast<int64_t>(tracks.size());
+    counts.frames = static_cast<int64_t>(frames.size());
+    for (const auto& [f, size] : frame_size) counts.shared_frames += size >= 2;
+    std::map<std::string, int64_t> names;
+    std::map<std::string, std::vector<int64_t>> named_members;
+    for (const auto& [crop, name] : c.must) {
+        const auto it = by_id.find(crop);
+        if (it == by_id.end()) {
+            ++counts.unknown_ids;
+            continue;
+        }
+        const int64_t g = names.emplace(name, names.size()).first->second;
+        for (int64_t i : it->second) {
+            s.named[i] = g;
+            named_members[name].push_back(i);
+            ++counts.must;
+        }
+    }
+    auto members = [&](const ConstraintRef& r) -> std::vector<int64_t> {
+        if (r.crop >= 0) {
+            const auto it = by_id.find(r.crop);
+            if (it == by_id.end()) return {};
+            return it->second;
+        }
+        const auto it = named_members.find(r.name);
+        return it == named_members.end() ? std::vector<int64_t>{} : it->second;
+    };
+    for (const auto& [a, b] : c.cannot) {
+        const auto ma = members(a), mb = members(b);
+        if (ma.empty() || mb.empty()) {
+            ++counts.unknown_ids;
+            continue;
+        }
+        if (static_cast<int64_t>(s.cannot.size() + ma.size() * mb.size()) > kMaxCannotPairs)
+            throw std::invalid_argument("constraints: the cannot-links expand to more than 10000000 crop pairs");
+        for (int64_t x : ma)
+            for (int64_t y : mb)
+                if (x != y) s.cannot.emplace_back(x, y);
+    }
+    counts.cannot_pairs = static_cast<int64_t>(s.cannot.size());
+    if (out) *out = counts;
+    return s;
+}
+
+}  // namespace faceadapt::learner

@@ -10,7 +10,6 @@
 // Also prints the co-training step's images/s beside the forward/backward limit of the same
 // four nets on the same batch, and (issue 12) the open-set door table of open_set.hpp: source and
 // mmt at the legacy 0.6 and at their calibrated thresholds for door FAR targets 1e-2 and 1e-3.
-// four nets on the same batch.
 // Issue 15 (`--methods mmt+c --switch-rates 0,0.05,0.15`): the adapt set becomes a simulated
 // site (learner::simulate_site: tracks of 3-8 consecutive images of one identity in file-name
 // order, the given share of them switching identity, scenes of 2-4 tracks sharing frames),

@@ -302,7 +302,8 @@ int main(int argc, char** argv) {
     base.checkpoint.clear();
     const auto t_all = Clock::now();
     auto t0 = Clock::now();
-    if (identities > 0 || lfw_pairs > 0)
+    // A smaller run takes its subset from the full cache when there is one (aligning again costs minutes).
+    if ((identities > 0 || lfw_pairs > 0) && !fs::exists(cache / "done"))
         cache += "-i" + std::to_string(identities) + "-p" + std::to_string(lfw_pairs);
     prepare_cache(shared, cache, identities, lfw_pairs);
     std::printf("chip cache %s ready (%.0f s)", cache.string().c_str(), since(t0));

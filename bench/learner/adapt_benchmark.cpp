@@ -282,6 +282,7 @@ int main(int argc, char** argv) {
         else if (a == "--lfw-pairs") lfw_pairs = std::stoi(val());
         else if (a == "--device") base.device = val();
         else if (a == "--no-constraint-batches") base.constraint_batches = false;
+        else if (a == "--constraint-batches") base.constraint_batches = true;
         else if (a == "--track-positive") base.track_positive_weight = std::stod(val());
         else if (a == "--no-track-split") base.constraints.split_tracks = false;
         else if (a == "--switch-rates") {
@@ -294,7 +295,7 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--no-constraint-batches] [--track-positive W] [--no-track-split] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--prepare-only]\n");
             return 2;
         }
     }

@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
     fs::path cache = "adapt-cache", shared = FACEADAPT_SHARED_DIR;
     int cycles = 6, iters = 50, threads = 0;
     uint64_t seed = 0;
-    std::string methods = "source,naive,mmt";
+    std::string methods = "source,naive,mmt,mmt+c";  // mmt+c: one row per --switch-rates entry
     fl::CoTrainOptions base;
     bool prepare_only = false;
     bool eval_means = false;  // also evaluate both mean models and their plain average

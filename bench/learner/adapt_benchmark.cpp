@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
     fs::path cache = "adapt-cache", shared = FACEADAPT_SHARED_DIR;
     int cycles = 6, iters = 50, threads = 0;
     uint64_t seed = 0;
-    std::string methods = "source,naive,mmt";
+    std::string methods = "source,naive,mmt,mmt+c";  // mmt+c: one row per --switch-rates entry
     fl::CoTrainOptions base;
     bool prepare_only = false;
     bool eval_means = false;  // also evaluate both mean models and their plain average
@@ -285,6 +285,7 @@ int main(int argc, char** argv) {
         else if (a == "--lfw-pairs") lfw_pairs = std::stoi(val());
         else if (a == "--device") base.device = val();
         else if (a == "--no-constraint-batches") base.constraint_batches = false;
+        else if (a == "--constraint-batches") base.constraint_batches = true;
         else if (a == "--track-positive") base.track_positive_weight = std::stod(val());
         else if (a == "--no-track-split") base.constraints.split_tracks = false;
         else if (a == "--switch-rates") {
@@ -297,7 +298,7 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--no-constraint-batches] [--track-positive W] [--no-track-split] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--prepare-only]\n");
             return 2;
         }
     }
@@ -305,7 +306,8 @@ int main(int argc, char** argv) {
     base.checkpoint.clear();
     const auto t_all = Clock::now();
     auto t0 = Clock::now();
-    if (identities > 0 || lfw_pairs > 0)
+    // A smaller run takes its subset from the full cache when there is one (aligning again costs minutes).
+    if ((identities > 0 || lfw_pairs > 0) && !fs::exists(cache / "done"))
         cache += "-i" + std::to_string(identities) + "-p" + std::to_string(lfw_pairs);
     prepare_cache(shared, cache, identities, lfw_pairs);
     std::printf("chip cache %s ready (%.0f s)", cache.string().c_str(), since(t0));

@@ -134,11 +134,22 @@ TEST(ChipFile, FingerprintOfALargeSetCopiesNothing) {
         }
         w.finish();
     }
+    // The first fingerprint in a process also starts libtorch's pools (tens of MB whatever the
+    // set's size): a small set pays for that before the measured one.
+    {
+        const fs::path small = tmp.path() / "small.chips";
+        fl::ChipFileWriter w(small, 150, 150);
+        std::vector<uint8_t> chip(150 * 150 * 3, 7);
+        for (int i = 0; i < 70; ++i) w.append(chip.data(), 1);
+        w.finish();
+        EXPECT_NE(fl::content_fingerprint(fl::ChipFile(small)), 0u);
+    }
     rusage before{}, after{};
     getrusage(RUSAGE_SELF, &before);
     const fl::ChipFile set(file);
     const auto f = fl::content_fingerprint(set);
     getrusage(RUSAGE_SELF, &after);
     EXPECT_NE(f, 0u);
-    EXPECT_LT((after.ru_maxrss - before.ru_maxrss) / 1024.0, 40.0) << "MB of peak RSS growth";
+    // Half the set: any whole copy of it (135 MB) fails, the 64-chip window (4.3 MB) passes.
+    EXPECT_LT((after.ru_maxrss - before.ru_maxrss) / 1024.0, 67.0) << "MB of peak RSS growth";
 }

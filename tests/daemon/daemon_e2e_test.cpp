@@ -128,8 +128,10 @@ int door_installed(const fs::path& dir) {
 // What the door's `match` names in `photo` ("" for unknown or no face).
 std::string door_match(const fs::path& door_dir, const fs::path& photo) {
     std::string out;
-    test::run_command(door_exe().string() + " match --json --dir " + door_dir.string() + " " + photo.string() +
-                      " 2>/dev/null", &out);
+    // In a subshell: run_command adds 2>&1, and the door's stderr (e.g. an uncalibrated
+    // package's warning) is not part of the JSON on stdout.
+    test::run_command("(" + door_exe().string() + " match --json --dir " + door_dir.string() + " " + photo.string() +
+                      " 2>/dev/null)", &out);
     try {
         const auto j = nlohmann::json::parse(out);
         return j.value("matched", false) ? j.value("name", std::string()) : std::string();

@@ -31,20 +31,22 @@ std::vector<std::uint8_t> from_hex(std::string_view hex, const std::string& what
     return out;
 }
 
-Sha256::Sha256() {
-    ensure_sodium();
-    crypto_hash_sha256_init(&state_);
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("sha256: OpenSSL cannot set up the digest");
 }
 
 void Sha256::update(std::string_view bytes) {
-    crypto_hash_sha256_update(&state_, reinterpret_cast<const unsigned char*>(bytes.data()),
-                              bytes.size());
+    if (EVP_DigestUpdate(ctx_.get(), bytes.data(), bytes.size()) != 1)
+        throw std::runtime_error("sha256: OpenSSL digest update failed");
 }
 
 std::string Sha256::hex() {
-    std::uint8_t digest[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&state_, digest);
-    return to_hex(digest);
+    std::uint8_t digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(ctx_.get(), digest, &n) != 1 || n != 32)
+        throw std::runtime_error("sha256: OpenSSL digest final failed");
+    return to_hex(std::span<const std::uint8_t>(digest, n));
 }
 
 std::string sha256_hex(std::string_view bytes) {

@@ -44,23 +44,45 @@ bool valid_text(const std::string& s, bool spaces) {
     throw std::invalid_argument(file.string() + ": line " + std::to_string(line) + " " + what);
 }
 
+// Reads one line into `line` (without its "\n" or "\r\n"); false at the end of the file. A line
+// longer than kMaxLine is refused as soon as it passes the bound, without reading the rest of
+// it: one 1 GB line costs 4 KB, not 1 GB (std::getline would hold all of it first).
+bool read_line(std::istream& in, std::string& line, const fs::path& file, int64_t n) {
+    line.clear();
+    char c;
+    bool any = false;
+    while (in.get(c)) {
+        any = true;
+        if (c == '\n') break;
+        if (line.size() > kMaxLine) bad(file, n, "is longer than 4096 bytes");
+        line.push_back(c);
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.size() > kMaxLine) bad(file, n, "is longer than 4096 bytes");
+    return any;
+}
+
 // Reads `file` line by line after checking its header; calls row(fields, line number).
 template <typename Row>
 void read_csv(const fs::path& file, const char* header, Row row) {
     std::ifstream in(file);
     if (!in) throw std::invalid_argument(file.string() + ": cannot be read");
     std::string line;
-    std::getline(in, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line != header) throw std::invalid_argument(file.string() + ": header is not '" + header + "'");
+    if (!read_line(in, line, file, 1) || line != header)
+        throw std::invalid_argument(file.string() + ": header is not '" + header + "'");
     int64_t n = 1;
-    while (std::getline(in, line)) {
-        ++n;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+    while (read_line(in, line, file, ++n)) {
         if (line.empty()) continue;
-        if (line.size() > kMaxLine) bad(file, n, "is longer than 4096 bytes");
         row(split_commas(line), n);
     }
+}
+
+// A file name a row may carry: no control characters (they would reach logs and errors raw).
+bool valid_file_name(const std::string& s) {
+    return !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u < 0x20 || u == 0x7f;
+    });
 }
 
 ConstraintRef parse_ref(const fs::path& file, int64_t line, const std::string& s) {
@@ -102,7 +124,7 @@ std::vector<SnapshotRow> read_snapshot_index(const fs::path& index_csv) {
             bad(index_csv, line, "has a bad score");
         }
         if (!valid_text(f[1], false)) bad(index_csv, line, "has a bad camera name (1-64 of A-Z a-z 0-9 _ . -)");
-        if (f[5].empty()) bad(index_csv, line, "has no file");
+        if (!valid_file_name(f[5])) bad(index_csv, line, "has no file name or a control character in it");
         r.camera = f[1];
         r.file = f[5];
         rows.push_back(std::move(r));

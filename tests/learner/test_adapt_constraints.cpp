@@ -249,6 +249,16 @@ TEST(SiteSnapshot, IndexAndConstraintsGiveTheStructure) {
     refused("constraints.csv", "kind,a,b\nmust,1,Ann\nmaybe,1,2\n", "line 3 has a kind");
     refused("constraints.csv", "kind,a,b\ncannot,1,name:\n", "bad name");
     refused("constraints.csv", "kind,a,b\ncannot,1\n", "3 fields");
+    // Hostile text: control characters and escapes in names and file names, an oversize line.
+    refused("constraints.csv", "kind,a,b\nmust,1,\x1b[31mAnn\n", "bad name");
+    refused("constraints.csv", "kind,a,b\ncannot,1,name:Ann\nBob\n", "line 3 does not have 3 fields");
+    refused("constraints.csv", "kind,a,b\nmust,1," + std::string(65, 'A') + "\n", "bad name");
+    refused("index.csv", "id,camera,unix_ms,track,score,file\n1,door,5,1,0.5,f\x1b]0;x\x07.png\n", "control character");
+    refused("index.csv", "id,camera,unix_ms,track,score,file\n1,door,5,1,0.5,\n", "no file name");
+    refused("index.csv", "id,camera,unix_ms,track,score,file\n1,door,5,1,0.5,f.png\n" + std::string(5000, 'x') + "\n",
+            "line 3 is longer than 4096 bytes");
+    refused("constraints.csv", std::string(8 << 20, 'k'), "line 1 is longer than 4096 bytes");  // one 8 MB line, no newline
+    refused("constraints.csv", "kind,a,b\ncannot,1,2\n" + std::string(8 << 20, ','), "line 3 is longer than 4096 bytes");
 }
 
 // The site simulation: every sample once; tracks of consecutive samples of one identity (in

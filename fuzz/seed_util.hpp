@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include <zlib.h>
+
 namespace faceadapt::fuzz {
 
 inline void put_seed(const std::filesystem::path& out_dir, const std::string& target, const std::string& name,
@@ -21,13 +23,9 @@ void put_le(std::string& out, T v) {
     for (std::size_t i = 0; i < sizeof(T); ++i) out += static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xFF);
 }
 
+// zlib's CRC-32, the one the model file format uses (common/crc32.hpp wraps the same call).
 inline std::uint32_t crc32(const std::string& s) {
-    std::uint32_t crc = ~0u;
-    for (unsigned char c : s) {
-        crc ^= c;
-        for (int k = 0; k < 8; ++k) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
-    }
-    return ~crc;
+    return static_cast<std::uint32_t>(::crc32_z(0, reinterpret_cast<const Bytef*>(s.data()), s.size()));
 }
 
 // Metadata as learner/src/model_file.cpp writes it (docs/model-format.md).

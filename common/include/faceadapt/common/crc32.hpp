@@ -1,9 +1,8 @@
-// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32) of a byte range.
-//
-// Hand-written (a 256-entry table) rather than zlib's: the learner-only build (libtorch alone,
-// for GPU machines) must not need zlib's headers, and the model file is its only user.
+// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) of a byte range: zlib's crc32_z, the
+// project's one CRC-32 (zlib is there in every build, the learner-only one included: libtorch
+// needs it). Kept as a function here so callers take string_view and need no zlib header.
 // THREAD SAFETY
-//   Pure function (the table is a function-local static, initialised once).
+//   Pure function.
 #pragma once
 
 #include <cstddef>

@@ -23,6 +23,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "bench_datasets.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/learner/embedder.hpp"
@@ -84,23 +85,11 @@ int main(int argc, char** argv) {
         }
     }
     const fs::path lfw = fs::path(FACEADAPT_SHARED_DIR) / "datasets" / "lfw-devtest" / "images";
-    if (!fs::exists(lfw)) {
-        std::printf("SKIP: %s is absent (see ../shared/datasets/README.md)\n", lfw.c_str());
-        return 0;
-    }
-    std::unique_ptr<faceadapt::learner::Embedder> embedder;
-    try {
-        embedder = std::make_unique<faceadapt::learner::Embedder>(fs::path{}, "cpu", 32);
-    } catch (const std::exception& e) {
-        std::printf("SKIP: source model unavailable: %s\n", e.what());
-        return 0;
-    }
+    if (!faceadapt::bench::dataset_present(lfw)) return 0;
+    const auto embedder = faceadapt::bench::source_embedder_or_skip();
+    if (!embedder) return 0;
     std::vector<std::vector<fs::path>> people;
-    std::vector<fs::path> dirs;
-    for (const auto& d : fs::directory_iterator(lfw))
-        if (d.is_directory()) dirs.push_back(d.path());
-    std::sort(dirs.begin(), dirs.end());
-    for (const auto& d : dirs) {
+    for (const auto& d : faceadapt::bench::sorted_subfolders(lfw)) {
         std::vector<fs::path> files;
         for (const auto& f : fs::directory_iterator(d))
             if (f.path().extension() == ".jpg") files.push_back(f.path());

@@ -27,6 +27,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "bench_datasets.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/learner/embedder.hpp"
@@ -149,22 +150,11 @@ int main(int argc, char** argv) {
         samples = load_cache(cache);
         std::printf("loaded %zu samples from %s\n", samples.size(), cache.c_str());
     } else {
-        if (!fs::exists(yaleb)) {
-            std::printf("SKIP: %s is absent (see ../shared/datasets/README.md)\n", yaleb.c_str());
-            return 0;
-        }
-        std::unique_ptr<faceadapt::learner::Embedder> embedder;
-        try {
-            embedder = std::make_unique<faceadapt::learner::Embedder>(fs::path{}, "cpu", 32);
-        } catch (const std::exception& e) {
-            std::printf("SKIP: source model unavailable: %s\n", e.what());
-            return 0;
-        }
+        if (!faceadapt::bench::dataset_present(yaleb)) return 0;
+        const auto embedder = faceadapt::bench::source_embedder_or_skip();
+        if (!embedder) return 0;
         const faceadapt::ingest::FaceAligner aligner;
-        std::vector<fs::path> ids;
-        for (const auto& d : fs::directory_iterator(yaleb))
-            if (d.is_directory()) ids.push_back(d.path());
-        std::sort(ids.begin(), ids.end());
+        const auto ids = faceadapt::bench::sorted_subfolders(yaleb);
         const auto t0 = std::chrono::steady_clock::now();
         int tried = 0;
         std::vector<cv::Mat> chips;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "faceadapt/learner/eval.hpp"
 #include "faceadapt/learner/losses.hpp"
 #include "faceadapt/learner/mean_teacher_adam.hpp"
+#include "torch_archive_check.hpp"
 
 namespace faceadapt::learner {
 namespace F = torch::nn::functional;
@@ -26,6 +28,9 @@ namespace {
 
 // 2: content fingerprint of the chips (1 summed them as int64), CoTrainState.
 constexpr int64_t kCheckpointFormat = 2;
+// Four nets and two Adam states (twice a net each) of a model file's largest weights (1 GiB,
+// model_file.cpp): anything bigger is not a checkpoint this trainer wrote.
+constexpr std::uintmax_t kMaxCheckpointBytes = std::uintmax_t{8} << 30;
 
 std::string fmt(const char* f, auto... args) {
     char buf[512];
@@ -721,9 +726,23 @@ void CoTrainer::resume() {
     const auto& path = o_.checkpoint;
     if (path.empty() || !std::filesystem::exists(path))
         throw std::runtime_error("resume: checkpoint '" + path.string() + "' does not exist");
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec || size > kMaxCheckpointBytes)
+        throw std::runtime_error("resume: checkpoint " + path.string() + ": " +
+                                 (ec ? ec.message() : std::to_string(size) + " bytes (at most " +
+                                                          std::to_string(kMaxCheckpointBytes) + ")"));
+    // libtorch trusts the archive's lengths and counts (a pickle string length is allocated as
+    // read): checked first, and the checked bytes are what is loaded (torch_archive_check.hpp).
+    const std::string bytes = common::read_file(path);
+    try {
+        detail::check_torch_archive(bytes);
+    } catch (const std::exception& e) {
+        throw std::runtime_error("resume: checkpoint " + path.string() + " is refused: " + e.what());
+    }
     torch::serialize::InputArchive ar;
     try {
-        ar.load_from(path.string());
+        ar.load_from(bytes.data(), bytes.size());
     } catch (const std::exception& e) {
         throw std::runtime_error("resume: cannot read checkpoint " + path.string() + ": " + e.what());
     }

@@ -393,6 +393,21 @@ bool is_name_list(std::string_view s) {
     return s == "]";
 }
 
+// An attribute's type: a name (Tensor, float, a submodule's class), or a flat tuple of names as
+// an optimiser's options write them (`betas : Tuple[float, float]`, torch::optim::Adam).
+bool is_type(std::string_view s) {
+    if (!eat(s, "Tuple[")) return is_name(s);
+    if (s.empty() || s.back() != ']') return false;
+    s.remove_suffix(1);
+    for (int items = 0; items < 16; ++items) {
+        const auto comma = s.find(", ");
+        if (!is_name(s.substr(0, comma))) return false;
+        if (comma == std::string_view::npos) return true;
+        s.remove_prefix(comma + 2);
+    }
+    return false;
+}
+
 bool is_body_line(std::string_view l) {
     if (!eat(l, "  ")) return false;
     if (eat(l, "__parameters__ = ") || eat(l, "__buffers__ = ")) return is_name_list(l);
@@ -401,7 +416,7 @@ bool is_body_line(std::string_view l) {
         return eat(l, "[") && eat_quoted(l) && eat(l, "] = ") && is_name(l);
     }
     const auto colon = l.find(" : ");
-    return colon != std::string_view::npos && is_name(l.substr(0, colon)) && is_name(l.substr(colon + 3));
+    return colon != std::string_view::npos && is_name(l.substr(0, colon)) && is_type(l.substr(colon + 3));
 }
 
 void check_code(const std::string& name, std::string_view text) {

@@ -19,7 +19,8 @@
 //     reference ('storage', torch.<T>Storage, key, device, numel) naming a record of this archive
 //     that holds at least numel * sizeof(T) bytes.
 //   - every code/*.py record: the plain class body OutputArchive writes (class line, the
-//     __parameters__ / __buffers__ / __annotations__ lines, `name : Type`), nothing the TorchScript
+//     __parameters__ / __buffers__ / __annotations__ lines, `name : Type` where Type is a name
+//     or a flat `Tuple[name, ...]` as an optimiser's options write it), nothing the TorchScript
 //     compiler would have to recurse into.
 #pragma once
 

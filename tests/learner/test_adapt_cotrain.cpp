@@ -12,6 +12,7 @@
 #include "faceadapt/learner/cotrainer.hpp"
 #include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/weights_import.hpp"
+#include "test_core_util.hpp"
 #include "test_support.hpp"
 
 #ifdef FACEADAPT_HAVE_OPENCV
@@ -166,6 +167,61 @@ TEST_F(CoTrain, ResumeEqualsUninterrupted) {
     } catch (const std::runtime_error& e) {
         EXPECT_NE(std::string(e.what()).find("b.pt"), std::string::npos);
     }
+}
+
+// Issue 13 (class 11, fuzz finding): a checkpoint's torch archive passes the check every model
+// file read gets (torch_archive_check.hpp) before libtorch parses it. A truncated checkpoint and
+// the fuzzer's archive (a pickle string of 0xFFFFFFF8 bytes, which libtorch allocated as read)
+// are refused naming the file; the sound checkpoint beside them still resumes.
+TEST_F(CoTrain, HostileCheckpointIsRefusedBeforeLibtorchParsesIt) {
+    using faceadapt::test::error_of;
+    using faceadapt::test::slurp;
+    using faceadapt::test::spit;
+    faceadapt::test::TempDir dir;
+    auto o = tiny(dir.path() / "good.pt");
+    o.cycles = 1;
+    o.iters = 1;
+    {
+        fl::CoTrainer first(source_, set1_, set2_, o);
+        ASSERT_TRUE(first.run().finished);
+    }
+    const std::string good = slurp(o.checkpoint);
+    ASSERT_GT(good.size(), 1000u);
+
+    // The fuzzer's model file: magic 8, version 4, metadata length 4, metadata, weights length 8, weights.
+    const auto finding = faceadapt::test::source_dir() / "fuzz/corpus/fuzz_model_file/finding-oom-pickle-string-length";
+    ASSERT_TRUE(std::filesystem::exists(finding)) << finding;
+    const std::string model = slurp(finding);
+    auto le = [&](std::size_t at, int n) {
+        std::uint64_t v = 0;
+        for (int i = n - 1; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(model.at(at + i));
+        return static_cast<std::size_t>(v);
+    };
+    const std::size_t weights_at = 16 + le(12, 4) + 8;
+    const std::string hostile_archive = model.substr(weights_at, le(weights_at - 8, 8));
+
+    const struct {
+        const char* name;
+        std::string bytes;
+        const char* says;
+    } cases[] = {
+        {"truncated.pt", good.substr(0, good.size() / 2), "torch archive"},
+        {"fuzz.pt", hostile_archive, "an argument of 4294967288 bytes runs past the record"},
+        {"empty.pt", std::string(), "torch archive"},
+    };
+    for (const auto& c : cases) {
+        auto bad = o;
+        bad.checkpoint = dir.path() / c.name;
+        spit(bad.checkpoint, c.bytes);
+        fl::CoTrainer t(source_, set1_, set2_, bad);
+        const std::string msg = error_of([&] { t.resume(); });
+        EXPECT_NE(msg.find(bad.checkpoint.string() + " is refused"), std::string::npos) << c.name << ": " << msg;
+        EXPECT_NE(msg.find(c.says), std::string::npos) << c.name << ": " << msg;
+    }
+
+    fl::CoTrainer again(source_, set1_, set2_, o);
+    ASSERT_NO_THROW(again.resume());
+    EXPECT_EQ(again.global_step(), 1);
 }
 
 TEST_F(CoTrain, NaiveAndMergeRun) {

@@ -145,3 +145,21 @@ TEST_F(ModelArchiveTest, CodeOtherThanAParameterListIsRefused) {
     expect_refused(model_with(patched("class Module(Module):", "def f(x): return ---x")),
                    "code 'archive/code/__torch__.py' line 1");
 }
+
+TEST_F(ModelArchiveTest, ATupleAttributePassesOnlyAsAFlatTupleOfNames) {
+    // torch::optim::Adam writes its betas as `betas : Tuple[float, float]` (a co-training
+    // checkpoint holds two such archives): that passes; anything else in the brackets does not.
+    torch::serialize::OutputArchive a;
+    a.write("fc.weight", torch::ones({2, 3}));
+    a.write("betas", c10::IValue(c10::ivalue::Tuple::create({c10::IValue(0.9), c10::IValue(0.999)})));
+    std::ostringstream out;
+    a.save_to(out);
+    archive = out.str();
+    ASSERT_NE(archive.find("betas : Tuple[float, float]"), std::string::npos);
+    const std::string msg = error_of([&] { load_model(model_with(archive)); });
+    EXPECT_EQ(msg.find("torch archive:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("weights do not load"), std::string::npos) << msg;
+    expect_refused(model_with(patched("Tuple[float, float]", "Tuple[float, f(x)]]")), "is not what a parameter archive holds");
+    expect_refused(model_with(patched("Tuple[float, float]", "Tuple[float, float,")), "is not what a parameter archive holds");
+    expect_refused(model_with(patched("Tuple[float, float]", "Tuple[float,float]]")), "is not what a parameter archive holds");
+}

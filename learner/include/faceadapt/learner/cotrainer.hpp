@@ -216,7 +216,9 @@ public:
     // Loads options.checkpoint. ensures: the next run() continues where it stopped; without a
     // set_structure() call the checkpoint's structure is used.
     // throws std::runtime_error naming the file when missing/corrupt or made with other data,
-    //        seed, method or site structure.
+    //        seed, method or site structure, and before libtorch parses it when its torch
+    //        archive is not one OutputArchive writes (detail::check_torch_archive: bounded
+    //        lengths, storages inside their records) or it is over 8 GiB.
     void resume();
 
     // Runs to the end, or until *stop becomes true (then checkpoints and returns finished=false).

@@ -9,7 +9,9 @@
 // (tightly cropped) image, counted and printed. In a learner-only build the cache must exist.
 // Also prints the co-training step's images/s beside the forward/backward limit of the same
 // four nets on the same batch, and (issue 12) the open-set door table of open_set.hpp: source and
-// mmt at the legacy 0.6 and at their calibrated thresholds for door FAR targets 1e-2 and 1e-3.
+// mmt at the legacy 0.6 and at their calibrated thresholds for door FAR targets 1e-2 and 1e-3,
+// through the site's own pipeline (SiteView: detector, crop store quality gate, enrollment gate;
+// `--raw-open-set`: every image as is; docs/operating-point.md, section 6).
 // Issue 15 (`--methods mmt+c --switch-rates 0,0.05,0.15`): the adapt set becomes a simulated
 // site (learner::simulate_site: tracks of 3-8 consecutive images of one identity in file-name
 // order, the given share of them switching identity, scenes of 2-4 tracks sharing frames),
@@ -429,8 +431,9 @@ int main(int argc, char** argv) {
     const auto t_all = Clock::now();
     auto t0 = Clock::now();
     // A smaller run takes its subset from the full cache when there is one (aligning again costs minutes).
+    int cache_identities = 0;  // the identities the cache holds (0: all)
     if ((identities > 0 || lfw_pairs > 0) && !fs::exists(cache / "done"))
-        cache += "-i" + std::to_string(identities) + "-p" + std::to_string(lfw_pairs);
+        cache += "-i" + std::to_string(identities) + "-p" + std::to_string(lfw_pairs), cache_identities = identities;
     prepare_cache(shared, cache, identities, lfw_pairs);
     std::printf("chip cache %s ready (%.0f s)", cache.string().c_str(), since(t0));
     if (std::ifstream al(cache / "alignment.txt"); al) {
@@ -605,7 +608,7 @@ int main(int argc, char** argv) {
         std::optional<std::pair<SiteView, SiteView>> views;
         if (site_view) {
             t0 = Clock::now();
-            views = site_views(shared, cache, identities);
+            views = site_views(shared, cache, cache_identities);
             if (!views) std::printf("open set: this build has no detector or quality gate: every image used as is\n");
             else std::printf("site view ready (%.0f s)\n", since(t0));
         }

@@ -20,8 +20,9 @@
 // `--models DIR` (a folder outside the repository): every adapted model is saved there as
 // <row>-c<cycles>-i<iters>-s<seed>.model and loaded instead of trained when it is there (other
 // options are not in the name: use another folder when changing them), and each row's open-set
-// embeddings are kept there too; `--open-set-only` then skips the verification table, so the
-// door table can be re-measured in seconds after a change to calib/ or open_set.hpp.
+// embeddings are kept there too; `--open-set-only` then skips the verification of the source and
+// of loaded models (a model it trains is still verified once), so the door table can be
+// re-measured in seconds after a change to calib/ or open_set.hpp.
 #include <atomic>
 #include <chrono>
 #include <cstring>

@@ -493,13 +493,17 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     std::vector<Row> rows;
-    std::vector<std::pair<std::string, fl::FaceResNet>> door_models;  // for the open-set table
+    struct DoorModel {
+        std::string name, key;  // the row; its embeddings' name under --models (the model file's stem)
+        fl::FaceResNet net;
+    };
+    std::vector<DoorModel> door_models;  // for the open-set table
     double mmt_ips = 0;
     auto contains = [&](const char* m) { return ("," + methods + ",").find(std::string(",") + m + ",") != std::string::npos; };
     if (contains("source")) {
         Row r{"source"};
         t0 = Clock::now();
-        door_models.emplace_back("source", source);
+        door_models.push_back({"source", "source", source});
         if (!open_set_only) {
         evaluate(source, d, r);
         fl::ClusterOptions co = base.cluster;
@@ -541,7 +545,7 @@ int main(int argc, char** argv) {
         const fs::path model_path = models_dir.empty() ? fs::path() : models_dir / file;
         if (!model_path.empty() && fs::exists(model_path)) {  // trained before: measure it again
             auto loaded = fl::load_model(model_path);
-            door_models.emplace_back(run.name, loaded.net);
+            door_models.push_back({run.name, model_path.stem().string(), loaded.net});
             r.note = "loaded from " + model_path.string();
             if (!open_set_only) evaluate(loaded.net, d, r), rows.push_back(r);
             std::printf("%s: %s\n", run.name.c_str(), r.note.c_str());
@@ -567,7 +571,7 @@ int main(int argc, char** argv) {
             fl::save_model(res.model, meta, model_path);
         }
         evaluate(res.model, d, r);
-        door_models.emplace_back(run.name, res.model);
+        door_models.push_back({run.name, fs::path(file).stem().string(), res.model});
         r.pseudo_f = pseudo_f(d.adapt.labels, res.final_labels);
         r.clusters = 0;
         for (auto l : res.final_labels) r.clusters = std::max<int64_t>(r.clusters, l + 1);
@@ -632,10 +636,10 @@ int main(int argc, char** argv) {
         std::vector<faceadapt::bench::OpenSetRow> open_rows;
         faceadapt::bench::OpenSetCounts counts;  // of the last model's set (the same for every model)
         using S = faceadapt::bench::OpenSet::Statistic;
-        for (const auto& [name, net] : door_models) {
+        for (const auto& [name, key, net] : door_models) {
             t0 = Clock::now();
-            const auto te = cached_embed(models_dir, name + ".test", net, d.test.chips);
-            const auto ad = cached_embed(models_dir, name + ".adapt", net, d.adapt.chips);
+            const auto te = cached_embed(models_dir, key + ".test", net, d.test.chips);
+            const auto ad = cached_embed(models_dir, key + ".adapt", net, d.adapt.chips);
             const faceadapt::bench::OpenSet set(te, d.test.labels, ad, d.adapt.labels, views ? &test_mask : nullptr,
                                                 views ? &adapt_mask : nullptr);
             counts = set.counts();

@@ -200,7 +200,7 @@ def main():
 
             # 3. People: enroll from an LFW photo and a photo without a face.
             blank = os.path.join(tmp, "no-face.png")
-            subprocess.run(["python3", "-c", "import cv2, numpy; cv2.imwrite('%s', numpy.full((200, 200, 3), 128, numpy.uint8))" % blank],
+            subprocess.run([sys.executable, "-c", "import cv2, numpy; cv2.imwrite('%s', numpy.full((200, 200, 3), 128, numpy.uint8))" % blank],
                            check=True)
             driver.find_element(By.LINK_TEXT, "People").click()
             wait.until(EC.presence_of_element_located((By.ID, "enroll-form")))
@@ -239,20 +239,37 @@ def main():
             assert door_match(door_dir, other) == "", "the door still knows the erased person"
             print("door installed version %d without Tang Jiaxuan (%.0f s in)" % (st["installed_version"], time.time() - t0))
 
-            # 5. Models (the door's version shown) and Audit (the actions recorded).
+            # 5. Models: roll back to version 1 (confirmed); it becomes a new version that the door installs.
             driver.get(base + "/models")
             wait.until(EC.presence_of_element_located((By.ID, "current")))
-            WebDriverWait(driver, 30).until(lambda d: "door1" in d.page_source)
+            before = st["installed_version"]
+            driver.find_element(By.XPATH, "//form[input[@name='version' and @value='1']]//button").click()
+            WebDriverWait(driver, 10).until(EC.alert_is_present())
+            driver.switch_to.alert.accept()
+            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            assert "Rollback to version 1 started" in flash, flash
+            st = eventually(lambda: (lambda s: s if s.get("installed_version", 0) > before else None)(door_status(door_dir)),
+                            120, "the door to install the rollback")
+            print("door installed version %d, the rollback to 1 (%.0f s in)" % (st["installed_version"], time.time() - t0))
+            driver.get(base + "/models")
+            WebDriverWait(driver, 30).until(lambda d: "rollback of 1" in d.page_source and "door1" in d.page_source)
             shot("05-models")
             driver.get(base + "/audit")
             text = wait.until(EC.presence_of_element_located((By.ID, "audit"))).text
-            for action in ("login_failed", "login", "enroll", "erase"):
+            for action in ("login_failed", "login", "enroll", "erase", "rollback"):
                 assert action in text, (action, text)
             shot("06-audit")
             driver.get(base + "/")
             wait.until(EC.presence_of_element_located((By.ID, "live")))
             WebDriverWait(driver, 30).until(lambda d: "door1" in d.find_element(By.ID, "live").text)
             shot("07-overview-door")
+            driver.set_window_size(820, 1180)  # a tablet, portrait
+            driver.get(base + "/")
+            wait.until(EC.presence_of_element_located((By.ID, "live")))
+            shot("07b-overview-tablet")
+            driver.get(base + "/people")
+            shot("07c-people-tablet")
+            driver.set_window_size(1280, 1000)
 
             # 6. Log out: the pages are closed again.
             driver.find_element(By.ID, "logout").click()

@@ -24,11 +24,18 @@ h2 { font-size:1.05rem; margin:1.4rem 0 .6rem; color:var(--muted); text-transfor
 .grid { display:grid; grid-template-columns:repeat(auto-fill,minmax(270px,1fr)); gap:1rem; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:1rem; }
 .card h3 { margin:0 0 .5rem; font-size:1.05rem; display:flex; align-items:center; gap:.5rem; word-break:break-all; }
-.snap { width:100%; aspect-ratio:4/3; object-fit:cover; background:#e8ebf0; border-radius:6px; display:block; }
+.snap { width:100%; aspect-ratio:4/3; object-fit:contain; background:#1d2330; border-radius:6px; display:block; }
 .nosnap { width:100%; aspect-ratio:4/3; background:#e8ebf0; border-radius:6px; display:flex; align-items:center;
           justify-content:center; color:var(--muted); }
 .stats { display:grid; grid-template-columns:1fr 1fr; gap:.2rem .8rem; margin:.6rem 0; font-size:.92rem; }
 .stats span { color:var(--muted); }
+.stats.tiles { gap:.5rem; }
+.stats.tiles div { background:#f6f7f9; border-radius:6px; padding:.35rem .5rem; }
+.stats.tiles span { display:block; font-size:.75rem; text-transform:uppercase; letter-spacing:.04em; }
+.stats.tiles b { font-size:1.05rem; font-weight:600; white-space:nowrap; }
+td.time { white-space:nowrap; }
+.k { color:var(--muted); }
+p.status { margin:-.4rem 0 0; color:var(--muted); font-weight:600; }
 .crops { display:flex; gap:4px; flex-wrap:wrap; }
 .crops img, .photos img { width:56px; height:56px; border-radius:4px; object-fit:cover; background:#e8ebf0; }
 .badge { font-size:.75rem; padding:.1rem .5rem; border-radius:999px; background:#e8ebf0; color:var(--muted);
@@ -59,7 +66,7 @@ ul.results li.bad { color:var(--bad); } ul.results li.ok { color:var(--ok); }
 .login h1 { text-align:center; }
 .person { display:flex; gap:1rem; align-items:center; justify-content:space-between; flex-wrap:wrap; }
 .person .photos { display:flex; gap:4px; flex-wrap:wrap; }
-.row { display:flex; gap:1rem; flex-wrap:wrap; }
+.row { display:flex; gap:1rem; flex-wrap:wrap; margin-top:1rem; }
 .row > .card { flex:1 1 300px; }
 code, pre { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:.85rem; }
 pre { white-space:pre-wrap; word-break:break-word; margin:0; }

@@ -25,6 +25,24 @@ std::string str(const json& j, const char* key) {
     return j.is_object() && j.contains(key) ? text_of(j[key]) : std::string();
 }
 
+// {"a": 1, "b": "x"} -> "a 1 · b x" (nested values as compact JSON), escaped.
+std::string details(const json& j) {
+    if (!j.is_object()) return e(text_of(j));
+    std::string out;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        if (!out.empty()) out += " &middot; ";
+        std::string v;
+        if (it.value().is_array()) {
+            for (const auto& x : it.value()) v += (v.empty() ? "" : ", ") + text_of(x);
+            if (v.empty()) v = "none";
+        } else {
+            v = text_of(it.value());
+        }
+        out += "<span class=\"k\">" + e(it.key()) + "</span> " + e(v);
+    }
+    return out;
+}
+
 std::string bytes_text(double b) {
     const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
@@ -47,7 +65,7 @@ std::string doors_table(const json& doors) {
     if (!doors.is_array() || doors.empty()) return "<p class=\"muted\">No door has reported yet.</p>";
     std::string h = "<table><tr><th>Door</th><th>Installed version</th><th>State</th><th>Last report</th><th>Note</th></tr>";
     for (const auto& d : doors)
-        h += fmt::format("<tr><td>{}</td><td>v{}</td><td>{}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
+        h += fmt::format("<tr><td>{}</td><td>v{}</td><td>{}</td><td class=\"time\">{}</td><td class=\"muted\">{}</td></tr>",
                          e(str(d, "door")), e(str(d, "installed_version")), state_badge(str(d, "status")),
                          e(str(d, "time")), e(str(d, "error")));
     return h + "</table>";
@@ -94,7 +112,7 @@ std::string layout(const std::string& site, const std::string& title, const std:
 }
 
 std::string overview_live(const json& o) {
-    std::string h = "<h2>Cameras</h2>";
+    std::string h = "<p class=\"status\" id=\"status\">" + e(str(o, "status")) + "</p><h2>Cameras</h2>";
     const json cams = o.value("cameras", json::array());
     if (cams.empty()) h += "<p class=\"muted\">No camera is configured.</p>";
     h += "<div class=\"grid\">";
@@ -108,9 +126,9 @@ std::string overview_live(const json& o) {
                  "/snapshot.jpg?c=" + e(text_of(crops[0])) + "\">";
         else
             h += "<div class=\"nosnap\">no face seen yet</div>";
-        h += fmt::format("<div class=\"stats\"><div><span>frame rate</span> {:.1f} fps</div>"
-                         "<div><span>faces</span> {:.1f}/min</div><div><span>reconnects</span> {}</div>"
-                         "<div><span>faults</span> {}</div></div>",
+        h += fmt::format("<div class=\"stats tiles\"><div><span>frame rate</span><b>{:.1f} fps</b></div>"
+                         "<div><span>faces</span><b>{:.1f}/min</b></div><div><span>reconnects</span><b>{}</b></div>"
+                         "<div><span>faults</span><b>{}</b></div></div>",
                          c.value("fps", 0.0), c.value("faces_per_min", 0.0), e(str(c, "reconnects")),
                          e(str(c, "faults")));
         h += "<div class=\"crops\">";
@@ -139,8 +157,7 @@ std::string overview_live(const json& o) {
 }
 
 std::string overview(const json& o) {
-    return "<h1>Overview <span class=\"muted\" id=\"status\">" + e(str(o, "status")) +
-           "</span></h1><div id=\"live\" data-refresh=\"3000\">" + overview_live(o) + "</div>";
+    return "<h1>Overview</h1><div id=\"live\" data-refresh=\"3000\">" + overview_live(o) + "</div>";
 }
 
 std::string people(const json& p, const Session& session, const std::string& flash,
@@ -201,7 +218,15 @@ std::string models(const json& m, const json& doors, const Session& session, con
     h += fmt::format("<p>Current version: <b id=\"current\">v{}</b>; previous: v{}. Version 0 is the pretrained "
                      "source model.</p>",
                      current, m.value("previous", 0));
-    h += "<table><tr><th>Version</th><th>Origin</th><th>Created</th><th>Published</th><th>Gate figures</th><th></th></tr>";
+    h += "<table><tr><th>Version</th><th>Origin</th><th>Created</th><th>Published</th><th>Gate figures</th><th>Doors "
+         "running it</th><th></th></tr>";
+    auto doors_on = [&](int v) {
+        std::string names;
+        if (doors.is_array())
+            for (const auto& d : doors)
+                if (d.value("installed_version", std::int64_t{-1}) == v) names += (names.empty() ? "" : ", ") + e(str(d, "door"));
+        return names;
+    };
     auto rollback_form = [&](int v) {
         if (!admin || v == current) return std::string();
         return fmt::format("<form class=\"inline\" method=\"post\" action=\"/models/rollback\" data-confirm=\"Roll back "
@@ -220,12 +245,15 @@ std::string models(const json& m, const json& doors, const Session& session, con
             if (meta.contains(key) && meta[key].is_object())
                 for (auto f = meta[key].begin(); f != meta[key].end(); ++f)
                     if (!f.value().is_structured()) figures += e(f.key()) + " " + e(text_of(f.value())) + "<br>";
-        h += fmt::format("<tr><td><b>v{}</b>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+        h += fmt::format("<tr><td class=\"time\"><b>v{}</b>{}</td><td>{}</td><td class=\"time\">{}</td><td>{}</td><td><code>{}</code></td>"
+                         "<td>{}</td><td>{}</td></tr>",
                          n, n == current ? " <span class=\"badge ok\">current</span>" : "", e(str(v, "origin")),
-                         e(str(v, "created")), v.value("published", false) ? "yes" : "no", figures, rollback_form(n));
+                         e(str(v, "created")), v.value("published", false) ? "yes" : "no", figures, doors_on(n),
+                         rollback_form(n));
     }
-    h += fmt::format("<tr><td><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td></td><td>{}</td></tr></table>",
-                     current == 0 ? " <span class=\"badge ok\">current</span>" : "", rollback_form(0));
+    h += fmt::format("<tr><td class=\"time\"><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td></td><td>{}</td>"
+                     "<td>{}</td></tr></table>",
+                     current == 0 ? " <span class=\"badge ok\">current</span>" : "", doors_on(0), rollback_form(0));
     h += "<h2>Doors</h2>" + doors_table(doors);
     h += "<h2>Gate decisions and releases</h2><table><tr><th>Time</th><th>Event</th><th>Details</th></tr>";
     const json hist = m.value("history", json::array());
@@ -239,7 +267,7 @@ std::string models(const json& m, const json& doors, const Session& session, con
             for (const auto& r : rest["reasons"]) reasons += "<br>" + e(text_of(r));
             rest.erase("reasons");
         }
-        h += "<tr><td>" + e(time) + "</td><td>" + e(event) + "</td><td><pre>" + e(rest.dump()) + "</pre>" + reasons +
+        h += "<tr><td class=\"time\">" + e(time) + "</td><td>" + e(event) + "</td><td>" + details(rest) + reasons +
              "</td></tr>";
     }
     return h + "</table>";
@@ -250,9 +278,10 @@ std::string audit(const std::vector<json>& entries) {
                     "<table id=\"audit\"><tr><th>Time</th><th>User</th><th>Address</th><th>Action</th><th>Result</th>"
                     "<th>Details</th></tr>";
     for (const auto& a : entries)
-        h += "<tr><td>" + e(str(a, "time")) + "</td><td>" + e(str(a, "user")) + "</td><td>" + e(str(a, "address")) +
-             "</td><td>" + e(str(a, "action")) + "</td><td>" + (a.value("ok", true) ? "ok" : "<b>refused</b>") +
-             "</td><td><pre>" + e(a.value("detail", json::object()).dump()) + "</pre></td></tr>";
+        h += "<tr><td class=\"time\">" + e(str(a, "time")) + "</td><td>" + e(str(a, "user")) + "</td><td>" +
+             e(str(a, "address")) + "</td><td>" + e(str(a, "action")) + "</td><td>" +
+             (a.value("ok", true) ? "<span class=\"badge ok\">ok</span>" : "<span class=\"badge bad\">refused</span>") +
+             "</td><td>" + details(a.value("detail", json::object())) + "</td></tr>";
     return h + "</table>";
 }
 

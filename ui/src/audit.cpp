@@ -11,6 +11,7 @@
 
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/time.hpp"
+#include "private_folder.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -50,13 +51,7 @@ std::string printable(std::string_view text, std::size_t max) {
 }
 
 AuditLog::AuditLog(fs::path file) : file_(std::move(file)) {
-    const fs::path dir = file_.parent_path();
-    std::error_code ec;
-    if (!dir.empty() && !fs::exists(dir, ec)) {
-        fs::create_directories(dir, ec);
-        if (ec) throw std::runtime_error(dir.string() + ": cannot create the console folder: " + ec.message());
-        ::chmod(dir.c_str(), 0700);
-    }
+    create_private_folder(file_.parent_path());
 }
 
 void AuditLog::append(const AuditEntry& entry) {

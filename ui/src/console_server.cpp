@@ -11,6 +11,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "faceadapt/common/listen_address.hpp"
 #include "faceadapt/ui/audit.hpp"
 #include "faceadapt/ui/html.hpp"
 #include "faceadapt/ui/users.hpp"
@@ -25,24 +26,6 @@ namespace {
 constexpr const char* kSessionCookie = "fa_session";
 constexpr const char* kLoginCookie = "fa_login";
 constexpr std::size_t kMaxPhotos = 20;
-
-// "host:port" / "[v6]:port" -> host, port. throws std::invalid_argument naming the text.
-std::pair<std::string, int> split_listen(const std::string& listen) {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size())
-        throw std::invalid_argument("ui listen address '" + listen + "' is not host:port");
-    std::string host = listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    int port = -1;
-    try {
-        std::size_t used = 0;
-        port = std::stoi(listen.substr(colon + 1), &used);
-        if (used != listen.size() - colon - 1) port = -1;
-    } catch (const std::exception&) {
-    }
-    if (port < 0 || port > 65535) throw std::invalid_argument("ui listen address '" + listen + "': port must be 0..65535");
-    return {host, port};
-}
 
 std::string cookie_value(const httplib::Request& req, std::string_view name) {
     const std::string header = req.get_header_value("Cookie");
@@ -465,7 +448,7 @@ void ConsoleServer::Impl::model_routes() {
 ConsoleServer::ConsoleServer(Options options, ConsoleBackend& backend)
     : impl_(std::make_unique<Impl>(std::move(options), backend)) {
     Impl& d = *impl_;
-    const auto [host, port] = split_listen(d.options.listen);
+    const auto [host, port] = common::parse_listen_address(d.options.listen, "ui listen address");
     if (d.options.cert_file.empty() != d.options.key_file.empty())
         throw std::runtime_error("console: cert_file and key_file go together");
     if (!d.options.cert_file.empty()) {

@@ -11,6 +11,7 @@
 
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/time.hpp"
+#include "private_folder.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -134,13 +135,7 @@ std::optional<User> UserStore::verify(const std::string& name, const std::string
 }
 
 void UserStore::save() const {
-    const fs::path dir = file_.parent_path();
-    std::error_code ec;
-    if (!dir.empty() && !fs::exists(dir, ec)) {
-        fs::create_directories(dir, ec);
-        if (ec) throw std::runtime_error(dir.string() + ": cannot create the console folder: " + ec.message());
-        ::chmod(dir.c_str(), 0700);
-    }
+    create_private_folder(file_.parent_path());
     json users = json::array();
     for (const auto& u : users_)
         users.push_back({{"name", u.name}, {"role", to_string(u.role)}, {"hash", u.hash}, {"created", u.created}});

@@ -1,6 +1,7 @@
 #include "faceadapt/daemon/console_backend.hpp"
 
 #include <algorithm>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <opencv2/imgcodecs.hpp>
@@ -46,6 +47,13 @@ std::optional<std::string> jpeg_of(const cv::Mat& rgb) {
 
 // A photo uploaded to the console, decoded after its header passed the bounds (no pixels are
 // decoded for a "decompression bomb").
+void check_person_name(const std::string& name) {
+    if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || c == '.' || c == '_' || c == '-';
+        }))
+        throw std::invalid_argument("a name is 1 to 64 of letters, digits, space . _ -");
+}
+
 cv::Mat decode_upload(const std::string& bytes, std::string& error) {
     const ingest::ImageLimits limits;
     if (bytes.size() > limits.max_file_bytes) {
@@ -189,10 +197,7 @@ json SiteConsole::people() {
 
 std::vector<ui::EnrollResult> SiteConsole::enroll(const std::string& name, const std::vector<ui::UploadedPhoto>& photos,
                                                   const std::string& by) {
-    if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
-            return std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || c == '.' || c == '_' || c == '-';
-        }))
-        throw std::invalid_argument("a name is 1 to 64 of letters, digits, space . _ -");
+    check_person_name(name);
     const config::Config cfg = hooks_.config();
     const quality::QualityScorer scorer(cfg.quality);
     std::vector<ui::EnrollResult> out;
@@ -309,6 +314,130 @@ std::optional<std::string> SiteConsole::snapshot_jpeg(const std::string& camera)
     const auto latest = store_.latest(camera, 1);
     if (latest.empty()) return std::nullopt;
     return crop_jpeg(latest.front().id);
+}
+
+fs::path SiteConsole::constraints_file(const fs::path& state_dir) { return state_dir / "console" / "constraints.csv"; }
+
+void SiteConsole::append_constraints(const std::vector<std::string>& rows) {
+    const fs::path file = constraints_file(state_dir_);
+    std::lock_guard lock(mutex_);
+    fs::create_directories(file.parent_path());
+    const bool fresh = !fs::exists(file);
+    std::string text = fresh ? "kind,a,b\n" : "";
+    for (const auto& r : rows) text += r + "\n";
+    std::ofstream out(file, std::ios::app);
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(file.string() + ": cannot append the console's corrections");
+}
+
+json SiteConsole::unknown_faces(std::size_t max_groups) {
+    // Names given to crops so far (must rows), to label the groups already named.
+    std::map<std::int64_t, std::string> named;
+    {
+        std::lock_guard lock(mutex_);
+        std::ifstream in(constraints_file(state_dir_));
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind("must,", 0) != 0) continue;
+            const auto comma = line.find(',', 5);
+            if (comma == std::string::npos) continue;
+            try {
+                named[std::stoll(line.substr(5, comma - 5))] = line.substr(comma + 1);
+            } catch (const std::exception&) {
+            }
+        }
+    }
+    struct Group {
+        std::string camera;
+        std::int64_t track = -1;
+        std::vector<const quality::CropRecord*> crops;
+    };
+    const auto records = store_.snapshot();
+    std::map<std::pair<std::string, std::int64_t>, Group> by_track;
+    std::vector<Group> singles;
+    for (const auto& r : records) {
+        if (r.track_id < 0) {
+            singles.push_back({r.camera, -1, {&r}});
+            continue;
+        }
+        Group& g = by_track[{r.camera, r.track_id}];
+        g.camera = r.camera;
+        g.track = r.track_id;
+        g.crops.push_back(&r);
+    }
+    std::vector<Group> groups;
+    groups.reserve(by_track.size() + singles.size());
+    for (auto& [key, g] : by_track) groups.push_back(std::move(g));
+    for (auto& g : singles) groups.push_back(std::move(g));
+    // Largest first; among equals the most recent first.
+    std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
+        if (a.crops.size() != b.crops.size()) return a.crops.size() > b.crops.size();
+        return a.crops.back()->id > b.crops.back()->id;
+    });
+    json out = json::array();
+    for (std::size_t i = 0; i < groups.size() && i < max_groups; ++i) {
+        const Group& g = groups[i];
+        json ids = json::array();
+        std::string name;
+        for (const auto* r : g.crops) {
+            if (ids.size() < 8) ids.push_back(r->id);
+            if (auto it = named.find(r->id); it != named.end()) name = it->second;
+        }
+        out.push_back({{"key", g.track >= 0 ? fmt::format("{}/{}", g.camera, g.track) : fmt::format("crop {}", g.crops[0]->id)},
+                       {"camera", g.camera},
+                       {"track", g.track},
+                       {"count", g.crops.size()},
+                       {"first", common::utc_timestamp(g.crops.front()->timestamp)},
+                       {"last", common::utc_timestamp(g.crops.back()->timestamp)},
+                       {"crops", ids},
+                       {"named", name}});
+    }
+    return {{"groups", out}, {"crops", records.size()}, {"group_count", groups.size()}};
+}
+
+std::vector<ui::EnrollResult> SiteConsole::name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
+                                                      const std::string& by) {
+    check_person_name(name);
+    if (crops.empty() || crops.size() > 200) throw std::invalid_argument("name 1 to 200 crops");
+    std::vector<quality::CropRecord> records;
+    for (const auto id : crops) {
+        auto r = store_.find(id);
+        if (!r) throw std::invalid_argument(fmt::format("crop {} is not stored", id));
+        records.push_back(*r);
+    }
+    std::vector<ui::EnrollResult> out;
+    std::vector<std::string> rows;
+    std::lock_guard lock(enroll_mutex_);
+    for (const auto& r : records) {
+        ui::EnrollResult e;
+        e.filename = fmt::format("crop {} ({} track {})", r.id, r.camera, r.track_id);
+        const auto chip = store_.load_chip(r);
+        if (!chip) {
+            e.reason = "the crop's file is unreadable (quarantined)";
+        } else {
+            quality::QualityScore score;
+            score.normalized = r.score;
+            e.entry = gallery_->add(name, *chip, score, kConsoleSource + ui::printable(by, 32) + ": " + e.filename);
+            e.ok = true;
+            rows.push_back(fmt::format("must,{},{}", r.id, name));
+        }
+        out.push_back(e);
+    }
+    if (!rows.empty()) append_constraints(rows);
+    return out;
+}
+
+int SiteConsole::not_person(const std::string& name, const std::vector<std::int64_t>& crops) {
+    check_person_name(name);
+    if (crops.empty() || crops.size() > 200) throw std::invalid_argument("mark 1 to 200 crops");
+    std::vector<std::string> rows;
+    for (const auto id : crops) {
+        if (!store_.find(id)) throw std::invalid_argument(fmt::format("crop {} is not stored", id));
+        rows.push_back(fmt::format("cannot,{},name:{}", id, name));
+    }
+    append_constraints(rows);
+    return static_cast<int>(rows.size());
 }
 
 }  // namespace faceadapt::daemon

@@ -2,6 +2,7 @@
 // a temp state folder, and a real metrics registry.
 #include <fstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
@@ -150,6 +151,35 @@ TEST(SiteConsole, EnrollsAnLfwPhotoThroughTheEnrollmentGate) {
     ASSERT_EQ(p.size(), 1u);
     EXPECT_EQ(p[0]["photos"][0]["by"], "op");
     EXPECT_EQ(p[0]["photos"][0]["source"], "tang.jpg");
+}
+
+TEST(SiteConsole, UnknownFacesGroupedByTrackNamedAndCorrected) {
+    Site s;
+    std::vector<std::int64_t> a, b;
+    for (int i = 0; i < 3; ++i) a.push_back(s.store->insert({"gate", std::chrono::system_clock::now(), 11, chip(i), 0.9, ""}).id);
+    for (int i = 0; i < 2; ++i) b.push_back(s.store->insert({"yard", std::chrono::system_clock::now(), 11, chip(50 + i), 0.8, ""}).id);
+    const auto single = s.store->insert({"gate", std::chrono::system_clock::now(), -1, chip(99), 0.7, ""}).id;
+    json u = s.console->unknown_faces(10);
+    EXPECT_EQ(u["crops"], 6);
+    ASSERT_EQ(u["groups"].size(), 3u) << u.dump();
+    EXPECT_EQ(u["groups"][0]["key"], "gate/11") << "largest first; the same track id on another camera is another group";
+    EXPECT_EQ(u["groups"][0]["count"], 3);
+    EXPECT_EQ(u["groups"][1]["key"], "yard/11");
+    EXPECT_EQ(u["groups"][2]["crops"][0], single);
+    EXPECT_EQ(s.console->unknown_faces(1)["groups"].size(), 1u);
+
+    const auto r = s.console->name_crops("Ada", a, "op");
+    ASSERT_EQ(r.size(), 3u);
+    for (const auto& e : r) EXPECT_TRUE(e.ok) << e.reason;
+    EXPECT_EQ(s.console->people()["people"][0]["photos"].size(), 3u);
+    EXPECT_EQ(s.console->unknown_faces(10)["groups"][0]["named"], "Ada");
+    EXPECT_EQ(s.console->not_person("Ada", b), 2);
+    EXPECT_THROW(s.console->not_person("Ada", {123456}), std::invalid_argument);
+    EXPECT_THROW(s.console->name_crops("<b>", a, "op"), std::invalid_argument);
+    std::ifstream in(daemon::SiteConsole::constraints_file(s.dir.path()));
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(text, "kind,a,b\n" + fmt::format("must,{},Ada\nmust,{},Ada\nmust,{},Ada\ncannot,{},name:Ada\ncannot,{},name:Ada\n",
+                                                 a[0], a[1], a[2], b[0], b[1]));
 }
 
 TEST(SiteConsole, RollbackValidatesTheVersion) {

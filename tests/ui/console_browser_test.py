@@ -4,8 +4,11 @@ faceadaptd on loopback: an rtsp-serve camera (the walkers video), a mosquitto br
 
 One daemon start: log in (a wrong password first), see the camera streaming with a snapshot and
 its crops, enroll a person from an LFW photo plus a photo without a face (the refusal and its
-reason shown), find them on People and in the door's gallery after the gallery update, erase them
-(with the confirmation), see the Models and Audit pages, log out, and find the pages closed again.
+reason shown), name the largest group of Unknown faces, find both on People and in the door's
+gallery after the gallery update (the door recognises the LFW person on another photo), erase
+the LFW person (confirmed) and find them gone from the door's next package, roll back to version
+1 (confirmed) and find the door on the new version, see Models and Audit, log out, and find the
+pages closed again.
 A screenshot of each page is saved under <build>/tests/ui/screenshots/.
 
 Exit 0: passed; 1: failed; 77: skipped (no chromium/chromedriver/selenium, or no datasets while
@@ -214,17 +217,34 @@ def main():
             wait.until(lambda d: d.execute_script(
                 "var i = document.querySelector('[data-person=\"Tang Jiaxuan\"] img'); return i && i.complete && i.naturalWidth > 0;"))
             shot("03-people-enrolled")
-            # The gallery update reaches the door: its package carries the person (the only one
-            # enrolled), whom the door now recognises on another photo.
-            st = eventually(lambda: (lambda s: s if s.get("gallery_entries", 0) == 1 else None)(door_status(door_dir)),
-                            120, "the door to install a gallery with Tang Jiaxuan")
+
+            # 4. Unknown faces: name the largest group (one track of the walkers video).
+            driver.find_element(By.LINK_TEXT, "Unknown faces").click()
+            group = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".card.group")))
+            group_crops = len(group.find_elements(By.CSS_SELECTOR, "input[name=crop]")) // 2
+            assert group_crops >= 1, group.get_attribute("outerHTML")
+            wait.until(lambda d: d.execute_script(
+                "var i = document.querySelector('.card.group img'); return i && i.complete && i.naturalWidth > 0;"))
+            shot("04-unknown-faces")
+            group.find_element(By.CSS_SELECTOR, ".name-form input[name=name]").send_keys("Walker One")
+            group.find_element(By.CSS_SELECTOR, ".name-form button").click()
+            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            assert "Walker One: %d of %d crop(s) enrolled" % (group_crops, group_crops) in flash, flash
+            shot("05-unknown-named")
+            driver.find_element(By.LINK_TEXT, "People").click()
+            wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-person=\"Walker One\"]")))
+            # The gallery update(s) reach the door: its package carries both people; the door
+            # recognises Tang Jiaxuan on another photo.
+            entries = 1 + group_crops
+            st = eventually(lambda: (lambda s: s if s.get("gallery_entries", 0) == entries else None)(door_status(door_dir)),
+                            120, "the door to install a gallery with Tang Jiaxuan and Walker One")
             enrolled_version = st["installed_version"]
             other = PERSON.replace("_0001.jpg", "_0003.jpg")
             assert door_match(door_dir, other) == "Tang Jiaxuan", door_match(door_dir, other)
             print("door installed version %d with Tang Jiaxuan and matches %s (%.0f s in)"
                   % (enrolled_version, os.path.basename(other), time.time() - t0))
 
-            # 4. Erase, confirmed in the dialog.
+            # 6. Erase Tang Jiaxuan, confirmed in the dialog.
             driver.get(base + "/people")
             driver.find_element(By.CSS_SELECTOR, "[data-person=\"Tang Jiaxuan\"] button.erase").click()
             WebDriverWait(driver, 10).until(EC.alert_is_present())
@@ -232,14 +252,14 @@ def main():
             flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
             assert "Tang Jiaxuan erased" in flash, flash
             assert not driver.find_elements(By.CSS_SELECTOR, "[data-person=\"Tang Jiaxuan\"]")
-            shot("04-people-erased")
+            shot("06-people-erased")
             st = eventually(lambda: (lambda s: s if s.get("installed_version", 0) > enrolled_version and
-                                     s.get("gallery_entries", -1) == 0 else None)(door_status(door_dir)),
+                                     s.get("gallery_entries", -1) == group_crops else None)(door_status(door_dir)),
                             120, "the door to install a gallery without Tang Jiaxuan")
             assert door_match(door_dir, other) == "", "the door still knows the erased person"
             print("door installed version %d without Tang Jiaxuan (%.0f s in)" % (st["installed_version"], time.time() - t0))
 
-            # 5. Models: roll back to version 1 (confirmed); it becomes a new version that the door installs.
+            # 7. Models: roll back to version 1 (confirmed); it becomes a new version that the door installs.
             driver.get(base + "/models")
             wait.until(EC.presence_of_element_located((By.ID, "current")))
             before = st["installed_version"]
@@ -253,31 +273,31 @@ def main():
             print("door installed version %d, the rollback to 1 (%.0f s in)" % (st["installed_version"], time.time() - t0))
             driver.get(base + "/models")
             WebDriverWait(driver, 30).until(lambda d: "rollback of 1" in d.page_source and "door1" in d.page_source)
-            shot("05-models")
+            shot("07-models")
             driver.get(base + "/audit")
             text = wait.until(EC.presence_of_element_located((By.ID, "audit"))).text
-            for action in ("login_failed", "login", "enroll", "erase", "rollback"):
+            for action in ("login_failed", "login", "enroll", "name_group", "erase", "rollback"):
                 assert action in text, (action, text)
-            shot("06-audit")
+            shot("08-audit")
             driver.get(base + "/")
             wait.until(EC.presence_of_element_located((By.ID, "live")))
             WebDriverWait(driver, 30).until(lambda d: "door1" in d.find_element(By.ID, "live").text)
-            shot("07-overview-door")
+            shot("09-overview-door")
             driver.set_window_size(820, 1180)  # a tablet, portrait
             driver.get(base + "/")
             wait.until(EC.presence_of_element_located((By.ID, "live")))
-            shot("07b-overview-tablet")
+            shot("10-overview-tablet")
             driver.get(base + "/people")
-            shot("07c-people-tablet")
+            shot("11-people-tablet")
             driver.set_window_size(1280, 1000)
 
-            # 6. Log out: the pages are closed again.
+            # 8. Log out: the pages are closed again.
             driver.find_element(By.ID, "logout").click()
             wait.until(EC.presence_of_element_located((By.ID, "login")))
             driver.get(base + "/people")
             wait.until(EC.presence_of_element_located((By.ID, "login")))
             assert driver.current_url.endswith("/login"), driver.current_url
-            shot("08-logged-out")
+            shot("12-logged-out")
         finally:
             driver.quit()
         print("PASSED in %.1f s" % (time.time() - t0))

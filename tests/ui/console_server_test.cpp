@@ -77,6 +77,28 @@ public:
     }
     std::optional<std::string> gallery_jpeg(std::int64_t) override { return std::nullopt; }
     std::optional<std::string> snapshot_jpeg(const std::string&) override { return std::string("\xff\xd8snap", 6); }
+    json unknown_faces(std::size_t) override {
+        std::lock_guard lock(mutex);
+        return {{"crops", 3}, {"group_count", 1},
+                {"groups", json::array({{{"key", camera + "/5"}, {"camera", camera}, {"track", 5}, {"count", 3},
+                                         {"crops", json::array({7, 8, 9})}, {"named", named}}})}};
+    }
+    std::vector<EnrollResult> name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
+                                         const std::string& by) override {
+        std::lock_guard lock(mutex);
+        named = name;
+        std::vector<EnrollResult> out;
+        for (auto id : crops) out.push_back({"crop " + std::to_string(id), true, "", id});
+        people_.emplace_back(name, by);
+        return out;
+    }
+    int not_person(const std::string& name, const std::vector<std::int64_t>& crops) override {
+        std::lock_guard lock(mutex);
+        for (auto id : crops) cannot.emplace_back(id, name);
+        return static_cast<int>(crops.size());
+    }
+    std::string named;
+    std::vector<std::pair<std::int64_t, std::string>> cannot;
 };
 
 std::string set_cookie_value(const httplib::Result& r, const std::string& name) {
@@ -142,14 +164,14 @@ protected:
 
 TEST_F(ConsoleServerTest, EveryPageAndApiCallWithoutASessionIsRefused) {
     auto c = client();
-    for (const char* page : {"/", "/people", "/models", "/audit"}) {
+    for (const char* page : {"/", "/unknown", "/people", "/models", "/audit"}) {
         auto r = c.Get(page);
         ASSERT_TRUE(r) << page;
         EXPECT_EQ(r->status, 303) << page;
         EXPECT_EQ(r->get_header_value("Location"), "/login") << page;
     }
     for (const char* api : {"/api/overview", "/api/people", "/api/models", "/api/audit", "/api/crops/7.jpg",
-                            "/api/gallery/1.jpg", "/api/cameras/cam1/snapshot.jpg", "/api/session",
+                            "/api/gallery/1.jpg", "/api/cameras/cam1/snapshot.jpg", "/api/session", "/api/unknown",
                             "/fragment/overview"}) {
         auto r = c.Get(api);
         ASSERT_TRUE(r) << api;
@@ -162,6 +184,8 @@ TEST_F(ConsoleServerTest, EveryPageAndApiCallWithoutASessionIsRefused) {
     EXPECT_EQ(c.Post("/api/models/1/rollback")->status, 401);
     EXPECT_EQ(c.Post("/people/erase", "name=Ada", "application/x-www-form-urlencoded")->status, 401);
     EXPECT_EQ(c.Post("/models/rollback", "version=1", "application/x-www-form-urlencoded")->status, 401);
+    EXPECT_EQ(c.Post("/api/unknown/name", R"({"name":"Ada","crops":[7]})", "application/json")->status, 401);
+    EXPECT_EQ(c.Post("/unknown/not", "name=Ada&crop=7", "application/x-www-form-urlencoded")->status, 401);
     // A made-up session id is no session.
     EXPECT_EQ(c.Get("/api/overview", {{"Cookie", "fa_session=" + std::string(64, 'a')}})->status, 401);
     EXPECT_TRUE(site.people_.empty());
@@ -270,7 +294,7 @@ TEST_F(ConsoleServerTest, HtmlFromOutsideIsRenderedInert) {
     site.people_.emplace_back(kHostile, "op");
     const Login op = api_login("op", "operator-password");
     auto c = client();
-    for (const char* page : {"/", "/people", "/models", "/fragment/overview"}) {
+    for (const char* page : {"/", "/people", "/models", "/fragment/overview", "/unknown"}) {
         const std::string body = c.Get(page, with(op, false))->body;
         EXPECT_EQ(body.find(kHostile), std::string::npos) << page;
         EXPECT_NE(body.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos) << page;
@@ -284,6 +308,28 @@ TEST_F(ConsoleServerTest, HtmlFromOutsideIsRenderedInert) {
     // The audit page shows names as text too.
     const std::string audit = c.Get("/audit", with(op, false))->body;
     EXPECT_EQ(audit.find("<img src=x"), std::string::npos);
+}
+
+TEST_F(ConsoleServerTest, UnknownFacesNamedAndCorrectedByAnOperatorOnly) {
+    const Login viewer = api_login("viewer", "viewer-password");
+    const Login op = api_login("op", "operator-password");
+    auto c = client();
+    const std::string page = c.Get("/unknown", with(viewer, false))->body;
+    EXPECT_NE(page.find("/api/crops/8.jpg"), std::string::npos);
+    EXPECT_EQ(page.find("/unknown/name"), std::string::npos) << "a viewer gets no naming form";
+    EXPECT_EQ(c.Post("/api/unknown/name", with(viewer), R"({"name":"Ada","crops":[7,8]})", "application/json")->status, 403);
+    EXPECT_EQ(c.Post("/api/unknown/name", with(op, false), R"({"name":"Ada","crops":[7,8]})", "application/json")->status, 403);
+    EXPECT_EQ(c.Post("/api/unknown/name", with(op), R"({"name":"Ada","crops":"7"})", "application/json")->status, 400);
+    auto named = c.Post("/api/unknown/name", with(op), R"({"name":"Ada","crops":[7,8]})", "application/json");
+    ASSERT_EQ(named->status, 200) << named->body;
+    EXPECT_EQ(json::parse(named->body)["enrolled"], 2);
+    // The pages' form: several "crop" fields.
+    auto form = c.Post("/unknown/not", with(op), "csrf=" + op.csrf + "&name=Bob&crop=7&crop=9",
+                       "application/x-www-form-urlencoded");
+    ASSERT_EQ(form->status, 200) << form->body;
+    EXPECT_NE(form->body.find("2 crop(s) recorded as not Bob"), std::string::npos);
+    EXPECT_EQ(site.cannot, (std::vector<std::pair<std::int64_t, std::string>>{{7, "Bob"}, {9, "Bob"}}));
+    EXPECT_NE(c.Get("/unknown", with(op, false))->body.find("named Ada"), std::string::npos);
 }
 
 TEST_F(ConsoleServerTest, FiveWrongPasswordsSlowFurtherAttempts) {

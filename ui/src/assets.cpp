@@ -34,6 +34,9 @@ h2 { font-size:1.05rem; margin:1.4rem 0 .6rem; color:var(--muted); text-transfor
 .stats.tiles span { display:block; font-size:.75rem; text-transform:uppercase; letter-spacing:.04em; }
 .stats.tiles b { font-size:1.05rem; font-weight:600; white-space:nowrap; }
 td.time { white-space:nowrap; }
+.group form { display:flex; gap:.4rem; margin-top:.6rem; }
+.group form input[type=text], .group form select { flex:1; min-width:0; font:inherit; padding:.4rem .5rem;
+        border:1px solid var(--line); border-radius:6px; background:#fff; }
 .k { color:var(--muted); }
 p.status { margin:-.4rem 0 0; color:var(--muted); font-weight:600; }
 .crops { display:flex; gap:4px; flex-wrap:wrap; }

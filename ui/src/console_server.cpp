@@ -208,6 +208,7 @@ struct ConsoleServer::Impl {
     void routes();
     void people_routes();
     void model_routes();
+    void unknown_routes();
 };
 
 void ConsoleServer::Impl::routes() {
@@ -313,6 +314,97 @@ void ConsoleServer::Impl::routes() {
             });
     people_routes();
     model_routes();
+    unknown_routes();
+}
+
+void ConsoleServer::Impl::unknown_routes() {
+    httplib::Server& srv = *server;
+    constexpr std::size_t kGroups = 60;
+    srv.Get("/unknown", [this](const httplib::Request& req, httplib::Response& res) {
+        if (auto s = guard(req, res))
+            page(res, *s, "Unknown faces", pages::unknown(backend.unknown_faces(kGroups), backend.people(), *s, "", {}));
+    });
+    srv.Get("/api/unknown", [this](const httplib::Request& req, httplib::Response& res) {
+        if (!guard(req, res)) return;
+        std::size_t n = kGroups;
+        try {
+            if (req.has_param("groups")) n = std::clamp<std::size_t>(std::stoul(req.get_param_value("groups")), 1, 1000);
+        } catch (const std::exception&) {
+            return send_json(res, 400, {{"error", "groups must be a number"}});
+        }
+        send_json(res, 200, backend.unknown_faces(n));
+    });
+    // The crops and name of a "name" / "not" request: form fields (pages) or JSON (API).
+    auto parse = [](const httplib::Request& req, std::string& name, std::vector<std::int64_t>& crops) {
+        if (req.get_header_value("Content-Type").rfind("application/json", 0) == 0) {
+            const json body = json::parse(req.body, nullptr, false);
+            if (!body.is_object() || !body.contains("name") || !body["name"].is_string() || !body.contains("crops") ||
+                !body["crops"].is_array())
+                throw std::invalid_argument("send {\"name\", \"crops\": [crop ids]}");
+            name = body["name"];
+            for (const auto& c : body["crops"]) {
+                if (!c.is_number_integer()) throw std::invalid_argument("crop ids are integers");
+                crops.push_back(c.get<std::int64_t>());
+            }
+        } else {
+            name = req.get_param_value("name");
+            for (auto [it, end] = req.params.equal_range("crop"); it != end; ++it) {
+                try {
+                    crops.push_back(std::stoll(it->second));
+                } catch (const std::exception&) {
+                    throw std::invalid_argument("crop ids are integers");
+                }
+            }
+        }
+    };
+    auto name_group = [this, parse](const httplib::Request& req, httplib::Response& res) {
+        auto s = guard(req, res, Role::operator_);
+        if (!s) return;
+        std::string name;
+        std::vector<std::int64_t> crops;
+        try {
+            parse(req, name, crops);
+            const auto results = backend.name_crops(name, crops, s->user);
+            int ok = 0;
+            for (const auto& r : results) ok += r.ok;
+            record(req, s->user, "name_group", {{"name", name}, {"crops", crops}, {"enrolled", ok}}, ok > 0);
+            if (is_api(req)) {
+                json list = json::array();
+                for (const auto& r : results) list.push_back({{"crop", r.filename}, {"ok", r.ok}, {"reason", r.reason}, {"entry", r.entry}});
+                return send_json(res, ok > 0 ? 200 : 422, {{"name", name}, {"enrolled", ok}, {"results", list}});
+            }
+            page(res, *s, "Unknown faces",
+                 pages::unknown(backend.unknown_faces(kGroups), backend.people(), *s,
+                                name + ": " + std::to_string(ok) + " of " + std::to_string(results.size()) +
+                                    " crop(s) enrolled; the doors get the updated gallery.",
+                                results));
+        } catch (const std::invalid_argument& e) {
+            record(req, s->user, "name_group", {{"name", name}, {"error", e.what()}}, false);
+            send_error(req, res, 400, e.what());
+        }
+    };
+    srv.Post("/unknown/name", name_group);
+    srv.Post("/api/unknown/name", name_group);
+    auto not_person = [this, parse](const httplib::Request& req, httplib::Response& res) {
+        auto s = guard(req, res, Role::operator_);
+        if (!s) return;
+        std::string name;
+        std::vector<std::int64_t> crops;
+        try {
+            parse(req, name, crops);
+            const int rows = backend.not_person(name, crops);
+            record(req, s->user, "not_person", {{"name", name}, {"crops", crops}});
+            if (is_api(req)) return send_json(res, 200, {{"name", name}, {"recorded", rows}});
+            page(res, *s, "Unknown faces",
+                 pages::unknown(backend.unknown_faces(kGroups), backend.people(), *s,
+                                std::to_string(rows) + " crop(s) recorded as not " + name + " (for the learner).", {}));
+        } catch (const std::invalid_argument& e) {
+            record(req, s->user, "not_person", {{"name", name}, {"error", e.what()}}, false);
+            send_error(req, res, 400, e.what());
+        }
+    };
+    srv.Post("/unknown/not", not_person);
+    srv.Post("/api/unknown/not", not_person);
 }
 
 void ConsoleServer::Impl::people_routes() {

@@ -99,7 +99,7 @@ std::string layout(const std::string& site, const std::string& title, const std:
                    const Session& session, const std::string& body) {
     std::string nav;
     for (const auto& [href, name] : std::vector<std::pair<std::string, std::string>>{
-             {"/", "Overview"}, {"/people", "People"}, {"/models", "Models"}, {"/audit", "Audit"}})
+             {"/", "Overview"}, {"/unknown", "Unknown faces"}, {"/people", "People"}, {"/models", "Models"}, {"/audit", "Audit"}})
         nav += fmt::format("<a href=\"{}\"{}>{}</a>", href, name == active ? " class=\"active\"" : "", name);
     return "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>" +
@@ -160,10 +160,9 @@ std::string overview(const json& o) {
     return "<h1>Overview</h1><div id=\"live\" data-refresh=\"3000\">" + overview_live(o) + "</div>";
 }
 
-std::string people(const json& p, const Session& session, const std::string& flash,
-                   const std::vector<EnrollResult>& results) {
-    const bool may_change = session.role >= Role::operator_;
-    std::string h = "<h1>People</h1>";
+// The answer to an enrollment: the summary and each photo's (or crop's) result.
+std::string results_box(const std::string& flash, const std::vector<EnrollResult>& results) {
+    std::string h;
     if (!flash.empty() || !results.empty()) {
         bool any_bad = false;
         for (const auto& r : results) any_bad |= !r.ok;
@@ -177,6 +176,13 @@ std::string people(const json& p, const Session& session, const std::string& fla
         }
         h += "</div>";
     }
+    return h;
+}
+
+std::string people(const json& p, const Session& session, const std::string& flash,
+                   const std::vector<EnrollResult>& results) {
+    const bool may_change = session.role >= Role::operator_;
+    std::string h = "<h1>People</h1>" + results_box(flash, results);
     if (may_change)
         h += "<div class=\"card\"><h3>Enroll a person</h3><form method=\"post\" action=\"/people\" "
              "enctype=\"multipart/form-data\" id=\"enroll-form\">" + csrf_field(session) +
@@ -271,6 +277,47 @@ std::string models(const json& m, const json& doors, const Session& session, con
              "</td></tr>";
     }
     return h + "</table>";
+}
+
+std::string unknown(const json& u, const json& people, const Session& session, const std::string& flash,
+                    const std::vector<EnrollResult>& results) {
+    const bool may_change = session.role >= Role::operator_;
+    const json groups = u.value("groups", json::array());
+    std::string h = "<h1>Unknown faces</h1>" + results_box(flash, results);
+    h += fmt::format("<p class=\"muted\">{} stored crops in {} groups (a group is one track: the crops of one "
+                     "person followed by one camera); the largest {} shown. Name a group to enroll that person "
+                     "from its crops; mark it as not someone to teach the learner.</p>",
+                     e(str(u, "crops")), e(str(u, "group_count")), groups.size());
+    std::string options;
+    for (const auto& person : people.value("people", json::array()))
+        options += "<option value=\"" + e(str(person, "name")) + "\">" + e(str(person, "name")) + "</option>";
+    h += "<div class=\"grid\">";
+    for (const auto& g : groups) {
+        std::string hidden;
+        for (const auto& id : g.value("crops", json::array()))
+            hidden += "<input type=\"hidden\" name=\"crop\" value=\"" + e(text_of(id)) + "\">";
+        h += "<div class=\"card group\" data-group=\"" + e(str(g, "key")) + "\"><h3>" + e(str(g, "camera")) +
+             " <span class=\"muted\">" + (g.value("track", -1) >= 0 ? "track " + e(str(g, "track")) : std::string("single crop")) +
+             "</span></h3>";
+        if (!str(g, "named").empty()) h += "<div><span class=\"badge ok\">named " + e(str(g, "named")) + "</span></div>";
+        h += "<div class=\"crops\">";
+        for (const auto& id : g.value("crops", json::array()))
+            h += "<img alt=\"crop\" src=\"/api/crops/" + e(text_of(id)) + ".jpg\">";
+        h += fmt::format("</div><div class=\"muted\">{} crop(s), last seen {}</div>", e(str(g, "count")), e(str(g, "last")));
+        if (may_change) {
+            h += "<form method=\"post\" action=\"/unknown/name\" class=\"name-form\">" + csrf_field(session) + hidden +
+                 "<input type=\"text\" name=\"name\" required maxlength=\"64\" pattern=\"[A-Za-z0-9 ._\\-]{1,64}\" "
+                 "placeholder=\"Who is this?\" list=\"people-names\"><button type=\"submit\">Name</button></form>";
+            if (!options.empty())
+                h += "<form method=\"post\" action=\"/unknown/not\" class=\"not-form\">" + csrf_field(session) + hidden +
+                     "<select name=\"name\">" + options +
+                     "</select><button class=\"secondary\" type=\"submit\">Not this person</button></form>";
+        }
+        h += "</div>";
+    }
+    h += "</div>";
+    if (groups.empty()) h += "<p class=\"muted\">No crop is stored yet.</p>";
+    return h + "<datalist id=\"people-names\">" + options + "</datalist>";
 }
 
 std::string audit(const std::vector<json>& entries) {

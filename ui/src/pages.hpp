@@ -28,6 +28,8 @@ std::string people(const nlohmann::json& people, const Session& session, const s
                    const std::vector<EnrollResult>& results);
 std::string models(const nlohmann::json& models, const nlohmann::json& doors, const Session& session,
                    const std::string& flash);
+std::string unknown(const nlohmann::json& unknown, const nlohmann::json& people, const Session& session,
+                    const std::string& flash, const std::vector<EnrollResult>& results);
 std::string audit(const std::vector<nlohmann::json>& entries);
 // A small error page body.
 std::string message(const std::string& title, const std::string& text);

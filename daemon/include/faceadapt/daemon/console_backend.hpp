@@ -8,6 +8,13 @@
 //   door states, a rollback request: run as `faceadapt models rollback` on the learner thread,
 //   the CLI's own path). Rates (fps, faces per minute) are measured over the last minute from
 //   sample(), which the daemon calls every few seconds.
+//   Unknown faces: the stored crops grouped by track (camera + track id; a crop without a track is
+//   its own group), largest first; the latest clustering is not stored, so groups are tracks.
+//   Naming a group enrolls its crops (they passed the site-crop gate when stored; a crop is
+//   already an aligned chip, so the photo gate's face-size and exposure checks do not apply) and
+//   records "must,<crop>,<name>" rows; "not this person" records "cannot,<crop>,name:<name>"
+//   rows, both in <state_dir>/console/constraints.csv (docs/site-snapshot.md's format), which
+//   the next training cycle's snapshot carries to the learner.
 //   Enrollment decodes each upload with ingest's bounded reader (size from the header first),
 //   then applies quality::check_enrollment_image with the [enroll] gate; the landmark model is
 //   loaded at the first enrollment. Thumbnails are JPEG, cached (at most 4096).
@@ -63,12 +70,20 @@ public:
     std::optional<std::string> crop_jpeg(std::int64_t crop_id) override;
     std::optional<std::string> gallery_jpeg(std::int64_t entry_id) override;
     std::optional<std::string> snapshot_jpeg(const std::string& camera) override;
+    nlohmann::json unknown_faces(std::size_t max_groups) override;
+    std::vector<ui::EnrollResult> name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
+                                             const std::string& by) override;
+    int not_person(const std::string& name, const std::vector<std::int64_t>& crops) override;
+
+    // <state_dir>/console/constraints.csv
+    static std::filesystem::path constraints_file(const std::filesystem::path& state_dir);
 
 private:
     struct Point {
         std::chrono::steady_clock::time_point t;
         double decoded = 0, faces = 0;
     };
+    void append_constraints(const std::vector<std::string>& rows);
     std::optional<std::string> cached_jpeg(const std::string& key, const std::function<std::optional<std::string>()>& make);
 
     std::filesystem::path state_dir_;

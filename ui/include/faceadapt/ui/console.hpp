@@ -82,6 +82,17 @@ public:
     virtual std::optional<std::string> gallery_jpeg(std::int64_t entry_id) = 0;
     // The camera's latest face crop as JPEG; nullopt when none.
     virtual std::optional<std::string> snapshot_jpeg(const std::string& camera) = 0;
+    // The stored crops grouped (docs/console.md, "GET /api/unknown"): {"groups": [{"key",
+    // "camera", "track", "count", "first", "last", "crops": [ids], "named"}], "crops"},
+    // largest groups first, at most `max_groups`.
+    virtual nlohmann::json unknown_faces(std::size_t max_groups) = 0;
+    // "Who is this?": enrolls `name` from stored crops (and records them as must-links for the
+    // learner). throws std::invalid_argument for a bad name or no such crop.
+    virtual std::vector<EnrollResult> name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
+                                                 const std::string& by) = 0;
+    // "Not this person": records cannot-links between the crops and `name` for the learner.
+    // Returns the rows recorded. throws std::invalid_argument for a bad name or no such crop.
+    virtual int not_person(const std::string& name, const std::vector<std::int64_t>& crops) = 0;
 };
 
 class ConsoleServer {

@@ -387,6 +387,9 @@ json SiteConsole::unknown_faces(std::size_t max_groups) {
         out.push_back({{"key", g.track >= 0 ? fmt::format("{}/{}", g.camera, g.track) : fmt::format("crop {}", g.crops[0]->id)},
                        {"camera", g.camera},
                        {"track", g.track},
+                       {"track_label", g.track >= 0 ? fmt::format("track {} (run {})", g.track % quality::kTrackRunStride,
+                                                                  quality::track_run_of(g.track))
+                                                    : std::string("single crop")},
                        {"count", g.crops.size()},
                        {"first", common::utc_timestamp(g.crops.front()->timestamp)},
                        {"last", common::utc_timestamp(g.crops.back()->timestamp)},

@@ -23,7 +23,9 @@ h1 { font-size:1.35rem; margin:.2rem 0 1rem; }
 h2 { font-size:1.05rem; margin:1.4rem 0 .6rem; color:var(--muted); text-transform:uppercase; letter-spacing:.05em; }
 .grid { display:grid; grid-template-columns:repeat(auto-fill,minmax(270px,1fr)); gap:1rem; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:1rem; }
-.card h3 { margin:0 0 .5rem; font-size:1.05rem; display:flex; align-items:center; gap:.5rem; word-break:break-all; }
+.card h3 { margin:0 0 .5rem; font-size:1.05rem; display:flex; align-items:baseline; gap:.5rem; flex-wrap:wrap;
+           overflow-wrap:anywhere; }
+.card h3 .muted { font-size:.85rem; font-weight:400; }
 .snap { width:100%; aspect-ratio:4/3; object-fit:contain; background:#1d2330; border-radius:6px; display:block; }
 .nosnap { width:100%; aspect-ratio:4/3; background:#e8ebf0; border-radius:6px; display:flex; align-items:center;
           justify-content:center; color:var(--muted); }
@@ -34,8 +36,9 @@ h2 { font-size:1.05rem; margin:1.4rem 0 .6rem; color:var(--muted); text-transfor
 .stats.tiles span { display:block; font-size:.75rem; text-transform:uppercase; letter-spacing:.04em; }
 .stats.tiles b { font-size:1.05rem; font-weight:600; white-space:nowrap; }
 td.time { white-space:nowrap; }
-.group form { display:flex; gap:.4rem; margin-top:.6rem; }
-.group form input[type=text], .group form select { flex:1; min-width:0; font:inherit; padding:.4rem .5rem;
+.group form { display:flex; gap:.4rem; margin-top:.6rem; flex-wrap:wrap; }
+.group form button { flex:0 0 auto; }
+.group form input[type=text], .group form select { flex:1 1 8rem; min-width:0; font:inherit; padding:.4rem .5rem;
         border:1px solid var(--line); border-radius:6px; background:#fff; }
 .k { color:var(--muted); }
 p.status { margin:-.4rem 0 0; color:var(--muted); font-weight:600; }
@@ -73,6 +76,7 @@ ul.results li.bad { color:var(--bad); } ul.results li.ok { color:var(--ok); }
 .row > .card { flex:1 1 300px; }
 code, pre { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:.85rem; }
 pre { white-space:pre-wrap; word-break:break-word; margin:0; }
+@media (max-width:900px) { header { gap:.6rem; padding:.5rem .8rem; } header nav a { padding:.35rem .5rem; } }
 @media (max-width:700px) { main { padding:.7rem; } .stats { grid-template-columns:1fr; } }
 )CSS";
 

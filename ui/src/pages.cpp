@@ -297,8 +297,7 @@ std::string unknown(const json& u, const json& people, const Session& session, c
         for (const auto& id : g.value("crops", json::array()))
             hidden += "<input type=\"hidden\" name=\"crop\" value=\"" + e(text_of(id)) + "\">";
         h += "<div class=\"card group\" data-group=\"" + e(str(g, "key")) + "\"><h3>" + e(str(g, "camera")) +
-             " <span class=\"muted\">" + (g.value("track", -1) >= 0 ? "track " + e(str(g, "track")) : std::string("single crop")) +
-             "</span></h3>";
+             " <span class=\"muted\">" + e(str(g, "track_label")) + "</span></h3>";
         if (!str(g, "named").empty()) h += "<div><span class=\"badge ok\">named " + e(str(g, "named")) + "</span></div>";
         h += "<div class=\"crops\">";
         for (const auto& id : g.value("crops", json::array()))

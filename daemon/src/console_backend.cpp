@@ -8,6 +8,7 @@
 #include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
+#include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/time.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
@@ -79,7 +80,7 @@ cv::Mat decode_upload(const std::string& bytes, std::string& error) {
 
 }  // namespace
 
-SiteConsole::SiteConsole(const fs::path& state_dir, const quality::CropStore& store, const MetricsRegistry& metrics,
+SiteConsole::SiteConsole(const fs::path& state_dir, quality::CropStore& store, const MetricsRegistry& metrics,
                          SiteConsoleHooks hooks)
     : state_dir_(state_dir), store_(store), metrics_(metrics), hooks_(std::move(hooks)),
       gallery_(std::make_unique<quality::Gallery>(state_dir)),
@@ -231,15 +232,56 @@ int SiteConsole::erase(const std::string& name) {
     for (const auto& e : gallery_->entries())
         if (e.name == name) ids.push_back(e.id);
     const int removed = gallery_->remove(name);
-    if (removed > 0) {
+    // The crops named for them ("must,<crop>,<name>"), and every correction naming them, go too.
+    int crops_removed = 0;
+    {
+        std::lock_guard lock(mutex_);
+        const fs::path file = constraints_file(state_dir_);
+        std::ifstream in(file);
+        if (in) {
+            std::string kept, line;
+            bool changed = false;
+            while (std::getline(in, line)) {
+                const bool must = line.rfind("must,", 0) == 0;
+                const auto comma = line.find(',', 5);
+                const bool names_them = (must && comma != std::string::npos && line.substr(comma + 1) == name) ||
+                                        line.ends_with(",name:" + name);
+                if (!names_them) {
+                    kept += line + "\n";
+                    continue;
+                }
+                changed = true;
+                if (must) {
+                    try {
+                        crops_removed += store_.remove(std::stoll(line.substr(5, comma - 5))) ? 1 : 0;
+                    } catch (const std::exception&) {
+                    }
+                }
+            }
+            in.close();
+            if (changed) common::write_file_atomic(file, kept);
+        }
+    }
+    if (removed > 0 || crops_removed > 0) {
         std::lock_guard lock(cache_mutex_);
         for (const auto id : ids) {
             std::string key = "g";
             key += std::to_string(id);
             jpegs_.erase(key);
         }
-        spdlog::info("console: erased {} ({} gallery entries); the next gallery update ships without them",
-                     ui::printable(name, 64), removed);
+        spdlog::info("console: erased {} ({} gallery entries, {} crops named for them); the next gallery update ships "
+                     "without them", ui::printable(name, 64), removed, crops_removed);
+    }
+    return removed;
+}
+
+bool SiteConsole::remove_photo(std::int64_t entry_id) {
+    const bool removed = gallery_->remove_entry(entry_id);
+    if (removed) {
+        std::string key = "g";
+        key += std::to_string(entry_id);
+        std::lock_guard lock(cache_mutex_);
+        jpegs_.erase(key);
     }
     return removed;
 }

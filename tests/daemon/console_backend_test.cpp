@@ -176,10 +176,25 @@ TEST(SiteConsole, UnknownFacesGroupedByTrackNamedAndCorrected) {
     EXPECT_EQ(s.console->not_person("Ada", b), 2);
     EXPECT_THROW(s.console->not_person("Ada", {123456}), std::invalid_argument);
     EXPECT_THROW(s.console->name_crops("<b>", a, "op"), std::invalid_argument);
-    std::ifstream in(daemon::SiteConsole::constraints_file(s.dir.path()));
-    const std::string text((std::istreambuf_iterator<char>(in)), {});
-    EXPECT_EQ(text, "kind,a,b\n" + fmt::format("must,{},Ada\nmust,{},Ada\nmust,{},Ada\ncannot,{},name:Ada\ncannot,{},name:Ada\n",
-                                                 a[0], a[1], a[2], b[0], b[1]));
+    s.console->not_person("Bob", {single});
+    auto constraints = [&] {
+        std::ifstream in(daemon::SiteConsole::constraints_file(s.dir.path()));
+        return std::string((std::istreambuf_iterator<char>(in)), {});
+    };
+    EXPECT_EQ(constraints(), "kind,a,b\n" + fmt::format("must,{},Ada\nmust,{},Ada\nmust,{},Ada\ncannot,{},name:Ada\n"
+                                                          "cannot,{},name:Ada\ncannot,{},name:Bob\n",
+                                                          a[0], a[1], a[2], b[0], b[1], single));
+    // One photo removed, then the person erased: gallery entries, the crops named for them and
+    // every correction naming them are gone; others' corrections stay.
+    const auto photo = s.console->people()["people"][0]["photos"][0]["id"].get<std::int64_t>();
+    EXPECT_TRUE(s.console->remove_photo(photo));
+    EXPECT_FALSE(s.console->remove_photo(photo));
+    EXPECT_EQ(s.console->people()["people"][0]["photos"].size(), 2u);
+    EXPECT_EQ(s.console->erase("Ada"), 2);
+    EXPECT_EQ(constraints(), fmt::format("kind,a,b\ncannot,{},name:Bob\n", single));
+    for (const auto id : a) EXPECT_FALSE(s.store->find(id)) << "crop " << id << " was named Ada";
+    EXPECT_TRUE(s.store->find(b[0])) << "a crop only said not to be Ada is not hers";
+    EXPECT_EQ(s.store->stats().crops, 3);
 }
 
 TEST(SiteConsole, RollbackValidatesTheVersion) {

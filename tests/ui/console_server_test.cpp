@@ -64,6 +64,12 @@ public:
         std::lock_guard lock(mutex);
         return static_cast<int>(std::erase_if(people_, [&](const auto& p) { return p.first == name; }));
     }
+    bool remove_photo(std::int64_t id) override {
+        std::lock_guard lock(mutex);
+        removed_photos.push_back(id);
+        return id == 1;
+    }
+    std::vector<std::int64_t> removed_photos;
     json models() override { return {{"current", 2}, {"previous", 1}, {"versions", json::array()}, {"history", json::array()}}; }
     std::string rollback(int version) override {
         if (version != 1) throw std::invalid_argument("version " + std::to_string(version) + " is not stored");
@@ -254,6 +260,7 @@ TEST_F(ConsoleServerTest, AViewerCannotEnrollEraseOrRollBackAndAnOperatorCannotR
     EXPECT_EQ(c.Get("/api/people", with(viewer, false))->status, 200) << "a viewer sees";
     EXPECT_EQ(c.Post("/api/people", with(viewer), enrollment("Bob", "b.jpg", "FACE"))->status, 403);
     EXPECT_EQ(c.Delete("/api/people/Ada", with(viewer))->status, 403);
+    EXPECT_EQ(c.Delete("/api/gallery/1", with(viewer))->status, 403);
     EXPECT_EQ(c.Post("/api/models/1/rollback", with(viewer), "", "application/json")->status, 403);
     EXPECT_EQ(c.Post("/models/rollback", with(viewer), "csrf=" + viewer.csrf + "&version=1",
                      "application/x-www-form-urlencoded")->status, 403);
@@ -275,6 +282,10 @@ TEST_F(ConsoleServerTest, AViewerCannotEnrollEraseOrRollBackAndAnOperatorCannotR
     EXPECT_EQ(erased->status, 200) << erased->body;
     EXPECT_TRUE(site.people_.empty());
     EXPECT_EQ(c.Delete("/api/people/Ada", with(op))->status, 404);
+    EXPECT_EQ(c.Delete("/api/gallery/1", with(op, false))->status, 403) << "no CSRF token";
+    EXPECT_EQ(c.Delete("/api/gallery/1", with(op))->status, 200);
+    EXPECT_EQ(c.Delete("/api/gallery/2", with(op))->status, 404);
+    EXPECT_EQ(site.removed_photos, (std::vector<std::int64_t>{1, 2}));
 
     // Every refusal and action is in the audit log.
     const auto audit = json::parse(c.Get("/api/audit?limit=50", with(admin, false))->body)["entries"];
@@ -284,7 +295,7 @@ TEST_F(ConsoleServerTest, AViewerCannotEnrollEraseOrRollBackAndAnOperatorCannotR
         rollbacks += a["action"] == "rollback" && a["ok"] == true;
         erases += a["action"] == "erase" && a["user"] == "op" && a["ok"] == true;
     }
-    EXPECT_EQ(forbidden, 5);
+    EXPECT_EQ(forbidden, 6);
     EXPECT_EQ(rollbacks, 1);
     EXPECT_EQ(erases, 1);
 }

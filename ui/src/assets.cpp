@@ -71,7 +71,10 @@ ul.results li.bad { color:var(--bad); } ul.results li.ok { color:var(--ok); }
 .login { max-width:360px; margin:8vh auto; }
 .login h1 { text-align:center; }
 .person { display:flex; gap:1rem; align-items:center; justify-content:space-between; flex-wrap:wrap; }
-.person .photos { display:flex; gap:4px; flex-wrap:wrap; }
+.person .photos { display:flex; gap:6px; flex-wrap:wrap; }
+.person figure { margin:0; display:flex; flex-direction:column; align-items:center; }
+.person figure form { margin:0; }
+button.link { background:none; border:0; color:var(--muted); padding:0 .2rem; font-size:.75rem; text-decoration:underline; }
 .row { display:flex; gap:1rem; flex-wrap:wrap; margin-top:1rem; }
 .row > .card { flex:1 1 300px; }
 code, pre { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:.85rem; }

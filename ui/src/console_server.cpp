@@ -484,6 +484,36 @@ void ConsoleServer::Impl::people_routes() {
                                               : "Nobody named " + name + " is enrolled.";
         page(res, *s, "People", pages::people(backend.people(), *s, flash, {}));
     });
+    auto remove_photo = [this](const httplib::Request& req, httplib::Response& res, const Session& s,
+                               const std::string& text) -> std::optional<bool> {
+        std::int64_t id = -1;
+        try {
+            std::size_t used = 0;
+            id = std::stoll(text, &used);
+            if (used != text.size()) id = -1;
+        } catch (const std::exception&) {
+        }
+        if (id < 0) {
+            send_error(req, res, 400, "entry must be a gallery entry id");
+            return std::nullopt;
+        }
+        const bool removed = backend.remove_photo(id);
+        record(req, s.user, "remove_photo", {{"entry", id}}, removed);
+        return removed;
+    };
+    srv.Post("/people/photo/remove", [this, remove_photo](const httplib::Request& req, httplib::Response& res) {
+        auto s = guard(req, res, Role::operator_);
+        if (!s) return;
+        if (auto removed = remove_photo(req, res, *s, req.get_param_value("entry")))
+            page(res, *s, "People",
+                 pages::people(backend.people(), *s, *removed ? "Photo removed; the doors get the updated gallery." : "No such photo.", {}));
+    });
+    srv.Delete(R"(/api/gallery/(\d{1,18}))", [this, remove_photo](const httplib::Request& req, httplib::Response& res) {
+        auto s = guard(req, res, Role::operator_);
+        if (!s) return;
+        if (auto removed = remove_photo(req, res, *s, req.matches[1]))
+            send_json(res, *removed ? 200 : 404, {{"removed", *removed}});
+    });
     srv.Delete(R"(/api/people/([^/]{1,200}))", [this, erase](const httplib::Request& req, httplib::Response& res) {
         auto s = guard(req, res, Role::operator_);
         if (!s) return;

@@ -202,9 +202,15 @@ std::string people(const json& p, const Session& session, const std::string& fla
         if (!photos.empty()) h += ", enrolled " + e(str(photos[0], "enrolled"));
         if (!photos.empty() && !str(photos[0], "by").empty()) h += " by " + e(str(photos[0], "by"));
         h += "</div></div><div class=\"photos\">";
-        for (const auto& ph : photos)
-            h += "<img alt=\"photo of " + e(name) + "\" title=\"" + e(str(ph, "source")) + "\" src=\"/api/gallery/" +
+        for (const auto& ph : photos) {
+            h += "<figure><img alt=\"photo of " + e(name) + "\" title=\"" + e(str(ph, "source")) + "\" src=\"/api/gallery/" +
                  e(str(ph, "id")) + ".jpg\">";
+            if (may_change)
+                h += "<form method=\"post\" action=\"/people/photo/remove\" data-confirm=\"Remove this photo of " + e(name) +
+                     "?\">" + csrf_field(session) + "<input type=\"hidden\" name=\"entry\" value=\"" + e(str(ph, "id")) +
+                     "\"><button class=\"link\" type=\"submit\" title=\"remove this photo\">remove</button></form>";
+            h += "</figure>";
+        }
         h += "</div>";
         if (may_change)
             h += "<form class=\"inline\" method=\"post\" action=\"/people/erase\" data-confirm=\"Erase " + e(name) +

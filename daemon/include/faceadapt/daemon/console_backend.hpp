@@ -53,7 +53,7 @@ class SiteConsole : public ui::ConsoleBackend {
 public:
     // requires: store and metrics outlive this object. throws std::runtime_error naming the
     // gallery or models folder when they cannot be opened.
-    SiteConsole(const std::filesystem::path& state_dir, const quality::CropStore& store, const MetricsRegistry& metrics,
+    SiteConsole(const std::filesystem::path& state_dir, quality::CropStore& store, const MetricsRegistry& metrics,
                 SiteConsoleHooks hooks);
     ~SiteConsole() override;
 
@@ -65,6 +65,7 @@ public:
     std::vector<ui::EnrollResult> enroll(const std::string& name, const std::vector<ui::UploadedPhoto>& photos,
                                          const std::string& by) override;
     int erase(const std::string& name) override;
+    bool remove_photo(std::int64_t entry_id) override;
     nlohmann::json models() override;
     std::string rollback(int version) override;
     std::optional<std::string> crop_jpeg(std::int64_t crop_id) override;
@@ -87,7 +88,7 @@ private:
     std::optional<std::string> cached_jpeg(const std::string& key, const std::function<std::optional<std::string>()>& make);
 
     std::filesystem::path state_dir_;
-    const quality::CropStore& store_;
+    quality::CropStore& store_;
     const MetricsRegistry& metrics_;
     SiteConsoleHooks hooks_;
     std::unique_ptr<quality::Gallery> gallery_;

@@ -70,8 +70,11 @@ public:
     // user, recorded with each entry. throws std::invalid_argument for a bad name (says why).
     virtual std::vector<EnrollResult> enroll(const std::string& name, const std::vector<UploadedPhoto>& photos,
                                              const std::string& by) = 0;
-    // Erases a person: gallery entries and their photos. Returns the entries removed (0: unknown).
+    // Erases a person: gallery entries and their photos (and what the backend keeps named for
+    // them). Returns the entries removed (0: unknown).
     virtual int erase(const std::string& name) = 0;
+    // Removes one enrolled photo. false when no such entry.
+    virtual bool remove_photo(std::int64_t entry_id) = 0;
     // {"current", "previous", "versions": [{"version", "origin", "created", "published", "meta"}], "history": [...]}
     virtual nlohmann::json models() = 0;
     // Starts a rollback to `version` (the daemon's existing rollback path). Returns what it did

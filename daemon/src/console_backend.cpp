@@ -95,7 +95,19 @@ void SiteConsole::sample() {
         points[label(labels, "camera")].decoded = v;
     for (const auto& [labels, v] : metrics_.samples("faceadapt_camera_faces_total"))
         points[label(labels, "camera")].faces = v;
+    const double progress = metrics_.value("faceadapt_training_progress");
     std::lock_guard lock(mutex_);
+    if (progress <= 0 || progress >= 1 || progress < last_progress_) {
+        progress_start_.reset();
+        eta_s_ = -1;
+    }
+    if (progress > 0 && progress < 1) {
+        if (!progress_start_) progress_start_ = std::make_pair(now, progress);
+        const double done = progress - progress_start_->second;
+        const double elapsed = std::chrono::duration<double>(now - progress_start_->first).count();
+        eta_s_ = done > 0 ? elapsed * (1 - progress) / done : -1;
+    }
+    last_progress_ = progress;
     for (auto& [camera, p] : points) {
         p.t = now;
         auto& series = rates_[camera];
@@ -144,9 +156,11 @@ json SiteConsole::overview() {
     }
     const auto st = store_.stats();
     int current = 0;
+    double eta_s = -1;
     {
         std::lock_guard lock(mutex_);
         current = registry_->current_version();
+        eta_s = eta_s_;
     }
     std::int64_t revision = 0;
     try {
@@ -169,6 +183,7 @@ json SiteConsole::overview() {
              {{"current", current},
               {"training", training},
               {"progress", metrics_.value("faceadapt_training_progress")},
+              {"eta_s", eta_s},
               {"gallery_revision", revision}}},
             {"doors", hooks_.doors ? hooks_.doors() : json::array()}};
 }

@@ -81,6 +81,17 @@ TEST(SiteConsole, OverviewFromMetricsAndStore) {
     EXPECT_EQ(o["store"]["crops"], 10);
     EXPECT_EQ(o["doors"][0]["door"], "door1");
     EXPECT_NE(o["status"].get<std::string>().find("cameras 1/2 up, 10 crops stored, model v0"), std::string::npos) << o["status"];
+    EXPECT_LT(o["model"]["eta_s"].get<double>(), 0) << "no cycle running";
+    // A cycle: 10% when first seen, 20% later: the ETA is 8 x the time between.
+    s.metrics.set("faceadapt_training_progress", {}, 0.1);
+    s.console->sample();
+    const auto t1 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t1 < std::chrono::milliseconds(20)) {}
+    s.metrics.set("faceadapt_training_progress", {}, 0.2);
+    s.console->sample();
+    const double eta = s.console->overview()["model"]["eta_s"].get<double>();
+    EXPECT_GT(eta, 8 * 0.019);
+    EXPECT_LT(eta, 8 * 1.0);
 
     const auto jpeg = s.console->crop_jpeg(ids[3]);
     ASSERT_TRUE(jpeg);

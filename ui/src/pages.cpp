@@ -152,6 +152,8 @@ std::string overview_live(const json& o) {
                      e(str(m, "current")), e(str(m, "gallery_revision")), e(str(m, "training")));
     if (progress > 0 && progress < 1)
         h += fmt::format("<progress max=\"1\" value=\"{:.3f}\"></progress> {:.0f}%", progress, 100 * progress);
+    if (progress > 0 && progress < 1 && m.value("eta_s", -1.0) >= 0)
+        h += fmt::format(", about {:.0f} min left", std::ceil(m.value("eta_s", 0.0) / 60));
     h += "</div></div><h2>Doors</h2>" + doors_table(o.value("doors", json::array()));
     return h;
 }

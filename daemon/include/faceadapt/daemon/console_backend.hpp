@@ -7,7 +7,8 @@
 //   the model registry (versions, gate figures, history) and the daemon's hooks (trainer status,
 //   door states, a rollback request: run as `faceadapt models rollback` on the learner thread,
 //   the CLI's own path). Rates (fps, faces per minute) are measured over the last minute from
-//   sample(), which the daemon calls every few seconds.
+//   sample(), which the daemon calls every few seconds; a running cycle's ETA from its progress
+//   since the console first saw it (remaining = elapsed * (1 - p) / (p - p0)).
 //   Unknown faces: the stored crops grouped by track (camera + track id; a crop without a track is
 //   its own group), largest first; the latest clustering is not stored, so groups are tracks.
 //   Naming a group enrolls its crops (they passed the site-crop gate when stored; a crop is
@@ -29,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ui/console.hpp"
@@ -96,6 +98,9 @@ private:
     std::unique_ptr<ingest::FaceAligner> aligner_;  // guarded by enroll_mutex_
     std::mutex mutex_, enroll_mutex_, cache_mutex_;
     std::map<std::string, std::deque<Point>> rates_;  // guarded by mutex_
+    // The running cycle's progress when first seen, for its ETA (guarded by mutex_).
+    std::optional<std::pair<std::chrono::steady_clock::time_point, double>> progress_start_;
+    double last_progress_ = 0, eta_s_ = -1;
     std::map<std::string, std::string> jpegs_;        // guarded by cache_mutex_
     std::deque<std::string> jpeg_order_;
 };

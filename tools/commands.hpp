@@ -41,5 +41,6 @@ void register_quality_commands(CLI::App& app, CommandResult& result);  // enroll
 void register_publish_commands(CLI::App& app, CommandResult& result);  // keygen, package, publish
 void register_daemon_commands(CLI::App& app, CommandResult& result);   // models list|rollback
 void register_export_command(CLI::App& app, CommandResult& result);    // export (cmd_export.cpp)
+void register_user_commands(CLI::App& app, CommandResult& result);     // user add|remove|passwd|list (cmd_user.cpp)
 
 }  // namespace faceadapt::tools

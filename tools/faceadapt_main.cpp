@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
     faceadapt::tools::register_publish_commands(app, result);
     faceadapt::tools::register_daemon_commands(app, result);
     faceadapt::tools::register_export_command(app, result);
+    faceadapt::tools::register_user_commands(app, result);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -204,9 +204,21 @@ std::vector<Field<MetricsConfig>> metrics_fields() {
     };
 }
 
+std::vector<Field<UiConfig>> ui_fields() {
+    using S = UiConfig;
+    return {
+        flag<S>("enabled", &S::enabled),
+        text<S>("listen", &S::listen, "host:port", check_listen_address),
+        path<S>("cert_file", &S::cert_file),
+        path<S>("key_file", &S::key_file),
+        real<S>("session_hours", &S::session_hours, 0.1, 720),
+        real<S>("idle_minutes", &S::idle_minutes, 1, 1440),
+    };
+}
+
 std::vector<std::string> section_names() {
     return {"site", "camera", "detect", "quality", "enroll", "store",
-            "learner", "gate", "mqtt", "publish", "metrics"};
+            "learner", "gate", "mqtt", "publish", "metrics", "ui"};
 }
 
 // ---- checks that need more than one key or the file system --------------------------------
@@ -392,6 +404,17 @@ Config parse_config(std::string_view toml_text, const fs::path& name) {
     read_section(r, root, "mqtt", mqtt_fields(), config.mqtt, &mqtt);
     read_section(r, root, "publish", publish_fields(), config.publish, nullptr);
     read_section(r, root, "metrics", metrics_fields(), config.metrics, nullptr);
+    const toml::table* ui = nullptr;
+    read_section(r, root, "ui", ui_fields(), config.ui, &ui);
+    if (ui) {
+        check_readable(r, *ui, "ui", "cert_file", config.ui.cert_file);
+        check_readable(r, *ui, "ui", "key_file", config.ui.key_file);
+        if (config.ui.cert_file.empty() != config.ui.key_file.empty()) {
+            const char* missing = config.ui.cert_file.empty() ? "cert_file" : "key_file";
+            r.add(ui->source(), std::string("ui.") + missing,
+                  "cert_file and key_file go together; " + std::string(missing) + " is missing");
+        }
+    }
 
     if (learner && config.learner.k2 > config.learner.k1) {
         r.add(where(*learner, "k2"), "learner.k2",
@@ -454,6 +477,7 @@ std::string to_toml(const Config& config) {
     secret_note(config.mqtt.password);
     section("publish", publish_fields(), config.publish);
     section("metrics", metrics_fields(), config.metrics);
+    section("ui", ui_fields(), config.ui);
     return out;
 }
 
@@ -473,6 +497,7 @@ std::vector<std::string> known_keys() {
     add("mqtt", mqtt_fields());
     add("publish", publish_fields());
     add("metrics", metrics_fields());
+    add("ui", ui_fields());
     return keys;
 }
 

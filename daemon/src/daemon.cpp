@@ -21,6 +21,7 @@
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/log_format.hpp"
 #include "faceadapt/common/time.hpp"
+#include "faceadapt/daemon/console_backend.hpp"
 #include "faceadapt/daemon/gallery_update.hpp"
 #include "faceadapt/daemon/gate.hpp"
 #include "faceadapt/daemon/metrics.hpp"
@@ -38,6 +39,9 @@
 #include "faceadapt/quality/crop_store.hpp"
 #include "faceadapt/quality/gallery.hpp"
 #include "faceadapt/quality/quality.hpp"
+#include "faceadapt/ui/console.hpp"
+#include "faceadapt/ui/users.hpp"
+#include "faceadapt/ui/audit.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -123,6 +127,14 @@ struct Daemon::Impl {
     std::unique_ptr<ModelRegistry> registry;
     std::shared_ptr<const quality::QualityScorer> scorer;  // swapped on reload (atomic_load/store)
     std::unique_ptr<MetricsServer> server;
+    // The operator console ([ui]): its backend and server; the doors' last states it shows
+    // (under doors_mutex: set from the MQTT client's thread); a rollback it asked for (-1:
+    // none), started by the main loop when the learner is idle.
+    std::unique_ptr<SiteConsole> console_backend;
+    std::unique_ptr<ui::ConsoleServer> console;
+    std::mutex doors_mutex;
+    std::map<std::string, json> door_states;
+    std::atomic<int> pending_rollback{-1};
 
     struct Camera {
         config::CameraConfig config;
@@ -376,6 +388,7 @@ struct Daemon::Impl {
         }
         if (next.metrics.listen != old.metrics.listen || next.metrics.enabled != old.metrics.enabled)
             spdlog::warn("reload: [metrics] changed; it takes effect after a restart");
+        if (!(next.ui == old.ui)) spdlog::warn("reload: [ui] changed; it takes effect after a restart");
         if (next.learner.trainer != old.learner.trainer)
             spdlog::warn("reload: [learner] trainer changed; it takes effect after a restart (checked then)");
         try {
@@ -457,6 +470,15 @@ struct Daemon::Impl {
         // a rising count means someone is publishing junk or replays on the broker.
         metrics.set("faceadapt_door_ignored_messages", {{"door", s.door}}, double(s.ignored));
         metrics.set("faceadapt_door_damaged", {{"door", s.door}}, s.damage.empty() ? 0.0 : 1.0);
+        std::lock_guard lock(doors_mutex);
+        door_states[s.door] = json{{"door", s.door},
+                                   {"status", s.status},
+                                   {"installed_version", s.installed_version},
+                                   {"time", s.time},
+                                   {"error", !s.damage.empty() ? "damaged: " + s.damage
+                                             : !s.error.empty() ? s.error
+                                             : s.refused_version > 0 ? fmt::format("refused v{}: {}", s.refused_version, s.refused_reason)
+                                                                     : std::string()}};
     }
 
     // The session, connected once and kept (Paho reconnects it); nullptr while the broker has
@@ -669,6 +691,59 @@ struct Daemon::Impl {
         }
     }
 
+    // A rollback the console asked for: `faceadapt models rollback` (the CLI's path: it embeds
+    // the gallery with that version's model, registers the copy, publishes it), on the learner thread.
+    void console_rollback(int version) {
+        operator_waits = true;
+        set_trainer_status(fmt::format("rollback to version {}", version));
+        const TrainingResult r = run_child("rollback", {options.trainer.string(), "models", "rollback", "--config",
+                                                        options.config_file.string(), std::to_string(version)});
+        operator_waits = false;
+        if (r.ok()) spdlog::info("console: rollback to version {} done (now version {})", version, registry->current_version());
+        else spdlog::error("console: rollback to version {} failed: {}", version, r.describe());
+        metrics.set("faceadapt_model_version", {}, registry->current_version());
+        retain("");
+        set_trainer_status("idle");
+    }
+
+    // The console ([ui] enabled): started after the store and registry are open.
+    void start_console(const config::Config& cfg) {
+        SiteConsoleHooks hooks;
+        hooks.config = [this] { return current_config(); };
+        hooks.trainer_status = [this] {
+            std::lock_guard lock(status_mutex);
+            return trainer_status;
+        };
+        hooks.doors = [this] {
+            std::lock_guard lock(doors_mutex);
+            json list = json::array();
+            for (const auto& [door, s] : door_states) list.push_back(s);
+            return list;
+        };
+        hooks.rollback = [this](int version) {
+            int none = -1;
+            if (!pending_rollback.compare_exchange_strong(none, version))
+                throw std::invalid_argument(fmt::format("a rollback to version {} is already waiting", none));
+            return fmt::format("Rollback to version {} started{}: it becomes a new version and is published to the doors.",
+                               version, learner_busy ? " (after the running task)" : "");
+        };
+        console_backend = std::make_unique<SiteConsole>(cfg.site.state_dir, *store, metrics, std::move(hooks));
+        ui::ConsoleServer::Options o;
+        o.listen = cfg.ui.listen;
+        o.cert_file = cfg.ui.cert_file;
+        o.key_file = cfg.ui.key_file;
+        o.users_file = ui::users_file(cfg.site.state_dir);
+        o.audit_file = ui::audit_file(cfg.site.state_dir);
+        o.site = cfg.site.id;
+        o.sessions.lifetime = std::chrono::seconds(static_cast<std::int64_t>(cfg.ui.session_hours * 3600));
+        o.sessions.idle = std::chrono::seconds(static_cast<std::int64_t>(cfg.ui.idle_minutes * 60));
+        console = std::make_unique<ui::ConsoleServer>(o, *console_backend);
+        if (!fs::exists(o.users_file))
+            spdlog::warn("console: no users yet ({}): create the first admin with `faceadapt user add admin --role "
+                         "admin --config {}`",
+                         o.users_file.string(), options.config_file.string());
+    }
+
     // Startup: resume an interrupted cycle, republish a current version not fully published.
     void recover() {
         const config::Config cfg = current_config();
@@ -754,6 +829,7 @@ int Daemon::run() {
                 std::lock_guard lock(d.status_mutex);
                 return Health{alive, alive ? "main loop alive" : "main loop stuck"};
             });
+        if (cfg.ui.enabled) d.start_console(cfg);
     } catch (const std::exception& e) {
         spdlog::critical("faceadaptd: cannot start: {}", e.what());
         return 1;
@@ -802,6 +878,16 @@ int Daemon::run() {
             if (line != last_line) d.notifier.status(line);
             last_line = line;
             d.metrics.set("faceadapt_mqtt_connected", {}, d.have_publisher && d.mqtt_connected() ? 1 : 0);
+            if (d.console_backend) d.console_backend->sample();
+            if (!d.learner_busy && d.pending_rollback >= 0) {
+                const int version = d.pending_rollback;
+                spdlog::info("console: rolling back to version {}", version);
+                d.start_learner([&d, version] {
+                    d.console_rollback(version);
+                    d.pending_rollback = -1;
+                });
+                continue;
+            }
             if (!d.learner_busy && !d.have_publisher && now >= d.publisher_retry_at) {
                 d.publisher_retry_at = now + d.publisher_backoff;
                 d.publisher_backoff = std::min<std::chrono::seconds>(300s, d.publisher_backoff * 2);
@@ -833,6 +919,7 @@ int Daemon::run() {
     // training child (SIGTERM, it checkpoints), then the rest.
     d.notifier.stopping();
     const auto t0 = std::chrono::steady_clock::now();
+    d.console.reset();  // no new operator requests while the rest stops
     for (auto& [id, cam] : d.cameras) cam.pipeline->stop();
     d.cameras.clear();
     if (d.learner.joinable()) d.learner.join();

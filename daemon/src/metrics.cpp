@@ -105,6 +105,12 @@ double MetricsRegistry::value(const std::string& name, const Labels& labels) con
     return it == f.samples.end() ? 0.0 : it->second;
 }
 
+std::vector<std::pair<Labels, double>> MetricsRegistry::samples(const std::string& name) const {
+    std::lock_guard lock(mutex_);
+    const auto& f = family(name);
+    return {f.samples.begin(), f.samples.end()};
+}
+
 std::string MetricsRegistry::render() const {
     std::lock_guard lock(mutex_);
     std::ostringstream out;

@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/listen_address.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 
 namespace faceadapt::daemon {
@@ -83,23 +84,7 @@ std::string plain(int status, const std::string& text) {
 }  // namespace
 
 std::pair<std::string, int> parse_listen_address(const std::string& listen) {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size())
-        throw std::invalid_argument("metrics listen address '" + listen + "' is not host:port");
-    std::string host = listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    const std::string port_text = listen.substr(colon + 1);
-    int port = -1;
-    try {
-        std::size_t used = 0;
-        port = std::stoi(port_text, &used);
-        if (used != port_text.size()) port = -1;
-    } catch (const std::exception&) {
-        port = -1;
-    }
-    if (port < 0 || port > 65535)
-        throw std::invalid_argument("metrics listen address '" + listen + "': port must be 0..65535");
-    return {host, port};
+    return common::parse_listen_address(listen, "metrics listen address");
 }
 
 struct MetricsServer::Impl {

@@ -279,6 +279,10 @@ struct TrainingCycle::Run {
         CycleSplit split = split_records(c.store_.snapshot(), cfg.gate.holdout_fraction);
         const auto trained = c.store_.export_records(split.training, data);
         const auto held = c.store_.export_records(split.holdout, holdout);
+        // The operator's corrections from the console (must/cannot links, docs/site-snapshot.md)
+        // travel with the snapshot to the learner.
+        const fs::path corrections = c.store_.root().parent_path() / "console" / "constraints.csv";
+        if (fs::exists(corrections)) fs::copy_file(corrections, data / "constraints.csv", fs::copy_options::overwrite_existing);
         json crops = json::array();
         std::int64_t max_id = 0;
         for (const auto& r : trained) max_id = std::max(max_id, r.id);

@@ -461,6 +461,28 @@ std::vector<CropRecord> CropStore::snapshot() const {
     return out;
 }
 
+std::vector<CropRecord> CropStore::latest(const std::string& camera, std::size_t n) const {
+    const auto& d = *impl_;
+    sql::Database reader(d.db_file, sql::Database::Mode::read_only);
+    sql::Statement st(reader, std::string("SELECT ") + kColumns + " FROM crops" +
+                                  (camera.empty() ? "" : " WHERE camera = ?") + " ORDER BY id DESC LIMIT ?");
+    int i = 1;
+    if (!camera.empty()) st.bind(i++, camera);
+    st.bind(i, static_cast<std::int64_t>(n));
+    std::vector<CropRecord> out;
+    while (st.step()) out.push_back(Impl::read_record(st, d.root));
+    return out;
+}
+
+std::optional<CropRecord> CropStore::find(std::int64_t id) const {
+    const auto& d = *impl_;
+    sql::Database reader(d.db_file, sql::Database::Mode::read_only);
+    sql::Statement st(reader, std::string("SELECT ") + kColumns + " FROM crops WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) return std::nullopt;
+    return Impl::read_record(st, d.root);
+}
+
 std::int64_t CropStore::count_after(std::int64_t after_id) const {
     sql::Database reader(impl_->db_file, sql::Database::Mode::read_only);
     sql::Statement st(reader, "SELECT COUNT(*) FROM crops WHERE id > ?");

@@ -170,6 +170,26 @@ int Gallery::remove(const std::string& name) {
     return static_cast<int>(files_to_remove.size());
 }
 
+bool Gallery::remove_entry(std::int64_t id) {
+    auto& d = *impl_;
+    std::string file;
+    {
+        std::lock_guard lock(d.mutex);
+        sql::Transaction tx(*d.db, true);
+        sql::Statement sel(*d.db, "SELECT file FROM gallery WHERE id = ?");
+        sel.bind(1, id);
+        if (!sel.step()) return false;
+        file = sel.column_text(0);
+        sql::Statement del(*d.db, "DELETE FROM gallery WHERE id = ?");
+        del.bind(1, id);
+        del.run();
+        tx.commit();
+    }
+    std::error_code ec;
+    fs::remove(d.img_dir / file, ec);
+    return true;
+}
+
 std::optional<cv::Mat> Gallery::load_chip(const GalleryEntry& entry) const {
     auto chip = files::read_rgb(entry.file);
     if (!chip) spdlog::error("gallery: chip {} of {} is missing or corrupt", entry.file.string(), entry.name);

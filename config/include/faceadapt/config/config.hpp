@@ -206,6 +206,19 @@ struct MetricsConfig {
     bool operator==(const MetricsConfig&) const = default;
 };
 
+// The operator console (ui/console.hpp, docs/console.md). Off until enabled: create the first
+// admin with `faceadapt user add admin --role admin` first.
+struct UiConfig {
+    bool enabled = false;
+    std::string listen = "127.0.0.1:8080";          // host:port, port in [1, 65535]
+    std::filesystem::path cert_file;                // both set: HTTPS only
+    std::filesystem::path key_file;
+    double session_hours = 12;                      // a login lasts at most this long
+    double idle_minutes = 30;                       // ... and ends after this long unused
+
+    bool operator==(const UiConfig&) const = default;
+};
+
 struct Config {
     std::filesystem::path source;                   // the file it was loaded from
     SiteConfig site;
@@ -219,6 +232,7 @@ struct Config {
     MqttConfig mqtt;
     PublishConfig publish;
     MetricsConfig metrics;
+    UiConfig ui;
 
     bool operator==(const Config&) const = default;
 };

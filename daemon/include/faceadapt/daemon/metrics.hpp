@@ -42,6 +42,9 @@ public:
 
     // The sample's value; 0 when absent. throws std::invalid_argument if `name` is unknown.
     double value(const std::string& name, const Labels& labels = {}) const;
+    // Every sample of a family (labels sorted by name), e.g. for the console's overview.
+    // throws std::invalid_argument if `name` is unknown.
+    std::vector<std::pair<Labels, double>> samples(const std::string& name) const;
 
     // ensures: "# HELP", "# TYPE" then one line per sample, families in name order; label
     //          values escaped (backslash, quote, newline); integers printed without exponent.

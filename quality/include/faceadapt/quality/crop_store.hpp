@@ -134,6 +134,10 @@ public:
 
     // Every crop, ordered by id, read in one transaction (consistent while others insert).
     std::vector<CropRecord> snapshot() const;
+    // The `n` newest crops of `camera` (all cameras when empty), newest first (the console).
+    std::vector<CropRecord> latest(const std::string& camera, std::size_t n) const;
+    // The crop with this id, if stored.
+    std::optional<CropRecord> find(std::int64_t id) const;
     // Crops inserted after the row id `after_id` (for "enough new crops" scheduling).
     std::int64_t count_after(std::int64_t after_id) const;
     StoreStats stats() const;

@@ -55,6 +55,7 @@ public:
     std::vector<GalleryEntry> entries() const;            // ordered by name, then id
     std::vector<std::string> names() const;               // distinct, sorted
     int remove(const std::string& name);                  // rows+files removed; 0 if unknown
+    bool remove_entry(std::int64_t id);                   // one photo (row+file); false if unknown
     // The gallery's revision: 0 for a new gallery, raised by every add(), and by every remove()
     // that removed something. Read before entries(), it is at most the revision they show.
     std::int64_t revision() const;

@@ -1,7 +1,8 @@
 // Subcommands of the quality module:
 //   enroll --name NAME IMAGE... [--config FILE | --state-dir DIR]
-//       Detect + align each photo and judge it with the enrollment gate ([enroll]); enroll those
-//       that pass, print the reason for each refusal with what to change, then one line
+//       Detect + align each photo and judge it with the enrollment gate ([enroll]); then enroll
+//       those that pass (back to back, so that faceadaptd ships them as one gallery update),
+//       print the reason for each refusal with what to change, then one line
 //       "NAME: K of N photo(s) enrolled; refused: PATH, ...". Exit 0 when every photo was
 //       enrolled, 1 when any was refused (the others are enrolled), 2 for a bad config.
 //   gallery list [--config FILE | --state-dir DIR]
@@ -57,14 +58,22 @@ int enroll(const cfg::Config& config, const std::string& name, const std::vector
     const quality::QualityScorer scorer(config.quality);
     quality::Gallery gallery(config.site.state_dir);
     std::unique_ptr<ingest::FaceAligner> aligner;  // ~100 MB landmark model: loaded when first needed
-    std::vector<std::string> refused_photos;
+    // Every photo is checked (the slow part: decode, detect, score) before the first is added:
+    // faceadaptd ships the gallery once its revision has held still for a tick (500 ms), so
+    // adds spread over the checks shipped one enrollment as several partial updates.
+    std::vector<quality::EnrollCheck> checks;
     for (const auto& path : images) {
         const cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
         if (!image.empty() && !aligner) aligner = std::make_unique<ingest::FaceAligner>(config.detect.landmarks_model);
-        const auto check = image.empty()
-                               ? quality::EnrollCheck{false, "cannot read the image (missing or not an image)", {}, {}}
-                               : quality::check_enrollment_image(image, *aligner, scorer, config.detect.min_face_px,
-                                                                   config.enroll);
+        checks.push_back(image.empty()
+                             ? quality::EnrollCheck{false, "cannot read the image (missing or not an image)", {}, {}}
+                             : quality::check_enrollment_image(image, *aligner, scorer, config.detect.min_face_px,
+                                                                 config.enroll));
+    }
+    std::vector<std::string> refused_photos;
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        const auto& path = images[i];
+        const auto& check = checks[i];
         if (!check.ok) {
             std::cout << path << ": refused: " << check.reason << '\n';
             refused_photos.push_back(path);

@@ -282,3 +282,37 @@ TEST(ConfigCoverage, ExampleAndDocsCoverEveryKey) {
 }
 
 }  // namespace
+
+namespace {
+
+// [ui] (issue 14): off by default on loopback; TLS files checked and paired.
+TEST(ConfigUi, DefaultsValuesAndTheCertificatePair) {
+    const auto d = cfg::parse_config("", "x.toml");
+    EXPECT_FALSE(d.ui.enabled);
+    EXPECT_EQ(d.ui.listen, "127.0.0.1:8080");
+    faceadapt::test::TempDir dir;
+    std::ofstream(dir.path() / "c.pem") << "cert";
+    std::ofstream(dir.path() / "k.pem") << "key";
+    const auto c = cfg::parse_config("[ui]\nenabled = true\nlisten = \"127.0.0.1:9443\"\ncert_file = \"c.pem\"\n"
+                                     "key_file = \"k.pem\"\nsession_hours = 2\nidle_minutes = 10\n",
+                                     dir.path() / "site.toml");
+    EXPECT_TRUE(c.ui.enabled);
+    EXPECT_EQ(c.ui.cert_file, dir.path() / "c.pem");
+    EXPECT_DOUBLE_EQ(c.ui.session_hours, 2);
+    auto issues = [&](const std::string& text) {
+        try {
+            (void)cfg::parse_config(text, dir.path() / "site.toml");
+        } catch (const cfg::ConfigError& e) {
+            std::string all;
+            for (const auto& i : e.issues()) all += i.to_string() + "\n";
+            return all;
+        }
+        return std::string();
+    };
+    EXPECT_NE(issues("[ui]\ncert_file = \"c.pem\"\n").find("ui.key_file"), std::string::npos);
+    EXPECT_NE(issues("[ui]\ncert_file = \"absent.pem\"\nkey_file = \"k.pem\"\n").find("ui.cert_file"), std::string::npos);
+    EXPECT_NE(issues("[ui]\nlisten = \"8080\"\n").find("ui.listen"), std::string::npos);
+    EXPECT_NE(issues("[ui]\nsession_hours = 0\n").find("ui.session_hours"), std::string::npos);
+}
+
+}  // namespace

@@ -24,7 +24,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 # config, quality, publish and daemon tests under ASan + UBSan (gcc), in build-asan. Not in
-# .ci/run: its tests alone take ~19 min on 2 cores, a build ~53 min (README.md).
+# .ci/run: its tests alone take ~15 min on 2 cores, a full build ~53 min (README.md).
 test-asan:
 	@scripts/run-asan-tests
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 
@@ -357,52 +358,55 @@ void ConsoleServer::Impl::unknown_routes() {
             }
         }
     };
-    auto name_group = [this, parse](const httplib::Request& req, httplib::Response& res) {
-        auto s = guard(req, res, Role::operator_);
-        if (!s) return;
-        std::string name;
-        std::vector<std::int64_t> crops;
-        try {
-            parse(req, name, crops);
-            const auto results = backend.name_crops(name, crops, s->user);
-            int ok = 0;
-            for (const auto& r : results) ok += r.ok;
-            record(req, s->user, "name_group", {{"name", name}, {"crops", crops}, {"enrolled", ok}}, ok > 0);
-            if (is_api(req)) {
-                json list = json::array();
-                for (const auto& r : results) list.push_back({{"crop", r.filename}, {"ok", r.ok}, {"reason", r.reason}, {"entry", r.entry}});
-                return send_json(res, ok > 0 ? 200 : 422, {{"name", name}, {"enrolled", ok}, {"results", list}});
+    // An operator's request about crops ("name" or "not"): access, the name and crops parsed,
+    // refusals answered and audited; `act` does the rest.
+    using Act = std::function<void(const httplib::Request&, httplib::Response&, const Session&, const std::string&,
+                                   const std::vector<std::int64_t>&)>;
+    auto crops_request = [this, parse](const std::string& action, Act act) {
+        return [this, parse, action, act](const httplib::Request& req, httplib::Response& res) {
+            auto s = guard(req, res, Role::operator_);
+            if (!s) return;
+            std::string name;
+            std::vector<std::int64_t> crops;
+            try {
+                parse(req, name, crops);
+                act(req, res, *s, name, crops);
+            } catch (const std::invalid_argument& e) {
+                record(req, s->user, action, {{"name", name}, {"error", e.what()}}, false);
+                send_error(req, res, 400, e.what());
             }
-            page(res, *s, "Unknown faces",
-                 pages::unknown(backend.unknown_faces(kGroups), backend.people(), *s,
-                                name + ": " + std::to_string(ok) + " of " + std::to_string(results.size()) +
-                                    " crop(s) enrolled; the doors get the updated gallery.",
-                                results));
-        } catch (const std::invalid_argument& e) {
-            record(req, s->user, "name_group", {{"name", name}, {"error", e.what()}}, false);
-            send_error(req, res, 400, e.what());
-        }
+        };
     };
+    auto name_group = crops_request("name_group", [this](const httplib::Request& req, httplib::Response& res,
+                                                         const Session& s, const std::string& name,
+                                                         const std::vector<std::int64_t>& crops) {
+        const auto results = backend.name_crops(name, crops, s.user);
+        int ok = 0;
+        for (const auto& r : results) ok += r.ok;
+        record(req, s.user, "name_group", {{"name", name}, {"crops", crops}, {"enrolled", ok}}, ok > 0);
+        if (is_api(req)) {
+            json list = json::array();
+            for (const auto& r : results) list.push_back({{"crop", r.filename}, {"ok", r.ok}, {"reason", r.reason}, {"entry", r.entry}});
+            return send_json(res, ok > 0 ? 200 : 422, {{"name", name}, {"enrolled", ok}, {"results", list}});
+        }
+        page(res, s, "Unknown faces",
+             pages::unknown(backend.unknown_faces(kGroups), backend.people(), s,
+                            name + ": " + std::to_string(ok) + " of " + std::to_string(results.size()) +
+                                " crop(s) enrolled; the doors get the updated gallery.",
+                            results));
+    });
     srv.Post("/unknown/name", name_group);
     srv.Post("/api/unknown/name", name_group);
-    auto not_person = [this, parse](const httplib::Request& req, httplib::Response& res) {
-        auto s = guard(req, res, Role::operator_);
-        if (!s) return;
-        std::string name;
-        std::vector<std::int64_t> crops;
-        try {
-            parse(req, name, crops);
-            const int rows = backend.not_person(name, crops);
-            record(req, s->user, "not_person", {{"name", name}, {"crops", crops}});
-            if (is_api(req)) return send_json(res, 200, {{"name", name}, {"recorded", rows}});
-            page(res, *s, "Unknown faces",
-                 pages::unknown(backend.unknown_faces(kGroups), backend.people(), *s,
-                                std::to_string(rows) + " crop(s) recorded as not " + name + " (for the learner).", {}));
-        } catch (const std::invalid_argument& e) {
-            record(req, s->user, "not_person", {{"name", name}, {"error", e.what()}}, false);
-            send_error(req, res, 400, e.what());
-        }
-    };
+    auto not_person = crops_request("not_person", [this](const httplib::Request& req, httplib::Response& res,
+                                                         const Session& s, const std::string& name,
+                                                         const std::vector<std::int64_t>& crops) {
+        const int rows = backend.not_person(name, crops);
+        record(req, s.user, "not_person", {{"name", name}, {"crops", crops}});
+        if (is_api(req)) return send_json(res, 200, {{"name", name}, {"recorded", rows}});
+        page(res, s, "Unknown faces",
+             pages::unknown(backend.unknown_faces(kGroups), backend.people(), s,
+                            std::to_string(rows) + " crop(s) recorded as not " + name + " (for the learner).", {}));
+    });
     srv.Post("/unknown/not", not_person);
     srv.Post("/api/unknown/not", not_person);
 }

@@ -36,12 +36,12 @@ PeopleChips load_people_chips(const fs::path& dir, const std::string& what, bool
         for (const auto& f : files) {
             cv::Mat image = cv::imread(f.string(), cv::IMREAD_COLOR);
             if (image.empty()) {
-                spdlog::warn("{}: {} is not a readable image; skipped", what, f.string());
+                spdlog::warn("{}: {} is not a readable image; skipped", what, publish::printable(f.string()));
                 continue;
             }
             auto faces = aligner.detect(image);
             if (faces.empty()) {
-                spdlog::warn("{}: no face in {}; skipped", what, f.string());
+                spdlog::warn("{}: no face in {}; skipped", what, publish::printable(f.string()));
                 continue;
             }
             out.chips.push_back(faces.front().chip);

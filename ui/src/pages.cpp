@@ -25,11 +25,13 @@ std::string str(const json& j, const char* key) {
     return j.is_object() && j.contains(key) ? text_of(j[key]) : std::string();
 }
 
-// {"a": 1, "b": "x"} -> "a 1 · b x" (nested values as compact JSON), escaped.
+// {"a": 1, "b": "x"} -> "a 1 · b x" (nested values as compact JSON), escaped. Keys whose value is
+// null or "" (e.g. a publish's empty "error") are left out.
 std::string details(const json& j) {
     if (!j.is_object()) return e(text_of(j));
     std::string out;
     for (auto it = j.begin(); it != j.end(); ++it) {
+        if (it.value().is_null() || (it.value().is_string() && it.value().get_ref<const std::string&>().empty())) continue;
         if (!out.empty()) out += " &middot; ";
         std::string v;
         if (it.value().is_array()) {

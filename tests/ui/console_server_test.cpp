@@ -378,6 +378,34 @@ TEST_F(ConsoleServerTest, FiveWrongPasswordsSlowFurtherAttempts) {
     EXPECT_GE(throttled, 2);
 }
 
+// Garbage and hostile bodies: each gets a clear 4xx, never a crash, and the console still logs in.
+TEST_F(ConsoleServerTest, GarbageAndOversizeBodiesAreRefusedAndTheServerKeepsServing) {
+    auto c = client();
+    auto post = [&](const std::string& body, const std::string& type = "application/json") {
+        auto r = c.Post("/api/login", body, type);
+        EXPECT_TRUE(r) << "no answer for a body of " << body.size() << " bytes";
+        return r ? r->status : 0;
+    };
+    EXPECT_EQ(post("{not json"), 400);
+    EXPECT_EQ(post(std::string("\x00\xff\x1b[31m", 6)), 400);
+    EXPECT_EQ(post("[1,2,3]"), 400);
+    EXPECT_EQ(post(R"({"user": 5, "password": ["x"]})"), 400);
+    EXPECT_EQ(post(R"({"user": "admin"})"), 400);
+    EXPECT_EQ(post(std::string(100000, '['), "application/json"), 400);  // deep nesting
+    EXPECT_EQ(post("user=admin&password=x", "text/plain"), 415);
+    const int oversize = post(std::string((25u << 20) + 1, ' '));
+    EXPECT_EQ(oversize, 413);
+    // A refused body's text is never echoed back.
+    auto r = c.Post("/api/login", "<script>alert(1)</script>", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body.find("<script>"), std::string::npos) << r->body;
+    const auto l = api_login("op", "operator-password");
+    auto people = c.Post("/api/people", with(l), "{broken", "application/json");
+    ASSERT_TRUE(people);
+    EXPECT_GE(people->status, 400);
+    EXPECT_LT(people->status, 500);
+}
+
 TEST_F(ConsoleServerTest, ARemovedUserLosesTheirSession) {
     const Login viewer = api_login("viewer", "viewer-password");
     auto c = client();

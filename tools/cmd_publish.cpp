@@ -48,7 +48,7 @@
 #include "faceadapt/publish/package.hpp"
 #include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/publish/publisher.hpp"
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 
 namespace faceadapt::tools {
 
@@ -199,7 +199,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
             in.site = pa->site.empty() ? cfg.site.id : pa->site;
             if (!publish::valid_topic_segment(in.site))
                 throw BadInput("package: --site (or [site].id of --config) must name the site ([A-Za-z0-9_-]+), got \"" +
-                               publish::printable(in.site, 60) + "\"");
+                               common::printable(in.site, 60) + "\"");
             std::optional<fs::path> model;
             learner::ModelMetadata meta;
             if (!pa->model.empty()) {
@@ -295,7 +295,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
             for (const auto& d : acks.rejected) {
                 const auto& st = acks.states[d];
                 const auto& why = st.refused_version == report.version ? st.refused_reason : st.error;
-                std::cout << "door " << d << ": REJECTED: " << publish::printable(why, 1000) << "\n";
+                std::cout << "door " << d << ": REJECTED: " << common::printable(why, 1000) << "\n";
             }
             for (const auto& d : acks.missing) std::cout << "door " << d << ": no ack within " << timeout << " s\n";
             return acks.all_acked() ? 0 : 1;

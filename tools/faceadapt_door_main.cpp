@@ -39,7 +39,7 @@
 #include "faceadapt/publish/door_match.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 
 #ifdef FACEADAPT_DOOR_LIBTORCH
 #include <torch/torch.h>
@@ -53,6 +53,7 @@
 
 namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
+namespace fc = faceadapt::common;
 
 namespace {
 
@@ -126,16 +127,16 @@ int status(const fs::path& dir, bool json) {
         if (installed) {
             j["previous_version"] = installed->previous_version;
             j["refuse_up_to"] = installed->refuse_up_to;
-            j["installed_at"] = fp::printable(installed->installed_at);
-            j["created"] = fp::printable(installed->manifest.created);
+            j["installed_at"] = fc::printable(installed->installed_at);
+            j["created"] = fc::printable(installed->manifest.created);
             j["gallery_entries"] = installed->manifest.gallery_entries;
             j["match_threshold"] = installed->manifest.match_threshold;
             j["match_margin"] = installed->manifest.decision_margin();
             j["calibrated"] = installed->manifest.calibrated();
             if (installed->manifest.operating_point)
                 j["operating_point"] = fp::to_json(*installed->manifest.operating_point);
-            j["key_id"] = fp::printable(installed->manifest.key_id);
-            j["site"] = fp::printable(installed->manifest.site);
+            j["key_id"] = fc::printable(installed->manifest.key_id);
+            j["site"] = fc::printable(installed->manifest.site);
             j["model_file"] = installed->model_file.string();
         }
         std::cout << j.dump(2) << "\n";
@@ -149,12 +150,12 @@ int status(const fs::path& dir, bool json) {
         return 0;
     }
     std::cout << "installed version " << installed->version << " (previous " << installed->previous_version << ")\n"
-              << "installed at " << fp::printable(installed->installed_at) << ", created "
-              << fp::printable(installed->manifest.created) << "\n"
+              << "installed at " << fc::printable(installed->installed_at) << ", created "
+              << fc::printable(installed->manifest.created) << "\n"
               << "gallery " << installed->manifest.gallery_entries << " entries, threshold "
               << installed->manifest.match_threshold << (installed->manifest.calibrated() ? " (calibrated)" : " (NOT calibrated)")
-              << ", signed by key " << fp::printable(installed->manifest.key_id)
-              << " for site " << fp::printable(installed->manifest.site) << "\n";
+              << ", signed by key " << fc::printable(installed->manifest.key_id)
+              << " for site " << fc::printable(installed->manifest.site) << "\n";
     return 0;
 }
 
@@ -185,7 +186,7 @@ int match(const MatchArgs& a) {
     // point and keep their output as it was.
     if (installed->manifest.operating_point && !calibrated)
         std::cerr << "warning: installed version " << installed->version << ": its threshold " << gallery.threshold
-                  << " is not calibrated (" << fp::printable(installed->manifest.operating_point->note, 300) << ")\n";
+                  << " is not calibrated (" << fc::printable(installed->manifest.operating_point->note, 300) << ")\n";
     std::vector<cv::Mat> images;
     for (const auto& file : a.images) {
         images.push_back(cv::imread(file.string(), cv::IMREAD_COLOR));
@@ -221,7 +222,7 @@ int match(const MatchArgs& a) {
         const auto d = fp::decide_probe(gallery, margin, embedding);
         // Names come from the package: never raw to a terminal (JSON escapes control characters;
         // invalid UTF-8, refused at install anyway, is replaced).
-        const auto name = fp::printable(d.identity);
+        const auto name = fc::printable(d.identity);
         if (a.json) {
             nlohmann::json j = {{"image", a.images[i].string()}, {"decision", faceadapt::calib::to_string(d.decision)},
                                 {"matched", d.accepted()}, {"identity", d.identity}, {"name", d.identity},
@@ -242,7 +243,7 @@ int match(const MatchArgs& a) {
         } else if (d.accepted()) {
             std::cout << name << " " << d.distance << "\n";
         } else if (d.decision == faceadapt::calib::Decision::ambiguous) {
-            std::cout << "ambiguous " << d.distance << " (" << name << " or " << fp::printable(d.second_identity) << ")\n";
+            std::cout << "ambiguous " << d.distance << " (" << name << " or " << fc::printable(d.second_identity) << ")\n";
         } else {
             std::cout << "unknown " << d.distance << (name.empty() ? "" : " (nearest " + name + ")") << "\n";
         }

@@ -8,7 +8,7 @@
 
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/ingest/face_batch.hpp"
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 
 namespace faceadapt::tools {
 
@@ -36,19 +36,19 @@ PeopleChips load_people_chips(const fs::path& dir, const std::string& what, bool
         for (const auto& f : files) {
             cv::Mat image = cv::imread(f.string(), cv::IMREAD_COLOR);
             if (image.empty()) {
-                spdlog::warn("{}: {} is not a readable image; skipped", what, publish::printable(f.string()));
+                spdlog::warn("{}: {} is not a readable image; skipped", what, common::printable(f.string()));
                 continue;
             }
             auto faces = aligner.detect(image);
             if (faces.empty()) {
-                spdlog::warn("{}: no face in {}; skipped", what, publish::printable(f.string()));
+                spdlog::warn("{}: no face in {}; skipped", what, common::printable(f.string()));
                 continue;
             }
             out.chips.push_back(faces.front().chip);
             out.names.push_back(person);
             ++found;
         }
-        if (found == 0) spdlog::warn("{}: no usable image for {}", what, publish::printable(person, 80));
+        if (found == 0) spdlog::warn("{}: no usable image for {}", what, common::printable(person, 80));
         out.people += found > 0;
     }
     spdlog::info("{}: {} faces of {} people", what, out.chips.size(), out.people);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "faceadapt/common/text.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
 
 namespace faceadapt::daemon {
@@ -44,14 +45,6 @@ std::string string(const json& j, const char* key, const char* where) {
     const json& v = member(j, key, where);
     if (!v.is_string()) throw ProtocolError(fmt::format("{}: member '{}' is not a string", where, key));
     return v.get<std::string>();
-}
-
-// At most 500 bytes, control characters as '?': the message goes to the journal.
-std::string printable(std::string s) {
-    if (s.size() > 500) s.resize(500);
-    for (char& c : s)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-    return s;
 }
 
 template <typename T>
@@ -242,7 +235,7 @@ ChildMessage parse_protocol_line(std::string_view line) {
             e.gallery.revision = get_gallery_revision(j);
             return e;
         }
-        if (type == "error") return ChildError{printable(string(j, "message", "error"))};
+        if (type == "error") return ChildError{common::printable(string(j, "message", "error"), 500)};  // goes to the journal
     } catch (const json::exception& e) {  // a value out of range for its C++ type
         throw ProtocolError(fmt::format("{}: {}", type, e.what()));
     }

@@ -13,7 +13,7 @@
 #include <set>
 #include <thread>
 
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 #include "model_store.hpp"
 #include "mqtt_session.hpp"
 #include "util.hpp"
@@ -92,7 +92,7 @@ struct DoorAgent::Impl {
         : options(std::move(opts)), topics(options.site),
           log_name("door " + options.door + " of site " + options.site) {
         if (!valid_topic_segment(options.door))
-            throw std::invalid_argument("door id \"" + printable(options.door, 60) + "\" is not a valid MQTT topic segment ([A-Za-z0-9_-]+)");
+            throw std::invalid_argument("door id \"" + common::printable(options.door, 60) + "\" is not a valid MQTT topic segment ([A-Za-z0-9_-]+)");
         fs::create_directories(options.dir / "staging");
         current_state.door = options.door;
         refresh_installed(true);
@@ -156,7 +156,7 @@ struct DoorAgent::Impl {
     }
     // A signed package for this site, newer than installed, whose contents are refused.
     void reject(std::int64_t version, const std::string& reason) {
-        auto text = printable(reason, 1000);
+        auto text = common::printable(reason, 1000);
         spdlog::warn("{}: rejected model version {}: {}", log_name, version, text);
         set_state([&](DoorState& s) {
             s.status = "rejected";
@@ -166,7 +166,7 @@ struct DoorAgent::Impl {
     }
     // A message that failed verification or is stale: counted, never acted on.
     void ignore(const std::string& reason, std::uint64_t count = 1) {
-        auto text = printable(reason);
+        auto text = common::printable(reason);
         std::uint64_t held = 0;
         if (ignored_log.allow(held))
             spdlog::warn("{}: ignored: {}{}", log_name, text,
@@ -178,7 +178,7 @@ struct DoorAgent::Impl {
     }
     // A validly signed manifest of this site naming a stale version: reported as refused_version.
     void refuse_stale(std::int64_t version, const std::string& reason) {
-        auto text = printable(reason);
+        auto text = common::printable(reason);
         std::uint64_t held = 0;
         if (ignored_log.allow(held))
             spdlog::warn("{}: ignored model version {}: {}{}", log_name, version, text,
@@ -195,7 +195,7 @@ struct DoorAgent::Impl {
     }
     // A local fault (disk full, I/O error): reported with its errno text, retried, not memorised.
     void fault(const std::string& reason) {
-        auto text = printable(reason, 1000);
+        auto text = common::printable(reason, 1000);
         std::uint64_t held = 0;
         if (fault_log.allow(held))
             spdlog::error("{}: {}{}", log_name, text,
@@ -264,7 +264,7 @@ struct DoorAgent::Impl {
             } catch (const std::exception& e) {
                 problem = e.what();
             }
-            spdlog::warn("{}: discarding the partial package in {}: {}", log_name, entry.path().string(), printable(problem));
+            spdlog::warn("{}: discarding the partial package in {}: {}", log_name, entry.path().string(), common::printable(problem));
             std::error_code ec;
             fs::remove_all(entry.path(), ec);
         }

@@ -9,7 +9,7 @@
 
 #include "faceadapt/onnx/face_graph.hpp"
 #include "faceadapt/onnx/proto.hpp"
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 
 namespace faceadapt::publish::detail {
 
@@ -105,8 +105,8 @@ void check_onnx(std::string_view head, std::uint64_t size, const ArchitectureSpe
         auto it = meta.find(key);
         if (it == meta.end()) throw bad("ONNX: metadata " + key + " is missing (not a faceadapt export)");
         if (it->second != expected)
-            throw bad("ONNX: metadata " + key + " \"" + printable(it->second, 60) + "\" is not the manifest's \"" +
-                      printable(expected, 60) + "\"");
+            throw bad("ONNX: metadata " + key + " \"" + common::printable(it->second, 60) + "\" is not the manifest's \"" +
+                      common::printable(expected, 60) + "\"");
     };
     need("faceadapt.architecture", arch.name);
     if (arch.input_width != arch.input_height) throw bad("ONNX: the manifest's input is not square");
@@ -121,7 +121,7 @@ bool known_model_format(std::string_view f) { return is_onnx(f) || f == "faceada
 
 ModelPartCheck::ModelPartCheck(const ArchitectureSpec& architecture) : arch_(architecture) {
     if (!known_model_format(arch_.model_format))
-        throw PackageError("manifest: architecture.model_format \"" + printable(arch_.model_format, 60) +
+        throw PackageError("manifest: architecture.model_format \"" + common::printable(arch_.model_format, 60) +
                            "\" is not a model format this door knows (onnx, faceadapt-model v1)");
 }
 
@@ -149,9 +149,9 @@ void ModelPartCheck::update(std::string_view bytes) {
 void ModelPartCheck::finish() {
     if (is_onnx(arch_.model_format)) return check_onnx(head_, size_, arch_);
     if (head_.size() < kHeader || std::string_view(head_).substr(0, 8) != kModelMagic)
-        throw bad("not a faceadapt model file (bad magic), but the manifest says " + printable(arch_.model_format, 60));
+        throw bad("not a faceadapt model file (bad magic), but the manifest says " + common::printable(arch_.model_format, 60));
     auto version = le(head_, 8, 4);
-    if (version != 1) throw bad("model file format version " + std::to_string(version) + ", the manifest says " + printable(arch_.model_format, 60));
+    if (version != 1) throw bad("model file format version " + std::to_string(version) + ", the manifest says " + common::printable(arch_.model_format, 60));
     auto m = le(head_, 12, 4);
     if (m > kMaxMetadata || head_.size() < kHeader + m + 8) throw bad("truncated or corrupt (metadata length " + std::to_string(m) + ")");
     auto w = le(head_, kHeader + m, 8);
@@ -164,8 +164,8 @@ void ModelPartCheck::finish() {
         if (meta.value("format", "") != "faceadapt-model") throw bad("metadata format is not \"faceadapt-model\"");
         auto architecture = meta.at("architecture").get<std::string>();
         if (architecture != arch_.name)
-            throw bad("the model file's architecture \"" + printable(architecture, 60) + "\" is not the manifest's \"" +
-                      printable(arch_.name, 60) + "\"");
+            throw bad("the model file's architecture \"" + common::printable(architecture, 60) + "\" is not the manifest's \"" +
+                      common::printable(arch_.name, 60) + "\"");
         auto size = meta.at("input").at("size").get<int>();
         if (size != arch_.input_width || size != arch_.input_height)
             throw bad("the model file's input size " + std::to_string(size) + " is not the manifest's " +
@@ -173,7 +173,7 @@ void ModelPartCheck::finish() {
         if (meta.contains("embedding_dim") && meta["embedding_dim"].get<int>() != arch_.embedding_dim)
             throw bad("the model file's embedding_dim is not the manifest's " + std::to_string(arch_.embedding_dim));
     } catch (const nlohmann::json::exception& e) {
-        throw bad(std::string("metadata: ") + printable(e.what()));
+        throw bad(std::string("metadata: ") + common::printable(e.what()));
     }
 }
 

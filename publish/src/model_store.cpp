@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 #include "model_check.hpp"
 #include "util.hpp"
 
@@ -153,7 +153,7 @@ InstallFolderState inspect_install_folder(const fs::path& dir, bool deep, const 
         st.installed = std::move(installed);
         st.previous_version = st.installed ? st.installed->previous_version : 0;
     } catch (const std::exception& e) {
-        st.damage = printable(e.what());
+        st.damage = common::printable(e.what());
         st.version_floor = std::max(named, highest_version_folder(dir));
         if (st.previous_version == named || !fs::exists(version_dir(dir, st.previous_version) / "manifest.json"))
             st.previous_version = 0;

@@ -8,7 +8,7 @@
 
 #include "faceadapt/publish/operating_point_json.hpp"
 #include "faceadapt/publish/protocol.hpp"
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 #include "model_check.hpp"
 #include "util.hpp"
 
@@ -140,7 +140,7 @@ Gallery decode_gallery(std::string_view bytes, double threshold) {
             std::memcpy(&e.embedding[k], &bits, 4);
             // A NaN or an infinity makes every distance to the entry NaN/inf: no gallery holds one.
             if (!std::isfinite(e.embedding[k]))
-                throw PackageError("gallery part: entry " + std::to_string(i) + " (" + printable(e.name, 60) + "): embedding[" +
+                throw PackageError("gallery part: entry " + std::to_string(i) + " (" + common::printable(e.name, 60) + "): embedding[" +
                                    std::to_string(k) + "] is not finite");
         }
         g.entries.push_back(std::move(e));
@@ -155,12 +155,12 @@ void check_gallery(const Gallery& g) {
                            short_number(kMaxMatchThreshold) + "]");
     for (std::size_t i = 0; i < g.entries.size(); ++i) {
         const auto& e = g.entries[i];
-        if (!is_printable_utf8(e.name))
+        if (!common::is_printable_utf8(e.name))
             throw PackageError("gallery: entry " + std::to_string(i) + " has a name that is not printable UTF-8 (\"" +
-                               printable(e.name, 60) + "\")");
+                               common::printable(e.name, 60) + "\")");
         for (std::size_t k = 0; k < e.embedding.size(); ++k)
             if (!std::isfinite(e.embedding[k]))
-                throw PackageError("gallery: entry " + std::to_string(i) + " (" + printable(e.name, 60) + "): embedding[" +
+                throw PackageError("gallery: entry " + std::to_string(i) + " (" + common::printable(e.name, 60) + "): embedding[" +
                                    std::to_string(k) + "] is not finite");
     }
 }
@@ -170,15 +170,15 @@ void Manifest::check_installable(std::string_view expected_site) const {
         throw PackageError("manifest: format_version " + std::to_string(format_version) +
                            " names no site; re-package it with this version of faceadapt (format_version 2 binds a package to its site)");
     if (site != expected_site)
-        throw PackageError("manifest: signed for site \"" + printable(site, 60) + "\", not for this site \"" +
-                           printable(expected_site, 60) + "\"");
+        throw PackageError("manifest: signed for site \"" + common::printable(site, 60) + "\", not for this site \"" +
+                           common::printable(expected_site, 60) + "\"");
     if (!detail::known_model_format(architecture.model_format))
-        throw PackageError("manifest: architecture.model_format \"" + printable(architecture.model_format, 60) +
+        throw PackageError("manifest: architecture.model_format \"" + common::printable(architecture.model_format, 60) +
                            "\" is not a model format this door knows (faceadapt-model v1)");
     if (architecture.embedding_dim != static_cast<int>(kEmbeddingDim))
         throw PackageError("manifest: architecture.embedding_dim " + std::to_string(architecture.embedding_dim) + ", expected 128");
     if (architecture.distance != "euclidean")
-        throw PackageError("manifest: architecture.distance \"" + printable(architecture.distance, 60) + "\", expected \"euclidean\"");
+        throw PackageError("manifest: architecture.distance \"" + common::printable(architecture.distance, 60) + "\", expected \"euclidean\"");
     if (architecture.input_channels != 3 || architecture.input_width < 1 || architecture.input_width > 4096 ||
         architecture.input_height < 1 || architecture.input_height > 4096)
         throw PackageError("manifest: architecture.input is not a 3-channel image of 1..4096 pixels a side");
@@ -221,7 +221,7 @@ Manifest Manifest::parse(std::string_view json_text) {
     try {
         j = json::parse(json_text);
     } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
-        throw PackageError("manifest: not JSON: " + printable(e.what()));
+        throw PackageError("manifest: not JSON: " + common::printable(e.what()));
     }
     if (!j.is_object()) throw PackageError("manifest: not a JSON object");
     if (field<std::string>(j, "format", "") != "faceadapt-manifest") throw PackageError("manifest: format is not \"faceadapt-manifest\"");
@@ -302,7 +302,7 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
     try {
         j = json::parse(envelope_json);
     } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
-        throw PackageError("manifest envelope: not JSON: " + printable(e.what()));
+        throw PackageError("manifest envelope: not JSON: " + common::printable(e.what()));
     }
     if (!j.is_object() || j.value("format", "") != "faceadapt-envelope")
         throw PackageError("manifest envelope: format is not \"faceadapt-envelope\"");
@@ -314,9 +314,9 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
         if (sig.size() != kSignatureBytes) throw PackageError("manifest envelope: signature is not 64 bytes");
         std::copy(sig.begin(), sig.end(), s.signature.begin());
     } catch (const json::exception& e) {
-        throw PackageError("manifest envelope: " + printable(e.what()));
+        throw PackageError("manifest envelope: " + common::printable(e.what()));
     } catch (const std::invalid_argument& e) {
-        throw PackageError("manifest envelope: " + printable(e.what()));
+        throw PackageError("manifest envelope: " + common::printable(e.what()));
     }
     return s;
 }
@@ -324,7 +324,7 @@ SignedManifest SignedManifest::parse_envelope(std::string_view envelope_json) {
 Manifest SignedManifest::verify(const PublicKey& key) const {
     if (!verify_signature(key, manifest_json, signature))
         throw PackageError("manifest signature does not verify against the pinned public key " + key.key_id() +
-                           " (manifest names key " + (key_id.empty() ? std::string("?") : printable(key_id, 40)) + ")");
+                           " (manifest names key " + (key_id.empty() ? std::string("?") : common::printable(key_id, 40)) + ")");
     return Manifest::parse(manifest_json);
 }
 
@@ -383,7 +383,7 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
         throw PackageError("package: chunk size " + std::to_string(input.chunk_bytes) + " out of [1 KiB, 64 MiB]");
     if (input.model_bytes.empty()) throw PackageError("package: the model part is empty");
     if (!valid_topic_segment(input.site))
-        throw PackageError("package: site \"" + printable(input.site, 60) + "\" is not a site id ([A-Za-z0-9_-]+)");
+        throw PackageError("package: site \"" + common::printable(input.site, 60) + "\" is not a site id ([A-Za-z0-9_-]+)");
     check_gallery(input.gallery);
     auto gallery_bytes = encode_gallery(input.gallery);
 

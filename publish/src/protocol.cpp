@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 
 namespace faceadapt::publish {
 
@@ -65,20 +65,20 @@ std::optional<std::string> Topics::parse_door_state(std::string_view topic) cons
 }
 
 std::string DoorState::to_json() const {
-    nlohmann::json j = {{"door", printable(door)},
-                        {"status", printable(status)},
+    nlohmann::json j = {{"door", common::printable(door)},
+                        {"status", common::printable(status)},
                         {"installed_version", installed_version},
                         {"previous_version", previous_version},
                         {"offered_version", offered_version},
                         {"chunks_received", chunks_received},
                         {"chunks_total", chunks_total},
-                        {"error", printable(error, 1000)},
+                        {"error", common::printable(error, 1000)},
                         {"ignored", ignored},
-                        {"last_ignored", printable(last_ignored)},
+                        {"last_ignored", common::printable(last_ignored)},
                         {"refused_version", refused_version},
-                        {"refused_reason", printable(refused_reason)},
-                        {"damage", printable(damage)},
-                        {"time", printable(time)}};
+                        {"refused_reason", common::printable(refused_reason)},
+                        {"damage", common::printable(damage)},
+                        {"time", common::printable(time)}};
     return j.dump();
 }
 

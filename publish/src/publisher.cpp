@@ -9,7 +9,7 @@
 #include <set>
 #include <thread>
 
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 #include "mqtt_session.hpp"
 #include "util.hpp"
 
@@ -58,7 +58,7 @@ struct Publisher::Impl {
     static void warn_throttled(detail::LogThrottle& throttle, const char* what, const std::string& topic, const char* error) {
         std::uint64_t held = 0;
         if (throttle.allow(held))
-            spdlog::warn("publisher: {} {}: {}{}", what, topic, printable(error),
+            spdlog::warn("publisher: {} {}: {}{}", what, topic, common::printable(error),
                          held ? " (and " + std::to_string(held) + " more not logged)" : std::string());
     }
 

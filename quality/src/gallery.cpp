@@ -9,6 +9,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "faceadapt/common/text.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/quality/enroll_gate.hpp"
 #include "files.hpp"
@@ -192,7 +193,8 @@ bool Gallery::remove_entry(std::int64_t id) {
 
 std::optional<cv::Mat> Gallery::load_chip(const GalleryEntry& entry) const {
     auto chip = files::read_rgb(entry.file);
-    if (!chip) spdlog::error("gallery: chip {} of {} is missing or corrupt", entry.file.string(), entry.name);
+    if (!chip) spdlog::error("gallery: chip {} of {} is missing or corrupt", common::printable(entry.file.string()),
+                                common::printable(entry.name));
     return chip;
 }
 

@@ -11,6 +11,7 @@
 #include "faceadapt/common/crc32.hpp"
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/log_format.hpp"
+#include "faceadapt/common/text.hpp"
 #include "faceadapt/common/time.hpp"
 #include "test_support.hpp"
 
@@ -99,4 +100,29 @@ TEST(LogFormat, RelayedLinesLoseTheirLevelWordAndTimestampsFollowTheJournal) {
     EXPECT_STREQ(common::log_pattern(), "%^%l%$ %v");
     ::unsetenv("FACEADAPT_LOG_FORMAT");
     ::unsetenv("JOURNAL_STREAM");
+}
+
+TEST(Printable, KeepsUtf8EscapesControlsAndReplacesInvalidBytes) {
+    EXPECT_EQ(common::printable("José Müller 李"), "José Müller 李");
+    EXPECT_TRUE(common::is_printable_utf8("José Müller 李"));
+    // a forged log line, an ANSI escape, DEL and a C1 control (U+009B, the 8-bit CSI)
+    EXPECT_EQ(common::printable("a\nb\x1b[31mc\x7f" "d\xc2\x9b"), "a\\x0ab\\x1b[31mc\\x7fd\\x9b");
+    EXPECT_FALSE(common::is_printable_utf8("a\nb"));
+    EXPECT_FALSE(common::is_printable_utf8("\xc2\x9b"));
+    // a lone continuation byte, an overlong '/', a UTF-16 surrogate, a truncated sequence
+    EXPECT_EQ(common::printable("x\x80y"), "x\xef\xbf\xbdy");
+    EXPECT_EQ(common::printable("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");
+    EXPECT_EQ(common::printable("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    EXPECT_EQ(common::printable("ab\xe6\x9d"), "ab\xef\xbf\xbd\xef\xbf\xbd");
+    EXPECT_FALSE(common::is_printable_utf8("\xed\xa0\x80"));
+}
+
+TEST(Printable, CutsAtWholeCharactersAndSaysSo) {
+    const std::string long_text(1000, 'a');
+    EXPECT_EQ(common::printable(long_text, 10), std::string(10, 'a') + "...");
+    EXPECT_EQ(common::printable(long_text).size(), 300u + 3u) << "the default bound";
+    const auto cut = common::printable("ééééé", 3);  // 2 bytes each: cut after the second
+    EXPECT_EQ(cut, "éé...");
+    EXPECT_TRUE(common::is_printable_utf8(cut));
+    EXPECT_EQ(common::printable(""), "");
 }

@@ -66,7 +66,9 @@ TEST(ChildProtocol, ResultAndErrorRoundTrip) {
     EXPECT_EQ(back.model, r.model);
     EXPECT_EQ(back.provenance, r.provenance);
     const auto err = std::get<ChildError>(parse_protocol_line(to_protocol_line(ChildError{"bad\ninput\x1b[31m"})));
-    EXPECT_EQ(err.message, "bad?input?[31m") << "control characters never reach the journal";
+    EXPECT_EQ(err.message, "bad\\x0ainput\\x1b[31m") << "control characters never reach the journal (escaped)";
+    const auto long_err = std::get<ChildError>(parse_protocol_line(to_protocol_line(ChildError{std::string(5000, 'e')})));
+    EXPECT_EQ(long_err.message, std::string(500, 'e') + "...") << "a child's message is bounded";
 }
 
 TEST(ChildProtocol, EvaluationRoundTripsFiguresAndTheGalleryExactly) {

@@ -68,7 +68,7 @@ struct DoorState {
     std::string damage;                  // the install folder is damaged: what ("" when sound)
     std::string time;                    // ISO 8601 UTC of this report
 
-    // Strings are made printable (faceadapt/publish/text.hpp) on the way out.
+    // Strings are made printable (faceadapt/common/text.hpp) on the way out.
     std::string to_json() const;
     // throws std::invalid_argument when `json_text` is not a door state.
     static DoorState parse(std::string_view json_text);

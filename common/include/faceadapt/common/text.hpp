@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-namespace faceadapt::publish {
+namespace faceadapt::common {
 
 // ensures: valid UTF-8 without control characters: C0 controls, DEL and C1 controls become
 //          "\xNN", invalid UTF-8 bytes become U+FFFD; cut at about `max_bytes` (whole
@@ -25,4 +25,4 @@ std::string printable(std::string_view text, std::size_t max_bytes = 300);
 // true when `text` is valid UTF-8 without control characters (what printable() leaves as is).
 bool is_printable_utf8(std::string_view text);
 
-}  // namespace faceadapt::publish
+}  // namespace faceadapt::common

@@ -1,8 +1,8 @@
-#include "faceadapt/publish/text.hpp"
+#include "faceadapt/common/text.hpp"
 
 #include <cstdint>
 
-namespace faceadapt::publish {
+namespace faceadapt::common {
 
 namespace {
 
@@ -78,4 +78,4 @@ bool is_printable_utf8(std::string_view text) {
     return true;
 }
 
-}  // namespace faceadapt::publish
+}  // namespace faceadapt::common

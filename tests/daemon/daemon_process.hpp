@@ -6,12 +6,14 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <functional>
 #include <regex>
 #include <thread>
 #include <string>
 #include <vector>
 
 #include "faceadapt/daemon/training_child.hpp"
+#include "test_support.hpp"
 
 namespace faceadapt::test {
 
@@ -42,15 +44,10 @@ std::string fetch_metrics(int port);
 std::optional<double> metric_value(const std::string& metrics_text, const std::string& name,
                                    const std::string& labels = "");
 
-// Polls `condition` every 200 ms until it holds or `timeout` passes.
-template <class F>
-bool eventually(F condition, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return condition();
+// wait_until (test_support.hpp) at the daemon's pace: polls every 200 ms (a metrics scrape or a
+// state file read each time) until `condition` holds or `timeout` passes.
+inline bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+    return wait_until(condition, timeout, std::chrono::milliseconds(200));
 }
 
 }  // namespace faceadapt::test

@@ -115,19 +115,22 @@ TEST(TrainingChild, ACrashIsReportedAndTheParentCarriesOn) {
 TEST(TrainingChild, TerminateLetsTheChildCheckpointThenKillsAStubbornOne) {
     faceadapt::test::TempDir dir;
     const fs::path ckpt = dir.path() / "checkpoint";
+    const fs::path ready = dir.path() / "ready";  // written once the child's TERM trap is set
     const auto polite = script(dir.path(), "polite.sh",
                                "trap 'echo saved > " + ckpt.string() + "; exit 0' TERM\n"
-                               "echo started\nwhile true; do sleep 0.05; done\n");
+                               "touch " + ready.string() + "\necho started\nwhile true; do sleep 0.05; done\n");
     TrainingChild c({polite.string()}, {}, nullptr);
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(faceadapt::test::wait_until([&] { return fs::exists(ready); }, 10s)) << "the child never started";
     EXPECT_FALSE(c.poll().has_value());
     const TrainingResult r = c.terminate(5s);
     EXPECT_TRUE(r.ok()) << r.describe();
     EXPECT_TRUE(fs::exists(ckpt));
 
-    const auto stubborn = script(dir.path(), "stubborn.sh", "trap '' TERM\nwhile true; do sleep 0.05; done\n");
+    const fs::path stubborn_ready = dir.path() / "stubborn-ready";
+    const auto stubborn = script(dir.path(), "stubborn.sh",
+                                 "trap '' TERM\ntouch " + stubborn_ready.string() + "\nwhile true; do sleep 0.05; done\n");
     TrainingChild s({stubborn.string()}, {}, nullptr);
-    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(faceadapt::test::wait_until([&] { return fs::exists(stubborn_ready); }, 10s)) << "the child never started";
     const auto t0 = std::chrono::steady_clock::now();
     const TrainingResult sr = s.terminate(300ms);
     EXPECT_TRUE(sr.signaled);

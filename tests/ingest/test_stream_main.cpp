@@ -106,15 +106,6 @@ config::CameraConfig test_camera(const std::string& id, const std::string& url, 
     return c;
 }
 
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return condition();
-}
-
 int serve_main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::warn);
     std::map<std::string, std::string> kv;

@@ -18,6 +18,7 @@
 
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/ingest/camera_source.hpp"
+#include "test_support.hpp"
 
 namespace faceadapt::test {
 
@@ -53,9 +54,6 @@ std::filesystem::path walkers_video();
 
 // A camera config with small timeouts so fault tests stay fast.
 config::CameraConfig test_camera(const std::string& id, const std::string& url, double detect_fps = 5.0);
-
-// Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 // Serves `test_stream --serve` mode; returns the exit code. Used by main().
 int serve_main(int argc, char** argv);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -157,9 +158,14 @@ public:
         auto b = mqtt::connect_options_builder().clean_session(true).connect_timeout(std::chrono::seconds(3));
         if (!cfg.username.empty()) b.user_name(cfg.username).password(cfg.password.str());
         options_ = b.finalize();
+        barrier_topic_ = "faceadapt/test-barrier/" + id;
         client_.set_message_callback([this](mqtt::const_message_ptr m) {
             std::lock_guard lock(mutex_);
-            messages_[m->get_topic()] = m->get_payload_str();
+            if (m->get_topic() == barrier_topic_)
+                ++barriers_seen_;
+            else
+                messages_[m->get_topic()] = m->get_payload_str();
+            arrived_.notify_all();
         });
     }
     ~RawClient() {
@@ -177,11 +183,35 @@ public:
         std::lock_guard lock(mutex_);
         return messages_;
     }
+    // Returns once every message the broker had queued for this client before the call has
+    // arrived (the retained messages of earlier subscriptions included), or false after
+    // `timeout`: publishes a marker on a topic of this client's own and waits for it to come
+    // back. The broker sends one client's messages in the order it queued them, so the marker
+    // arriving is the observable event "nothing older is still on its way". The client must be
+    // allowed to publish and read faceadapt/test-barrier/<id>.
+    bool drain(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        std::unique_lock lock(mutex_);
+        if (!barrier_subscribed_) {
+            lock.unlock();
+            subscribe(barrier_topic_);
+            lock.lock();
+            barrier_subscribed_ = true;
+        }
+        const int want = barriers_seen_ + 1;
+        lock.unlock();
+        publish(barrier_topic_, "drain", false);
+        lock.lock();
+        return arrived_.wait_for(lock, timeout, [&] { return barriers_seen_ >= want; });
+    }
     mqtt::async_client& client() { return client_; }
 private:
     mqtt::async_client client_;
     mqtt::connect_options options_;
+    std::string barrier_topic_;
     std::mutex mutex_;
+    std::condition_variable arrived_;
+    int barriers_seen_ = 0;
+    bool barrier_subscribed_ = false;
     std::map<std::string, std::string> messages_;
 };
 

@@ -122,7 +122,7 @@ TEST_F(Transfer, LateDoorGetsCurrentModelFromRetainedAndOldChunksAreCleared) {
     RawClient probe(broker_.mqtt_config("daemon", "daemon-secret"), "probe");
     probe.connect();
     probe.subscribe("faceadapt/lab/model/+/chunk/+");
-    std::this_thread::sleep_for(500ms);
+    ASSERT_TRUE(probe.drain()) << "the broker never returned the probe's marker";
     auto seen = probe.messages();
     std::size_t v1 = 0, v2 = 0;
     for (const auto& [topic, payload] : seen) {
@@ -163,8 +163,7 @@ TEST_F(Transfer, BrokerRestartAfterPublishIsHealedByRepublishing) {
     fp::Publisher publisher(publisher_options());
     publisher.publish(make_package(key_, 1, 200'000, 16 * 1024));
     broker_.kill();  // retained messages are lost (no persistence)
-    broker_.start();
-    std::this_thread::sleep_for(200ms);
+    broker_.start();  // returns once the new broker accepts connections
     auto late = start_door(1, tmp_.path() / "after-restart");
     EXPECT_TRUE(installed(*late, 1, 40s)) << late->state().to_json();
 }
@@ -303,7 +302,7 @@ TEST_F(Transfer, AclDoorCannotPublishModelAndAnonymousIsRefused) {
     probe.subscribe("faceadapt/lab/model/manifest");
     probe.subscribe("faceadapt/lab/model/1/chunk/0");
     probe.subscribe("faceadapt/lab/door/#");
-    std::this_thread::sleep_for(500ms);
+    ASSERT_TRUE(probe.drain()) << "the broker never returned the probe's marker";
     auto seen = probe.messages();
     EXPECT_EQ(seen["faceadapt/lab/model/manifest"], pkg.signed_manifest.envelope());
     EXPECT_EQ(seen["faceadapt/lab/model/1/chunk/0"], std::string(pkg.chunk(0)));

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <thread>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -110,6 +111,16 @@ int run_command(const std::string& command, std::string* output) {
     int status = ::pclose(pipe);
     if (output) *output = std::move(out);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds poll) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (condition()) return true;
+        std::this_thread::sleep_for(poll);
+    }
+    return condition();
 }
 
 }  // namespace faceadapt::test

@@ -1,7 +1,9 @@
 // Helpers shared by the tests: locations of shared data, free loopback ports, temp dirs.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -39,6 +41,11 @@ void write_zero_png(const std::filesystem::path& file, int width, int height);
 // True when the environment sets FACEADAPT_REQUIRE_DATASETS=1 (.ci/run does: CI has ../shared
 // and the weights): a missing dataset is then a failure instead of a skip.
 bool datasets_required();
+
+// Polls `condition` every `poll` until it holds or `timeout` passes; returns its last value. The
+// tests' one way to wait for an observable event (a file, a state, a metric) without a fixed sleep.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds poll = std::chrono::milliseconds(20));
 
 // Runs a shell command, returns its exit status; output captured into `output` if given.
 int run_command(const std::string& command, std::string* output = nullptr);

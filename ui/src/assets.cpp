@@ -39,7 +39,7 @@ td.time { white-space:nowrap; }
 .group form { margin:0; }
 .group .actions { display:flex; gap:.4rem; margin-top:.5rem; flex-wrap:wrap; }
 .group .actions button { flex:0 0 auto; }
-.group .actions input[type=text], .group .actions select { flex:1 1 8rem; min-width:0; font:inherit; padding:.4rem .5rem;
+.group .actions input[type=text], .group .actions select { flex:1 1 5rem; min-width:0; font:inherit; padding:.4rem .5rem;
         border:1px solid var(--line); border-radius:6px; background:#fff; }
 .k { color:var(--muted); }
 p.status { margin:-.4rem 0 0; color:var(--muted); font-weight:600; }
@@ -63,6 +63,8 @@ th, td { text-align:left; padding:.5rem .7rem; border-bottom:1px solid var(--lin
 th { background:#f0f2f5; color:var(--muted); font-weight:600; }
 tr:last-child td { border-bottom:0; }
 .muted { color:var(--muted); }
+.small { font-size:.85rem; }
+td form.inline button { white-space:nowrap; }
 progress { width:100%; height:10px; accent-color:var(--accent); }
 form.inline { display:inline; margin:0; }
 input[type=text], input[type=password], input[type=file] { font:inherit; padding:.45rem .6rem; border:1px solid var(--line);

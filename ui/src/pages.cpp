@@ -262,14 +262,19 @@ std::string models(const json& m, const json& doors, const Session& session, con
             if (meta.contains(key) && meta[key].is_object())
                 for (auto f = meta[key].begin(); f != meta[key].end(); ++f)
                     if (!f.value().is_structured()) figures += e(f.key()) + " " + e(text_of(f.value())) + "<br>";
-        if (figures.empty())  // a version that passed no gate says why
-            figures = str(v, "origin").starts_with("gallery update")
-                          ? "<span class=\"muted\">no gate: a gallery update (same model, new gallery)</span>"
-                          : "<span class=\"muted\">no gate figures recorded (" + e(str(v, "origin")) + ")</span>";
-        h += fmt::format("<tr><td class=\"time\"><b>v{}</b>{}</td><td>{}</td><td class=\"time\">{}</td><td>{}</td><td><code>{}</code></td>"
+        const std::string origin = str(v, "origin");
+        // A version that passed no gate says why, in words (not code).
+        const std::string gate_cell =
+            !figures.empty() ? "<code>" + figures + "</code>"
+            : origin.starts_with("gallery update")
+                ? std::string("<span class=\"muted\">no gate: a gallery update (the same model, a new gallery)</span>")
+            : origin.starts_with("rollback")
+                ? "<span class=\"muted\">no gate: a rollback (" + e(origin) + ", published again)</span>"
+                : "<span class=\"muted\">no gate figures recorded</span>";
+        h += fmt::format("<tr><td class=\"time\"><b>v{}</b>{}</td><td>{}</td><td class=\"time\">{}</td><td>{}</td><td>{}</td>"
                          "<td>{}</td><td>{}</td></tr>",
                          n, n == current ? " <span class=\"badge ok\">current</span>" : "", e(str(v, "origin")),
-                         e(str(v, "created")), v.value("published", false) ? "yes" : "no", figures, doors_on(n),
+                         e(str(v, "created")), v.value("published", false) ? "yes" : "no", gate_cell, doors_on(n),
                          rollback_form(n));
     }
     h += fmt::format("<tr><td class=\"time\"><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td></td><td>{}</td>"
@@ -306,9 +311,10 @@ std::string unknown(const json& u, const json& people, const Session& session, c
                   "), the crops of one track kept together; crops newer than it are grouped by track"
             : "grouped by track (no training cycle has clustered the crops yet)";
     h += fmt::format("<p class=\"muted\" id=\"grouping\">{} stored crops in {} groups, {}; the largest {} shown. "
-                     "Name a group (or the crops you tick) to enroll that person; mark them as not someone, or "
-                     "merge groups that show one person, to teach the learner.</p>",
-                     e(str(u, "crops")), e(str(u, "group_count")), how, groups.size());
+                     "Name a group to enroll that person, mark it as not someone, or merge groups that show one "
+                     "person, to teach the learner{}.</p>",
+                     e(str(u, "crops")), e(str(u, "group_count")), how, groups.size(),
+                     may_change ? "; tick crops to name or correct only those" : "");
     if (may_change && groups.size() > 1)
         h += "<form id=\"merge-form\" class=\"mergebar\" method=\"post\" action=\"/unknown/merge\">" +
              csrf_field(session) +
@@ -336,8 +342,8 @@ std::string unknown(const json& u, const json& people, const Session& session, c
                                   "value=\"" + c + "\">" + img + "</label>"
                                 : img;
         }
-        const std::string count = fmt::format("<div class=\"muted\">{} crop(s), last seen {}{}</div>", e(str(g, "count")),
-                                              e(str(g, "last")), may_change ? "; tick crops to act on those only" : "");
+        const std::string count =
+            fmt::format("<div class=\"muted small\">{} crop(s), last seen {}</div>", e(str(g, "count")), e(str(g, "last")));
         if (!may_change) {
             h += "<div class=\"crops\">" + crops + "</div>" + count + "</div>";
             continue;

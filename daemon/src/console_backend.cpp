@@ -572,7 +572,9 @@ std::vector<ui::EnrollResult> SiteConsole::name_crops(const std::string& name, c
     std::lock_guard lock(enroll_mutex_);
     for (const auto& r : records) {
         ui::EnrollResult e;
-        e.filename = fmt::format("crop {} ({} track {})", r.id, r.camera, r.track_id);
+        e.filename = r.track_id >= 0 ? fmt::format("crop {} ({} track {}, run {})", r.id, r.camera,
+                                                   r.track_id % quality::kTrackRunStride, quality::track_run_of(r.track_id))
+                                     : fmt::format("crop {} ({}, no track)", r.id, r.camera);
         const auto chip = store_.load_chip(r);
         if (!chip) {
             e.reason = "the crop's file is unreadable (quarantined)";

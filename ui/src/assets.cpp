@@ -39,7 +39,7 @@ td.time { white-space:nowrap; }
 .group form { margin:0; }
 .group .actions { display:flex; gap:.4rem; margin-top:.5rem; flex-wrap:wrap; }
 .group .actions button { flex:0 0 auto; }
-.group .actions input[type=text], .group .actions select { flex:1 1 5rem; min-width:0; font:inherit; padding:.4rem .5rem;
+.group .actions input[type=text], .group .actions select { flex:1 1 8rem; min-width:0; font:inherit; padding:.4rem .5rem;
         border:1px solid var(--line); border-radius:6px; background:#fff; }
 .k { color:var(--muted); }
 p.status { margin:-.4rem 0 0; color:var(--muted); font-weight:600; }

@@ -269,7 +269,7 @@ std::string models(const json& m, const json& doors, const Session& session, con
             : origin.starts_with("gallery update")
                 ? std::string("<span class=\"muted\">no gate: a gallery update (the same model, a new gallery)</span>")
             : origin.starts_with("rollback")
-                ? "<span class=\"muted\">no gate: a rollback (" + e(origin) + ", published again)</span>"
+                ? std::string("<span class=\"muted\">no gate: a rollback (an earlier version's model, published again)</span>")
                 : "<span class=\"muted\">no gate figures recorded</span>";
         h += fmt::format("<tr><td class=\"time\"><b>v{}</b>{}</td><td>{}</td><td class=\"time\">{}</td><td>{}</td><td>{}</td>"
                          "<td>{}</td><td>{}</td></tr>",
@@ -277,7 +277,8 @@ std::string models(const json& m, const json& doors, const Session& session, con
                          e(str(v, "created")), v.value("published", false) ? "yes" : "no", gate_cell, doors_on(n),
                          rollback_form(n));
     }
-    h += fmt::format("<tr><td class=\"time\"><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td></td><td>{}</td>"
+    h += fmt::format("<tr><td class=\"time\"><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td><span "
+                     "class=\"muted\">no gate: the pretrained model itself</span></td><td>{}</td>"
                      "<td>{}</td></tr></table>",
                      current == 0 ? " <span class=\"badge ok\">current</span>" : "", doors_on(0), rollback_form(0));
     h += "<h2>Doors</h2>" + doors_table(doors);

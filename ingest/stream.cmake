@@ -5,7 +5,8 @@ target_sources(faceadapt_ingest PRIVATE
   src/frame_queue.cpp
   src/camera_source.cpp
   src/pipeline.cpp
-  src/pipeline_face_stage.cpp)
+  src/pipeline_face_stage.cpp
+  src/frame_snapshot.cpp)
 target_link_libraries(faceadapt_ingest PRIVATE PkgConfig::GST spdlog::spdlog)
 
 # The RTSP test camera (RtspTestServer: `faceadapt rtsp-serve`, the tests, the benches): its own

@@ -1,7 +1,7 @@
 // The train command (Learner II): unsupervised site adaptation of the face model.
 //   train --data DIR|FILE.chips [--chips] --out MODEL [--method mmt|naive] [--cycles N] [--iters M]
 //         [--seed S] [--device cpu|cuda] [--resume] [--checkpoint FILE] [--config FILE] [--merge|--no-merge]
-//         [--init MODEL] [--views quality|tensor] [--no-constraints]
+//         [--init MODEL] [--views quality|tensor] [--no-constraints] [--clustering FILE]
 //   DIR holds 150x150 chips (--chips) or photos (detected and aligned first, the largest face
 //   of each), in subfolders or flat; labels are never read. A FILE.chips (FACHIPS1 raw tensor
 //   file) is read as chips. Progress lines go to stdout; SIGTERM/SIGINT write the checkpoint and
@@ -9,7 +9,9 @@
 //   the progress, the result (model file + provenance) and a failure's message are also written
 //   to descriptor N as the JSON lines of daemon/child_protocol.hpp. A store snapshot's site
 //   structure (tracks, shared frames, constraints.csv: docs/site-snapshot.md) shapes the
-//   pseudo-labels unless --no-constraints.
+//   pseudo-labels unless --no-constraints. --clustering FILE writes each chip's final
+//   pseudo-identity as common/site_files.hpp's clustering.csv ("crop,cluster"; a store
+//   snapshot's crop ids; faceadaptd keeps the latest for the console's Unknown faces).
 #include <csignal>
 
 #include <atomic>
@@ -21,6 +23,7 @@
 #include "commands.hpp"
 #include "train_data.hpp"
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/site_files.hpp"
 #include "faceadapt/config/config.hpp"
 #include "faceadapt/daemon/child_protocol.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
@@ -37,7 +40,7 @@ std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
 struct TrainArgs {
-    fs::path data, out, config, checkpoint, init;
+    fs::path data, out, config, checkpoint, init, clustering;
     bool chips = false, resume = false, merge = false, no_merge = false;
     std::string method, device, views = "quality";
     bool hold_in_memory = false;
@@ -94,7 +97,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // The training data: the bounded stratified sample of --data and its two views in scratch chip
 // files next to the checkpoint (streamed by the co-trainer; --hold-in-memory reads them into RAM).
 PreparedViews load_training_views(const TrainArgs& a, const fs::path& checkpoint, size_t max_crops, bool second_view,
-                                  ScratchFiles& scratch, learner::SiteStructure& structure) {
+                                  ScratchFiles& scratch, learner::SiteStructure& structure,
+                                  std::vector<int64_t>& crop_ids) {
     using Clock = std::chrono::steady_clock;
     ViewOptions vo;
     vo.chips_only = a.chips;
@@ -134,6 +138,8 @@ PreparedViews load_training_views(const TrainArgs& a, const fs::path& checkpoint
         print_phase("list", seconds_since(t0));
         t0 = Clock::now();
         views = prepare_training_views(chosen, vo);
+        crop_ids.reserve(views.used_inputs.size());
+        for (const int64_t i : views.used_inputs) crop_ids.push_back(chosen[static_cast<size_t>(i)].row.id);
         if (fs::is_regular_file(a.data / "index.csv") && !a.no_constraints) {
             learner::StructureCounts c;
             try {
@@ -220,8 +226,9 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     print_phase("load-model", seconds_since(model_t0));
     ScratchFiles scratch;
     learner::SiteStructure structure;
+    std::vector<int64_t> crop_ids;  // per chip: its store crop id (-1: not from a store snapshot)
     const auto views = load_training_views(a, o.checkpoint, static_cast<size_t>(a.max_crops > 0 ? a.max_crops : lc.max_train_crops),
-                                           o.method == "mmt", scratch, structure);
+                                           o.method == "mmt", scratch, structure, crop_ids);
     std::shared_ptr<const learner::ChipSource> set1 = views.set1, set2 = views.set2;
     if (a.hold_in_memory) {  // the comparison the bench makes: the same views, all in RAM
         set1 = std::make_shared<learner::TensorChips>(learner::load_chips_file(views.set1->path()));
@@ -288,6 +295,14 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     const auto save_t0 = std::chrono::steady_clock::now();
     learner::save_model(model, meta, a.out);
     print_phase("save", seconds_since(save_t0));
+    if (!a.clustering.empty()) {
+        // The final pseudo-identities of the chips that came from store crops (ids >= 0).
+        std::vector<common::ClusterAssignment> rows;
+        for (size_t i = 0; i < result.final_labels.size() && i < crop_ids.size(); ++i)
+            if (crop_ids[i] >= 0) rows.push_back({crop_ids[i], std::max<int64_t>(-1, result.final_labels[i])});
+        common::write_clustering(a.clustering, rows);
+        std::printf("clustering: %zu crops written to %s\n", rows.size(), a.clustering.string().c_str());
+    }
     if (protocol) protocol->write(daemon::ChildTrainResult{fs::absolute(a.out), prov});
     std::printf("wrote %s (%s, convergence %.4f / %.4f)\n", a.out.string().c_str(), result.chosen.c_str(),
                 result.convergence1, result.convergence2);
@@ -318,6 +333,8 @@ void register_train_command(CLI::App& app, CommandResult& result) {
         ->check(CLI::Range(int64_t{2}, int64_t{100'000'000}));
     cmd->add_flag("--no-constraints", args->no_constraints,
                   "Ignore the snapshot's site structure (tracks, shared frames, constraints.csv)");
+    cmd->add_option("--clustering", args->clustering,
+                    "Write each crop's final pseudo-identity here (clustering.csv: crop,cluster; -1 noise)");
     cmd->add_flag("--hold-in-memory", args->hold_in_memory,
                   "Hold both views in RAM instead of streaming them from the scratch files (for comparison)");
     cmd->add_option("--protocol-fd", args->protocol_fd,

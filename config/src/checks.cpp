@@ -266,6 +266,18 @@ Problem check_listen_address(const std::string& value) {
     return "expected host:port with port 1..65535 (e.g. 127.0.0.1:9464), got '" + value + "'";
 }
 
+Problem check_host_name(const std::string& value) {
+    const bool v6 = value.size() > 2 && value.front() == '[' && value.back() == ']' &&
+                    std::all_of(value.begin() + 1, value.end() - 1, [](char c) {
+                        return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+                    });
+    const bool name = !value.empty() && value.size() <= 253 && std::all_of(value.begin(), value.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+    });
+    if (v6 || name) return std::nullopt;
+    return std::string("expected a host name or IP address without a port (1-253 of A-Z a-z 0-9 . -, or [IPv6])");
+}
+
 Problem check_quiet_hours(const std::string& value) {
     if (value.empty()) return std::nullopt;
     auto minutes = [](std::string_view hhmm) -> int {

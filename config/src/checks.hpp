@@ -33,6 +33,9 @@ Problem check_camera_url(const std::string& url);
 Problem check_broker_url(const std::string& url);
 // host:port with port in [1, 65535] ("[::1]:9464" allowed).
 Problem check_listen_address(const std::string& value);
+// A host name or IP address without a port: 1-253 of A-Z a-z 0-9 . - or an IPv6 address in
+// brackets ("[fd00::1]").
+Problem check_host_name(const std::string& value);
 // "" or "HH:MM-HH:MM" with distinct ends.
 Problem check_quiet_hours(const std::string& value);
 

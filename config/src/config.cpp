@@ -213,6 +213,7 @@ std::vector<Field<UiConfig>> ui_fields() {
         path<S>("key_file", &S::key_file),
         real<S>("session_hours", &S::session_hours, 0.1, 720),
         real<S>("idle_minutes", &S::idle_minutes, 1, 1440),
+        strings<S>("allowed_hosts", &S::allowed_hosts, 64, check_host_name),
     };
 }
 

@@ -163,6 +163,36 @@ Field<S> path(std::string name, std::filesystem::path S::*member, bool allow_emp
     return {std::move(name), expected, false, read, write};
 }
 
+// An array of at most `max_items` strings, each passing `check` (its own message, located at
+// the item).
+template <class S>
+Field<S> strings(std::string name, std::vector<std::string> S::*member, std::size_t max_items,
+                 std::function<Problem(const std::string&)> check) {
+    std::string expected = "an array of at most " + std::to_string(max_items) + " strings";
+    auto read = [=](Reader& r, const toml::node& node, const std::string& key, S& s) {
+        const auto* array = node.as_array();
+        if (!array) return r.add(node.source(), key, "expected " + expected + ", got " + type_phrase(node));
+        if (array->size() > max_items)
+            return r.add(node.source(), key, "expected " + expected + ", got " + std::to_string(array->size()));
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < array->size(); ++i) {
+            const toml::node& item = *array->get(i);
+            const std::string item_key = key + "[" + std::to_string(i) + "]";
+            const auto* v = item.as_string();
+            if (!v) return r.add(item.source(), item_key, "expected a string, got " + type_phrase(item));
+            if (auto problem = check(v->get())) return r.add(item.source(), item_key, *problem);
+            out.push_back(v->get());
+        }
+        s.*member = std::move(out);
+    };
+    auto write = [=](const S& s) {
+        std::string text = "[";
+        for (const auto& v : s.*member) text += (text.size() > 1 ? ", " : "") + quote(v);
+        return text + "]";
+    };
+    return {std::move(name), expected, false, read, write};
+}
+
 template <class S>
 Field<S> flag(std::string name, bool S::*member) {
     auto read = [=](Reader& r, const toml::node& node, const std::string& key, S& s) {

@@ -1,17 +1,22 @@
 #include "faceadapt/daemon/console_backend.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <numeric>
+#include <set>
+#include <unordered_map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/site_files.hpp"
 #include "faceadapt/common/time.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/training_cycle.hpp"
 #include "faceadapt/ingest/face_aligner.hpp"
 #include "faceadapt/ingest/image_file.hpp"
 #include "faceadapt/quality/crop_store.hpp"
@@ -49,10 +54,7 @@ std::optional<std::string> jpeg_of(const cv::Mat& rgb) {
 // A photo uploaded to the console, decoded after its header passed the bounds (no pixels are
 // decoded for a "decompression bomb").
 void check_person_name(const std::string& name) {
-    if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
-            return std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || c == '.' || c == '_' || c == '-';
-        }))
-        throw std::invalid_argument("a name is 1 to 64 of letters, digits, space . _ -");
+    if (!common::valid_person_name(name)) throw std::invalid_argument("a name is 1 to 64 of letters, digits, space . _ -");
 }
 
 cv::Mat decode_upload(const std::string& bytes, std::string& error) {
@@ -150,6 +152,9 @@ json SiteConsole::overview() {
             spdlog::debug("console: latest crops of {}: {}", id, e.what());
         }
         c["latest_crops"] = crops;
+        // The time of the camera's latest full frame (the page's snapshot), null when none yet.
+        const auto frame = hooks_.frame ? hooks_.frame(id) : std::nullopt;
+        c["snapshot"] = frame ? json(common::utc_timestamp(frame->time)) : json(nullptr);
         for (const char* k : {"fps", "faces_per_min"})
             if (!c.contains(k)) c[k] = 0.0;
         cams.push_back(c);
@@ -247,35 +252,22 @@ int SiteConsole::erase(const std::string& name) {
     for (const auto& e : gallery_->entries())
         if (e.name == name) ids.push_back(e.id);
     const int removed = gallery_->remove(name);
-    // The crops named for them ("must,<crop>,<name>"), and every correction naming them, go too.
+    // The crops named for them ("must,<crop>,<name>"), every correction naming them and every
+    // merge of those crops go too.
     int crops_removed = 0;
     {
         std::lock_guard lock(mutex_);
         const fs::path file = constraints_file(state_dir_);
-        std::ifstream in(file);
-        if (in) {
-            std::string kept, line;
-            bool changed = false;
-            while (std::getline(in, line)) {
-                const bool must = line.rfind("must,", 0) == 0;
-                const auto comma = line.find(',', 5);
-                const bool names_them = (must && comma != std::string::npos && line.substr(comma + 1) == name) ||
-                                        line.ends_with(",name:" + name);
-                if (!names_them) {
-                    kept += line + "\n";
-                    continue;
-                }
-                changed = true;
-                if (must) {
-                    try {
-                        crops_removed += store_.remove(std::stoll(line.substr(5, comma - 5))) ? 1 : 0;
-                    } catch (const std::exception&) {
-                    }
-                }
-            }
-            in.close();
-            if (changed) common::write_file_atomic(file, kept);
-        }
+        common::OperatorConstraints c = common::read_constraints(file);
+        std::set<std::int64_t> theirs;
+        for (const auto& [crop, n] : c.must)
+            if (n == name) theirs.insert(crop);
+        const auto rows = c.rows();
+        std::erase_if(c.must, [&](const auto& m) { return m.second == name; });
+        std::erase_if(c.cannot, [&](const auto& p) { return p.first.name == name || p.second.name == name; });
+        std::erase_if(c.same, [&](const auto& p) { return theirs.count(p.first) || theirs.count(p.second); });
+        for (const auto crop : theirs) crops_removed += store_.remove(crop) ? 1 : 0;
+        if (c.rows() != rows) common::write_constraints(file, c);
     }
     if (removed > 0 || crops_removed > 0) {
         std::lock_guard lock(cache_mutex_);
@@ -368,92 +360,201 @@ std::optional<std::string> SiteConsole::gallery_jpeg(std::int64_t entry_id) {
 }
 
 std::optional<std::string> SiteConsole::snapshot_jpeg(const std::string& camera) {
-    const auto latest = store_.latest(camera, 1);
-    if (latest.empty()) return std::nullopt;
-    return crop_jpeg(latest.front().id);
+    if (!hooks_.frame) return std::nullopt;
+    auto frame = hooks_.frame(camera);
+    if (!frame) return std::nullopt;
+    return std::move(frame->jpeg);
 }
 
 fs::path SiteConsole::constraints_file(const fs::path& state_dir) { return state_dir / "console" / "constraints.csv"; }
 
-void SiteConsole::append_constraints(const std::vector<std::string>& rows) {
+void SiteConsole::add_constraints(const common::OperatorConstraints& add) {
     const fs::path file = constraints_file(state_dir_);
     std::lock_guard lock(mutex_);
     fs::create_directories(file.parent_path());
-    const bool fresh = !fs::exists(file);
-    std::string text = fresh ? "kind,a,b\n" : "";
-    for (const auto& r : rows) text += r + "\n";
-    std::ofstream out(file, std::ios::app);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(file.string() + ": cannot append the console's corrections");
+    common::OperatorConstraints c = common::read_constraints(file);
+    if (c.rows() + add.rows() > common::kMaxConstraintRows)
+        throw std::invalid_argument("the corrections file is full (1000000 rows): nothing recorded");
+    c.must.insert(c.must.end(), add.must.begin(), add.must.end());
+    c.cannot.insert(c.cannot.end(), add.cannot.begin(), add.cannot.end());
+    c.same.insert(c.same.end(), add.same.begin(), add.same.end());
+    common::write_constraints(file, c);
+}
+
+std::shared_ptr<const SiteConsole::Clustering> SiteConsole::latest_clustering() {
+    const fs::path file = latest_clustering_file(state_dir_ / "models");
+    std::error_code ec;
+    const auto mtime = fs::last_write_time(file, ec);
+    std::lock_guard lock(mutex_);
+    if (ec) {
+        clustering_.reset();
+        return nullptr;
+    }
+    if (clustering_ && clustering_->mtime == mtime) return clustering_;
+    try {
+        auto c = std::make_shared<Clustering>();
+        c->mtime = mtime;
+        for (const auto& a : common::read_clustering(file)) c->cluster[a.crop] = a.cluster;
+        c->time = common::utc_timestamp(std::chrono::file_clock::to_sys(mtime));
+        clustering_ = std::move(c);
+    } catch (const std::exception& e) {
+        spdlog::warn("console: the latest clustering is not used: {}", e.what());
+        clustering_.reset();
+    }
+    return clustering_;
 }
 
 json SiteConsole::unknown_faces(std::size_t max_groups) {
-    // Names given to crops so far (must rows), to label the groups already named.
-    std::map<std::int64_t, std::string> named;
+    common::OperatorConstraints corrections;
     {
         std::lock_guard lock(mutex_);
-        std::ifstream in(constraints_file(state_dir_));
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.rfind("must,", 0) != 0) continue;
-            const auto comma = line.find(',', 5);
-            if (comma == std::string::npos) continue;
-            try {
-                named[std::stoll(line.substr(5, comma - 5))] = line.substr(comma + 1);
-            } catch (const std::exception&) {
-            }
+        try {
+            corrections = common::read_constraints(constraints_file(state_dir_));
+        } catch (const std::exception& e) {
+            spdlog::warn("console: {}", e.what());
         }
+    }
+    // Names given to crops so far (must rows), to label the groups already named.
+    std::map<std::int64_t, std::string> named;
+    for (const auto& [crop, name] : corrections.must) named[crop] = name;
+    const auto clustering = latest_clustering();
+    const auto records = store_.snapshot();
+
+    // Units: a track (camera + track id) or an untracked crop. A unit goes to the cluster most of
+    // its clustered crops are in (a track is never split); a unit none of whose crops is in the
+    // clustering (newer crops) or whose crops are all noise stays a group of its own.
+    std::vector<std::size_t> unit_of(records.size());
+    std::map<std::pair<std::string, std::int64_t>, std::size_t> track_unit;
+    std::vector<std::map<std::int64_t, int>> votes;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        const auto& r = records[i];
+        std::size_t u = votes.size();
+        if (r.track_id >= 0) u = track_unit.emplace(std::pair{r.camera, r.track_id}, votes.size()).first->second;
+        if (u == votes.size()) votes.emplace_back();
+        unit_of[i] = u;
+        if (clustering)
+            if (auto it = clustering->cluster.find(r.id); it != clustering->cluster.end() && it->second >= 0)
+                ++votes[u][it->second];
+    }
+    // Group of each unit: one per cluster (the majority vote), else one per unit.
+    std::vector<std::size_t> group_of_unit(votes.size());
+    std::vector<std::int64_t> group_cluster;  // -1: a unit's own group
+    std::map<std::int64_t, std::size_t> cluster_group;
+    for (std::size_t u = 0; u < votes.size(); ++u) {
+        std::int64_t best = -1;
+        int best_n = 0;
+        for (const auto& [cl, n] : votes[u])
+            if (n > best_n) best = cl, best_n = n;
+        if (best >= 0) {
+            const auto [it, fresh] = cluster_group.emplace(best, group_cluster.size());
+            if (fresh) group_cluster.push_back(best);
+            group_of_unit[u] = it->second;
+        } else {
+            group_of_unit[u] = group_cluster.size();
+            group_cluster.push_back(-1);
+        }
+    }
+    // The operator's merges ("same" rows) join the groups holding their crops.
+    std::vector<std::size_t> parent(group_cluster.size());
+    std::iota(parent.begin(), parent.end(), std::size_t{0});
+    auto find = [&](std::size_t x) {
+        while (parent[x] != x) x = parent[x] = parent[parent[x]];
+        return x;
+    };
+    std::unordered_map<std::int64_t, std::size_t> index_of;
+    for (std::size_t i = 0; i < records.size(); ++i) index_of[records[i].id] = i;
+    for (const auto& [a, b] : corrections.same) {
+        const auto ia = index_of.find(a), ib = index_of.find(b);
+        if (ia == index_of.end() || ib == index_of.end()) continue;
+        parent[find(group_of_unit[unit_of[ia->second]])] = find(group_of_unit[unit_of[ib->second]]);
     }
     struct Group {
-        std::string camera;
-        std::int64_t track = -1;
-        std::vector<const quality::CropRecord*> crops;
+        std::vector<std::size_t> members;  // record indexes, in store order
+        std::set<std::size_t> units;
+        std::set<std::int64_t> clusters;
+        bool merged = false;
     };
-    const auto records = store_.snapshot();
-    std::map<std::pair<std::string, std::int64_t>, Group> by_track;
-    std::vector<Group> singles;
-    for (const auto& r : records) {
-        if (r.track_id < 0) {
-            singles.push_back({r.camera, -1, {&r}});
-            continue;
-        }
-        Group& g = by_track[{r.camera, r.track_id}];
-        g.camera = r.camera;
-        g.track = r.track_id;
-        g.crops.push_back(&r);
+    std::map<std::size_t, Group> by_root;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        const std::size_t g = group_of_unit[unit_of[i]], root = find(g);
+        Group& group = by_root[root];
+        group.members.push_back(i);
+        group.units.insert(unit_of[i]);
+        if (group_cluster[g] >= 0) group.clusters.insert(group_cluster[g]);
     }
-    std::vector<Group> groups;
-    groups.reserve(by_track.size() + singles.size());
-    for (auto& [key, g] : by_track) groups.push_back(std::move(g));
-    for (auto& g : singles) groups.push_back(std::move(g));
+    std::vector<Group*> groups;
+    groups.reserve(by_root.size());
+    for (auto& [root, g] : by_root) {
+        std::set<std::size_t> joined;  // the groups the operator's merges joined into this one
+        for (const auto u : g.units) joined.insert(group_of_unit[u]);
+        g.merged = joined.size() > 1;
+        groups.push_back(&g);
+    }
     // Largest first; among equals the most recent first.
-    std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
-        if (a.crops.size() != b.crops.size()) return a.crops.size() > b.crops.size();
-        return a.crops.back()->id > b.crops.back()->id;
+    std::stable_sort(groups.begin(), groups.end(), [&](const Group* a, const Group* b) {
+        if (a->members.size() != b->members.size()) return a->members.size() > b->members.size();
+        return records[a->members.back()].id > records[b->members.back()].id;
     });
     json out = json::array();
-    for (std::size_t i = 0; i < groups.size() && i < max_groups; ++i) {
-        const Group& g = groups[i];
+    for (std::size_t gi = 0; gi < groups.size() && gi < max_groups; ++gi) {
+        const Group& g = *groups[gi];
+        const auto& first = records[g.members.front()];
+        // Sample crops: round-robin over the group's units (tracks), so that a merged or
+        // clustered group shows each of its tracks.
+        std::map<std::size_t, std::vector<std::size_t>> per_unit;
+        for (const auto i : g.members) per_unit[unit_of[i]].push_back(i);
         json ids = json::array();
-        std::string name;
-        for (const auto* r : g.crops) {
-            if (ids.size() < 8) ids.push_back(r->id);
-            if (auto it = named.find(r->id); it != named.end()) name = it->second;
+        for (std::size_t k = 0; ids.size() < 8; ++k) {
+            bool any = false;
+            for (const auto& [u, list] : per_unit)
+                if (k < list.size() && ids.size() < 8) {
+                    ids.push_back(records[list[k]].id);
+                    any = true;
+                }
+            if (!any) break;
         }
-        out.push_back({{"key", g.track >= 0 ? fmt::format("{}/{}", g.camera, g.track) : fmt::format("crop {}", g.crops[0]->id)},
-                       {"camera", g.camera},
-                       {"track", g.track},
-                       {"track_label", g.track >= 0 ? fmt::format("track {} (run {})", g.track % quality::kTrackRunStride,
-                                                                  quality::track_run_of(g.track))
-                                                    : std::string("single crop")},
-                       {"count", g.crops.size()},
-                       {"first", common::utc_timestamp(g.crops.front()->timestamp)},
-                       {"last", common::utc_timestamp(g.crops.back()->timestamp)},
+        std::string name;
+        std::set<std::string> cameras;
+        auto t_first = first.timestamp, t_last = first.timestamp;
+        for (const auto i : g.members) {
+            const auto& r = records[i];
+            if (auto it = named.find(r.id); it != named.end()) name = it->second;
+            cameras.insert(r.camera);
+            t_first = std::min(t_first, r.timestamp);
+            t_last = std::max(t_last, r.timestamp);
+        }
+        const bool one_track = g.units.size() == 1 && first.track_id >= 0;
+        std::string key, label;
+        if (!g.clusters.empty()) {
+            key = fmt::format("cluster {}", *g.clusters.begin());
+            label = fmt::format("{} {} · {} track(s)", g.clusters.size() > 1 ? "clusters" : "cluster",
+                                fmt::join(g.clusters, ", "), g.units.size());
+        } else if (one_track) {
+            key = fmt::format("{}/{}", first.camera, first.track_id);
+            label = fmt::format("track {} (run {})", first.track_id % quality::kTrackRunStride,
+                                quality::track_run_of(first.track_id));
+        } else {
+            key = fmt::format("crop {}", first.id);
+            label = g.units.size() > 1 ? fmt::format("{} track(s)", g.units.size()) : std::string("single crop");
+        }
+        if (g.merged) label += " · merged";
+        out.push_back({{"key", key},
+                       {"ref", first.id},
+                       {"camera", fmt::format("{}", fmt::join(cameras, ", "))},
+                       {"track", one_track ? first.track_id : -1},
+                       {"tracks", g.units.size()},
+                       {"clusters", g.clusters},
+                       {"merged", g.merged},
+                       {"track_label", label},
+                       {"count", g.members.size()},
+                       {"first", common::utc_timestamp(t_first)},
+                       {"last", common::utc_timestamp(t_last)},
                        {"crops", ids},
                        {"named", name}});
     }
-    return {{"groups", out}, {"crops", records.size()}, {"group_count", groups.size()}};
+    json clustered = nullptr;
+    if (clustering) clustered = {{"crops", clustering->cluster.size()}, {"time", clustering->time}};
+    return {{"groups", out}, {"crops", records.size()}, {"group_count", groups.size()}, {"clustering", clustered}};
 }
 
 std::vector<ui::EnrollResult> SiteConsole::name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
@@ -467,11 +568,13 @@ std::vector<ui::EnrollResult> SiteConsole::name_crops(const std::string& name, c
         records.push_back(*r);
     }
     std::vector<ui::EnrollResult> out;
-    std::vector<std::string> rows;
+    common::OperatorConstraints rows;
     std::lock_guard lock(enroll_mutex_);
     for (const auto& r : records) {
         ui::EnrollResult e;
-        e.filename = fmt::format("crop {} ({} track {})", r.id, r.camera, r.track_id);
+        e.filename = r.track_id >= 0 ? fmt::format("crop {} ({} track {}, run {})", r.id, r.camera,
+                                                   r.track_id % quality::kTrackRunStride, quality::track_run_of(r.track_id))
+                                     : fmt::format("crop {} ({}, no track)", r.id, r.camera);
         const auto chip = store_.load_chip(r);
         if (!chip) {
             e.reason = "the crop's file is unreadable (quarantined)";
@@ -480,24 +583,36 @@ std::vector<ui::EnrollResult> SiteConsole::name_crops(const std::string& name, c
             score.normalized = r.score;
             e.entry = gallery_->add(name, *chip, score, kConsoleSource + ui::printable(by, 32) + ": " + e.filename);
             e.ok = true;
-            rows.push_back(fmt::format("must,{},{}", r.id, name));
+            rows.must.emplace_back(r.id, name);
         }
         out.push_back(e);
     }
-    if (!rows.empty()) append_constraints(rows);
+    if (!rows.empty()) add_constraints(rows);
     return out;
 }
 
 int SiteConsole::not_person(const std::string& name, const std::vector<std::int64_t>& crops) {
     check_person_name(name);
     if (crops.empty() || crops.size() > 200) throw std::invalid_argument("mark 1 to 200 crops");
-    std::vector<std::string> rows;
+    common::OperatorConstraints rows;
     for (const auto id : crops) {
         if (!store_.find(id)) throw std::invalid_argument(fmt::format("crop {} is not stored", id));
-        rows.push_back(fmt::format("cannot,{},name:{}", id, name));
+        rows.cannot.emplace_back(common::ConstraintRef{id, {}}, common::ConstraintRef{-1, name});
     }
-    append_constraints(rows);
-    return static_cast<int>(rows.size());
+    add_constraints(rows);
+    return static_cast<int>(rows.rows());
+}
+
+int SiteConsole::merge_groups(const std::vector<std::int64_t>& crops) {
+    if (crops.size() < 2 || crops.size() > 20) throw std::invalid_argument("merge 2 to 20 groups (one crop of each)");
+    common::OperatorConstraints rows;
+    for (const auto id : crops)
+        if (!store_.find(id)) throw std::invalid_argument(fmt::format("crop {} is not stored", id));
+    for (std::size_t i = 1; i < crops.size(); ++i)
+        if (crops[i] != crops[0]) rows.same.emplace_back(crops[0], crops[i]);
+    if (rows.empty()) throw std::invalid_argument("the groups to merge are one group");
+    add_constraints(rows);
+    return static_cast<int>(rows.rows());
 }
 
 }  // namespace faceadapt::daemon

@@ -35,6 +35,7 @@
 #include "faceadapt/daemon/training_cycle.hpp"
 #include "faceadapt/ingest/face_landmarks.hpp"
 #include "faceadapt/ingest/face_pipeline.hpp"
+#include "faceadapt/ingest/frame_snapshot.hpp"
 #include "faceadapt/publish/publisher.hpp"
 #include "faceadapt/quality/crop_store.hpp"
 #include "faceadapt/quality/gallery.hpp"
@@ -142,6 +143,9 @@ struct Daemon::Impl {
         std::unique_ptr<ingest::FacePipeline> pipeline;
     };
     std::map<std::string, Camera> cameras;  // main thread only
+    // Each camera's latest full picture (a small JPEG every 2 s), for the console's Overview;
+    // offered by the cameras' workers (the processor wrapper in start_camera).
+    ingest::FrameSnapshots frame_snapshots;
     std::vector<std::string> disabled_cameras;  // enabled = false in the site file; main thread only
     // The 68-point model (~100 MB) is loaded once and shared by every camera's face stage;
     // reloaded only when [detect].landmarks_model names another file. Main thread only.
@@ -291,7 +295,19 @@ struct Daemon::Impl {
                     if (o.track_id >= 0) o.track_id += track_base;
                     on_observation(std::move(o));
                 },
-                ingest::face_stage_factory(d, shared_landmarks(d.landmarks_model)));
+                [this, stage = ingest::face_stage_factory(d, shared_landmarks(d.landmarks_model))](
+                    const config::CameraConfig& c) -> ingest::FrameProcessor {
+                    // Every frame the worker takes passes the snapshot keeper first (a JPEG at
+                    // most every 2 s); a failure there never costs the frame its faces.
+                    return [this, inner = stage(c)](const ingest::Frame& f) {
+                        try {
+                            frame_snapshots.offer(f);
+                        } catch (const std::exception& e) {
+                            spdlog::debug("camera {}: no snapshot: {}", f.camera, e.what());
+                        }
+                        return inner(f);
+                    };
+                });
             pipeline->start();
             cameras[cam.id] = Camera{cam, camera_fingerprint(cam, detect), std::move(pipeline)};
             spdlog::info("camera {}: started ({}, {} worker(s))", cam.id, config::mask_url_credentials(cam.url),
@@ -306,6 +322,7 @@ struct Daemon::Impl {
         if (it == cameras.end()) return;
         it->second.pipeline->stop();
         cameras.erase(it);
+        frame_snapshots.forget(id);
         metrics.remove_matching("camera", id);
     }
 
@@ -727,11 +744,17 @@ struct Daemon::Impl {
             return fmt::format("Rollback to version {} started{}: it becomes a new version and is published to the doors.",
                                version, learner_busy ? " (after the running task)" : "");
         };
+        hooks.frame = [this](const std::string& camera) -> std::optional<CameraFrame> {
+            auto snap = frame_snapshots.latest(camera);
+            if (!snap) return std::nullopt;
+            return CameraFrame{std::move(snap->jpeg), snap->timestamp};
+        };
         console_backend = std::make_unique<SiteConsole>(cfg.site.state_dir, *store, metrics, std::move(hooks));
         ui::ConsoleServer::Options o;
         o.listen = cfg.ui.listen;
         o.cert_file = cfg.ui.cert_file;
         o.key_file = cfg.ui.key_file;
+        o.allowed_hosts = cfg.ui.allowed_hosts;
         o.users_file = ui::users_file(cfg.site.state_dir);
         o.audit_file = ui::audit_file(cfg.site.state_dir);
         o.site = cfg.site.id;

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/site_files.hpp"
 #include "faceadapt/common/time.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
@@ -72,6 +73,8 @@ bool held_out(const std::string& camera, std::int64_t track, double holdout_frac
     const auto cut = static_cast<std::uint64_t>(holdout_fraction * 1000.0);
     return track >= 0 && fnv1a(camera + "/" + std::to_string(track)) % 1000 < cut;
 }
+
+fs::path latest_clustering_file(const fs::path& models_dir) { return models_dir / "clustering.csv"; }
 
 std::string track_label(const quality::CropRecord& r) { return r.camera + "/" + std::to_string(r.track_id); }
 
@@ -152,7 +155,8 @@ json to_json(const CycleState& s) {
     if (s.training)
         j["training"] = {{"model", s.training->model.string()},
                          {"provenance", s.training->provenance},
-                         {"seconds", s.training->seconds}};
+                         {"seconds", s.training->seconds},
+                         {"clustered", s.training->clustered}};
     if (s.evaluation) {
         json refs = json::array();
         for (const auto& r : s.evaluation->references) refs.push_back({{"name", r.name}, {"figures", to_json(r.figures)}});
@@ -190,7 +194,8 @@ CycleState cycle_state_from_json(const json& j) {
         }
         if (j.contains("training")) {
             const json& t = j["training"];
-            s.training = TrainOutput{at(t, "model").get<std::string>(), at(t, "provenance"), at(t, "seconds").get<double>()};
+            s.training = TrainOutput{at(t, "model").get<std::string>(), at(t, "provenance"), at(t, "seconds").get<double>(),
+                                     t.value("clustered", std::int64_t{-1})};
         }
         if (j.contains("evaluation")) {
             const json& e = j["evaluation"];
@@ -315,13 +320,15 @@ struct TrainingCycle::Run {
         }
         const bool resume = resumed;
         s.parent_version = c.registry_.current_version();
-        const fs::path candidate = dir / "candidate.model", checkpoint = dir / "checkpoint";
+        const fs::path candidate = dir / "candidate.model", checkpoint = dir / "checkpoint",
+                       clustering = dir / "clustering.csv";
         std::vector<std::string> argv{c.options_.trainer.string(), "train", "--data", s.prepared->data_dir.string(),
                                       "--chips", "--out", candidate.string(),
                                       "--cycles", std::to_string(cfg.learner.cycles),
                                       "--iters", std::to_string(cfg.learner.iters),
                                       "--config", fs::absolute(c.options_.config_file).string(),
                                       "--checkpoint", checkpoint.string(),
+                                      "--clustering", clustering.string(),
                                       "--protocol-fd", std::to_string(kChildProtocolFd)};
         if (s.parent_version > 0)
             argv.insert(argv.end(), {"--init", c.registry_.get(s.parent_version).model_file.string()});
@@ -365,9 +372,29 @@ struct TrainingCycle::Run {
         c.registry_.append_history({{"event", "cycle"}, {"cycle", s.name}, {"result", "ok"}, {"seconds", secs}});
         spdlog::info("cycle {}: trained in {:.1f} s; evaluating the candidate", s.name, secs);
         s.training = TrainOutput{candidate, trained->provenance.is_object() ? trained->provenance : json::object(), secs};
+        s.training->clustered = keep_clustering(clustering);
         s.step = CycleStep::evaluate;
         save();
         return true;
+    }
+
+    // The child's clustering, checked (read back with its bounds) and kept as the latest one.
+    // Returns its crops; -1 when there is none or it is malformed (logged: the cycle goes on,
+    // the console keeps the clustering it had).
+    std::int64_t keep_clustering(const fs::path& file) {
+        if (!fs::exists(file)) {
+            spdlog::info("cycle {}: the training child wrote no clustering", s.name);
+            return -1;
+        }
+        try {
+            const auto rows = common::read_clustering(file);
+            common::write_clustering(latest_clustering_file(c.registry_.dir()), rows);
+            spdlog::info("cycle {}: kept the clustering of {} crops for the console", s.name, rows.size());
+            return static_cast<std::int64_t>(rows.size());
+        } catch (const std::exception& e) {
+            spdlog::warn("cycle {}: the child's clustering is not kept: {}", s.name, e.what());
+            return -1;
+        }
     }
 
     // A failure of evaluate/gate/release, as faceadaptd has always recorded it.

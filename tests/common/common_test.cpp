@@ -11,6 +11,7 @@
 #include "faceadapt/common/crc32.hpp"
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/log_format.hpp"
+#include "faceadapt/common/site_files.hpp"
 #include "faceadapt/common/text.hpp"
 #include "faceadapt/common/time.hpp"
 #include "test_support.hpp"
@@ -125,4 +126,58 @@ TEST(Printable, CutsAtWholeCharactersAndSaysSo) {
     EXPECT_EQ(cut, "éé...");
     EXPECT_TRUE(common::is_printable_utf8(cut));
     EXPECT_EQ(common::printable(""), "");
+// The snapshot's operator constraints and a cycle's clustering (site_files.hpp): what the
+// console writes, the learner reads, and the other way round.
+TEST(SiteFiles, ConstraintsRoundTripWithMergesAndRefuseMalformedRows) {
+    test::TempDir dir;
+    const fs::path file = dir.path() / "constraints.csv";
+    EXPECT_TRUE(common::read_constraints(file).empty()) << "a missing file is no constraint";
+    common::OperatorConstraints c;
+    c.must = {{5, "Ada Lovelace"}};
+    c.cannot = {{{6, {}}, {-1, "Ada Lovelace"}}, {{7, {}}, {8, {}}}};
+    c.same = {{9, 10}, {9, 11}};
+    common::write_constraints(file, c);
+    EXPECT_EQ(common::read_file(file),
+              "kind,a,b\nmust,5,Ada Lovelace\ncannot,6,name:Ada Lovelace\ncannot,7,8\nsame,9,10\nsame,9,11\n");
+    EXPECT_EQ(common::read_constraints(file), c);
+    auto refused = [&](const std::string& text) {
+        std::ofstream(file) << text;
+        try {
+            (void)common::read_constraints(file);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_NE(refused("kind,a,b\nsame,9,x\n").find("line 2"), std::string::npos);
+    EXPECT_NE(refused("kind,a,b\nsame,-1,4\n").find("bad crop id"), std::string::npos);
+    EXPECT_NE(refused("kind,a,b\nmerge,1,2\n").find("not must, cannot or same"), std::string::npos);
+    const std::string hostile = refused("kind,a,b\nmust,1,<script>\n");
+    EXPECT_EQ(hostile.find("<script>"), std::string::npos) << "never echoed: " << hostile;
+    common::OperatorConstraints bad;
+    bad.must = {{1, "a\nb"}};
+    EXPECT_THROW(common::write_constraints(file, bad), std::runtime_error);
+    EXPECT_TRUE(common::valid_person_name("Ada Lovelace-2.x_y"));
+    EXPECT_FALSE(common::valid_person_name(""));
+    EXPECT_FALSE(common::valid_person_name(std::string(65, 'a')));
+    EXPECT_FALSE(common::valid_person_name("Zoë"));
+}
+
+TEST(SiteFiles, ClusteringRoundTripsAndIsBounded) {
+    test::TempDir dir;
+    const fs::path file = dir.path() / "clustering.csv";
+    const std::vector<common::ClusterAssignment> rows{{3, 0}, {4, 0}, {9, -1}, {12, 7}};
+    common::write_clustering(file, rows);
+    EXPECT_EQ(common::read_file(file), "crop,cluster\n3,0\n4,0\n9,-1\n12,7\n");
+    EXPECT_EQ(common::read_clustering(file), rows);
+    EXPECT_THROW(common::write_clustering(file, {{1, -2}}), std::runtime_error);
+    EXPECT_EQ(common::read_clustering(file), rows) << "a refused write leaves the file as it was";
+    for (const char* text : {"crop,cluster\n1,-2\n", "crop,cluster\n1\n", "crop,label\n1,2\n", "crop,cluster\n1,2,3\n",
+                             "crop,cluster\nx,2\n"}) {
+        std::ofstream(file) << text;
+        EXPECT_THROW(common::read_clustering(file), std::invalid_argument) << text;
+    }
+    std::ofstream(file) << "crop,cluster\n1," << std::string(5000, '1') << "\n";
+    EXPECT_THROW(common::read_clustering(file), std::invalid_argument) << "a line over 4096 bytes";
+    EXPECT_THROW(common::read_clustering(dir.path() / "absent.csv"), std::invalid_argument);
 }

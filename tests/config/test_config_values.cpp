@@ -313,6 +313,16 @@ TEST(ConfigUi, DefaultsValuesAndTheCertificatePair) {
     EXPECT_NE(issues("[ui]\ncert_file = \"absent.pem\"\nkey_file = \"k.pem\"\n").find("ui.cert_file"), std::string::npos);
     EXPECT_NE(issues("[ui]\nlisten = \"8080\"\n").find("ui.listen"), std::string::npos);
     EXPECT_NE(issues("[ui]\nsession_hours = 0\n").find("ui.session_hours"), std::string::npos);
+    // The Host names the console answers to beside localhost and the listen host.
+    EXPECT_TRUE(d.ui.allowed_hosts.empty());
+    const auto h = cfg::parse_config("[ui]\nallowed_hosts = [\"nvr.site.lan\", \"[fd00::5]\", \"10.1.2.3\"]\n", "x.toml");
+    EXPECT_EQ(h.ui.allowed_hosts, (std::vector<std::string>{"nvr.site.lan", "[fd00::5]", "10.1.2.3"}));
+    EXPECT_EQ(cfg::parse_config(cfg::to_toml(h), "x.toml").ui.allowed_hosts, h.ui.allowed_hosts) << "round trip";
+    EXPECT_NE(issues("[ui]\nallowed_hosts = [\"nvr:8080\"]\n").find("ui.allowed_hosts[0]"), std::string::npos)
+        << "no port";
+    EXPECT_NE(issues("[ui]\nallowed_hosts = [\"a\", \"<b>\"]\n").find("ui.allowed_hosts[1]"), std::string::npos);
+    EXPECT_NE(issues("[ui]\nallowed_hosts = \"nvr\"\n").find("ui.allowed_hosts"), std::string::npos) << "an array";
+    EXPECT_EQ(issues("[ui]\nallowed_hosts = [\"<b>\"]\n").find("<b>"), std::string::npos) << "not echoed";
 }
 
 }  // namespace

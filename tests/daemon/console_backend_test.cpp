@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include "faceadapt/common/site_files.hpp"
+#include "faceadapt/common/time.hpp"
 #include "faceadapt/daemon/console_backend.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/training_cycle.hpp"
 #include "faceadapt/quality/crop_store.hpp"
 #include "faceadapt/quality/gallery.hpp"
 #include "test_support.hpp"
@@ -27,6 +30,7 @@ struct Site {
     std::unique_ptr<quality::CropStore> store;
     daemon::MetricsRegistry metrics;
     std::vector<int> rollbacks;
+    std::map<std::string, daemon::CameraFrame> frames;  // what the cameras' snapshot keeper holds
     std::unique_ptr<daemon::SiteConsole> console;
 
     Site() {
@@ -44,6 +48,11 @@ struct Site {
         hooks.rollback = [this](int v) {
             rollbacks.push_back(v);
             return "started";
+        };
+        hooks.frame = [this](const std::string& camera) -> std::optional<daemon::CameraFrame> {
+            const auto it = frames.find(camera);
+            if (it == frames.end()) return std::nullopt;
+            return it->second;
         };
         console = std::make_unique<daemon::SiteConsole>(dir.path(), *store, metrics, hooks);
     }
@@ -99,7 +108,20 @@ TEST(SiteConsole, OverviewFromMetricsAndStore) {
     EXPECT_EQ(decoded.cols, 150);
     EXPECT_EQ(s.console->crop_jpeg(ids[3]), jpeg) << "cached";
     EXPECT_FALSE(s.console->crop_jpeg(123456));
-    EXPECT_TRUE(s.console->snapshot_jpeg("gate"));
+    // The snapshot is the camera's latest full frame, not a face crop: none until the ingest
+    // side has one, though "gate" has crops.
+    EXPECT_FALSE(s.console->snapshot_jpeg("gate"));
+    EXPECT_TRUE(s.console->overview()["cameras"][0]["snapshot"].is_null());
+    std::vector<uchar> frame_jpeg;
+    cv::imencode(".jpg", cv::Mat(360, 640, CV_8UC3, cv::Scalar(10, 200, 30)), frame_jpeg);
+    const auto t = std::chrono::system_clock::now();
+    s.frames["gate"] = {std::string(frame_jpeg.begin(), frame_jpeg.end()), t};
+    const auto snap = s.console->snapshot_jpeg("gate");
+    ASSERT_TRUE(snap);
+    const cv::Mat full = cv::imdecode(std::vector<uchar>(snap->begin(), snap->end()), cv::IMREAD_COLOR);
+    EXPECT_EQ(full.cols, 640);
+    EXPECT_EQ(full.rows, 360);
+    EXPECT_EQ(s.console->overview()["cameras"][0]["snapshot"], common::utc_timestamp(t));
     EXPECT_FALSE(s.console->snapshot_jpeg("yard"));
 }
 
@@ -206,6 +228,114 @@ TEST(SiteConsole, UnknownFacesGroupedByTrackNamedAndCorrected) {
     for (const auto id : a) EXPECT_FALSE(s.store->find(id)) << "crop " << id << " was named Ada";
     EXPECT_TRUE(s.store->find(b[0])) << "a crop only said not to be Ada is not hers";
     EXPECT_EQ(s.store->stats().crops, 3);
+}
+
+// The latest cycle's clustering (a clustering.csv written as the training child writes it)
+// groups the crops: each track goes whole to its majority cluster, crops newer than the
+// clustering or in its noise fall back to their track, and an operator's merge joins two groups
+// (stored as a "same" row for the learner).
+TEST(SiteConsole, UnknownFacesGroupedByTheLatestClusteringAndMerged) {
+    Site s;
+    auto add = [&](const char* camera, std::int64_t track, int shade) {
+        return s.store->insert({camera, std::chrono::system_clock::now(), track, chip(shade), 0.9, ""}).id;
+    };
+    std::vector<std::int64_t> t1, t2, t3, t4, fresh;
+    for (int i = 0; i < 3; ++i) t1.push_back(add("gate", 1, i));      // cluster 0
+    for (int i = 0; i < 2; ++i) t2.push_back(add("yard", 7, 10 + i)); // cluster 0 too (another camera)
+    for (int i = 0; i < 3; ++i) t3.push_back(add("gate", 2, 20 + i)); // 2 crops in cluster 1, 1 in cluster 0
+    for (int i = 0; i < 2; ++i) t4.push_back(add("gate", 3, 30 + i)); // noise
+    const auto single = add("gate", -1, 40);                           // untracked, cluster 1
+    std::vector<common::ClusterAssignment> clustering;
+    for (auto id : t1) clustering.push_back({id, 0});
+    for (auto id : t2) clustering.push_back({id, 0});
+    clustering.push_back({t3[0], 1});
+    clustering.push_back({t3[1], 0});
+    clustering.push_back({t3[2], 1});
+    for (auto id : t4) clustering.push_back({id, -1});
+    clustering.push_back({single, 1});
+    clustering.push_back({999999, 4});  // a crop no longer stored
+    fs::create_directories(s.dir.path() / "models");
+    common::write_clustering(daemon::latest_clustering_file(s.dir.path() / "models"), clustering);
+    for (int i = 0; i < 2; ++i) fresh.push_back(add("gate", 5, 50 + i));  // newer than the clustering
+
+    json u = s.console->unknown_faces(10);
+    ASSERT_TRUE(u["clustering"].is_object()) << u.dump();
+    EXPECT_EQ(u["clustering"]["crops"], clustering.size());
+    EXPECT_EQ(u["crops"], 13);
+    ASSERT_EQ(u["groups"].size(), 4u) << u.dump();
+    auto ids_of = [](const json& g) {
+        std::vector<std::int64_t> v = g["crops"].get<std::vector<std::int64_t>>();
+        std::sort(v.begin(), v.end());
+        return v;
+    };
+    auto sorted = [](std::vector<std::int64_t> v) {
+        std::sort(v.begin(), v.end());
+        return v;
+    };
+    // Cluster 0: tracks 1 (gate) and 7 (yard): 5 crops, the largest.
+    EXPECT_EQ(u["groups"][0]["key"], "cluster 0");
+    EXPECT_EQ(u["groups"][0]["count"], 5);
+    EXPECT_EQ(u["groups"][0]["tracks"], 2);
+    EXPECT_EQ(u["groups"][0]["camera"], "gate, yard");
+    EXPECT_EQ(ids_of(u["groups"][0]), sorted({t1[0], t1[1], t1[2], t2[0], t2[1]}));
+    // Cluster 1: track 2 whole (its crop the clustering put in cluster 0 stays with it) and the
+    // untracked crop.
+    EXPECT_EQ(u["groups"][1]["key"], "cluster 1");
+    EXPECT_EQ(ids_of(u["groups"][1]), sorted({t3[0], t3[1], t3[2], single}));
+    // Noise and crops newer than the clustering: their own tracks (the newer one first).
+    EXPECT_EQ(u["groups"][2]["key"], "gate/5");
+    EXPECT_EQ(ids_of(u["groups"][2]), sorted(fresh));
+    EXPECT_EQ(u["groups"][3]["key"], "gate/3");
+    EXPECT_EQ(ids_of(u["groups"][3]), sorted(t4));
+
+    // Merge cluster 1 with the noise track: one group, and a "same" row for the learner.
+    EXPECT_THROW(s.console->merge_groups({t3[0]}), std::invalid_argument) << "two groups at least";
+    EXPECT_THROW(s.console->merge_groups({t3[0], 123456}), std::invalid_argument) << "no such crop";
+    EXPECT_EQ(s.console->merge_groups({u["groups"][1]["ref"].get<std::int64_t>(), u["groups"][3]["ref"].get<std::int64_t>()}), 1);
+    const auto stored = common::read_constraints(daemon::SiteConsole::constraints_file(s.dir.path()));
+    ASSERT_EQ(stored.same.size(), 1u);
+    u = s.console->unknown_faces(10);
+    ASSERT_EQ(u["groups"].size(), 3u) << u.dump();
+    EXPECT_EQ(u["groups"][0]["count"], 6);
+    EXPECT_TRUE(u["groups"][0]["merged"].get<bool>());
+    EXPECT_NE(u["groups"][0]["track_label"].get<std::string>().find("merged"), std::string::npos);
+    EXPECT_EQ(u["groups"][1]["count"], 5);
+    EXPECT_FALSE(u["groups"][1]["merged"].get<bool>());
+    EXPECT_EQ(u["group_count"], 3);
+
+    // A newer clustering replaces it (read again when the file changes): everything in one cluster.
+    for (auto& a : clustering) a.cluster = 3;
+    for (auto id : fresh) clustering.push_back({id, 3});
+    const auto path = daemon::latest_clustering_file(s.dir.path() / "models");
+    common::write_clustering(path, clustering);
+    fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(2));
+    u = s.console->unknown_faces(10);
+    ASSERT_EQ(u["groups"].size(), 1u) << u.dump();
+    EXPECT_EQ(u["groups"][0]["count"], 13);
+    EXPECT_EQ(u["groups"][0]["crops"].size(), 8u) << "sample crops, at most 8";
+    // Malformed: the console falls back to tracks and says so.
+    std::ofstream(path) << "crop,cluster\nnot a row\n";
+    fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(4));
+    u = s.console->unknown_faces(10);
+    EXPECT_TRUE(u["clustering"].is_null());
+    EXPECT_EQ(u["groups"][0]["count"], 5) << "tracks 2 and 3, merged: " << u.dump();
+    EXPECT_EQ(u["groups"][1]["key"], "gate/1");
+}
+
+// Erasing a person also drops the merges of the crops named for them (they are gone).
+TEST(SiteConsole, EraseDropsTheMergesOfTheErasedCrops) {
+    Site s;
+    const auto a = s.store->insert({"gate", std::chrono::system_clock::now(), 1, chip(1), 0.9, ""}).id;
+    const auto b = s.store->insert({"gate", std::chrono::system_clock::now(), 2, chip(2), 0.9, ""}).id;
+    const auto c = s.store->insert({"gate", std::chrono::system_clock::now(), 3, chip(3), 0.9, ""}).id;
+    ASSERT_TRUE(s.console->name_crops("Ada", {a}, "op")[0].ok);
+    EXPECT_EQ(s.console->merge_groups({a, b}), 1);
+    EXPECT_EQ(s.console->merge_groups({b, c}), 1);
+    EXPECT_EQ(s.console->erase("Ada"), 1);
+    const auto left = common::read_constraints(daemon::SiteConsole::constraints_file(s.dir.path()));
+    EXPECT_TRUE(left.must.empty());
+    EXPECT_EQ(left.same, (std::vector<std::pair<std::int64_t, std::int64_t>>{{b, c}}));
+    EXPECT_FALSE(s.store->find(a));
 }
 
 TEST(SiteConsole, RollbackValidatesTheVersion) {

@@ -18,7 +18,9 @@
 #include <opencv2/imgproc.hpp>
 
 #include "daemon_process.hpp"
+#include "faceadapt/common/site_files.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
+#include "faceadapt/daemon/training_cycle.hpp"
 #include "faceadapt/ingest/rtsp_test_server.hpp"
 #include "faceadapt/learner/ema.hpp"
 #include "faceadapt/learner/model_file.hpp"
@@ -421,6 +423,16 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     EXPECT_EQ(registry.current_version(), 1);
     EXPECT_TRUE(registry.get(1).published());
     EXPECT_FALSE(fs::exists(state / "models" / "cycle.json"));
+    // The real `faceadapt train --clustering`: the cycle kept its clustering of the crops it
+    // trained on for the console's Unknown faces, every one a crop of the store.
+    const auto clustering = common::read_clustering(daemon::latest_clustering_file(state / "models"));
+    EXPECT_FALSE(clustering.empty());
+    {
+        const quality::CropStore store(state, config::StoreConfig{}, quality::CropStore::Options{false});
+        std::size_t stored = 0;
+        for (const auto& a : clustering) stored += store.find(a.crop).has_value();
+        EXPECT_EQ(stored, clustering.size());
+    }
     m = fetch_metrics(site.metrics_port);
     EXPECT_EQ(metric_value(m, "faceadapt_model_version"), 1.0);
     EXPECT_EQ(metric_value(m, "faceadapt_door_acks_total", "result=\"acked\""), 1.0);

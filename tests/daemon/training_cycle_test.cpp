@@ -10,6 +10,8 @@
 #include <opencv2/core.hpp>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/site_files.hpp"
+#include "faceadapt/daemon/console_backend.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
 #include "faceadapt/daemon/release.hpp"
@@ -36,13 +38,15 @@ const char* kFakeFaceadapt = R"SH(#!/bin/sh
 dir="$(dirname "$0")"
 cmd="$1"; shift
 echo "$cmd $*" >> "$dir/calls.log"
-out=''; data=''; holdout=''; ckpt=''; resume=no
+out=''; data=''; holdout=''; ckpt=''; resume=no; clustering=''
+
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift;;
     --data) data="$2"; shift;;
     --holdout) holdout="$2"; shift;;
     --checkpoint) ckpt="$2"; shift;;
+    --clustering) clustering="$2"; shift;;
     --resume) resume=yes;;
   esac
   shift
@@ -54,6 +58,13 @@ if [ "$cmd" = train ]; then
     exit 2
   fi
   find "$data" -name '*.png' | wc -l > "$dir/train-chips"
+  [ -e "$data/constraints.csv" ] && cp "$data/constraints.csv" "$dir/seen-constraints.csv"
+  # The clustering as `faceadapt train --clustering` writes it: the snapshot's crop ids, here
+  # cluster = id mod 3 (or a malformed file when asked).
+  if [ -n "$clustering" ] && [ ! -e "$dir/no-clustering" ]; then
+    if [ -e "$dir/bad-clustering" ]; then echo 'crop,cluster' > "$clustering"; echo '1,-7' >> "$clustering"
+    else { echo 'crop,cluster'; tail -n +2 "$data/index.csv" | cut -d, -f1 | while read id; do echo "$id,$((id % 3))"; done; } > "$clustering"; fi
+  fi
   if [ -e "$dir/train-waits" ]; then
     rm "$dir/train-waits"
     trap 'echo saved > "$ckpt"; exit 3' TERM
@@ -341,6 +352,54 @@ TEST_F(TrainingCycleTest, ACycleRunsEachStepOncePromotesAndReleasesTheCandidate)
     EXPECT_NE(calls("train")[1].find("--init " + registry->get(1).model_file.string()), std::string::npos);
     EXPECT_NE(calls("evaluate")[1].find("--current " + registry->get(1).model_file.string()), std::string::npos);
     EXPECT_EQ(registry->current_version(), 2);
+}
+
+// The training step keeps the child's clustering (crop -> final pseudo-identity) as the latest
+// one, in <models>/clustering.csv, whatever the gate then decides; a malformed one is not kept.
+TEST_F(TrainingCycleTest, TheTrainingStepKeepsTheChildsClusteringAsTheLatest) {
+    touch("worse");  // the gate refuses: the clustering is kept all the same
+    const TrainingCycle::Report r = make_cycle()->run(cfg, stop);
+    EXPECT_EQ(registry->current_version(), 0);
+    ASSERT_EQ(calls("train").size(), 1u);
+    const fs::path candidate_clustering = registry->candidate_dir(r.state.name) / "clustering.csv";
+    EXPECT_NE(calls("train")[0].find("--clustering " + candidate_clustering.string()), std::string::npos);
+    const fs::path latest = latest_clustering_file(registry->dir());
+    ASSERT_TRUE(fs::exists(latest));
+    const auto rows = common::read_clustering(latest);
+    ASSERT_EQ(rows.size(), 10u) << "the crops the child trained on";
+    for (const auto& a : rows) EXPECT_EQ(a.cluster, a.crop % 3);
+    ASSERT_TRUE(r.state.training);
+    EXPECT_EQ(r.state.training->clustered, 10);
+    EXPECT_EQ(cycle_state_from_json(to_json(r.state)).training->clustered, 10) << "saved with the state";
+    // A malformed clustering leaves the latest one as it was; none at all, too.
+    touch("bad-clustering");
+    const TrainingCycle::Report bad = make_cycle()->run(cfg, stop);
+    EXPECT_EQ(bad.state.training->clustered, -1);
+    EXPECT_EQ(common::read_clustering(latest), rows);
+    fs::remove(dir.path() / "bad-clustering");
+    touch("no-clustering");
+    EXPECT_EQ(make_cycle()->run(cfg, stop).state.training->clustered, -1);
+    EXPECT_EQ(common::read_clustering(latest), rows);
+}
+
+// The operator's corrections, as the console writes them (name, not this person, merge), are
+// copied into the cycle's snapshot folder, where the trainer reads them (data/constraints.csv).
+TEST_F(TrainingCycleTest, ConsoleCorrectionsAreCopiedIntoTheSnapshotTheTrainerReads) {
+    SiteConsoleHooks hooks;
+    hooks.config = [this] { return cfg; };
+    SiteConsole console(state, *store, metrics, hooks);
+    const auto crops = store->snapshot();
+    ASSERT_GE(crops.size(), 4u);
+    ASSERT_TRUE(console.name_crops("Ada", {crops[0].id}, "op")[0].ok);
+    EXPECT_EQ(console.not_person("Ada", {crops[1].id}), 1);
+    EXPECT_EQ(console.merge_groups({crops[2].id, crops[3].id}), 1);
+    const auto written = common::read_constraints(SiteConsole::constraints_file(state));
+    ASSERT_EQ(written.rows(), 3);
+    make_cycle()->run(cfg, stop);
+    ASSERT_TRUE(fs::exists(dir.path() / "seen-constraints.csv")) << "the trainer found no constraints.csv in --data";
+    EXPECT_EQ(common::read_constraints(dir.path() / "seen-constraints.csv"), written);
+    EXPECT_EQ(common::read_file(dir.path() / "seen-constraints.csv"),
+              common::read_file(SiteConsole::constraints_file(state)));
 }
 
 TEST_F(TrainingCycleTest, AKillAfterAnyStepResumesAtTheNextWithoutRepeatingFinishedOnes) {

@@ -10,3 +10,8 @@ add_executable(test_stream
 target_link_libraries(test_stream PRIVATE faceadapt_ingest faceadapt_rtsp_test_server faceadapt_test_support GTest::gtest
   PkgConfig::GST spdlog::spdlog)
 gtest_discover_tests(test_stream DISCOVERY_TIMEOUT 120)
+
+# Each camera's latest full picture as a small JPEG (FrameSnapshots: the console's snapshot).
+add_executable(test_frame_snapshot test_frame_snapshot.cpp)
+target_link_libraries(test_frame_snapshot PRIVATE faceadapt_ingest GTest::gtest_main ${OpenCV_LIBS})
+gtest_discover_tests(test_frame_snapshot DISCOVERY_TIMEOUT 60)

@@ -12,7 +12,7 @@ gtest_discover_tests(learner_core_test DISCOVERY_TIMEOUT 120)
 # The CLI (tools/faceadapt) exists only in the full build.
 if(NOT FACEADAPT_LEARNER_ONLY)
   add_executable(learner_core_cli_test ${CMAKE_CURRENT_LIST_DIR}/test_core_cli.cpp)
-  target_link_libraries(learner_core_cli_test PRIVATE faceadapt_test_support GTest::gtest_main
+  target_link_libraries(learner_core_cli_test PRIVATE faceadapt_common faceadapt_test_support GTest::gtest_main
     nlohmann_json::nlohmann_json)
   add_dependencies(learner_core_cli_test faceadapt)
   gtest_discover_tests(learner_core_cli_test DISCOVERY_TIMEOUT 120)

@@ -261,6 +261,30 @@ TEST(SiteSnapshot, IndexAndConstraintsGiveTheStructure) {
     refused("constraints.csv", "kind,a,b\ncannot,1,2\n" + std::string(8 << 20, ','), "line 3 is longer than 4096 bytes");
 }
 
+// "same" rows (the console's merge of two groups, one crop of each) put both crops, and what is
+// named or merged with them, in one named group; unknown ids are counted.
+TEST(SiteSnapshot, SameRowsJoinCropsAndNamesIntoOneNamedGroup) {
+    const std::vector<fl::SnapshotRow> rows = {{1, "door", 0, 1, 0.9, "a"}, {2, "door", 0, 2, 0.9, "b"},
+                                               {3, "door", 0, 3, 0.9, "c"}, {4, "hall", 0, 1, 0.9, "d"},
+                                               {5, "hall", 0, 2, 0.9, "e"}, {6, "hall", 0, 3, 0.9, "f"}};
+    fl::OperatorConstraints c;
+    c.must = {{4, "Ann"}, {6, "Bob"}};
+    c.same = {{1, 2}, {2, 4}, {3, 77}};
+    fl::StructureCounts counts;
+    const auto s = fl::site_structure(rows, c, &counts);
+    ASSERT_NO_THROW(s.validate(6));
+    EXPECT_GE(s.named[0], 0);
+    EXPECT_EQ(s.named[0], s.named[1]);
+    EXPECT_EQ(s.named[1], s.named[3]) << "merged with Ann's crop: Ann's group";
+    EXPECT_EQ(s.named[2], -1) << "its merge names a crop not in the rows";
+    EXPECT_EQ(s.named[4], -1);
+    EXPECT_GE(s.named[5], 0);
+    EXPECT_NE(s.named[5], s.named[0]) << "Bob stays his own group";
+    EXPECT_EQ(counts.same, 2);
+    EXPECT_EQ(counts.unknown_ids, 1);
+    EXPECT_FALSE(s.empty());
+}
+
 // The site simulation: every sample once; tracks of consecutive samples of one identity (in
 // their order), except the switched ones, which continue with another identity; the crops of
 // one frame are all of different identities; deterministic in the seed.

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/common/site_files.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -268,11 +270,18 @@ TEST(SimulateSiteCli, SnapshotOfTracksAndFramesIsTrainedWithItsConstraints) {
         return std::string{std::istreambuf_iterator<char>(in), {}};
     };
     EXPECT_EQ(text(snap / "index.csv"), text(tmp.path() / "snap2/index.csv"));
-    // An operator's correction beside the tracks and frames.
-    std::ofstream(snap / "constraints.csv") << "kind,a,b\nmust,1,Ann\ncannot,2,name:Ann\n";
+    // An operator's corrections beside the tracks and frames (a name, a "not", a merge).
+    std::ofstream(snap / "constraints.csv") << "kind,a,b\nmust,1,Ann\ncannot,2,name:Ann\nsame,3,4\n";
     const std::string train = env_prefix() + faceadapt_exe().string() + " train --chips --data '" + snap.string() +
                               "' --out '" + (tmp.path() / "m.fam").string() + "' --method naive --cycles 1 --iters 1";
-    ASSERT_EQ(run_command(train, &output), 0) << output;
+    const fs::path clustering = tmp.path() / "clustering.csv";
+    ASSERT_EQ(run_command(train + " --clustering '" + clustering.string() + "'", &output), 0) << output;
+    // --clustering: each crop's final pseudo-identity, by its store id (what faceadaptd keeps).
+    std::set<int64_t> clustered;
+    for (const auto& a : faceadapt::common::read_clustering(clustering)) clustered.insert(a.crop);
+    EXPECT_EQ(static_cast<int64_t>(clustered.size()), chips) << output;
+    EXPECT_EQ(*clustered.begin(), 1);
+    EXPECT_NE(output.find("clustering: " + std::to_string(chips) + " crops written"), std::string::npos) << output;
     EXPECT_NE(output.find("site structure:"), std::string::npos) << output;
     EXPECT_NE(output.find("1 cannot-linked crop pairs"), std::string::npos) << output;
     EXPECT_NE(output.find("site constraints:"), std::string::npos) << output;

@@ -2,9 +2,11 @@
 """The operator console in a real browser (headless Chromium driven by Selenium) against a real
 faceadaptd on loopback: an rtsp-serve camera (the walkers video), a mosquitto broker, a door agent.
 
-One daemon start: log in (a wrong password first), see the camera streaming with a snapshot and
-its crops, enroll a person from an LFW photo plus a photo without a face (the refusal and its
-reason shown), name the largest group of Unknown faces, find both on People and in the door's
+One daemon start: a request under another host name refused (DNS rebinding), log in (a wrong
+password first), see the camera streaming with a recent full frame (not a face crop) and its
+crops, enroll a person from an LFW photo plus a photo without a face (the refusal and its reason
+shown), on Unknown faces mark one ticked crop "not this person", merge two groups and find them
+shown as one, name two ticked crops of the largest group, find both on People and in the door's
 gallery after the gallery update (the door recognises the LFW person on another photo), erase
 the LFW person (confirmed) and find them gone from the door's next package, roll back to version
 1 (confirmed) and find the door on the new version, see Models and Audit, log out, and find the
@@ -163,6 +165,12 @@ def main():
             raise AssertionError("/api/overview answered without a session")
         except urllib.error.HTTPError as e:
             assert e.code == 401, e.code
+        # DNS rebinding: another site's name for this address gets nothing, the login page neither.
+        try:
+            urllib.request.urlopen(urllib.request.Request(base + "/login", headers={"Host": "rebind.example"}), timeout=2)
+            raise AssertionError("/login answered under another host name")
+        except urllib.error.HTTPError as e:
+            assert e.code == 421, e.code
 
         opts = webdriver.ChromeOptions()
         for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
@@ -197,6 +205,10 @@ def main():
             wait_camera.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".camera img.snap"))
             wait_camera.until(lambda d: d.execute_script(
                 "var i = document.querySelector('.camera img.snap'); return i && i.complete && i.naturalWidth > 0;"))
+            # A recent full frame of the 1920x1080 camera, downscaled to 640x360: not a 150x150 crop.
+            size = driver.execute_script(
+                "var i = document.querySelector('.camera img.snap'); return [i.naturalWidth, i.naturalHeight];")
+            assert size == [640, 360], size
             card = driver.find_element(By.CSS_SELECTOR, ".camera").text
             assert "entrance" in card and "STREAMING" in card.upper(), card
             shot("02-overview")
@@ -218,19 +230,53 @@ def main():
                 "var i = document.querySelector('[data-person=\"Tang Jiaxuan\"] img'); return i && i.complete && i.naturalWidth > 0;"))
             shot("03-people-enrolled")
 
-            # 4. Unknown faces: name the largest group (one track of the walkers video).
-            driver.find_element(By.LINK_TEXT, "Unknown faces").click()
-            group = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".card.group")))
-            group_crops = len(group.find_elements(By.CSS_SELECTOR, "input[name=crop]")) // 2
-            assert group_crops >= 1, group.get_attribute("outerHTML")
+            # 4. Unknown faces (grouped by track: no cycle has run). Wait for two groups.
+            def groups_shown():
+                driver.get(base + "/unknown")
+                return len(driver.find_elements(By.CSS_SELECTOR, ".card.group")) >= 2
+            eventually(groups_shown, 120, "two groups of unknown faces")
             wait.until(lambda d: d.execute_script(
-                "var i = document.querySelector('.card.group img'); return i && i.complete && i.naturalWidth > 0;"))
+                "return Array.from(document.querySelectorAll('.card.group img')).every(function (i) {"
+                " return i.complete && i.naturalWidth > 0; });"))
             shot("04-unknown-faces")
-            group.find_element(By.CSS_SELECTOR, ".name-form input[name=name]").send_keys("Walker One")
-            group.find_element(By.CSS_SELECTOR, ".name-form button").click()
+            cards = driver.find_elements(By.CSS_SELECTOR, ".card.group")
+            ref1, ref2 = cards[0].get_attribute("data-ref"), cards[1].get_attribute("data-ref")
+            # "Not this person" on one ticked crop of the second group.
+            picks = cards[1].find_elements(By.CSS_SELECTOR, "input[name=pick]")
+            picked = picks[0].get_attribute("value")
+            picks[0].click()
+            assert picks[0].is_selected()
+            shot("05-unknown-crop-ticked")
+            cards[1].find_element(By.CSS_SELECTOR, "select[name=not_name] option[value='Tang Jiaxuan']").click()
+            cards[1].find_element(By.CSS_SELECTOR, "button.not").click()
+            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            assert "1 crop(s) recorded as not Tang Jiaxuan" in flash, flash
+            # Merge the two groups: tick "merge" on both, then the bar's button.
+            for ref in (ref1, ref2):
+                driver.find_element(By.CSS_SELECTOR, ".card.group[data-ref='%s'] input[name=group]" % ref).click()
+            driver.find_element(By.ID, "merge").click()
+            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            assert "2 groups merged into one" in flash, flash
+            merged = [c for c in driver.find_elements(By.CSS_SELECTOR, ".card.group") if "merged" in c.text]
+            assert len(merged) == 1, [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".card.group")]
+            html = merged[0].get_attribute("innerHTML")
+            assert "/api/crops/%s.jpg" % ref1 in html and "/api/crops/%s.jpg" % ref2 in html, html
+            wait.until(lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll('.card.group img')).every(function (i) {"
+                " return i.complete && i.naturalWidth > 0; });"))
+            shot("06-unknown-merged")
+            # Name two ticked crops of the largest group.
+            group = driver.find_elements(By.CSS_SELECTOR, ".card.group")[0]
+            picks = group.find_elements(By.CSS_SELECTOR, "input[name=pick]")
+            assert len(picks) >= 2, group.get_attribute("outerHTML")
+            picks[0].click()
+            picks[1].click()
+            group_crops = 2
+            group.find_element(By.CSS_SELECTOR, ".group-form input[name=name]").send_keys("Walker One")
+            group.find_element(By.CSS_SELECTOR, ".group-form button.name").click()
             flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
             assert "Walker One: %d of %d crop(s) enrolled" % (group_crops, group_crops) in flash, flash
-            shot("05-unknown-named")
+            shot("07-unknown-named")
             driver.find_element(By.LINK_TEXT, "People").click()
             wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-person=\"Walker One\"]")))
             # The gallery update(s) reach the door: its package carries both people; the door
@@ -252,7 +298,7 @@ def main():
             flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
             assert "Tang Jiaxuan erased" in flash, flash
             assert not driver.find_elements(By.CSS_SELECTOR, "[data-person=\"Tang Jiaxuan\"]")
-            shot("06-people-erased")
+            shot("08-people-erased")
             st = eventually(lambda: (lambda s: s if s.get("installed_version", 0) > enrolled_version and
                                      s.get("gallery_entries", -1) == group_crops else None)(door_status(door_dir)),
                             120, "the door to install a gallery without Tang Jiaxuan")
@@ -273,22 +319,24 @@ def main():
             print("door installed version %d, the rollback to 1 (%.0f s in)" % (st["installed_version"], time.time() - t0))
             driver.get(base + "/models")
             WebDriverWait(driver, 30).until(lambda d: "rollback of 1" in d.page_source and "door1" in d.page_source)
-            shot("07-models")
+            shot("09-models")
             driver.get(base + "/audit")
             text = wait.until(EC.presence_of_element_located((By.ID, "audit"))).text
-            for action in ("login_failed", "login", "enroll", "name_group", "erase", "rollback"):
+            for action in ("login_failed", "login", "enroll", "not_person", "merge_groups", "name_group", "erase", "rollback"):
                 assert action in text, (action, text)
-            shot("08-audit")
+            shot("10-audit")
             driver.get(base + "/")
             wait.until(EC.presence_of_element_located((By.ID, "live")))
             WebDriverWait(driver, 30).until(lambda d: "door1" in d.find_element(By.ID, "live").text)
-            shot("09-overview-door")
+            shot("11-overview-door")
             driver.set_window_size(820, 1180)  # a tablet, portrait
             driver.get(base + "/")
             wait.until(EC.presence_of_element_located((By.ID, "live")))
-            shot("10-overview-tablet")
+            shot("12-overview-tablet")
             driver.get(base + "/people")
-            shot("11-people-tablet")
+            shot("13-people-tablet")
+            driver.get(base + "/unknown")
+            shot("14-unknown-tablet")
             driver.set_window_size(1280, 1000)
 
             # 8. Log out: the pages are closed again.
@@ -297,7 +345,7 @@ def main():
             driver.get(base + "/people")
             wait.until(EC.presence_of_element_located((By.ID, "login")))
             assert driver.current_url.endswith("/login"), driver.current_url
-            shot("12-logged-out")
+            shot("15-logged-out")
         finally:
             driver.quit()
         print("PASSED in %.1f s" % (time.time() - t0))

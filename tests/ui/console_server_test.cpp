@@ -85,9 +85,11 @@ public:
     std::optional<std::string> snapshot_jpeg(const std::string&) override { return std::string("\xff\xd8snap", 6); }
     json unknown_faces(std::size_t) override {
         std::lock_guard lock(mutex);
-        return {{"crops", 3}, {"group_count", 1},
-                {"groups", json::array({{{"key", camera + "/5"}, {"camera", camera}, {"track", 5}, {"count", 3},
-                                         {"crops", json::array({7, 8, 9})}, {"named", named}}})}};
+        return {{"crops", 5}, {"group_count", 2},
+                {"groups", json::array({{{"key", camera + "/5"}, {"ref", 7}, {"camera", camera}, {"track", 5}, {"count", 3},
+                                         {"crops", json::array({7, 8, 9})}, {"named", named}},
+                                        {{"key", camera + "/6"}, {"ref", 10}, {"camera", camera}, {"track", 6}, {"count", 2},
+                                         {"crops", json::array({10, 11})}, {"named", ""}}})}};
     }
     std::vector<EnrollResult> name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
                                          const std::string& by) override {
@@ -103,8 +105,15 @@ public:
         for (auto id : crops) cannot.emplace_back(id, name);
         return static_cast<int>(crops.size());
     }
+    int merge_groups(const std::vector<std::int64_t>& crops) override {
+        if (crops.size() < 2) throw std::invalid_argument("merge 2 to 20 groups");
+        std::lock_guard lock(mutex);
+        merges.push_back(crops);
+        return static_cast<int>(crops.size() - 1);
+    }
     std::string named;
     std::vector<std::pair<std::int64_t, std::string>> cannot;
+    std::vector<std::vector<std::int64_t>> merges;
 };
 
 std::string set_cookie_value(const httplib::Result& r, const std::string& name) {
@@ -192,6 +201,9 @@ TEST_F(ConsoleServerTest, EveryPageAndApiCallWithoutASessionIsRefused) {
     EXPECT_EQ(c.Post("/models/rollback", "version=1", "application/x-www-form-urlencoded")->status, 401);
     EXPECT_EQ(c.Post("/api/unknown/name", R"({"name":"Ada","crops":[7]})", "application/json")->status, 401);
     EXPECT_EQ(c.Post("/unknown/not", "name=Ada&crop=7", "application/x-www-form-urlencoded")->status, 401);
+    EXPECT_EQ(c.Post("/api/unknown/merge", R"({"crops":[7,10]})", "application/json")->status, 401);
+    EXPECT_EQ(c.Post("/unknown/merge", "group=7&group=10", "application/x-www-form-urlencoded")->status, 401);
+    EXPECT_TRUE(site.merges.empty());
     // A made-up session id is no session.
     EXPECT_EQ(c.Get("/api/overview", {{"Cookie", "fa_session=" + std::string(64, 'a')}})->status, 401);
     EXPECT_TRUE(site.people_.empty());
@@ -341,6 +353,84 @@ TEST_F(ConsoleServerTest, UnknownFacesNamedAndCorrectedByAnOperatorOnly) {
     EXPECT_NE(form->body.find("2 crop(s) recorded as not Bob"), std::string::npos);
     EXPECT_EQ(site.cannot, (std::vector<std::pair<std::int64_t, std::string>>{{7, "Bob"}, {9, "Bob"}}));
     EXPECT_NE(c.Get("/unknown", with(op, false))->body.find("named Ada"), std::string::npos);
+}
+
+// Merge two groups and act on the ticked crops of a group only: operator role, CSRF, audited.
+TEST_F(ConsoleServerTest, GroupsMergedAndTickedCropsCorrectedByAnOperatorOnly) {
+    const Login viewer = api_login("viewer", "viewer-password");
+    const Login op = api_login("op", "operator-password");
+    auto c = client();
+    const std::string viewer_page = c.Get("/unknown", with(viewer, false))->body;
+    EXPECT_EQ(viewer_page.find("merge-form"), std::string::npos) << "a viewer gets no merge form";
+    EXPECT_EQ(viewer_page.find("name=\"pick\""), std::string::npos) << "nor crop ticks";
+    const std::string page = c.Get("/unknown", with(op, false))->body;
+    EXPECT_NE(page.find("id=\"merge-form\""), std::string::npos);
+    EXPECT_NE(page.find("name=\"group\" value=\"10\" form=\"merge-form\""), std::string::npos);
+    EXPECT_NE(page.find("name=\"pick\" value=\"8\""), std::string::npos);
+    EXPECT_EQ(c.Post("/api/unknown/merge", with(viewer), R"({"crops":[7,10]})", "application/json")->status, 403);
+    EXPECT_EQ(c.Post("/api/unknown/merge", with(op, false), R"({"crops":[7,10]})", "application/json")->status, 403);
+    EXPECT_EQ(c.Post("/api/unknown/merge", with(op), R"({"crops":"7"})", "application/json")->status, 400);
+    EXPECT_EQ(c.Post("/api/unknown/merge", with(op), R"({"crops":[7]})", "application/json")->status, 400);
+    EXPECT_TRUE(site.merges.empty());
+    auto merged = c.Post("/api/unknown/merge", with(op), R"({"crops":[7,10]})", "application/json");
+    ASSERT_EQ(merged->status, 200) << merged->body;
+    EXPECT_EQ(json::parse(merged->body)["recorded"], 1);
+    auto form = c.Post("/unknown/merge", with(op), "csrf=" + op.csrf + "&group=10&group=7", "application/x-www-form-urlencoded");
+    ASSERT_EQ(form->status, 200) << form->body;
+    EXPECT_NE(form->body.find("2 groups merged into one"), std::string::npos);
+    EXPECT_EQ(site.merges, (std::vector<std::vector<std::int64_t>>{{7, 10}, {10, 7}}));
+    // The group form: the ticked crops ("pick") win over the group's ("crop"); "Not this
+    // person" takes its name from the people list ("not_name").
+    auto not_form = c.Post("/unknown/not", with(op),
+                           "csrf=" + op.csrf + "&crop=7&crop=8&crop=9&pick=8&name=&not_name=Bob",
+                           "application/x-www-form-urlencoded");
+    ASSERT_EQ(not_form->status, 200) << not_form->body;
+    EXPECT_EQ(site.cannot, (std::vector<std::pair<std::int64_t, std::string>>{{8, "Bob"}}));
+    auto name_form = c.Post("/unknown/name", with(op), "csrf=" + op.csrf + "&crop=7&crop=8&crop=9&pick=7&pick=9&name=Cy&not_name=Bob",
+                            "application/x-www-form-urlencoded");
+    ASSERT_EQ(name_form->status, 200) << name_form->body;
+    EXPECT_NE(name_form->body.find("Cy: 2 of 2 crop(s) enrolled"), std::string::npos);
+    bool audited = false;
+    const json audit = json::parse(c.Get("/api/audit?limit=50", with(op, false))->body);
+    for (const auto& e : audit["entries"])
+        audited |= e["action"] == "merge_groups" && e["user"] == "op" && e.value("ok", false);
+    EXPECT_TRUE(audited);
+}
+
+// DNS rebinding: a request whose Host is not this console's is refused before any handler,
+// the login too; localhost, the listen address and [ui] allowed_hosts are served.
+TEST_F(ConsoleServerTest, ARequestForAnotherHostNameIsRefusedBeforeAnyHandler) {
+    server.reset();
+    auto o = options();
+    o.allowed_hosts = {"nvr.site.lan"};
+    server = std::make_unique<ConsoleServer>(o, site);
+    const Login op = api_login("op", "operator-password");  // Host: 127.0.0.1:<port>
+    auto c = client();
+    const std::string port = std::to_string(server->port());
+    for (const std::string& host : std::vector<std::string>{"evil.example", "evil.example:" + port, "127.0.0.1.evil.example", "<b>x</b>", "",
+                                   "nvr.site.lan.evil", "localhost:abc"}) {
+        httplib::Headers h = with(op);
+        h.emplace("Host", host);
+        auto r = c.Get("/api/overview", h);
+        ASSERT_TRUE(r) << host;
+        EXPECT_EQ(r->status, 421) << host;
+        EXPECT_EQ(r->body.find("cam1"), std::string::npos) << host << ": nothing served";
+        EXPECT_EQ(r->body.find("<b>"), std::string::npos) << "the Host is not echoed";
+        auto login = c.Post("/api/login", h, json{{"user", "op"}, {"password", "operator-password"}}.dump(), "application/json");
+        EXPECT_EQ(login->status, 421) << host;
+        EXPECT_TRUE(set_cookie_value(login, "fa_session").empty());
+        auto named = c.Post("/api/unknown/merge", h, R"({"crops":[7,10]})", "application/json");
+        EXPECT_EQ(named->status, 421) << host;
+    }
+    EXPECT_TRUE(site.merges.empty());
+    for (const std::string& host : std::vector<std::string>{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST", "nvr.site.lan",
+                                   "NVR.Site.Lan:8443", "[::1]:" + port}) {
+        httplib::Headers h = with(op);
+        h.emplace("Host", host);
+        auto r = c.Get("/api/overview", h);
+        ASSERT_TRUE(r) << host;
+        EXPECT_EQ(r->status, 200) << host;
+    }
 }
 
 TEST_F(ConsoleServerTest, FiveWrongPasswordsSlowFurtherAttempts) {

@@ -36,13 +36,22 @@ h2 { font-size:1.05rem; margin:1.4rem 0 .6rem; color:var(--muted); text-transfor
 .stats.tiles span { display:block; font-size:.75rem; text-transform:uppercase; letter-spacing:.04em; }
 .stats.tiles b { font-size:1.05rem; font-weight:600; white-space:nowrap; }
 td.time { white-space:nowrap; }
-.group form { display:flex; gap:.4rem; margin-top:.6rem; flex-wrap:wrap; }
-.group form button { flex:0 0 auto; }
-.group form input[type=text], .group form select { flex:1 1 8rem; min-width:0; font:inherit; padding:.4rem .5rem;
+.group form { margin:0; }
+.group .actions { display:flex; gap:.4rem; margin-top:.5rem; flex-wrap:wrap; }
+.group .actions button { flex:0 0 auto; }
+.group .actions input[type=text], .group .actions select { flex:1 1 8rem; min-width:0; font:inherit; padding:.4rem .5rem;
         border:1px solid var(--line); border-radius:6px; background:#fff; }
 .k { color:var(--muted); }
 p.status { margin:-.4rem 0 0; color:var(--muted); font-weight:600; }
 .crops { display:flex; gap:4px; flex-wrap:wrap; }
+.pick { position:relative; display:block; margin:0; font-weight:400; cursor:pointer; line-height:0; }
+.pick input { position:absolute; top:3px; left:3px; margin:0; width:16px; height:16px; accent-color:var(--accent); }
+.pick input:checked + img { outline:3px solid var(--accent); outline-offset:-3px; }
+.merge-pick { display:inline-flex; align-items:center; gap:.25rem; margin:0 0 0 auto; font-size:.8rem; font-weight:600;
+        color:var(--muted); cursor:pointer; }
+.mergebar { display:flex; align-items:center; gap:.8rem; flex-wrap:wrap; margin:0 0 1rem; padding:.6rem .9rem;
+        background:var(--card); border:1px solid var(--line); border-radius:10px; }
+.mergebar span { color:var(--muted); }
 .crops img, .photos img { width:56px; height:56px; border-radius:4px; object-fit:cover; background:#e8ebf0; }
 .badge { font-size:.75rem; padding:.1rem .5rem; border-radius:999px; background:#e8ebf0; color:var(--muted);
          font-weight:600; text-transform:uppercase; letter-spacing:.03em; }
@@ -54,6 +63,8 @@ th, td { text-align:left; padding:.5rem .7rem; border-bottom:1px solid var(--lin
 th { background:#f0f2f5; color:var(--muted); font-weight:600; }
 tr:last-child td { border-bottom:0; }
 .muted { color:var(--muted); }
+.small { font-size:.85rem; }
+td form.inline button { white-space:nowrap; }
 progress { width:100%; height:10px; accent-color:var(--accent); }
 form.inline { display:inline; margin:0; }
 input[type=text], input[type=password], input[type=file] { font:inherit; padding:.45rem .6rem; border:1px solid var(--line);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
@@ -62,6 +63,35 @@ void send_error(const httplib::Request& req, httplib::Response& res, int status,
     }
 }
 
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// The name part of a Host header ("Example.org:8080" -> "example.org", "[::1]:80" -> "[::1]"),
+// lower case; "" when it is not a host name with an optional numeric port.
+std::string host_name_of(const std::string& host) {
+    if (host.empty() || host.size() > 260) return {};
+    std::string name = host, port;
+    if (host.front() == '[') {
+        const auto close = host.find(']');
+        if (close == std::string::npos) return {};
+        name = host.substr(0, close + 1);
+        port = host.substr(close + 1);
+    } else if (const auto colon = host.find(':'); colon != std::string::npos) {
+        name = host.substr(0, colon);
+        port = host.substr(colon);
+    }
+    if (!port.empty() && (port.size() < 2 || port.size() > 6 || port[0] != ':' ||
+                          !std::all_of(port.begin() + 1, port.end(), [](char c) { return c >= '0' && c <= '9'; })))
+        return {};
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
+        }))
+        return {};
+    return lower(name);
+}
+
 void redirect(httplib::Response& res, const std::string& to) {
     res.status = 303;
     res.set_header("Location", to);
@@ -78,6 +108,16 @@ struct ConsoleServer::Impl {
     AuditLog audit;
     bool tls = false;
     int port = 0;
+    std::atomic<bool> listen_ended{false};
+
+    std::vector<std::string> hosts;  // the Host names served (lower case): listen host, localhost, allowed_hosts
+
+    // A request's Host names this console (DNS rebinding: a page of another site whose name
+    // now resolves to this address sends that site's name).
+    bool host_allowed(const httplib::Request& req) const {
+        const std::string name = host_name_of(req.get_header_value("Host"));
+        return !name.empty() && std::find(hosts.begin(), hosts.end(), name) != hosts.end();
+    }
 
     std::mutex users_mutex;
     UserStore users{fs::path()};
@@ -348,8 +388,12 @@ void ConsoleServer::Impl::unknown_routes() {
                 crops.push_back(c.get<std::int64_t>());
             }
         } else {
-            name = req.get_param_value("name");
-            for (auto [it, end] = req.params.equal_range("crop"); it != end; ++it) {
+            // The page's group form: "name" (the text box) or "not_name" (the people list, for
+            // "not this person"); the crops ticked ("pick") or, when none is, the group's ("crop").
+            name = req.path == "/unknown/not" && req.has_param("not_name") ? req.get_param_value("not_name")
+                                                                          : req.get_param_value("name");
+            const char* field = req.has_param("pick") ? "pick" : "crop";
+            for (auto [it, end] = req.params.equal_range(field); it != end; ++it) {
                 try {
                     crops.push_back(std::stoll(it->second));
                 } catch (const std::exception&) {
@@ -409,6 +453,42 @@ void ConsoleServer::Impl::unknown_routes() {
     });
     srv.Post("/unknown/not", not_person);
     srv.Post("/api/unknown/not", not_person);
+    // "Merge": one crop of each group, {"crops": [...]} (API) or "group" fields (the page's ticks).
+    auto merge = [this](const httplib::Request& req, httplib::Response& res) {
+        auto s = guard(req, res, Role::operator_);
+        if (!s) return;
+        std::vector<std::int64_t> crops;
+        try {
+            if (req.get_header_value("Content-Type").rfind("application/json", 0) == 0) {
+                const json body = json::parse(req.body, nullptr, false);
+                if (!body.is_object() || !body.contains("crops") || !body["crops"].is_array() || body["crops"].size() > 20)
+                    throw std::invalid_argument("send {\"crops\": [one crop id of each group, 2 to 20]}");
+                for (const auto& c : body["crops"]) {
+                    if (!c.is_number_integer()) throw std::invalid_argument("crop ids are integers");
+                    crops.push_back(c.get<std::int64_t>());
+                }
+            } else {
+                for (auto [it, end] = req.params.equal_range("group"); it != end && crops.size() <= 20; ++it) {
+                    try {
+                        crops.push_back(std::stoll(it->second));
+                    } catch (const std::exception&) {
+                        throw std::invalid_argument("crop ids are integers");
+                    }
+                }
+            }
+            const int rows = backend.merge_groups(crops);
+            record(req, s->user, "merge_groups", {{"crops", crops}});
+            if (is_api(req)) return send_json(res, 200, {{"merged", crops.size()}, {"recorded", rows}});
+            page(res, *s, "Unknown faces",
+                 pages::unknown(backend.unknown_faces(kGroups), backend.people(), *s,
+                                std::to_string(crops.size()) + " groups merged into one (for the learner too).", {}));
+        } catch (const std::invalid_argument& e) {
+            record(req, s->user, "merge_groups", {{"crops", crops}, {"error", e.what()}}, false);
+            send_error(req, res, 400, e.what());
+        }
+    };
+    srv.Post("/unknown/merge", merge);
+    srv.Post("/api/unknown/merge", merge);
 }
 
 void ConsoleServer::Impl::people_routes() {
@@ -588,6 +668,15 @@ ConsoleServer::ConsoleServer(Options options, ConsoleBackend& backend)
         d.server = std::make_unique<httplib::Server>();
     }
     httplib::Server& srv = *d.server;
+    d.hosts = {"localhost", "127.0.0.1", "[::1]", lower(host.find(':') != std::string::npos ? "[" + host + "]" : host)};
+    for (const auto& h : d.options.allowed_hosts) d.hosts.push_back(lower(h));
+    // Before any handler: a request under another host name gets 421 and nothing else.
+    srv.set_pre_routing_handler([&d](const httplib::Request& req, httplib::Response& res) {
+        if (d.host_allowed(req)) return httplib::Server::HandlerResponse::Unhandled;
+        spdlog::debug("console: refused a request from {} for another host name", printable(req.remote_addr, 64));
+        send_error(req, res, 421, "this console is not served under that host name (see [ui] allowed_hosts)");
+        return httplib::Server::HandlerResponse::Handled;
+    });
     const int threads = std::max(1, d.options.threads);
     // cpp-httplib takes ownership of the queue it is given (its API: a raw pointer it deletes).
     srv.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
@@ -624,7 +713,13 @@ ConsoleServer::ConsoleServer(Options options, ConsoleBackend& backend)
             throw std::runtime_error("console: cannot bind " + d.options.listen + " (in use or not a local address)");
         d.port = port;
     }
-    thread_ = std::thread([&srv] { srv.listen_after_bind(); });
+    thread_ = std::thread([&srv, &d] {
+        srv.listen_after_bind();
+        d.listen_ended = true;
+    });
+    // cpp-httplib's stop() does nothing before the listen loop has begun (it would then run on,
+    // and the destructor's join never return): return only once it runs (or has ended).
+    while (!srv.is_running() && !d.listen_ended) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     spdlog::info("console: serving {}://{}:{}/", d.tls ? "https" : "http", host, d.port);
 }
 

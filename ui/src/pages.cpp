@@ -123,11 +123,12 @@ std::string overview_live(const json& o) {
         h += "<div class=\"card camera\" data-camera=\"" + e(id) + "\"><h3>" + e(id) + " " +
              state_badge(str(c, "state")) + "</h3>";
         const json crops = c.value("latest_crops", json::array());
-        if (!crops.empty())
-            h += "<img class=\"snap\" alt=\"latest face of " + e(id) + "\" src=\"/api/cameras/" + url_encode(id) +
-                 "/snapshot.jpg?c=" + e(text_of(crops[0])) + "\">";
+        const std::string snapshot = str(c, "snapshot");  // the latest full frame's time
+        if (!snapshot.empty())
+            h += "<img class=\"snap\" alt=\"recent picture of " + e(id) + "\" title=\"" + e(snapshot) +
+                 "\" src=\"/api/cameras/" + url_encode(id) + "/snapshot.jpg?t=" + url_encode(snapshot) + "\">";
         else
-            h += "<div class=\"nosnap\">no face seen yet</div>";
+            h += "<div class=\"nosnap\">no picture yet</div>";
         h += fmt::format("<div class=\"stats tiles\"><div><span>frame rate</span><b>{:.1f} fps</b></div>"
                          "<div><span>faces</span><b>{:.1f}/min</b></div><div><span>reconnects</span><b>{}</b></div>"
                          "<div><span>faults</span><b>{}</b></div></div>",
@@ -261,13 +262,23 @@ std::string models(const json& m, const json& doors, const Session& session, con
             if (meta.contains(key) && meta[key].is_object())
                 for (auto f = meta[key].begin(); f != meta[key].end(); ++f)
                     if (!f.value().is_structured()) figures += e(f.key()) + " " + e(text_of(f.value())) + "<br>";
-        h += fmt::format("<tr><td class=\"time\"><b>v{}</b>{}</td><td>{}</td><td class=\"time\">{}</td><td>{}</td><td><code>{}</code></td>"
+        const std::string origin = str(v, "origin");
+        // A version that passed no gate says why, in words (not code).
+        const std::string gate_cell =
+            !figures.empty() ? "<code>" + figures + "</code>"
+            : origin.starts_with("gallery update")
+                ? std::string("<span class=\"muted\">no gate: a gallery update (the same model, a new gallery)</span>")
+            : origin.starts_with("rollback")
+                ? std::string("<span class=\"muted\">no gate: a rollback (an earlier version's model, published again)</span>")
+                : "<span class=\"muted\">no gate figures recorded</span>";
+        h += fmt::format("<tr><td class=\"time\"><b>v{}</b>{}</td><td>{}</td><td class=\"time\">{}</td><td>{}</td><td>{}</td>"
                          "<td>{}</td><td>{}</td></tr>",
                          n, n == current ? " <span class=\"badge ok\">current</span>" : "", e(str(v, "origin")),
-                         e(str(v, "created")), v.value("published", false) ? "yes" : "no", figures, doors_on(n),
+                         e(str(v, "created")), v.value("published", false) ? "yes" : "no", gate_cell, doors_on(n),
                          rollback_form(n));
     }
-    h += fmt::format("<tr><td class=\"time\"><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td></td><td>{}</td>"
+    h += fmt::format("<tr><td class=\"time\"><b>v0</b>{}</td><td>pretrained source</td><td></td><td></td><td><span "
+                     "class=\"muted\">no gate: the pretrained model itself</span></td><td>{}</td>"
                      "<td>{}</td></tr></table>",
                      current == 0 ? " <span class=\"badge ok\">current</span>" : "", doors_on(0), rollback_form(0));
     h += "<h2>Doors</h2>" + doors_table(doors);
@@ -294,35 +305,60 @@ std::string unknown(const json& u, const json& people, const Session& session, c
     const bool may_change = session.role >= Role::operator_;
     const json groups = u.value("groups", json::array());
     std::string h = "<h1>Unknown faces</h1>" + results_box(flash, results);
-    h += fmt::format("<p class=\"muted\">{} stored crops in {} groups (a group is one track: the crops of one "
-                     "person followed by one camera); the largest {} shown. Name a group to enroll that person "
-                     "from its crops; mark it as not someone to teach the learner.</p>",
-                     e(str(u, "crops")), e(str(u, "group_count")), groups.size());
+    const json clustering = u.value("clustering", json());
+    const std::string how =
+        clustering.is_object()
+            ? "grouped by the latest clustering (" + e(str(clustering, "time")) +
+                  "), the crops of one track kept together; crops newer than it are grouped by track"
+            : "grouped by track (no training cycle has clustered the crops yet)";
+    h += fmt::format("<p class=\"muted\" id=\"grouping\">{} stored crops in {} groups, {}; the largest {} shown. "
+                     "Name a group to enroll that person, mark it as not someone, or merge groups that show one "
+                     "person, to teach the learner{}.</p>",
+                     e(str(u, "crops")), e(str(u, "group_count")), how, groups.size(),
+                     may_change ? "; tick crops to name or correct only those" : "");
+    if (may_change && groups.size() > 1)
+        h += "<form id=\"merge-form\" class=\"mergebar\" method=\"post\" action=\"/unknown/merge\">" +
+             csrf_field(session) +
+             "<span>Tick <b>merge</b> on the groups that show one person, then</span>"
+             "<button class=\"secondary\" type=\"submit\" id=\"merge\">Merge selected groups</button></form>";
     std::string options;
     for (const auto& person : people.value("people", json::array()))
         options += "<option value=\"" + e(str(person, "name")) + "\">" + e(str(person, "name")) + "</option>";
     h += "<div class=\"grid\">";
     for (const auto& g : groups) {
-        std::string hidden;
-        for (const auto& id : g.value("crops", json::array()))
-            hidden += "<input type=\"hidden\" name=\"crop\" value=\"" + e(text_of(id)) + "\">";
-        h += "<div class=\"card group\" data-group=\"" + e(str(g, "key")) + "\"><h3>" + e(str(g, "camera")) +
-             " <span class=\"muted\">" + e(str(g, "track_label")) + "</span></h3>";
+        const std::string ref = e(str(g, "ref"));
+        h += "<div class=\"card group\" data-group=\"" + e(str(g, "key")) + "\" data-ref=\"" + ref + "\"><h3>" +
+             e(str(g, "camera")) + " <span class=\"muted\">" + e(str(g, "track_label")) + "</span>";
+        if (may_change && groups.size() > 1)
+            h += "<label class=\"merge-pick\"><input type=\"checkbox\" name=\"group\" value=\"" + ref +
+                 "\" form=\"merge-form\"> merge</label>";
+        h += "</h3>";
         if (!str(g, "named").empty()) h += "<div><span class=\"badge ok\">named " + e(str(g, "named")) + "</span></div>";
-        h += "<div class=\"crops\">";
-        for (const auto& id : g.value("crops", json::array()))
-            h += "<img alt=\"crop\" src=\"/api/crops/" + e(text_of(id)) + ".jpg\">";
-        h += fmt::format("</div><div class=\"muted\">{} crop(s), last seen {}</div>", e(str(g, "count")), e(str(g, "last")));
-        if (may_change) {
-            h += "<form method=\"post\" action=\"/unknown/name\" class=\"name-form\">" + csrf_field(session) + hidden +
-                 "<input type=\"text\" name=\"name\" required maxlength=\"64\" pattern=\"[A-Za-z0-9 ._\\-]{1,64}\" "
-                 "placeholder=\"Who is this?\" list=\"people-names\"><button type=\"submit\">Name</button></form>";
-            if (!options.empty())
-                h += "<form method=\"post\" action=\"/unknown/not\" class=\"not-form\">" + csrf_field(session) + hidden +
-                     "<select name=\"name\">" + options +
-                     "</select><button class=\"secondary\" type=\"submit\">Not this person</button></form>";
+        std::string crops, hidden;
+        for (const auto& id : g.value("crops", json::array())) {
+            const std::string c = e(text_of(id));
+            const std::string img = "<img alt=\"crop " + c + "\" src=\"/api/crops/" + c + ".jpg\">";
+            hidden += "<input type=\"hidden\" name=\"crop\" value=\"" + c + "\">";
+            crops += may_change ? "<label class=\"pick\" title=\"select this crop\"><input type=\"checkbox\" name=\"pick\" "
+                                  "value=\"" + c + "\">" + img + "</label>"
+                                : img;
         }
-        h += "</div>";
+        const std::string count =
+            fmt::format("<div class=\"muted small\">{} crop(s), last seen {}</div>", e(str(g, "count")), e(str(g, "last")));
+        if (!may_change) {
+            h += "<div class=\"crops\">" + crops + "</div>" + count + "</div>";
+            continue;
+        }
+        h += "<form method=\"post\" action=\"/unknown/name\" class=\"group-form\">" + csrf_field(session) + hidden +
+             "<div class=\"crops\">" + crops + "</div>" + count +
+             "<div class=\"actions\"><input type=\"text\" name=\"name\" required maxlength=\"64\" "
+             "pattern=\"[A-Za-z0-9 ._\\-]{1,64}\" placeholder=\"Who is this?\" list=\"people-names\">"
+             "<button type=\"submit\" class=\"name\">Name</button></div>";
+        if (!options.empty())
+            h += "<div class=\"actions\"><select name=\"not_name\" aria-label=\"person\">" + options +
+                 "</select><button class=\"secondary not\" type=\"submit\" formaction=\"/unknown/not\" "
+                 "formnovalidate>Not this person</button></div>";
+        h += "</form></div>";
     }
     h += "</div>";
     if (groups.empty()) h += "<p class=\"muted\">No crop is stored yet.</p>";

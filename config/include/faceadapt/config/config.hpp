@@ -215,6 +215,9 @@ struct UiConfig {
     std::filesystem::path key_file;
     double session_hours = 12;                      // a login lasts at most this long
     double idle_minutes = 30;                       // ... and ends after this long unused
+    // Host names (or IP addresses) a browser may call the console by, beside the listen address
+    // and localhost: a request with another Host header is refused (DNS rebinding).
+    std::vector<std::string> allowed_hosts;
 
     bool operator==(const UiConfig&) const = default;
 };

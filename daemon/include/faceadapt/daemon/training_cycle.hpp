@@ -7,9 +7,12 @@
 //               training set and held-out tracks; the chips copied to data/ (for the training
 //               child; with the store's index.csv of them) and holdout/ (listed in holdout.json
 //               for the evaluation child). -> PreparedData
-//     train     `faceadapt train --data data --chips --protocol-fd 3 ...` (the child: nice, idle
-//               I/O, RLIMIT_AS); its "result" message names the candidate and its provenance.
-//               -> TrainOutput. A stop (SIGTERM to the daemon) ends the child, which
+//     train     `faceadapt train --data data --chips --protocol-fd 3 --clustering F ...` (the
+//               child: nice, idle I/O, RLIMIT_AS); its "result" message names the candidate and
+//               its provenance; F (common/site_files.hpp's clustering.csv in the candidate
+//               folder) holds each sampled crop's final pseudo-identity, which the step checks
+//               and keeps as the latest clustering (latest_clustering_file) for the console's
+//               Unknown faces, whatever the gate decides later. -> TrainOutput. A stop (SIGTERM to the daemon) ends the child, which
 //               checkpoints; the next run resumes it with --resume.
 //     evaluate  `faceadapt evaluate --protocol-fd 3 ...` (a second child, so faceadaptd never
 //               loads torch): the gate's figures of the current model and the candidate (and of
@@ -88,7 +91,12 @@ struct TrainOutput {
     std::filesystem::path model;          // the candidate model file
     nlohmann::json provenance = nlohmann::json::object();
     double seconds = 0;                   // the cycle's wall time up to the trained candidate
+    std::int64_t clustered = -1;          // crops in the clustering kept (-1: the child wrote none)
 };
+
+// <models>/clustering.csv: the latest training step's clustering of the site's crops
+// (common/site_files.hpp), replaced whole (crash-safe) by each successful training step.
+std::filesystem::path latest_clustering_file(const std::filesystem::path& models_dir);
 
 struct Evaluation {
     ModelFigures current, candidate;

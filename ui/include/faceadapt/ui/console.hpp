@@ -9,6 +9,8 @@
 //   /assets/* needs a session (pages redirect to /login, the API answers 401); a state-changing
 //   request without its session's CSRF token is refused (403); roles: a viewer sees, an
 //   operator also enrolls and erases, an admin also rolls models back (403 otherwise).
+//   A request whose Host header names neither the listen host, localhost nor an allowed host
+//   is refused (421) before any handler: a DNS-rebinding page cannot reach the console.
 //   Everything that came from outside is HTML-escaped (html.hpp) when rendered; every response
 //   carries a Content-Security-Policy allowing only this origin's scripts, styles and images.
 //   Every asset (CSS, JS) is embedded in the binary: no CDN, no internet.
@@ -83,11 +85,13 @@ public:
     // JPEG thumbnails; nullopt when unknown.
     virtual std::optional<std::string> crop_jpeg(std::int64_t crop_id) = 0;
     virtual std::optional<std::string> gallery_jpeg(std::int64_t entry_id) = 0;
-    // The camera's latest face crop as JPEG; nullopt when none.
+    // The camera's latest full frame (downscaled) as JPEG; nullopt when none yet.
     virtual std::optional<std::string> snapshot_jpeg(const std::string& camera) = 0;
-    // The stored crops grouped (docs/console.md, "GET /api/unknown"): {"groups": [{"key",
-    // "camera", "track", "count", "first", "last", "crops": [ids], "named"}], "crops"},
-    // largest groups first, at most `max_groups`.
+    // The stored crops grouped by the latest clustering, tracks kept together (docs/console.md,
+    // "GET /api/unknown"): {"groups": [{"key", "ref", "camera", "track", "tracks", "clusters",
+    // "merged", "track_label", "count", "first", "last", "crops": [ids], "named"}], "crops",
+    // "group_count", "clustering": {"crops", "time"} or null}, largest groups first, at most
+    // `max_groups`.
     virtual nlohmann::json unknown_faces(std::size_t max_groups) = 0;
     // "Who is this?": enrolls `name` from stored crops (and records them as must-links for the
     // learner). throws std::invalid_argument for a bad name or no such crop.
@@ -96,6 +100,10 @@ public:
     // "Not this person": records cannot-links between the crops and `name` for the learner.
     // Returns the rows recorded. throws std::invalid_argument for a bad name or no such crop.
     virtual int not_person(const std::string& name, const std::vector<std::int64_t>& crops) = 0;
+    // "Merge": the groups holding these crops (one crop of each, 2 to 20) are one person: records
+    // must-links for the learner and shows them as one group. Returns the rows recorded.
+    // throws std::invalid_argument for a bad count or no such crop.
+    virtual int merge_groups(const std::vector<std::int64_t>& crops) = 0;
 };
 
 class ConsoleServer {
@@ -107,6 +115,9 @@ public:
         std::filesystem::path users_file;       // users.hpp (read again whenever it changes)
         std::filesystem::path audit_file;       // audit.hpp
         std::string site;                       // shown in the title
+        // Host header names accepted beside localhost, 127.0.0.1, [::1] and the listen host
+        // (compared without the port, case-insensitive); any other gets 421 before any handler.
+        std::vector<std::string> allowed_hosts;
         int threads = 8;
         std::size_t max_body_bytes = 25u << 20;
         std::chrono::seconds io_timeout{5};

@@ -126,6 +126,8 @@ TEST(Printable, CutsAtWholeCharactersAndSaysSo) {
     EXPECT_EQ(cut, "éé...");
     EXPECT_TRUE(common::is_printable_utf8(cut));
     EXPECT_EQ(common::printable(""), "");
+}
+
 // The snapshot's operator constraints and a cycle's clustering (site_files.hpp): what the
 // console writes, the learner reads, and the other way round.
 TEST(SiteFiles, ConstraintsRoundTripWithMergesAndRefuseMalformedRows) {

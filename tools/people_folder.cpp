@@ -94,7 +94,7 @@ PeopleChips load_people_chips(const fs::path& dir, const std::string& what, bool
             out.names.push_back(person);
             ++found;
         }
-        if (found == 0) spdlog::warn("{}: no usable image for {}", what, publish::printable(person, 80));
+        if (found == 0 && files.size() != 1) spdlog::warn("{}: no usable image for {}", what, publish::printable(person, 80));
         out.people += found > 0;
     }
     if (!out.skipped.empty()) spdlog::warn("{}: {}", what, out.skipped_summary());

@@ -2,9 +2,9 @@
 // enrollment check (tools/people_folder.hpp): real LFW faces, plus Yale B faces under its darkest
 // lights (the detector finds faces in many; their nearly black chips are near-identical
 // impostor pairs: without the check these 24 photos moved this test's pair-FAR 0.05 threshold
-// from 0.633 to 0.529), fully black images (no face) and a file whose name carries a terminal escape. The threshold calibrated with the extra photos is the
-// one calibrated without them, and the command says how many it skipped and why, the names
-// through printable().
+// from 0.633 to 0.529), fully black images (no face) and a file whose name carries a terminal
+// escape. The threshold calibrated with the extra photos is the one calibrated without them, and
+// the command says how many it skipped and why, the names through printable().
 #include <cstdio>
 #include <fstream>
 #include <regex>

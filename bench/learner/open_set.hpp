@@ -3,7 +3,7 @@
 //
 // Protocol (the Acceptance): identities 0..18 are enrolled with 3 photos each from the
 // test half (positions 0, n/3, 2n/3 of the identity's test images); identities 19..37 are
-// strangers. Probes: every other test image of the enrolled (they should be accepted as
+// strangers (one OpenSetFold; open_set_folds.hpp rotates who is enrolled over K folds). Probes: every other test image of the enrolled (they should be accepted as
 // themselves) and every test image of the strangers (they should be accepted as nobody). The
 // threshold is calibrated only on pairs a site would have: the enrolled photos against each
 // other, and same-frame pairs simulated from the adapt half (which a site sees whole, both

@@ -35,15 +35,17 @@
 
 namespace faceadapt::bench {
 
-// K folds of the identities in `test_labels` (see above). requires folds >= 1, 0 < enrolled < #identities.
-inline std::vector<OpenSetFold> make_open_set_folds(const std::vector<int>& test_labels, int folds, int enrolled,
-                                                    unsigned seed = 12) {
+// K folds of the identities in `test_labels` (see above). requires folds >= 1, 0 < enrolled <
+// #identities.
+inline std::vector<OpenSetFold> make_open_set_folds(const std::vector<int>& test_labels, int folds,
+                                                    int enrolled, unsigned seed = 12) {
     std::map<int, std::size_t> per_id;
     for (int l : test_labels) ++per_id[l];
     std::vector<int> ids;
     for (const auto& e : per_id) ids.push_back(e.first);
     if (folds < 1 || enrolled <= 0 || static_cast<std::size_t>(enrolled) >= ids.size())
-        throw std::invalid_argument("open set folds: need folds >= 1 and 0 < enrolled < identities");
+        throw std::invalid_argument(
+            "open set folds: need folds >= 1 and 0 < enrolled < identities");
     std::vector<OpenSetFold> out;
     std::vector<int> order = ids;  // fold 0: identity order
     for (int f = 0; f < folds; ++f) {
@@ -58,12 +60,14 @@ inline std::vector<OpenSetFold> make_open_set_folds(const std::vector<int>& test
             fold.enrolled.insert(order.begin(), order.begin() + enrolled);
         } else {  // the complement of the fold before (its first `enrolled` identities)
             for (int id : order)
-                if (!out.back().enrolled.count(id) && fold.enrolled.size() < static_cast<std::size_t>(enrolled))
+                if (!out.back().enrolled.count(id) &&
+                    fold.enrolled.size() < static_cast<std::size_t>(enrolled))
                     fold.enrolled.insert(id);
         }
         if (f > 0) {
             std::mt19937 rng(seed * 104729u + static_cast<unsigned>(f));
-            for (int id : fold.enrolled) fold.photo_shift[id] = rng() % std::max<std::size_t>(1, per_id[id] / 3);
+            for (int id : fold.enrolled)
+                fold.photo_shift[id] = rng() % std::max<std::size_t>(1, per_id[id] / 3);
         }
         out.push_back(std::move(fold));
     }
@@ -81,9 +85,9 @@ struct OpenSetFoldOptions {
     int folds = 1;
     int enrolled = 19;
     int frames = 8000;
-    bool door_statistic = false;             // also the rows calibrated on the door's statistic
+    bool door_statistic = false;              // also the rows calibrated on the door's statistic
     std::vector<double> targets{1e-2, 1e-3};  // door FAR targets
-    int bootstrap = 2000;                    // identity resamples for the pooled interval
+    int bootstrap = 2000;                     // identity resamples for the pooled interval
 };
 
 // A rate's pooled counts over folds and per identity; its two intervals.
@@ -99,11 +103,13 @@ struct PooledRate {
         }
     }
     std::size_t identities_with_events() const {
-        return static_cast<std::size_t>(std::count_if(by_id.begin(), by_id.end(), [](const auto& e) { return e.second.first > 0; }));
+        return static_cast<std::size_t>(std::count_if(
+            by_id.begin(), by_id.end(), [](const auto& e) { return e.second.first > 0; }));
     }
     // Two-sided 95% Clopper-Pearson interval, as if the trials were independent.
     std::pair<double, double> clopper_pearson() const {
-        return {calib::clopper_pearson_lower(events, trials, 0.975), calib::clopper_pearson_upper(events, trials, 0.975)};
+        return {calib::clopper_pearson_lower(events, trials, 0.975),
+                calib::clopper_pearson_upper(events, trials, 0.975)};
     }
     // 2.5 and 97.5 percentiles of the rate over `resamples` draws of the identities with
     // replacement (each with all its trials): carries the dependence within a person.
@@ -124,7 +130,10 @@ struct PooledRate {
             rates.push_back(t ? double(e) / double(t) : 0.0);
         }
         std::sort(rates.begin(), rates.end());
-        auto at = [&](double q) { return rates[std::min(rates.size() - 1, static_cast<std::size_t>(q * double(rates.size())))]; };
+        auto at = [&](double q) {
+            return rates[std::min(rates.size() - 1,
+                                  static_cast<std::size_t>(q * double(rates.size())))];
+        };
         return {at(0.025), at(0.975)};
     }
 };
@@ -135,18 +144,24 @@ struct PooledOpenSetRow {
     double target = NAN;
     std::vector<OpenSetRow> folds;  // in fold order
     PooledRate far, frr;
-    std::size_t ambiguous = 0, wrong = 0, calibrated = 0, no_face_strangers = 0, no_face_enrolled = 0;
-    std::size_t stranger_probes_kept = 0, strangers_accepted_kept = 0, enrolled_probes_kept = 0, enrolled_rejected_kept = 0;
-    double threshold_min = INFINITY, threshold_max = -INFINITY, pair_bound_max = 0, door_bound_max = 0;
+    std::size_t ambiguous = 0, wrong = 0, calibrated = 0, no_face_strangers = 0,
+                no_face_enrolled = 0;
+    std::size_t stranger_probes_kept = 0, strangers_accepted_kept = 0, enrolled_probes_kept = 0,
+                enrolled_rejected_kept = 0;
+    double threshold_min = INFINITY, threshold_max = -INFINITY, pair_bound_max = 0,
+           door_bound_max = 0;
     void add(const OpenSetRow& r) {
         folds.push_back(r);
         far.add(r.stranger_by_id);
         frr.add(r.enrolled_by_id);
         ambiguous += r.ambiguous, wrong += r.wrong, calibrated += r.point.calibrated;
         no_face_strangers += r.no_face_strangers, no_face_enrolled += r.no_face_enrolled;
-        stranger_probes_kept += r.stranger_probes_kept, strangers_accepted_kept += r.strangers_accepted_kept;
-        enrolled_probes_kept += r.enrolled_probes_kept, enrolled_rejected_kept += r.enrolled_rejected_kept;
-        threshold_min = std::min(threshold_min, r.point.threshold), threshold_max = std::max(threshold_max, r.point.threshold);
+        stranger_probes_kept += r.stranger_probes_kept,
+            strangers_accepted_kept += r.strangers_accepted_kept;
+        enrolled_probes_kept += r.enrolled_probes_kept,
+            enrolled_rejected_kept += r.enrolled_rejected_kept;
+        threshold_min = std::min(threshold_min, r.point.threshold),
+        threshold_max = std::max(threshold_max, r.point.threshold);
         pair_bound_max = std::max(pair_bound_max, r.point.pair_far_bound);
         door_bound_max = std::max(door_bound_max, r.point.door_far_bound);
     }
@@ -155,11 +170,10 @@ struct PooledOpenSetRow {
 // Every model on every fold: the rows @ 0.6 and @ calibrated for each target (and the door
 // statistic's when asked). Returns the pooled rows (each with its per-fold rows) and, through
 // `fold0_counts`, what fold 0 was built of.
-inline std::vector<PooledOpenSetRow> run_open_set_folds(const std::vector<OpenSetModel>& models,
-                                                        const std::vector<int>& test_labels,
-                                                        const std::vector<int>& adapt_labels, const SiteMask* test_site,
-                                                        const SiteMask* adapt_site, const OpenSetFoldOptions& o,
-                                                        OpenSetCounts* fold0_counts = nullptr) {
+inline std::vector<PooledOpenSetRow> run_open_set_folds(
+    const std::vector<OpenSetModel>& models, const std::vector<int>& test_labels,
+    const std::vector<int>& adapt_labels, const SiteMask* test_site, const SiteMask* adapt_site,
+    const OpenSetFoldOptions& o, OpenSetCounts* fold0_counts = nullptr) {
     using S = OpenSet::Statistic;
     const auto folds = make_open_set_folds(test_labels, o.folds, o.enrolled);
     std::vector<PooledOpenSetRow> rows;
@@ -175,13 +189,16 @@ inline std::vector<PooledOpenSetRow> run_open_set_folds(const std::vector<OpenSe
     for (std::size_t f = 0; f < folds.size(); ++f) {
         std::size_t slot = 0;
         for (const auto& m : models) {
-            const OpenSet set(*m.test, test_labels, *m.adapt, adapt_labels, test_site, adapt_site, folds[f], o.frames);
+            const OpenSet set(*m.test, test_labels, *m.adapt, adapt_labels, test_site, adapt_site,
+                              folds[f], o.frames);
             if (f == 0 && fold0_counts) *fold0_counts = set.counts();
-            row(slot, m.name + " @ 0.6", NAN).add(set.measure(m.name + " @ 0.6", set.legacy(o.targets.front())));
+            row(slot, m.name + " @ 0.6", NAN)
+                .add(set.measure(m.name + " @ 0.6", set.legacy(o.targets.front())));
             for (double target : o.targets)
                 for (S s : {S::entry_pairs, S::nearest_identity}) {
                     if (s == S::nearest_identity && !o.door_statistic) continue;
-                    const std::string name = m.name + " @ calibrated" + (s == S::nearest_identity ? " (door statistic)" : "");
+                    const std::string name = m.name + " @ calibrated" +
+                                             (s == S::nearest_identity ? " (door statistic)" : "");
                     row(slot, name, target).add(set.measure(name, set.calibrated(target, s)));
                 }
         }
@@ -207,51 +224,78 @@ inline void print_open_set_folds(const std::vector<OpenSetFold>& folds) {
 
 // Per fold: one line per row and fold.
 inline void print_open_set_per_fold(const std::vector<PooledOpenSetRow>& rows) {
-    std::printf("\nopen set per fold: | model @ threshold | target door FAR | fold | threshold | calibration's pair FAR "
-                "bound (one probe vs one entry) | its door FAR bound (Sidak over E entries) | measured open-set FAR, "
-                "a door rate (strangers accepted as anyone / stranger probes; 95%% CP) | FRR (enrolled rejected or "
-                "wrong / enrolled probes) |\n|---|---|---|---|---|---|---|---|\n");
+    std::printf(
+        "\nopen set per fold: | model @ threshold | target door FAR | fold | threshold | "
+        "calibration's pair FAR "
+        "bound (one probe vs one entry) | its door FAR bound (Sidak over E entries) | measured "
+        "open-set FAR, "
+        "a door rate (strangers accepted as anyone / stranger probes; 95%% CP) | FRR (enrolled "
+        "rejected or "
+        "wrong / enrolled probes) |\n|---|---|---|---|---|---|---|---|\n");
     for (const auto& r : rows)
         for (std::size_t f = 0; f < r.folds.size(); ++f) {
             const auto& x = r.folds[f];
-            std::printf("| %s | %s | %zu | %.4f | %.2g | %.2g | %.4f (%zu/%zu; %.2g-%.2g) | %.4f (%zu/%zu) |\n", r.name.c_str(),
-                        open_set_target(r.target).c_str(), f, x.point.threshold, x.point.pair_far_bound,
-                        x.point.door_far_bound, x.far(), x.strangers_accepted, x.stranger_probes,
-                        calib::clopper_pearson_lower(x.strangers_accepted, x.stranger_probes, 0.975),
-                        calib::clopper_pearson_upper(x.strangers_accepted, x.stranger_probes, 0.975), x.frr(),
-                        x.enrolled_rejected, x.enrolled_probes);
+            std::printf(
+                "| %s | %s | %zu | %.4f | %.2g | %.2g | %.4f (%zu/%zu; %.2g-%.2g) | %.4f (%zu/%zu) "
+                "|\n",
+                r.name.c_str(), open_set_target(r.target).c_str(), f, x.point.threshold,
+                x.point.pair_far_bound, x.point.door_far_bound, x.far(), x.strangers_accepted,
+                x.stranger_probes,
+                calib::clopper_pearson_lower(x.strangers_accepted, x.stranger_probes, 0.975),
+                calib::clopper_pearson_upper(x.strangers_accepted, x.stranger_probes, 0.975),
+                x.frr(), x.enrolled_rejected, x.enrolled_probes);
         }
 }
 
 // The pooled table.
-inline void print_open_set_pooled(const std::vector<PooledOpenSetRow>& rows, std::size_t folds, int resamples) {
-    std::printf("\nopen set pooled over %zu folds (the door's open-set rate: stranger probes accepted as anyone; the "
-                "folds reuse the same images and people, so the decisions are not independent: the CP interval "
-                "assumes they are and is too narrow, the identity bootstrap (%d resamples of whole identities) "
-                "carries the dependence within a person)\n",
-                folds, resamples);
-    std::printf("| model @ threshold | target door FAR | threshold (min-max over folds) | calibrated folds | calibration's "
-                "pair FAR bound, max (per pair) | its door FAR bound, max (per door) | measured open-set FAR, a door "
-                "rate (accepted/stranger probes) | 95%% CP (as if independent) | 95%% identity bootstrap | stranger "
-                "identities with an accept | only probes the crop store's quality gate would keep: FAR (accepted/probes), FRR (rejected/probes) | FRR "
-                "(rejected or wrong/enrolled probes; ambiguous, wrong) | FRR 95%% CP | FRR 95%% identity bootstrap | "
-                "no_face probes (strangers, enrolled) |\n");
+inline void print_open_set_pooled(const std::vector<PooledOpenSetRow>& rows, std::size_t folds,
+                                  int resamples) {
+    std::printf(
+        "\nopen set pooled over %zu folds (the door's open-set rate: stranger probes accepted as "
+        "anyone; the "
+        "folds reuse the same images and people, so the decisions are not independent: the CP "
+        "interval "
+        "assumes they are and is too narrow, the identity bootstrap (%d resamples of whole "
+        "identities) "
+        "carries the dependence within a person)\n",
+        folds, resamples);
+    std::printf(
+        "| model @ threshold | target door FAR | threshold (min-max over folds) | calibrated folds "
+        "| calibration's "
+        "pair FAR bound, max (per pair) | its door FAR bound, max (per door) | measured open-set "
+        "FAR, a door "
+        "rate (accepted/stranger probes) | 95%% CP (as if independent) | 95%% identity bootstrap | "
+        "stranger "
+        "identities with an accept | only probes the crop store's quality gate would keep: FAR "
+        "(accepted/probes), FRR (rejected/probes) | FRR "
+        "(rejected or wrong/enrolled probes; ambiguous, wrong) | FRR 95%% CP | FRR 95%% identity "
+        "bootstrap | "
+        "no_face probes (strangers, enrolled) |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& r : rows) {
         const auto [fl, fu] = r.far.clopper_pearson();
         const auto [bl, bu] = r.far.identity_bootstrap(resamples);
         const auto [rl, ru] = r.frr.clopper_pearson();
         const auto [rbl, rbu] = r.frr.identity_bootstrap(resamples);
-        std::printf("| %s | %s | %.4f-%.4f | %zu/%zu | %.2g | %.2g | %.5f (%zu/%zu) | %.2g-%.2g | %.2g-%.2g | %zu of %zu | "
-                    "%.5f (%zu/%zu), %.4f (%zu/%zu) | %.4f (%zu/%zu; %zu, %zu) | %.3f-%.3f | %.3f-%.3f | %zu, %zu |\n",
-                    r.name.c_str(), open_set_target(r.target).c_str(), r.threshold_min, r.threshold_max, r.calibrated,
-                    r.folds.size(), r.pair_bound_max, r.door_bound_max, r.far.rate(), r.far.events, r.far.trials, fl, fu,
-                    bl, bu, r.far.identities_with_events(), r.far.by_id.size(),
-                    r.stranger_probes_kept ? double(r.strangers_accepted_kept) / double(r.stranger_probes_kept) : NAN,
-                    r.strangers_accepted_kept, r.stranger_probes_kept,
-                    r.enrolled_probes_kept ? double(r.enrolled_rejected_kept) / double(r.enrolled_probes_kept) : NAN,
-                    r.enrolled_rejected_kept, r.enrolled_probes_kept, r.frr.rate(), r.frr.events, r.frr.trials,
-                    r.ambiguous, r.wrong, rl, ru, rbl, rbu, r.no_face_strangers, r.no_face_enrolled);
+        std::printf(
+            "| %s | %s | %.4f-%.4f | %zu/%zu | %.2g | %.2g | %.5f (%zu/%zu) | %.2g-%.2g | "
+            "%.2g-%.2g | %zu of %zu | "
+            "%.5f (%zu/%zu), %.4f (%zu/%zu) | %.4f (%zu/%zu; %zu, %zu) | %.3f-%.3f | %.3f-%.3f | "
+            "%zu, %zu |\n",
+            r.name.c_str(), open_set_target(r.target).c_str(), r.threshold_min, r.threshold_max,
+            r.calibrated, r.folds.size(), r.pair_bound_max, r.door_bound_max, r.far.rate(),
+            r.far.events, r.far.trials, fl, fu, bl, bu, r.far.identities_with_events(),
+            r.far.by_id.size(),
+            r.stranger_probes_kept
+                ? double(r.strangers_accepted_kept) / double(r.stranger_probes_kept)
+                : NAN,
+            r.strangers_accepted_kept, r.stranger_probes_kept,
+            r.enrolled_probes_kept
+                ? double(r.enrolled_rejected_kept) / double(r.enrolled_probes_kept)
+                : NAN,
+            r.enrolled_rejected_kept, r.enrolled_probes_kept, r.frr.rate(), r.frr.events,
+            r.frr.trials, r.ambiguous, r.wrong, rl, ru, rbl, rbu, r.no_face_strangers,
+            r.no_face_enrolled);
     }
 }
 

@@ -125,7 +125,9 @@ void rollback(const ModelsArgs& args, CommandResult& result) {
     daemon::CalibrationData calibration;
     calibration.target_far = daemon::target_door_far(cfg.gate);
     if (!cfg.gate.strangers_dir.empty()) {
-        PeopleChips strangers = load_people_chips(cfg.gate.strangers_dir, "strangers", true);
+        const PhotoGate gate = PhotoGate::from(cfg);  // the site's enrollment check (people_folder.hpp)
+        PeopleChips strangers = load_people_chips(cfg.gate.strangers_dir, "strangers", true, &gate);
+        if (!strangers.skipped.empty()) std::cout << "strangers: " << strangers.skipped_summary() << "\n";
         calibration.stranger_chips = std::move(strangers.chips);
         calibration.stranger_names = std::move(strangers.names);
     }

@@ -1,7 +1,7 @@
 // The evaluate command: the training cycle's evaluation child (faceadaptd runs it; torch stays
 // out of the daemon).
 //   evaluate --state-dir DIR --candidate MODEL [--current MODEL|source] [--holdout FILE.json]
-//            [--far F] [--door-far F] [--strangers DIR] [--source] [--best MODEL]
+//            [--far F] [--door-far F] [--strangers DIR] [--config FILE] [--source] [--best MODEL]
 //            [--device cpu|cuda] [--protocol-fd N]
 //   For each model (current first, when given; "source" = the pretrained source model), the
 //   gate's figures (daemon/gate_figures.hpp) on the enrolled gallery of DIR and the held-out
@@ -12,7 +12,10 @@
 //   since issue 12: crops of tracks seen two at a time in one frame, and those track pairs).
 //   Each model's figures include its operating point calibrated for --door-far (default --far),
 //   a door rate, on the enrolled cross-person pairs, the frame pairs and the --strangers
-//   (docs/operating-point.md). --source and --best add the pretrained source model and MODEL
+//   (docs/operating-point.md); a stranger photo is used only when it passes the site's enrollment
+//   check ([detect] min_face_px and [enroll] of --config, or the defaults; tools/people_folder.hpp),
+//   and how many were skipped and why is logged and printed. --source and --best add the
+//   pretrained source model and MODEL
 //   as the gate's references (roles "source" and "best").
 //   Exit codes: 0 done, 2 bad input, 1 a model that does not load.
 #include <optional>
@@ -34,7 +37,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct EvaluateArgs {
-    fs::path state_dir, candidate, holdout, strangers, best;
+    fs::path state_dir, candidate, holdout, strangers, best, config;
     std::string current, device = "cpu";
     double far = 1e-3, door_far = 0;
     bool source = false;
@@ -117,7 +120,9 @@ int run_evaluate(const EvaluateArgs& a, daemon::ProtocolWriter* protocol) {
     calibration.frame_pairs = site.frame_pairs;
     calibration.target_far = a.door_far > 0 ? a.door_far : a.far;
     if (!a.strangers.empty()) {
-        PeopleChips strangers = load_people_chips(a.strangers, "strangers", true);
+        const PhotoGate gate = PhotoGate::from(a.config.empty() ? config::Config{} : config::load_config(a.config));
+        PeopleChips strangers = load_people_chips(a.strangers, "strangers", true, &gate);
+        if (!strangers.skipped.empty()) std::printf("strangers: %s\n", strangers.skipped_summary().c_str());
         calibration.stranger_chips = std::move(strangers.chips);
         calibration.stranger_names = std::move(strangers.names);
     }
@@ -167,6 +172,8 @@ void register_evaluate_command(CLI::App& app, CommandResult& result) {
                     "(default: --far)")->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--strangers", args->strangers, "Photos of people not enrolled: impostor pairs for the calibration")
         ->check(CLI::ExistingDirectory);
+    cmd->add_option("--config", args->config, "Site config (TOML): its [detect] and [enroll] check the --strangers photos")
+        ->check(CLI::ExistingFile);
     cmd->add_flag("--source", args->source, "Also evaluate the pretrained source model (role \"source\")");
     cmd->add_option("--best", args->best, "Also evaluate this model (role \"best\": the best so far)")->check(CLI::ExistingFile);
     cmd->add_option("--device", args->device, "cpu or cuda");

@@ -12,7 +12,9 @@
 //     file {"training": {name: number}, "gate": {name: number}}. With --gallery the threshold is
 //     calibrated (docs/operating-point.md) from the gallery's cross-person pairs and the
 //     --strangers (target --far, a door rate by default); when the pairs cannot resolve it the
-//     command refuses (exit 2) unless --threshold T says what to ship.
+//     command refuses (exit 2) unless --threshold T says what to ship. A stranger photo is used
+//     only when it passes the site's enrollment check ([detect] min_face_px, [enroll] of --config
+//     or the defaults); how many were skipped and why is printed.
 //   publish FILE --broker URL --site SITE [--config FILE] [--username U --password-file F]
 //           [--ca F --client-cert F --client-key F] [--client-id ID] [--doors a,b --ack-timeout S]
 //     Publishes and returns once the broker acknowledged every chunk; with --doors, also
@@ -86,13 +88,15 @@ std::string source_model_bytes() {
 struct EmbeddedPeople {
     std::vector<std::string> names;
     std::vector<publish::Embedding> embeddings;
+    std::string skipped;  // PeopleChips::skipped_summary()
 };
 EmbeddedPeople embed_people(const fs::path& dir, const std::optional<fs::path>& model, const std::string& what,
-                            bool loose_files_are_people) {
+                            bool loose_files_are_people, const PhotoGate* gate = nullptr) {
     if (!fs::is_directory(dir)) throw BadInput(what + ": not a folder: " + dir.string());
-    const PeopleChips people = load_people_chips(dir, what, loose_files_are_people);
+    const PeopleChips people = load_people_chips(dir, what, loose_files_are_people, gate);
     EmbeddedPeople out;
     out.names = people.names;
+    out.skipped = people.skipped_summary();
     if (people.chips.empty()) return out;
     learner::Embedder embedder(model.value_or(fs::path{}), "cpu", 32);
     for (const auto& e : embedder.embed(people.chips)) {
@@ -174,7 +178,8 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
     package->add_option("--threshold", pa->calibration.threshold, "ship this match threshold (Euclidean) instead of the "
                         "calibrated one; with --gallery the package says what it is worth")->check(CLI::Range(0.0, 10.0));
     package->add_option("--strangers", pa->strangers, "folder of photos of people NOT enrolled (<name>/<images>, or one "
-                        "image per person): impostor pairs for the calibration")->check(CLI::ExistingDirectory);
+                        "image per person): impostor pairs for the calibration; a photo the enrollment gate would refuse "
+                        "(no single face, too small, dark, blurred, turned away) is skipped")->check(CLI::ExistingDirectory);
     package->add_option("--far", pa->calibration.far, "target false-accept rate of the calibration (default 1e-3)")
         ->check(CLI::Range(1e-9, 0.5));
     package->add_option("--far-kind", pa->calibration.far_kind, "door (default: a stranger against every gallery "
@@ -234,8 +239,12 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
                 const auto people = embed_people(pa->gallery, model, "gallery", false);
                 for (std::size_t i = 0; i < people.names.size(); ++i)
                     in.gallery.entries.push_back({people.names[i], people.embeddings[i]});
-                const auto strangers =
-                    pa->strangers.empty() ? EmbeddedPeople{} : embed_people(pa->strangers, model, "strangers", true);
+                // The strangers pass the site's enrollment check (people_folder.hpp: a dark or faceless
+                // photo would give near-identical impostor pairs and collapse the threshold).
+                const PhotoGate gate = PhotoGate::from(cfg);
+                const auto strangers = pa->strangers.empty() ? EmbeddedPeople{}
+                                                             : embed_people(pa->strangers, model, "strangers", true, &gate);
+                if (!strangers.skipped.empty()) std::cout << "strangers: " << strangers.skipped << "\n";
                 in.operating_point = package_operating_point(people, strangers, pa->calibration);
                 spdlog::info("operating point: threshold {:.4f}, margin {:.4f}: {}", in.operating_point->threshold,
                              in.operating_point->margin, in.operating_point->note);

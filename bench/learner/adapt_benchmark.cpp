@@ -11,7 +11,9 @@
 // four nets on the same batch, and (issue 12) the open-set door table of open_set.hpp: source and
 // mmt at the legacy 0.6 and at their calibrated thresholds for door FAR targets 1e-2 and 1e-3,
 // through the site's own pipeline (SiteView: detector, crop store quality gate, enrollment gate;
-// `--raw-open-set`: every image as is; docs/operating-point.md, section 6).
+// `--raw-open-set`: every image as is; docs/operating-point.md, section 6), over
+// `--open-set-folds K` rotated enrolled/stranger splits of the identities (default 30; 1: the
+// single split), pooled (open_set_folds.hpp).
 // Issue 15 (`--methods mmt+c --switch-rates 0,0.05,0.15`): the adapt set becomes a simulated
 // site (learner::simulate_site: tracks of 3-8 consecutive images of one identity in file-name
 // order, the given share of them switching identity, scenes of 2-4 tracks sharing frames),
@@ -40,7 +42,7 @@
 
 #include <torch/torch.h>
 
-#include "open_set.hpp"
+#include "open_set_folds.hpp"
 #include "faceadapt/learner/cluster.hpp"
 #include "faceadapt/learner/cotrainer.hpp"
 #include "faceadapt/learner/ema.hpp"
@@ -408,6 +410,8 @@ int main(int argc, char** argv) {
     bool open_set_only = false;
     bool site_view = true;    // the open-set table through the site's own pipeline (SiteView)
     bool door_statistic = false;  // also the rows calibrated on the door's statistic (open_set.hpp)
+    faceadapt::bench::OpenSetFoldOptions open_set_options;  // --open-set-folds (open_set_folds.hpp)
+    open_set_options.folds = 30;
     int identities = 0, lfw_pairs = 0;  // 0 = all (smaller runs for a loaded machine)
     std::vector<double> switch_rates{0.0, 0.05, 0.15};
     for (int i = 1; i < argc; ++i) {
@@ -436,6 +440,7 @@ int main(int argc, char** argv) {
         else if (a == "--open-set-only") open_set_only = true;
         else if (a == "--raw-open-set") site_view = false;
         else if (a == "--door-statistic") door_statistic = true;
+        else if (a == "--open-set-folds") open_set_options.folds = std::max(1, std::stoi(val()));
         else if (a == "--merge") base.merge = true;
         else if (a == "--identities") identities = std::stoi(val());
         else if (a == "--lfw-pairs") lfw_pairs = std::stoi(val());
@@ -454,7 +459,7 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--prepare-only]\n");
             return 2;
         }
     }
@@ -683,29 +688,34 @@ int main(int argc, char** argv) {
                         adapt_mask.kept.size(), count(adapt_mask.detected), count(adapt_mask.kept), test_mask.kept.size(),
                         count(test_mask.detected), count(test_mask.enrollable));
         }
-        std::vector<faceadapt::bench::OpenSetRow> open_rows;
-        faceadapt::bench::OpenSetCounts counts;  // of the last model's set (the same for every model)
-        using S = faceadapt::bench::OpenSet::Statistic;
+        // Each model's embeddings of both halves (kept under --models), then the folds (open_set_folds.hpp).
+        std::vector<std::pair<std::vector<fl::Embedding>, std::vector<fl::Embedding>>> embeddings;
+        embeddings.reserve(door_models.size());
+        std::vector<faceadapt::bench::OpenSetModel> open_models;
         for (const auto& [name, key, net] : door_models) {
-            t0 = Clock::now();
-            const auto te = cached_embed(models_dir, key + ".test", net, d.test.chips);
-            const auto ad = cached_embed(models_dir, key + ".adapt", net, d.adapt.chips);
-            const faceadapt::bench::OpenSet set(te, d.test.labels, ad, d.adapt.labels, views ? &test_mask : nullptr,
-                                                views ? &adapt_mask : nullptr);
-            counts = set.counts();
-            open_rows.push_back(set.measure(name + " @ 0.6", set.legacy(1e-2)));
-            for (double target : {1e-2, 1e-3})
-                for (S s : {S::entry_pairs, S::nearest_identity}) {
-                    if (s == S::nearest_identity && !door_statistic) continue;
-                    const auto point = set.calibrated(target, s);
-                    const std::string row = name + " @ calibrated" + (s == S::nearest_identity ? " (door statistic)" : "");
-                    open_rows.push_back(set.measure(row, point));
-                    std::printf("%s %.0e: %s\n", row.c_str(), target, point.note.c_str());
-                }
-            std::printf("open set for %s: %.0f s\n", name.c_str(), since(t0));
-            std::fflush(stdout);
+            embeddings.emplace_back(cached_embed(models_dir, key + ".test", net, d.test.chips),
+                                    cached_embed(models_dir, key + ".adapt", net, d.adapt.chips));
+            open_models.push_back({name, &embeddings.back().first, &embeddings.back().second});
         }
-        faceadapt::bench::print_open_set_table(open_rows, counts, views.has_value());
+        t0 = Clock::now();
+        open_set_options.door_statistic = door_statistic;
+        faceadapt::bench::OpenSetCounts counts;  // of fold 0 (the pairs depend only on the labels and the site view)
+        const auto pooled = faceadapt::bench::run_open_set_folds(open_models, d.test.labels, d.adapt.labels,
+                                                                 views ? &test_mask : nullptr, views ? &adapt_mask : nullptr,
+                                                                 open_set_options, &counts);
+        std::printf("open set: %d folds x %zu models in %.0f s\n", open_set_options.folds, open_models.size(), since(t0));
+        std::vector<faceadapt::bench::OpenSetRow> fold0;
+        for (const auto& r : pooled) {
+            fold0.push_back(r.folds.front());
+            if (!std::isnan(r.target)) std::printf("%s %.0e (fold 0): %s\n", r.name.c_str(), r.target, r.folds.front().point.note.c_str());
+        }
+        std::printf("\nfold 0 (identities 0-18 enrolled: the single split of issue 12's protocol)");
+        faceadapt::bench::print_open_set_table(fold0, counts, views.has_value());
+        faceadapt::bench::print_open_set_folds(
+            faceadapt::bench::make_open_set_folds(d.test.labels, open_set_options.folds, open_set_options.enrolled));
+        faceadapt::bench::print_open_set_per_fold(pooled);
+        faceadapt::bench::print_open_set_pooled(pooled, static_cast<std::size_t>(open_set_options.folds),
+                                                open_set_options.bootstrap);
     }
     if (mmt_ips > 0 && !open_set_only) {
         const int batch = base.batch_ids * base.batch_per_id;

@@ -3,7 +3,7 @@
 //
 // Protocol (the Acceptance): identities 0..18 are enrolled with 3 photos each from the
 // test half (positions 0, n/3, 2n/3 of the identity's test images); identities 19..37 are
-// strangers. Probes: every other test image of the enrolled (they should be accepted as
+// strangers (one OpenSetFold; open_set_folds.hpp rotates who is enrolled over K folds). Probes: every other test image of the enrolled (they should be accepted as
 // themselves) and every test image of the strangers (they should be accepted as nobody). The
 // threshold is calibrated only on pairs a site would have: the enrolled photos against each
 // other, and same-frame pairs simulated from the adapt half (which a site sees whole, both
@@ -53,6 +53,13 @@ struct OpenSetRow {
     std::size_t stranger_probes = 0, strangers_accepted = 0;
     std::size_t enrolled_probes = 0, enrolled_rejected = 0, ambiguous = 0, wrong = 0;
     std::size_t no_face_strangers = 0, no_face_enrolled = 0;  // probes the door answers no_face (not counted above)
+    // Of the stranger probes, those whose crop the crop store's quality gate would keep (the kind
+    // of crop the calibration's same-frame pairs are made of), and how many of them were accepted.
+    // The same for the enrolled probes (a door that ran that gate would ask these to retry).
+    std::size_t stranger_probes_kept = 0, strangers_accepted_kept = 0, enrolled_probes_kept = 0, enrolled_rejected_kept = 0;
+    // Per identity label: {accepted, probes} of its stranger probes, {rejected, probes} of its
+    // enrolled ones (open_set_folds.hpp resamples identities for its interval).
+    std::map<int, std::pair<std::size_t, std::size_t>> stranger_by_id, enrolled_by_id;
     double far() const { return stranger_probes ? double(strangers_accepted) / stranger_probes : NAN; }
     double frr() const { return enrolled_probes ? double(enrolled_rejected) / enrolled_probes : NAN; }
 };
@@ -94,21 +101,43 @@ struct OpenSetCounts {
     std::size_t entry_pairs = 0, enrolled_entry_pairs = 0, nearest = 0, enrolled_nearest = 0;
 };
 
+// Who is enrolled in one split of the identities (open_set_folds.hpp rotates it), with which
+// photos, and which simulated frames calibrate it.
+struct OpenSetFold {
+    std::set<int> enrolled;                // identity labels enrolled; every other one is a stranger
+    std::map<int, std::size_t> photo_shift;  // per enrolled identity: its photos' positions move by this (0 if absent)
+    unsigned frame_seed = 12;              // the same-frame pairs' simulation
+};
+
 class OpenSet {
 public:
     // test/adapt: one model's embeddings of the test and adapt halves with their identity labels.
+    // The first `enrolled_ids` identity labels (0..enrolled_ids-1) are enrolled: the table before the folds.
     OpenSet(const std::vector<learner::Embedding>& test, const std::vector<int>& test_labels,
             const std::vector<learner::Embedding>& adapt, const std::vector<int>& adapt_labels,
             const SiteMask* test_site = nullptr, const SiteMask* adapt_site = nullptr, int enrolled_ids = 19,
             int frames = 8000, unsigned seed = 12)
+        : OpenSet(test, test_labels, adapt, adapt_labels, test_site, adapt_site, first_identities(enrolled_ids, seed), frames) {}
+
+    // The enrolled identities of `fold`; each one's 3 photos are its test images at positions
+    // shift, shift + n/3, shift + 2n/3 (mod n; through the site view the first enrollable one at or
+    // after each). Calibration: its enrolled photos against each other and `frames` simulated
+    // frames of the adapt half (seeded by fold.frame_seed); never a test probe.
+    OpenSet(const std::vector<learner::Embedding>& test, const std::vector<int>& test_labels,
+            const std::vector<learner::Embedding>& adapt, const std::vector<int>& adapt_labels,
+            const SiteMask* test_site, const SiteMask* adapt_site, const OpenSetFold& fold, int frames = 8000)
         : test_(test), test_labels_(test_labels), test_site_(test_site) {
+        const unsigned seed = fold.frame_seed;
         if (test_site && test_site->detected.size() != test.size()) throw std::invalid_argument("open set: test site mask size");
         if (adapt_site && adapt_site->kept.size() != adapt.size()) throw std::invalid_argument("open set: adapt site mask size");
         std::map<int, std::vector<std::size_t>> by_id;
         for (std::size_t i = 0; i < test_labels.size(); ++i) by_id[test_labels[i]].push_back(i);
         for (const auto& [id, idx] : by_id) {
-            if (id >= enrolled_ids) continue;
-            for (std::size_t k : {std::size_t{0}, idx.size() / 3, 2 * idx.size() / 3}) {
+            if (!fold.enrolled.count(id)) continue;
+            const auto shift_it = fold.photo_shift.find(id);
+            const std::size_t shift = shift_it == fold.photo_shift.end() ? 0 : shift_it->second;
+            for (std::size_t base : {std::size_t{0}, idx.size() / 3, 2 * idx.size() / 3}) {
+                const std::size_t k = (base + shift) % idx.size();
                 std::size_t pick = k;  // the first enrollable one at or after k, cyclically (else one with a face)
                 if (test_site) {
                     auto first = [&](const std::vector<char>& ok) {
@@ -196,7 +225,9 @@ public:
     }
 
     OpenSetRow measure(const std::string& name, const calib::OperatingPoint& point) const {
-        OpenSetRow row{name, point};
+        OpenSetRow row;
+        row.name = name;
+        row.point = point;
         for (std::size_t i = 0; i < test_.size(); ++i) {
             if (enrolled_index_.count(i)) continue;
             const std::string truth = std::to_string(test_labels_[i]);
@@ -209,19 +240,36 @@ public:
             for (std::size_t g = 0; g < gallery_.size(); ++g) entries.emplace_back(names_[g], calib::euclidean(gallery_[g], test_[i]));
             const auto d = calib::decide(entries, point.threshold, point.margin);
             if (enrolled) {
+                const bool rejected = !d.accepted() || d.identity != truth;
                 ++row.enrolled_probes;
-                if (!d.accepted() || d.identity != truth) ++row.enrolled_rejected;
+                if (rejected) ++row.enrolled_rejected;
                 if (d.decision == calib::Decision::ambiguous) ++row.ambiguous;
                 if (d.accepted() && d.identity != truth) ++row.wrong;
+                if (test_site_ && test_site_->kept[i]) ++row.enrolled_probes_kept, row.enrolled_rejected_kept += rejected;
+                auto& c = row.enrolled_by_id[test_labels_[i]];
+                c.first += rejected, ++c.second;
             } else {
                 ++row.stranger_probes;
                 if (d.accepted()) ++row.strangers_accepted;
+                if (test_site_ && test_site_->kept[i]) ++row.stranger_probes_kept, row.strangers_accepted_kept += d.accepted();
+                auto& c = row.stranger_by_id[test_labels_[i]];
+                c.first += d.accepted(), ++c.second;
             }
         }
         return row;
     }
 
+    // The test images the gallery holds (never a probe).
+    const std::set<std::size_t>& enrolled_images() const { return enrolled_index_; }
+
 private:
+    static OpenSetFold first_identities(int n, unsigned seed) {
+        OpenSetFold f;
+        for (int id = 0; id < n; ++id) f.enrolled.insert(id);
+        f.frame_seed = seed;
+        return f;
+    }
+
     const std::vector<learner::Embedding>& test_;
     const std::vector<int>& test_labels_;
     const SiteMask* test_site_ = nullptr;

@@ -44,6 +44,19 @@ double clopper_pearson_upper(std::size_t k, std::size_t n, double confidence) {
     return hi;
 }
 
+double clopper_pearson_lower(std::size_t k, std::size_t n, double confidence) {
+    if (n == 0 || k == 0) return 0.0;
+    const double alpha = 1.0 - confidence;
+    if (k >= n) return std::exp(std::log(alpha) / static_cast<double>(n));  // alpha^(1/n)
+    // P(X >= k) = 1 - cdf(k - 1) rises with p: cdf(k - 1, lo) > 1 - alpha >= cdf(k - 1, hi).
+    double lo = 0.0, hi = static_cast<double>(k) / static_cast<double>(n);
+    for (int i = 0; i < 200 && hi - lo > 1e-14; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        (binomial_cdf(k - 1, n, mid) > 1.0 - alpha ? lo : hi) = mid;
+    }
+    return lo;
+}
+
 double door_far_from_pair(double pair_far, std::size_t comparisons) {
     if (comparisons == 0) return 0.0;
     return -std::expm1(static_cast<double>(comparisons) * std::log1p(-std::min(pair_far, 1.0)));

@@ -420,6 +420,8 @@ struct TrainingCycle::Run {
                                       "--door-far", fmt::format("{}", target_door_far(cfg.gate)),
                                       "--device", cfg.learner.device};
         if (!cfg.gate.strangers_dir.empty()) argv.insert(argv.end(), {"--strangers", cfg.gate.strangers_dir.string()});
+        if (!cfg.gate.strangers_dir.empty() && !c.options_.config_file.empty())  // its [enroll] checks the strangers
+            argv.insert(argv.end(), {"--config", fs::absolute(c.options_.config_file).string()});
         if (s.parent_version > 0) argv.push_back("--source");  // the source model as a reference
         const int best = best_version_so_far(c.registry_, s.parent_version);
         if (best > 0) argv.insert(argv.end(), {"--best", c.registry_.get(best).model_file.string()});
@@ -617,6 +619,8 @@ EmbeddedGallery TrainingCycle::embed_gallery(const config::Config& config, const
                                         "--door-far", fmt::format("{}", target_door_far(config.gate)),
                                         "--device", config.learner.device};
     if (!config.gate.strangers_dir.empty()) argv.insert(argv.end(), {"--strangers", config.gate.strangers_dir.string()});
+    if (!config.gate.strangers_dir.empty() && !options_.config_file.empty())  // its [enroll] checks the strangers
+        argv.insert(argv.end(), {"--config", fs::absolute(options_.config_file).string()});
     const TrainingResult result = hooks_.run_child("release", argv);
     for (const auto& m : result.messages)
         if (const auto* e = std::get_if<ChildEvaluation>(&m); e && result.ok()) {

@@ -70,6 +70,23 @@ TEST(Statistics, ClopperPearsonUpperBound) {
     }
 }
 
+TEST(Statistics, ClopperPearsonLowerBound) {
+    // The two-sided 95% intervals of the tables (lower at 0.975): 1/10 -> 0.0025, 5/20 -> 0.0866.
+    EXPECT_NEAR(fc::clopper_pearson_lower(1, 10, 0.975), 0.00253, 1e-5);
+    EXPECT_NEAR(fc::clopper_pearson_lower(5, 20, 0.975), 0.0866, 1e-4);
+    // By definition: P(X >= k | n, lower) = 1 - confidence, and the mirror of the upper bound
+    // (n - X is binomial with 1 - p).
+    for (std::size_t k : {1u, 2u, 17u, 400u}) {
+        const double l = fc::clopper_pearson_lower(k, 5000, 0.9);
+        EXPECT_NEAR(1.0 - fc::binomial_cdf(k - 1, 5000, l), 0.1, 1e-9) << k;
+        EXPECT_NEAR(l, 1.0 - fc::clopper_pearson_upper(5000 - k, 5000, 0.9), 1e-9) << k;
+        EXPECT_LT(l, double(k) / 5000);
+    }
+    EXPECT_EQ(fc::clopper_pearson_lower(0, 100, 0.975), 0.0);
+    EXPECT_EQ(fc::clopper_pearson_lower(0, 0, 0.975), 0.0);
+    EXPECT_NEAR(fc::clopper_pearson_lower(10, 10, 0.975), std::pow(0.025, 0.1), 1e-12);
+}
+
 TEST(Statistics, PairAndDoorRates) {
     // A stranger compared with 19 entries, each accepting with 1e-3: 1 - 0.999^19.
     EXPECT_NEAR(fc::door_far_from_pair(1e-3, 19), 1 - std::pow(0.999, 19), 1e-15);

@@ -5,11 +5,12 @@
 // threshold; through the site's pipeline (the crop store keeps no dark crop, the enrollment gate
 // takes no dark photo, the detector misses some) the threshold separates the people again, the
 // gallery holds no dark photo, and a probe without a face is the door's no_face.
+// The folds (open_set_folds.hpp): rotated enrolled/stranger splits, pooled, with their intervals.
 #include <random>
 
 #include <gtest/gtest.h>
 
-#include "open_set.hpp"
+#include "open_set_folds.hpp"
 
 namespace fb = faceadapt::bench;
 using faceadapt::learner::Embedding;
@@ -88,4 +89,85 @@ TEST(OpenSetBenchmark, DarkLookAlikesCollapseTheThresholdUnlessTheSitePipelineDr
     ASSERT_TRUE(door.calibrated) << door.note;
     EXPECT_EQ(door.comparisons, std::size_t(kEnrolled));
     EXPECT_GT(c.nearest, c.enrolled_nearest);
+}
+
+TEST(OpenSetFolds, RotateWhoIsEnrolledInComplementaryPairs) {
+    std::vector<int> labels;
+    for (int id = 0; id < kIds; ++id)
+        for (int j = 0; j < 9 + id; ++j) labels.push_back(id);
+    const auto folds = fb::make_open_set_folds(labels, 6, kEnrolled);
+    ASSERT_EQ(folds.size(), 6u);
+    EXPECT_EQ(folds[0].enrolled, (std::set<int>{0, 1, 2, 3})) << "fold 0 is the single split";
+    EXPECT_TRUE(folds[0].photo_shift.empty());
+    EXPECT_EQ(folds[0].frame_seed, 12u);
+    std::map<int, int> enrolled_in;
+    for (std::size_t f = 0; f < folds.size(); ++f) {
+        EXPECT_EQ(folds[f].enrolled.size(), std::size_t(kEnrolled));
+        for (int id : folds[f].enrolled) ++enrolled_in[id];
+        if (f % 2 == 1) {
+            for (int id : folds[f].enrolled) EXPECT_FALSE(folds[f - 1].enrolled.count(id)) << "fold " << f << " complements " << f - 1;
+        }
+        for (const auto& [id, shift] : folds[f].photo_shift) EXPECT_LT(shift, std::size_t(std::max(1, (9 + id) / 3)));
+    }
+    for (int id = 0; id < kIds; ++id) EXPECT_EQ(enrolled_in[id], 3) << "identity " << id << " enrolled in half the folds";
+    EXPECT_NE(folds[2].enrolled, folds[4].enrolled) << "seeded splits differ";
+    EXPECT_EQ(fb::make_open_set_folds(labels, 6, kEnrolled)[4].enrolled, folds[4].enrolled) << "and are reproducible";
+    EXPECT_THROW(fb::make_open_set_folds(labels, 2, kIds), std::invalid_argument);
+}
+
+TEST(OpenSetFolds, PoolTheFoldsWithoutEverProbingAnEnrolledPhoto) {
+    const auto test = make_half(kIds, 9, [](int j) { return j == 0 || j == 4 || j == 7; }, [](int j) { return j == 7; }, 1);
+    const auto adapt = make_half(kIds, 12, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
+    fb::OpenSetFoldOptions o;
+    o.folds = 4;
+    o.enrolled = kEnrolled;
+    o.frames = kFrames;
+    o.targets = {1e-2};
+    const std::vector<fb::OpenSetModel> models{{"m", &test.rows, &adapt.rows}};
+    const auto rows = fb::run_open_set_folds(models, test.labels, adapt.labels, &test.mask, &adapt.mask, o);
+    ASSERT_EQ(rows.size(), 2u);  // m @ 0.6, m @ calibrated 1e-2
+    EXPECT_TRUE(std::isnan(rows[0].target));
+    EXPECT_EQ(rows[1].target, 1e-2);
+    const auto folds = fb::make_open_set_folds(test.labels, o.folds, o.enrolled);
+    for (const auto& r : rows) {
+        ASSERT_EQ(r.folds.size(), 4u);
+        std::size_t strangers = 0, enrolled = 0;
+        for (std::size_t f = 0; f < 4; ++f) {
+            const auto& x = r.folds[f];
+            // Every test image is a probe, a gallery photo (3 per enrolled identity) or no_face, once.
+            EXPECT_EQ(x.stranger_probes + x.enrolled_probes + x.no_face_strangers + x.no_face_enrolled + 3 * kEnrolled,
+                      test.rows.size());
+            for (const auto& [id, c] : x.stranger_by_id) EXPECT_FALSE(folds[f].enrolled.count(id)) << id;
+            for (const auto& [id, c] : x.enrolled_by_id) EXPECT_TRUE(folds[f].enrolled.count(id)) << id;
+            strangers += x.stranger_probes, enrolled += x.enrolled_probes;
+        }
+        EXPECT_EQ(r.far.trials, strangers);
+        EXPECT_EQ(r.frr.trials, enrolled);
+        EXPECT_EQ(r.far.by_id.size(), std::size_t(kIds)) << "over the folds every identity is a stranger";
+    }
+    // Bright impostors lie ~1.41 apart: the calibrated threshold accepts no stranger, in any fold.
+    EXPECT_EQ(rows[1].calibrated, 4u);
+    EXPECT_EQ(rows[1].far.events, 0u);
+    EXPECT_EQ(rows[1].far.clopper_pearson().first, 0.0);
+    EXPECT_NEAR(rows[1].far.clopper_pearson().second, 1 - std::pow(0.025, 1.0 / double(rows[1].far.trials)), 1e-9);
+    // The crop store keeps no dark probe, so its "kept" rates count the bright ones only.
+    EXPECT_EQ(rows[1].stranger_probes_kept, std::size_t(4 * (kIds - kEnrolled) * 6));
+}
+
+TEST(OpenSetFolds, TheIdentityBootstrapWidensTheIntervalWhenAcceptsComeFromFewPeople) {
+    // 20 identities with 500 probes each; 20 accepts: all from one identity, or one from each.
+    fb::PooledRate one, spread;
+    for (int id = 0; id < 20; ++id) {
+        one.add({{id, {id == 0 ? 20u : 0u, 500u}}});
+        spread.add({{id, {1u, 500u}}});
+    }
+    EXPECT_EQ(one.rate(), spread.rate());
+    EXPECT_EQ(one.clopper_pearson(), spread.clopper_pearson()) << "CP sees only the pooled counts";
+    EXPECT_EQ(one.identities_with_events(), 1u);
+    const auto [ol, ou] = one.identity_bootstrap(2000);
+    const auto [sl, su] = spread.identity_bootstrap(2000);
+    EXPECT_EQ(ol, 0.0) << "the one identity is left out of many resamples";
+    EXPECT_GT(ou, one.clopper_pearson().second);
+    EXPECT_EQ(sl, su) << "one accept per identity: every resample has the same rate";
+    EXPECT_NEAR(sl, 0.002, 1e-12);
 }

@@ -443,6 +443,18 @@ TEST_F(TrainingCycleTest, AStopDuringTrainingKeepsTheStateAndTheNextRunResumesFr
     EXPECT_EQ(releases, std::vector<int>{1});
 }
 
+// The evaluation child gets the site config with [gate] strangers_dir, so that its [enroll]
+// checks the strangers' photos (tools/people_folder.hpp).
+TEST_F(TrainingCycleTest, TheEvaluationChildChecksTheStrangersWithTheSiteConfig) {
+    cfg.gate.strangers_dir = dir.path() / "strangers";
+    fs::create_directories(cfg.gate.strangers_dir);
+    EXPECT_EQ(make_cycle()->run(cfg, stop).outcome, TrainingCycle::Outcome::ended);
+    ASSERT_FALSE(calls("evaluate").empty());
+    const std::string e = calls("evaluate")[0];
+    EXPECT_NE(e.find("--strangers " + cfg.gate.strangers_dir.string()), std::string::npos) << e;
+    EXPECT_NE(e.find("--config " + fs::absolute(dir.path() / "site.toml").string()), std::string::npos) << e;
+}
+
 TEST_F(TrainingCycleTest, AFailedTrainingChildEndsTheCycleWithItsReasonAndNothingRegistered) {
     touch("train-fails");
     const TrainingCycle::Report r = make_cycle()->run(cfg, stop);

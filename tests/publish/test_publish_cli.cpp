@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -169,8 +170,6 @@ TEST_F(PublishCli, PackageCalibratesOrRefusesAndTheDoorAppliesIt) {
     fs::create_directories(t / "gallery" / "three");
     fs::copy_file(demo / "sample1.jpg", t / "gallery" / "one" / "a.jpg");
     fs::copy_file(demo / "sample3.jpg", t / "gallery" / "three" / "a.jpg");
-    fs::create_directories(t / "strangers");
-    for (const char* f : {"sample2.jpg", "sample4.jpg", "sample5.jpg", "sample6.jpg"}) fs::copy_file(demo / f, t / "strangers" / f);
     const std::string base = faceadapt_bin() + " package --key " + (t / "keys").string() + " --site cli --version 1 --gallery " +
                              (t / "gallery").string();
 
@@ -181,6 +180,22 @@ TEST_F(PublishCli, PackageCalibratesOrRefusesAndTheDoorAppliesIt) {
     EXPECT_FALSE(fs::exists(t / "refused.fapkg"));
 
     // With the strangers a pair FAR of 0.45 is resolvable (6 pairs or more with no exceedance).
+    // Strangers: one LFW photo each of 6 people (the demo's other photos are group photos and a
+    // turned head, which the strangers' enrollment check refuses).
+    const fs::path lfw = faceadapt::test::shared_dir() / "datasets" / "lfw-devtest" / "images";
+    FACEADAPT_REQUIRE_PATH(lfw);
+    std::vector<fs::path> people;
+    for (const auto& e : fs::directory_iterator(lfw))
+        if (e.is_directory()) people.push_back(e.path());
+    std::sort(people.begin(), people.end());
+    ASSERT_GE(people.size(), 6u);
+    fs::create_directories(t / "strangers");
+    for (std::size_t i = 0; i < 6; ++i) {
+        std::vector<fs::path> files;
+        for (const auto& e : fs::directory_iterator(people[i])) files.push_back(e.path());
+        std::sort(files.begin(), files.end());
+        fs::copy_file(files.front(), t / "strangers" / files.front().filename());
+    }
     ASSERT_EQ(run(base + " --strangers " + (t / "strangers").string() + " --far 0.45 --far-kind pair --out " +
                       (t / "v1.fapkg").string(), &out), 0);
     EXPECT_NE(out.find("(calibrated)"), std::string::npos) << out;

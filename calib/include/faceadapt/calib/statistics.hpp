@@ -23,6 +23,10 @@ double binomial_cdf(std::size_t k, std::size_t n, double p);
 // the p with P(X <= k | n, p) = 1 - confidence (1 when k >= n; 1 when n == 0).
 // requires 0 < confidence < 1. Solved by bisection to 1e-14 absolute.
 double clopper_pearson_upper(std::size_t k, std::size_t n, double confidence);
+// The one-sided Clopper-Pearson lower bound: the p with P(X >= k | n, p) = 1 - confidence (0 when
+// k == 0; 0 when n == 0). With confidence 0.975 it and clopper_pearson_upper(k, n, 0.975) are the
+// two-sided 95% interval. requires k <= n, 0 < confidence < 1. Bisection to 1e-14 absolute.
+double clopper_pearson_lower(std::size_t k, std::size_t n, double confidence);
 
 // The door's false-accept rate when each of `comparisons` independent comparisons accepts a
 // stranger with probability pair_far: 1 - (1 - pair_far)^comparisons (Sidak). For positively

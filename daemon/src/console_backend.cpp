@@ -13,6 +13,7 @@
 
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/site_files.hpp"
+#include "faceadapt/common/text.hpp"
 #include "faceadapt/common/time.hpp"
 #include "faceadapt/daemon/metrics.hpp"
 #include "faceadapt/daemon/model_registry.hpp"
@@ -209,7 +210,7 @@ json SiteConsole::people() {
         }
         (*person)["photos"].push_back({{"id", e.id},
                                        {"enrolled", common::utc_timestamp(e.enrolled)},
-                                       {"source", ui::printable(source)},
+                                       {"source", common::printable(source)},
                                        {"by", by.empty() ? "command line" : by},
                                        {"score", e.score}});
     }
@@ -225,7 +226,7 @@ std::vector<ui::EnrollResult> SiteConsole::enroll(const std::string& name, const
     std::lock_guard lock(enroll_mutex_);
     for (const auto& photo : photos) {
         ui::EnrollResult r;
-        r.filename = ui::printable(photo.filename, 120);
+        r.filename = common::printable(photo.filename, 120);
         std::string error;
         const cv::Mat image = decode_upload(photo.bytes, error);
         if (image.empty()) {
@@ -238,9 +239,9 @@ std::vector<ui::EnrollResult> SiteConsole::enroll(const std::string& name, const
         if (!check.ok) {
             r.reason = check.reason;
         } else {
-            r.entry = gallery_->add(name, check.chip, check.score, kConsoleSource + ui::printable(by, 32) + ": " + r.filename);
+            r.entry = gallery_->add(name, check.chip, check.score, kConsoleSource + common::printable(by, 32) + ": " + r.filename);
             r.ok = true;
-            spdlog::info("console: {} enrolled {} from {} (entry {})", ui::printable(by, 32), name, r.filename, r.entry);
+            spdlog::info("console: {} enrolled {} from {} (entry {})", common::printable(by, 32), name, r.filename, r.entry);
         }
         out.push_back(r);
     }
@@ -277,7 +278,7 @@ int SiteConsole::erase(const std::string& name) {
             jpegs_.erase(key);
         }
         spdlog::info("console: erased {} ({} gallery entries, {} crops named for them); the next gallery update ships "
-                     "without them", ui::printable(name, 64), removed, crops_removed);
+                     "without them", common::printable(name, 64), removed, crops_removed);
     }
     return removed;
 }
@@ -581,7 +582,7 @@ std::vector<ui::EnrollResult> SiteConsole::name_crops(const std::string& name, c
         } else {
             quality::QualityScore score;
             score.normalized = r.score;
-            e.entry = gallery_->add(name, *chip, score, kConsoleSource + ui::printable(by, 32) + ": " + e.filename);
+            e.entry = gallery_->add(name, *chip, score, kConsoleSource + common::printable(by, 32) + ": " + e.filename);
             e.ok = true;
             rows.must.emplace_back(r.id, name);
         }

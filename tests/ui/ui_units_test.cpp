@@ -154,7 +154,7 @@ TEST(UiAudit, AppendsJsonLinesNewestFirstPrintable) {
     EXPECT_EQ(tail[0]["action"], "login_failed");
     EXPECT_FALSE(tail[0]["ok"].get<bool>());
     EXPECT_EQ(tail[1]["action"], "enroll");
-    EXPECT_EQ(tail[1]["detail"]["name"], "Ada?<b>") << "control characters made printable";
+    EXPECT_EQ(tail[1]["detail"]["name"], "Ada\\x0a<b>") << "control characters made printable (escaped)";
     EXPECT_EQ(tail[1]["detail"]["photos"], 2);
     EXPECT_FALSE(tail[1]["time"].get<std::string>().empty());
     // A torn last line (a crash mid-write) is skipped.

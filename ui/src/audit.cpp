@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "faceadapt/common/durable_file.hpp"
+#include "faceadapt/common/text.hpp"
 #include "faceadapt/common/time.hpp"
 #include "private_folder.hpp"
 
@@ -21,13 +22,13 @@ namespace {
 
 // Strings inside the detail, made printable and bounded (recursively).
 json clean(const json& j) {
-    if (j.is_string()) return printable(j.get<std::string>());
+    if (j.is_string()) return common::printable(j.get<std::string>());
     if (j.is_array() || j.is_object()) {
         json out = j.is_array() ? json::array() : json::object();
         int kept = 0;
         for (auto it = j.begin(); it != j.end() && kept < 64; ++it, ++kept) {
             if (j.is_array()) out.push_back(clean(*it));
-            else out[printable(it.key(), 64)] = clean(it.value());
+            else out[common::printable(it.key(), 64)] = clean(it.value());
         }
         return out;
     }
@@ -38,25 +39,13 @@ json clean(const json& j) {
 
 fs::path audit_file(const fs::path& state_dir) { return state_dir / "console" / "audit.jsonl"; }
 
-std::string printable(std::string_view text, std::size_t max) {
-    std::string out;
-    for (const char c : text) {
-        if (out.size() >= max) {
-            out += "...";
-            break;
-        }
-        out += (c >= 0x20 && c < 0x7f) ? c : '?';
-    }
-    return out;
-}
-
 AuditLog::AuditLog(fs::path file) : file_(std::move(file)) {
     create_private_folder(file_.parent_path());
 }
 
 void AuditLog::append(const AuditEntry& entry) {
-    const json line{{"time", common::utc_timestamp()}, {"user", printable(entry.user, 64)},
-                    {"address", printable(entry.address, 64)}, {"action", printable(entry.action, 64)},
+    const json line{{"time", common::utc_timestamp()}, {"user", common::printable(entry.user, 64)},
+                    {"address", common::printable(entry.address, 64)}, {"action", common::printable(entry.action, 64)},
                     {"detail", clean(entry.detail)}, {"ok", entry.ok}};
     const std::string text = line.dump() + "\n";
     std::lock_guard lock(mutex_);

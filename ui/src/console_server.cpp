@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "faceadapt/common/listen_address.hpp"
+#include "faceadapt/common/text.hpp"
 #include "faceadapt/ui/audit.hpp"
 #include "faceadapt/ui/html.hpp"
 #include "faceadapt/ui/users.hpp"
@@ -223,7 +224,7 @@ struct ConsoleServer::Impl {
                 res.set_content(pages::login(options.site, why, token), "text/html; charset=utf-8");
             }
         };
-        const std::string who = printable(user, 32);
+        const std::string who = common::printable(user, 32);
         if (auto wait = throttle.locked(user, req.remote_addr)) {
             const long secs = static_cast<long>((wait->count() + 999) / 1000);
             res.set_header("Retry-After", std::to_string(secs));
@@ -632,7 +633,7 @@ void ConsoleServer::Impl::model_routes() {
             record(req, s.user, "rollback", {{"version", version}, {"result", what}});
             return what;
         } catch (const std::invalid_argument& e) {
-            record(req, s.user, "rollback", {{"version", printable(text, 20)}, {"error", e.what()}}, false);
+            record(req, s.user, "rollback", {{"version", common::printable(text, 20)}, {"error", e.what()}}, false);
             send_error(req, res, 400, e.what());
             return std::nullopt;
         }
@@ -673,7 +674,7 @@ ConsoleServer::ConsoleServer(Options options, ConsoleBackend& backend)
     // Before any handler: a request under another host name gets 421 and nothing else.
     srv.set_pre_routing_handler([&d](const httplib::Request& req, httplib::Response& res) {
         if (d.host_allowed(req)) return httplib::Server::HandlerResponse::Unhandled;
-        spdlog::debug("console: refused a request from {} for another host name", printable(req.remote_addr, 64));
+        spdlog::debug("console: refused a request from {} for another host name", common::printable(req.remote_addr, 64));
         send_error(req, res, 421, "this console is not served under that host name (see [ui] allowed_hosts)");
         return httplib::Server::HandlerResponse::Handled;
     });
@@ -701,7 +702,7 @@ ConsoleServer::ConsoleServer(Options options, ConsoleBackend& backend)
             what = e.what();
         } catch (...) {
         }
-        spdlog::error("console: {} {}: {}", req.method, printable(req.path, 120), what);
+        spdlog::error("console: {} {}: {}", req.method, common::printable(req.path, 120), what);
         send_error(req, res, 500, "internal error (see the daemon's log)");
     });
     d.routes();

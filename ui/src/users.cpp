@@ -11,7 +11,7 @@
 
 #include "faceadapt/common/durable_file.hpp"
 #include "faceadapt/common/time.hpp"
-#include "faceadapt/ui/audit.hpp"  // printable()
+#include "faceadapt/common/text.hpp"
 #include "private_folder.hpp"
 
 namespace fs = std::filesystem;
@@ -98,7 +98,7 @@ UserStore UserStore::load(const fs::path& file) {
 
 void UserStore::add(const std::string& name, Role role, const std::string& password) {
     if (!valid_user_name(name))
-        throw std::invalid_argument("user name \"" + printable(name, 40) + "\": 1 to 32 of A-Z a-z 0-9 . _ -");
+        throw std::invalid_argument("user name \"" + common::printable(name, 40) + "\": 1 to 32 of A-Z a-z 0-9 . _ -");
     if (find(name)) throw std::invalid_argument("user " + name + " exists already (use passwd, or remove it first)");
     check_password(name, password);
     users_.push_back(User{name, role, hash_password(password), common::utc_timestamp()});
@@ -110,7 +110,7 @@ bool UserStore::remove(const std::string& name) {
 
 void UserStore::set_password(const std::string& name, const std::string& password) {
     auto it = std::find_if(users_.begin(), users_.end(), [&](const User& u) { return u.name == name; });
-    if (it == users_.end()) throw std::invalid_argument("user " + printable(name, 40) + ": no such user");
+    if (it == users_.end()) throw std::invalid_argument("user " + common::printable(name, 40) + ": no such user");
     check_password(name, password);
     it->hash = hash_password(password);
 }

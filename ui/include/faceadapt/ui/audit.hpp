@@ -32,9 +32,6 @@ struct AuditEntry {
 // <state_dir>/console/audit.jsonl
 std::filesystem::path audit_file(const std::filesystem::path& state_dir);
 
-// Printable ASCII only (others as '?'), at most `max` bytes ("..." appended when cut).
-std::string printable(std::string_view text, std::size_t max = 256);
-
 class AuditLog {
 public:
     // The folder is created (0700) when absent. throws std::runtime_error naming it otherwise.

@@ -12,7 +12,12 @@
 //   pseudo-labels unless --no-constraints. --clustering FILE writes each chip's final
 //   pseudo-identity as common/site_files.hpp's clustering.csv ("crop,cluster"; a store
 //   snapshot's crop ids; faceadaptd keeps the latest for the console's Unknown faces).
+//   One run per checkpoint: a second run on the same --out/--checkpoint exits 2 (CHECKPOINT.lock).
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <csignal>
+#include <cstring>
 
 #include <atomic>
 #include <chrono>
@@ -83,6 +88,22 @@ struct ScratchFiles {
         }
     }
 };
+
+// One run per checkpoint: a second `faceadapt train` with the same --out (or --checkpoint) would
+// truncate the first one's scratch views under it and, on exit, delete them. An exclusive flock on
+// CHECKPOINT.lock, held for the run; the kernel drops it when the process ends however it ends, so
+// a killed run leaves no stale lock (the small file stays: removing it could race a waiting run).
+// throws BadInput naming the checkpoint when another run holds it; std::runtime_error when the
+// lock file cannot be opened.
+common::UniqueFd lock_checkpoint(const fs::path& checkpoint) {
+    const fs::path lock = checkpoint.string() + ".lock";
+    common::UniqueFd fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd.valid()) throw std::runtime_error(lock.string() + ": cannot open: " + std::strerror(errno));
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+        throw BadInput("--out: another faceadapt train is running on checkpoint " + checkpoint.string() +
+                       " (it holds " + lock.string() + "); wait for it to end or give another --out");
+    return fd;
+}
 
 // Prints one phase's wall time and the peak resident set so far ("phase NAME: S s, peak RSS M MB").
 void print_phase(const char* name, double seconds) {
@@ -209,6 +230,7 @@ int run_train(const TrainArgs& a, daemon::ProtocolWriter* protocol) {
     o.validate();
     if (!a.out.parent_path().empty() && !fs::is_directory(a.out.parent_path()))
         throw BadInput("--out: folder " + a.out.parent_path().string() + " does not exist");
+    const common::UniqueFd run_lock = lock_checkpoint(o.checkpoint);  // before touching any file of the run
     if (const int n = remove_write_debris(o.checkpoint) + remove_write_debris(a.out))
         spdlog::info("train: removed {} temp file(s) of an interrupted write next to {}", n, o.checkpoint.string());
 

@@ -1,4 +1,8 @@
 // The `faceadapt embed` and `faceadapt eval` commands, run as a user would.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -186,6 +190,31 @@ TEST(TrainCli, BadInputExitsWithTwoAndNamesWhatIsWrong) {
     EXPECT_EQ(run_command(exe + data + out + " --merge --no-merge", &output), 2) << output;
     EXPECT_NE(output.find("--no-merge"), std::string::npos) << output;
     EXPECT_FALSE(fs::exists(tmp.path() / "m.fam"));
+}
+
+// Two runs on one --out used to destroy each other's scratch views (the second truncated them, the
+// first deleted them on exit). A run holding the checkpoint's lock (here: this test) makes a second
+// one exit 2 before it touches any file, naming the checkpoint; once the lock is dropped it runs.
+TEST(TrainCli, ASecondRunOnTheSameCheckpointIsRefusedWhileTheFirstHoldsIt) {
+    faceadapt::test::TempDir tmp;
+    const fs::path model = tmp.path() / "m.fam";
+    const fs::path debris = tmp.path() / "m.fam.ckpt.tmp";  // what a run would clean up first
+    std::ofstream(debris) << "the first run's half-written checkpoint";
+    const int fd = ::open((model.string() + ".ckpt.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+    fs::create_directories(tmp.path() / "empty");
+    const std::string cmd = faceadapt_exe().string() + " train --chips --data '" + (tmp.path() / "empty").string() +
+                            "' --out '" + model.string() + "'";
+    std::string output;
+    EXPECT_EQ(run_command(cmd, &output), 2) << output;
+    EXPECT_NE(output.find("another faceadapt train is running on checkpoint"), std::string::npos) << output;
+    EXPECT_TRUE(fs::exists(debris)) << "the refused run touched the running one's files";
+    ::close(fd);
+    // The lock released, the same command runs (and stops at the empty folder, as it should).
+    EXPECT_EQ(run_command(cmd, &output), 2) << output;
+    EXPECT_NE(output.find("no images"), std::string::npos) << output;
+    EXPECT_EQ(output.find("another faceadapt train"), std::string::npos) << output;
 }
 
 // Issue 13 class 11: one bad file among the training chips, a PNG bomb (15000x15000 in 220 KB),

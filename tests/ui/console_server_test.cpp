@@ -87,9 +87,9 @@ public:
         std::lock_guard lock(mutex);
         return {{"crops", 5}, {"group_count", 2},
                 {"groups", json::array({{{"key", camera + "/5"}, {"ref", 7}, {"camera", camera}, {"track", 5}, {"count", 3},
-                                         {"crops", json::array({7, 8, 9})}, {"named", named}},
+                                         {"crops", json::array({7, 8, 9})}, {"named", named}, {"last", "2026-12-01T19:35:04Z"}},
                                         {{"key", camera + "/6"}, {"ref", 10}, {"camera", camera}, {"track", 6}, {"count", 2},
-                                         {"crops", json::array({10, 11})}, {"named", ""}}})}};
+                                         {"crops", json::array({10, 11})}, {"named", ""}, {"last", "<i>not a time</i>"}}})}};
     }
     std::vector<EnrollResult> name_crops(const std::string& name, const std::vector<std::int64_t>& crops,
                                          const std::string& by) override {
@@ -340,6 +340,9 @@ TEST_F(ConsoleServerTest, UnknownFacesNamedAndCorrectedByAnOperatorOnly) {
     const std::string page = c.Get("/unknown", with(viewer, false))->body;
     EXPECT_NE(page.find("/api/crops/8.jpg"), std::string::npos);
     EXPECT_EQ(page.find("/unknown/name"), std::string::npos) << "a viewer gets no naming form";
+    EXPECT_NE(page.find("last seen <time datetime=\"2026-12-01T19:35:04Z\">2026-12-01 19:35 UTC</time>"), std::string::npos)
+        << "a short time that does not wrap in the card";
+    EXPECT_NE(page.find("last seen &lt;i&gt;not a time&lt;/i&gt;"), std::string::npos) << "anything else as escaped text";
     EXPECT_EQ(c.Post("/api/unknown/name", with(viewer), R"({"name":"Ada","crops":[7,8]})", "application/json")->status, 403);
     EXPECT_EQ(c.Post("/api/unknown/name", with(op, false), R"({"name":"Ada","crops":[7,8]})", "application/json")->status, 403);
     EXPECT_EQ(c.Post("/api/unknown/name", with(op), R"({"name":"Ada","crops":"7"})", "application/json")->status, 400);

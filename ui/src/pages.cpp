@@ -25,6 +25,14 @@ std::string str(const json& j, const char* key) {
     return j.is_object() && j.contains(key) ? text_of(j[key]) : std::string();
 }
 
+// An ISO-8601 UTC time ("2026-12-01T19:35:04Z") as a <time> element showing "2026-12-01 19:35 UTC",
+// short enough not to wrap in a narrow card; anything else shown as it is, escaped.
+std::string when(const std::string& iso) {
+    const bool utc = iso.size() >= 17 && iso[4] == '-' && iso[7] == '-' && iso[10] == 'T' && iso[13] == ':' && iso.back() == 'Z';
+    if (!utc) return e(iso);
+    return "<time datetime=\"" + e(iso) + "\">" + e(iso.substr(0, 10)) + " " + e(iso.substr(11, 5)) + " UTC</time>";
+}
+
 // {"a": 1, "b": "x"} -> "a 1 · b x" (nested values as compact JSON), escaped. Keys whose value is
 // null or "" (e.g. a publish's empty "error") are left out.
 std::string details(const json& j) {
@@ -204,7 +212,7 @@ std::string people(const json& p, const Session& session, const std::string& fla
         const json photos = person.value("photos", json::array());
         h += "<div class=\"card person\" data-person=\"" + e(name) + "\"><div><h3>" + e(name) + "</h3><div class=\"muted\">" +
              fmt::format("{} photo(s)", photos.size());
-        if (!photos.empty()) h += ", enrolled " + e(str(photos[0], "enrolled"));
+        if (!photos.empty()) h += ", enrolled " + when(str(photos[0], "enrolled"));
         if (!photos.empty() && !str(photos[0], "by").empty()) h += " by " + e(str(photos[0], "by"));
         h += "</div></div><div class=\"photos\">";
         for (const auto& ph : photos) {
@@ -344,7 +352,7 @@ std::string unknown(const json& u, const json& people, const Session& session, c
                                 : img;
         }
         const std::string count =
-            fmt::format("<div class=\"muted small\">{} crop(s), last seen {}</div>", e(str(g, "count")), e(str(g, "last")));
+            fmt::format("<div class=\"muted small\">{} crop(s), last seen {}</div>", e(str(g, "count")), when(str(g, "last")));
         if (!may_change) {
             h += "<div class=\"crops\">" + crops + "</div>" + count + "</div>";
             continue;

@@ -374,6 +374,18 @@ TEST_F(ConsoleServerTest, GroupsMergedAndTickedCropsCorrectedByAnOperatorOnly) {
     EXPECT_EQ(c.Post("/api/unknown/merge", with(op, false), R"({"crops":[7,10]})", "application/json")->status, 403);
     EXPECT_EQ(c.Post("/api/unknown/merge", with(op), R"({"crops":"7"})", "application/json")->status, 400);
     EXPECT_EQ(c.Post("/api/unknown/merge", with(op), R"({"crops":[7]})", "application/json")->status, 400);
+    // Hostile merges: too many groups, ids that are script or overflow int64, a non-integer id.
+    json many = json::array();
+    for (int i = 0; i < 21; ++i) many.push_back(i);
+    EXPECT_EQ(c.Post("/api/unknown/merge", with(op), json{{"crops", many}}.dump(), "application/json")->status, 400);
+    EXPECT_EQ(c.Post("/api/unknown/merge", with(op), R"({"crops":[7,1.5]})", "application/json")->status, 400);
+    for (const char* bad : {"%3Cscript%3Ealert(1)%3C%2Fscript%3E", "99999999999999999999"}) {
+        auto r = c.Post("/unknown/merge", with(op), "csrf=" + op.csrf + "&group=7&group=" + bad,
+                        "application/x-www-form-urlencoded");
+        EXPECT_EQ(r->status, 400) << bad;
+        EXPECT_EQ(r->body.find("<script>"), std::string::npos) << "nothing echoed raw";
+        EXPECT_EQ(r->body.find("99999999999999999999"), std::string::npos) << "nothing echoed";
+    }
     EXPECT_TRUE(site.merges.empty());
     auto merged = c.Post("/api/unknown/merge", with(op), R"({"crops":[7,10]})", "application/json");
     ASSERT_EQ(merged->status, 200) << merged->body;

@@ -410,6 +410,7 @@ int main(int argc, char** argv) {
     bool open_set_only = false;
     bool site_view = true;    // the open-set table through the site's own pipeline (SiteView)
     bool door_statistic = false;  // also the rows calibrated on the door's statistic (open_set.hpp)
+    double calib_holdout = 0;     // > 0: hold this share of the adapt half's tracks out of training, calibrate on them
     faceadapt::bench::OpenSetFoldOptions open_set_options;  // --open-set-folds (open_set_folds.hpp)
     open_set_options.folds = 30;
     int identities = 0, lfw_pairs = 0;  // 0 = all (smaller runs for a loaded machine)
@@ -440,6 +441,7 @@ int main(int argc, char** argv) {
         else if (a == "--open-set-only") open_set_only = true;
         else if (a == "--raw-open-set") site_view = false;
         else if (a == "--door-statistic") door_statistic = true;
+        else if (a == "--calib-holdout") calib_holdout = std::stod(val());
         else if (a == "--open-set-folds") open_set_options.folds = std::max(1, std::stoi(val()));
         else if (a == "--merge") base.merge = true;
         else if (a == "--identities") identities = std::stoi(val());
@@ -459,9 +461,17 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--prepare-only]\n");
             return 2;
         }
+    }
+    if (calib_holdout < 0 || calib_holdout > 1) {
+        std::fprintf(stderr, "adapt_benchmark: --calib-holdout must be in [0, 1]\n");
+        return 2;
+    }
+    if (calib_holdout > 0 && dataset != "yaleb") {
+        std::fprintf(stderr, "adapt_benchmark: --calib-holdout: the open-set table is measured on yaleb only\n");
+        return 2;
     }
     if (dataset != "yaleb" && dataset != "orl") {
         std::fprintf(stderr, "adapt_benchmark: --dataset must be yaleb or orl\n");
@@ -534,8 +544,53 @@ int main(int argc, char** argv) {
         d.lfw = d.lfw.index_select(0, torch::tensor(used, torch::kInt64)).contiguous();
     }
     const auto source = fl::load_source_model();
-    const auto set1 = fl::enhance_chips(d.adapt.chips, "stretch");
-    const auto set2 = fl::enhance_chips(d.adapt.chips, "median,smooth");
+    // The site view (detector, crop store, enrollment gate) of both halves, for the open-set table;
+    // loaded before training when --calib-holdout needs the crop store's kept crops.
+    std::optional<std::pair<SiteView, SiteView>> views;
+    bool views_loaded = false;
+    auto load_views = [&] {
+        if (views_loaded || !site_view || dataset != "yaleb") return;
+        views_loaded = true;
+        const auto tv = Clock::now();
+        views = site_views(shared, cache, cache_identities);
+        if (!views) std::printf("open set: this build has no detector or quality gate: every image used as is\n");
+        else std::printf("site view ready (%.0f s)\n", since(tv));
+    };
+    faceadapt::bench::SiteMask test_mask, adapt_mask;
+    auto site_masks = [&] {
+        load_views();
+        if (!views || !adapt_mask.kept.empty()) return;
+        auto mask = [](const SiteView& v, std::size_t n) {
+            faceadapt::bench::SiteMask m{v.detected, v.kept, v.enrollable};
+            if (m.detected.size() < n) throw std::runtime_error("open set: the site view is shorter than the set");
+            m.detected.resize(n), m.kept.resize(n), m.enrollable.resize(n);  // a --identities subset is a prefix
+            return m;
+        };
+        adapt_mask = mask(views->first, d.adapt.labels.size());
+        test_mask = mask(views->second, d.test.labels.size());
+    };
+    // --calib-holdout (open_set.hpp, "Held-out calibration"): the adapted models train on the
+    // adapt images outside the held-out tracks; the door table calibrates on those tracks only.
+    std::optional<faceadapt::bench::CalibrationHoldout> holdout;
+    std::vector<int64_t> train_index;  // adapt images the adapted models train on
+    std::vector<int> train_labels;
+    if (calib_holdout > 0) {
+        site_masks();
+        holdout = faceadapt::bench::make_calibration_holdout(d.adapt.labels, views ? &adapt_mask : nullptr, calib_holdout,
+                                                             12u + static_cast<unsigned>(seed));
+    }
+    for (std::size_t i = 0; i < d.adapt.labels.size(); ++i)
+        if (!holdout || !holdout->held_out[i]) train_index.push_back(static_cast<int64_t>(i)), train_labels.push_back(d.adapt.labels[i]);
+    const std::string holdout_suffix = holdout ? "-h" + std::to_string(int(calib_holdout * 100 + 0.5)) : "";
+    if (holdout)
+        std::printf("calibration holdout %.2f: %zu held-out tracks of 4 kept crops (%zu adapt images); the adapted models "
+                    "train on %zu of %lld adapt images\n",
+                    calib_holdout, holdout->tracks.size(), d.adapt.labels.size() - holdout->trained(), holdout->trained(),
+                    (long long)d.adapt.chips.size(0));
+    const auto train_chips = holdout ? d.adapt.chips.index_select(0, torch::tensor(train_index, torch::kInt64)).contiguous()
+                                     : d.adapt.chips;
+    const auto set1 = fl::enhance_chips(train_chips, "stretch");
+    const auto set2 = fl::enhance_chips(train_chips, "median,smooth");
     std::printf("%s adapt %lld, test %lld images; lfw %lld images, %zu pairs; torch threads %d\n",
                 dataset.c_str(), (long long)d.adapt.chips.size(0), (long long)d.test.chips.size(0), (long long)d.lfw.size(0),
                 d.pairs.size(), at::get_num_threads());
@@ -589,7 +644,8 @@ int main(int argc, char** argv) {
         o.seed = seed;
         Row r{run.name};
         t0 = Clock::now();
-        std::string file = run.name + "-c" + std::to_string(cycles) + "-i" + std::to_string(iters) + "-s" + std::to_string(seed) + ".model";
+        std::string file = run.name + "-c" + std::to_string(cycles) + "-i" + std::to_string(iters) + "-s" + std::to_string(seed) +
+                           holdout_suffix + ".model";
         std::replace_if(file.begin(), file.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.'; }, '_');
         const fs::path model_path = models_dir.empty() ? fs::path() : models_dir / file;
         if (!model_path.empty() && fs::exists(model_path)) {  // trained before: measure it again
@@ -604,7 +660,8 @@ int main(int argc, char** argv) {
         int64_t switched = 0;
         if (run.rate >= 0) {
             const auto dir = cache / ((dataset == "yaleb" ? "" : dataset + "-") + "site-" + std::to_string(int(run.rate * 1000 + 0.5)) + "-" + std::to_string(seed));
-            t.set_structure(simulated_structure(d.adapt.labels, run.rate, seed, dir, &switched));
+            auto structure = simulated_structure(d.adapt.labels, run.rate, seed, dir, &switched);
+            t.set_structure(holdout ? structure.subset(train_index) : structure);
         }
         t.set_log([&](const std::string& l) {
             if (l.find(" iter ") == std::string::npos || l.find(" iter " + std::to_string(iters) + "/") != std::string::npos)
@@ -616,12 +673,13 @@ int main(int argc, char** argv) {
             fl::ModelMetadata meta;
             meta.version = 1;
             meta.parent_version = 0;
-            meta.provenance = {{"adapt_benchmark", run.name}, {"cycles", cycles}, {"iters", iters}, {"seed", seed}};
+            meta.provenance = {{"adapt_benchmark", run.name}, {"cycles", cycles}, {"iters", iters}, {"seed", seed},
+                               {"calib_holdout", calib_holdout}};
             fl::save_model(res.model, meta, model_path);
         }
         evaluate(res.model, d, r);
         door_models.push_back({run.name, fs::path(file).stem().string(), res.model});
-        r.pseudo_f = pseudo_f(d.adapt.labels, res.final_labels);
+        r.pseudo_f = pseudo_f(train_labels, res.final_labels);
         r.clusters = 0;
         for (auto l : res.final_labels) r.clusters = std::max<int64_t>(r.clusters, l + 1);
         r.noise = std::count(res.final_labels.begin(), res.final_labels.end(), int64_t{-1});
@@ -665,23 +723,8 @@ int main(int argc, char** argv) {
         door_models.clear();
     }
     if (!door_models.empty()) {
-        std::optional<std::pair<SiteView, SiteView>> views;
-        if (site_view) {
-            t0 = Clock::now();
-            views = site_views(shared, cache, cache_identities);
-            if (!views) std::printf("open set: this build has no detector or quality gate: every image used as is\n");
-            else std::printf("site view ready (%.0f s)\n", since(t0));
-        }
-        faceadapt::bench::SiteMask test_mask, adapt_mask;
+        site_masks();
         if (views) {
-            auto mask = [](const SiteView& v, std::size_t n) {
-                faceadapt::bench::SiteMask m{v.detected, v.kept, v.enrollable};
-                if (m.detected.size() < n) throw std::runtime_error("open set: the site view is shorter than the set");
-                m.detected.resize(n), m.kept.resize(n), m.enrollable.resize(n);  // a --identities subset is a prefix
-                return m;
-            };
-            adapt_mask = mask(views->first, d.adapt.labels.size());
-            test_mask = mask(views->second, d.test.labels.size());
             auto count = [](const std::vector<char>& v) { return std::count(v.begin(), v.end(), char{1}); };
             std::printf("site view: adapt %zu images, %ld with a face, %ld kept by the crop store; test %zu, %ld with a "
                         "face, %ld enrollable\n",
@@ -699,6 +742,12 @@ int main(int argc, char** argv) {
         }
         t0 = Clock::now();
         open_set_options.door_statistic = door_statistic;
+        open_set_options.holdout = holdout ? &*holdout : nullptr;
+        if (holdout)
+            std::printf("open set: the same-frame pairs come from the %zu held-out tracks only (%zu adapt images the "
+                        "adapted models did not train on; they trained on %zu of %zu)\n",
+                        holdout->tracks.size(), d.adapt.labels.size() - holdout->trained(), holdout->trained(),
+                        d.adapt.labels.size());
         faceadapt::bench::OpenSetCounts counts;  // of fold 0 (the pairs depend only on the labels and the site view)
         const auto pooled = faceadapt::bench::run_open_set_folds(open_models, d.test.labels, d.adapt.labels,
                                                                  views ? &test_mask : nullptr, views ? &adapt_mask : nullptr,

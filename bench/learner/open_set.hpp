@@ -29,6 +29,8 @@
 #include <cstdio>
 #include <map>
 #include <algorithm>
+#include <numeric>
+#include <stdexcept>
 #include <cmath>
 #include <random>
 #include <set>
@@ -95,10 +97,66 @@ inline void add_labelled_nearest(const std::vector<learner::Embedding>& rows, co
     }
 }
 
+// HELD-OUT CALIBRATION (`adapt_benchmark --calib-holdout F`; docs/operating-point.md, section 6).
+// An adapted model trained on the adapt half pushes exactly those faces apart, so same-frame
+// pairs of the crops it trained on give a threshold too loose for new faces. The holdout: each
+// identity's crops the crop store keeps (every adapt image without a site view), in file order,
+// cut into consecutive "tracks" of `track_length`; of each identity's m tracks, max(1, round(F x
+// m)) chosen by a seeded shuffle are held out (at least one, so that every person with a track
+// still appears in the calibration's frames, as every person appears on some held-out track of
+// a site). The adapted models train on every adapt image but the held-out ones; the simulated
+// frames are made of held-out tracks only. Images of an incomplete last track, and those the crop
+// store would not keep, stay in training.
+struct CalibrationHoldout {
+    std::vector<std::vector<std::size_t>> tracks;  // held-out tracks: adapt indices, one identity each
+    std::vector<char> held_out;                    // per adapt image: in a held-out track
+    std::size_t trained() const { return static_cast<std::size_t>(std::count(held_out.begin(), held_out.end(), char{0})); }
+    // The adapt indices a model trains on (every image not held out), ascending.
+    std::vector<std::size_t> training_indices() const {
+        std::vector<std::size_t> out;
+        for (std::size_t i = 0; i < held_out.size(); ++i)
+            if (!held_out[i]) out.push_back(i);
+        return out;
+    }
+};
+
+// requires 0 < fraction <= 1, track_length >= 2, adapt_site (when given) as long as adapt_labels.
+inline CalibrationHoldout make_calibration_holdout(const std::vector<int>& adapt_labels, const SiteMask* adapt_site,
+                                                   double fraction, unsigned seed, std::size_t track_length = 4) {
+    if (!(fraction > 0 && fraction <= 1) || track_length < 2)
+        throw std::invalid_argument("calibration holdout: need 0 < fraction <= 1 and tracks of 2 or more");
+    if (adapt_site && adapt_site->kept.size() != adapt_labels.size())
+        throw std::invalid_argument("calibration holdout: adapt site mask size");
+    std::map<int, std::vector<std::size_t>> by_id;  // kept crops per identity, in file order
+    for (std::size_t i = 0; i < adapt_labels.size(); ++i)
+        if (!adapt_site || adapt_site->kept[i]) by_id[adapt_labels[i]].push_back(i);
+    CalibrationHoldout h;
+    h.held_out.assign(adapt_labels.size(), 0);
+    std::mt19937 rng(seed);
+    for (const auto& [id, idx] : by_id) {
+        const std::size_t m = idx.size() / track_length;
+        if (m == 0) continue;
+        std::vector<std::size_t> order(m);
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        std::shuffle(order.begin(), order.end(), rng);
+        const std::size_t held = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(fraction * double(m))));
+        for (std::size_t t = 0; t < held; ++t) {
+            std::vector<std::size_t> track(idx.begin() + static_cast<std::ptrdiff_t>(order[t] * track_length),
+                                           idx.begin() + static_cast<std::ptrdiff_t>((order[t] + 1) * track_length));
+            for (std::size_t i : track) h.held_out[i] = 1;
+            h.tracks.push_back(std::move(track));
+        }
+    }
+    return h;
+}
+
 // What one OpenSet was built of (the same for every model: the pairs depend only on the labels and the site view).
 struct OpenSetCounts {
     std::size_t identities = 0, entries = 0, without_gate = 0;
     std::size_t entry_pairs = 0, enrolled_entry_pairs = 0, nearest = 0, enrolled_nearest = 0;
+    // Distinct crop pairs among the same-frame ones (the frames are drawn with replacement, so a
+    // small pool of tracks repeats pairs: the calibration counts every repeat as a pair).
+    std::size_t distinct_frame_pairs = 0;
 };
 
 // Who is enrolled in one split of the identities (open_set_folds.hpp rotates it), with which
@@ -122,10 +180,12 @@ public:
     // The enrolled identities of `fold`; each one's 3 photos are its test images at positions
     // shift, shift + n/3, shift + 2n/3 (mod n; through the site view the first enrollable one at or
     // after each). Calibration: its enrolled photos against each other and `frames` simulated
-    // frames of the adapt half (seeded by fold.frame_seed); never a test probe.
+    // frames of the adapt half (seeded by fold.frame_seed; with `holdout`, of its held-out tracks
+    // only); never a test probe.
     OpenSet(const std::vector<learner::Embedding>& test, const std::vector<int>& test_labels,
             const std::vector<learner::Embedding>& adapt, const std::vector<int>& adapt_labels,
-            const SiteMask* test_site, const SiteMask* adapt_site, const OpenSetFold& fold, int frames = 8000)
+            const SiteMask* test_site, const SiteMask* adapt_site, const OpenSetFold& fold, int frames = 8000,
+            const CalibrationHoldout* holdout = nullptr)
         : test_(test), test_labels_(test_labels), test_site_(test_site) {
         const unsigned seed = fold.frame_seed;
         if (test_site && test_site->detected.size() != test.size()) throw std::invalid_argument("open set: test site mask size");
@@ -161,34 +221,57 @@ public:
         add_labelled_nearest(gallery_, names_, nearest_);
         enrolled_nearest_ = nearest_.size();
         identities_ = std::set<std::string>(names_.begin(), names_.end()).size();
-        // Same-frame pairs from the adapt half.
+        // Same-frame pairs from the adapt half: a track is 4 consecutive kept crops of one
+        // identity, or (with a holdout) one of its held-out tracks.
         std::map<int, std::vector<std::size_t>> adapt_by_id;
-        for (std::size_t i = 0; i < adapt_labels.size(); ++i)
-            if (!adapt_site || adapt_site->kept[i]) adapt_by_id[adapt_labels[i]].push_back(i);
+        std::map<int, std::vector<const std::vector<std::size_t>*>> held_by_id;
+        if (holdout) {
+            for (const auto& t : holdout->tracks) {
+                if (t.empty() || t.back() >= adapt.size()) throw std::invalid_argument("open set: holdout track out of range");
+                held_by_id[adapt_labels[t.front()]].push_back(&t);
+            }
+        } else {
+            for (std::size_t i = 0; i < adapt_labels.size(); ++i)
+                if (!adapt_site || adapt_site->kept[i]) adapt_by_id[adapt_labels[i]].push_back(i);
+        }
         std::vector<int> ids;
         for (const auto& [id, idx] : adapt_by_id)
             if (idx.size() >= 4) ids.push_back(id);
+        for (const auto& e : held_by_id) ids.push_back(e.first);
         std::mt19937 rng(seed);
+        std::set<std::pair<std::size_t, std::size_t>> distinct;
         for (int f = 0; f < frames && ids.size() >= 4; ++f) {
             std::shuffle(ids.begin(), ids.end(), rng);
             const int k = 2 + static_cast<int>(rng() % 3);
             std::vector<std::vector<learner::Embedding>> tracks;
+            std::vector<std::vector<std::size_t>> track_images;
             for (int t = 0; t < k; ++t) {
-                const auto& idx = adapt_by_id[ids[t]];
-                const std::size_t start = rng() % (idx.size() - 3);
+                std::vector<std::size_t> images;
+                if (holdout) {
+                    const auto& held = held_by_id[ids[t]];
+                    images = *held[rng() % held.size()];
+                } else {
+                    const auto& idx = adapt_by_id[ids[t]];
+                    const std::size_t start = rng() % (idx.size() - 3);
+                    images.assign(idx.begin() + static_cast<std::ptrdiff_t>(start), idx.begin() + static_cast<std::ptrdiff_t>(start + 4));
+                }
                 std::vector<learner::Embedding> track;
-                for (std::size_t j = 0; j < 4; ++j) track.push_back(adapt[idx[start + j]]);
-                for (std::size_t a = 0; a < 4; ++a)
-                    for (std::size_t b = a + 1; b < 4; ++b) pairs_.genuine.push_back(calib::euclidean(track[a], track[b]));
+                for (std::size_t i : images) track.push_back(adapt[i]);
+                track_images.push_back(std::move(images));
+                for (std::size_t a = 0; a < track.size(); ++a)
+                    for (std::size_t b = a + 1; b < track.size(); ++b) pairs_.genuine.push_back(calib::euclidean(track[a], track[b]));
                 tracks.push_back(std::move(track));
             }
             for (int a = 0; a < k; ++a)
                 for (int b = a + 1; b < k; ++b) {
                     calib::add_cross_pairs(tracks[a], tracks[b], pairs_.impostor);
+                    for (std::size_t i : track_images[a])
+                        for (std::size_t j : track_images[b]) distinct.emplace(std::min(i, j), std::max(i, j));
                     add_nearest_of_groups(tracks[a], std::vector<std::vector<learner::Embedding>>{tracks[b]}, nearest_);
                     add_nearest_of_groups(tracks[b], std::vector<std::vector<learner::Embedding>>{tracks[a]}, nearest_);
                 }
         }
+        distinct_frame_pairs_ = distinct.size();
     }
 
     // Which impostor sample calibrates: every probe-entry pair, converted over the gallery's
@@ -205,7 +288,7 @@ public:
     std::size_t enrolled_without_gate() const { return enrolled_without_gate_; }
     OpenSetCounts counts() const {
         return {identities_, gallery_.size(), enrolled_without_gate_, pairs_.impostor.size(), enrolled_impostor_,
-                nearest_.size(), enrolled_nearest_};
+                nearest_.size(), enrolled_nearest_, distinct_frame_pairs_};
     }
 
     // The calibrated point for a door target FAR.
@@ -279,16 +362,17 @@ private:
     calib::PairDistances pairs_;
     std::vector<double> nearest_;  // the door's statistic (Statistic::nearest_identity)
     std::size_t enrolled_impostor_ = 0, enrolled_nearest_ = 0, identities_ = 0, enrolled_without_gate_ = 0;
+    std::size_t distinct_frame_pairs_ = 0;
 };
 
 inline void print_open_set_table(const std::vector<OpenSetRow>& rows, const OpenSetCounts& c, bool site) {
     std::printf("\nopen set (issue 12): %zu enrolled identities, %zu gallery entries (%zu photos taken without the "
                 "enrollment gate: an identity had too few it takes), 19 strangers; calibration on %zu impostor pairs "
-                "(%zu enrolled cross-person, %zu same-frame from the adapt half), or on the door's statistic (a probe "
+                "(%zu enrolled cross-person, %zu same-frame from the adapt half, %zu of them distinct crop pairs), or on the door's statistic (a probe "
                 "against an identity's nearest photo, a crop against a track's nearest crop): %zu (%zu enrolled, %zu "
                 "same-frame); door decision rule calib::decide; %s\n",
                 c.identities, c.entries, c.without_gate, c.entry_pairs, c.enrolled_entry_pairs,
-                c.entry_pairs - c.enrolled_entry_pairs, c.nearest, c.enrolled_nearest, c.nearest - c.enrolled_nearest,
+                c.entry_pairs - c.enrolled_entry_pairs, c.distinct_frame_pairs, c.nearest, c.enrolled_nearest, c.nearest - c.enrolled_nearest,
                 site ? "the site's pipeline (detector, crop store quality gate, enrollment gate) applied to every row"
                      : "every image used as is (no detector, quality or enrollment gate)");
     std::printf("| model @ threshold | target door FAR | threshold | margin | calibrated | door FAR bound | open-set FAR "

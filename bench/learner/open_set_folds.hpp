@@ -88,6 +88,9 @@ struct OpenSetFoldOptions {
     bool door_statistic = false;              // also the rows calibrated on the door's statistic
     std::vector<double> targets{1e-2, 1e-3};  // door FAR targets
     int bootstrap = 2000;                     // identity resamples for the pooled interval
+    // When set, every fold's same-frame pairs come from these held-out tracks only (open_set.hpp,
+    // "Held-out calibration"); the enrolled photos' pairs stay.
+    const CalibrationHoldout* holdout = nullptr;
 };
 
 // A rate's pooled counts over folds and per identity; its two intervals.
@@ -190,7 +193,7 @@ inline std::vector<PooledOpenSetRow> run_open_set_folds(
         std::size_t slot = 0;
         for (const auto& m : models) {
             const OpenSet set(*m.test, test_labels, *m.adapt, adapt_labels, test_site, adapt_site,
-                              folds[f], o.frames);
+                              folds[f], o.frames, o.holdout);
             if (f == 0 && fold0_counts) *fold0_counts = set.counts();
             row(slot, m.name + " @ 0.6", NAN)
                 .add(set.measure(m.name + " @ 0.6", set.legacy(o.targets.front())));

@@ -171,3 +171,65 @@ TEST(OpenSetFolds, TheIdentityBootstrapWidensTheIntervalWhenAcceptsComeFromFewPe
     EXPECT_EQ(sl, su) << "one accept per identity: every resample has the same rate";
     EXPECT_NEAR(sl, 0.002, 1e-12);
 }
+
+// Held-out calibration (adapt_benchmark --calib-holdout): the holdout takes whole tracks of 4
+// kept crops, at least one per identity, and the same-frame pairs come from those tracks only.
+// Here every crop the models would train on is a look-alike (all near the origin, whoever they
+// show: as if training had collapsed them) and every held-out crop lies at its person's centre:
+// calibrated on all kept crops the threshold collapses; on the held-out tracks it does not.
+TEST(OpenSetHoldout, HoldsOutWholeTracksAndCalibratesOnThemOnly) {
+    constexpr int per_id = 20;  // crop j kept unless j % 5 == 4: 16 kept, 4 tracks of 4
+    std::vector<int> labels;
+    fb::SiteMask mask;
+    for (int id = 0; id < kIds; ++id)
+        for (int j = 0; j < per_id; ++j) {
+            labels.push_back(id);
+            const char kept = j % 5 == 4 ? 0 : 1;
+            mask.detected.push_back(1), mask.kept.push_back(kept), mask.enrollable.push_back(kept);
+        }
+    const auto h = fb::make_calibration_holdout(labels, &mask, 0.25, 3);
+    ASSERT_EQ(h.tracks.size(), std::size_t(kIds)) << "round(0.25 x 4) = 1 track per identity";
+    std::set<int> ids;
+    std::size_t held = 0;
+    for (const auto& t : h.tracks) {
+        ASSERT_EQ(t.size(), 4u);
+        ids.insert(labels[t.front()]);
+        for (std::size_t i : t) {
+            EXPECT_EQ(labels[i], labels[t.front()]) << "a track is one person";
+            EXPECT_TRUE(mask.kept[i]) << "only crops the crop store keeps";
+            EXPECT_TRUE(h.held_out[i]);
+        }
+    }
+    EXPECT_EQ(ids.size(), std::size_t(kIds));
+    for (char c : h.held_out) held += c;
+    EXPECT_EQ(held, std::size_t(4 * kIds));
+    EXPECT_EQ(h.trained(), labels.size() - held);
+    for (std::size_t i : h.training_indices()) EXPECT_FALSE(h.held_out[i]);
+    EXPECT_EQ(fb::make_calibration_holdout(labels, &mask, 0.5, 3).tracks.size(), std::size_t(2 * kIds));
+    EXPECT_EQ(fb::make_calibration_holdout(labels, &mask, 0.01, 3).tracks.size(), std::size_t(kIds)) << "at least one";
+    EXPECT_EQ(fb::make_calibration_holdout(labels, &mask, 0.25, 4).tracks.size(), std::size_t(kIds));
+    EXPECT_THROW(fb::make_calibration_holdout(labels, &mask, 0.0, 3), std::invalid_argument);
+
+    std::mt19937 rng(5);
+    std::normal_distribution<float> noise(0.0f, 0.003f);
+    std::vector<Embedding> adapt;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        Embedding e{};
+        if (h.held_out[i]) e[static_cast<std::size_t>(labels[i])] = 1.0f;
+        for (auto& x : e) x += noise(rng);
+        adapt.push_back(e);
+    }
+    const auto test = make_half(kIds, 9, [](int) { return false; }, [](int) { return false; }, 1);
+    fb::OpenSetFold fold;
+    for (int id = 0; id < kEnrolled; ++id) fold.enrolled.insert(id);
+    const fb::OpenSet all(test.rows, test.labels, adapt, labels, &test.mask, &mask, fold, kFrames);
+    EXPECT_LT(all.calibrated(1e-2, fb::OpenSet::Statistic::entry_pairs).threshold, 0.1);
+    const fb::OpenSet held_set(test.rows, test.labels, adapt, labels, &test.mask, &mask, fold, kFrames, &h);
+    const auto point = held_set.calibrated(1e-2, fb::OpenSet::Statistic::entry_pairs);
+    EXPECT_GT(point.threshold, 0.5) << point.note;
+    // The frames draw the 8 held-out tracks with replacement: at most 8 x 7 / 2 x 16 distinct pairs.
+    const auto c = held_set.counts();
+    EXPECT_LE(c.distinct_frame_pairs, std::size_t(kIds * (kIds - 1) / 2 * 16));
+    EXPECT_GT(c.entry_pairs - c.enrolled_entry_pairs, c.distinct_frame_pairs) << "repeats";
+    EXPECT_EQ(held_set.measure("held", point).strangers_accepted, 0u);
+}

@@ -106,12 +106,13 @@ protected:
         cfg.site.state_dir = state;
         cfg.gate.holdout_fraction = 0.5;
         store = std::make_unique<quality::CropStore>(state, cfg.store, quality::CropStore::Options{false});
-        // Tracks 0..9 of one camera, 2 crops each, and 2 untracked crops.
+        // Tracks 0..9 of one camera (ids 8 apart: each in a holdout group of its own, ids 0, 8,
+        // ..., 72), 2 crops each, and 2 untracked crops.
         for (int track = -1; track < 10; ++track)
             for (int k = 0; k < 2; ++k) {
                 quality::CropInput in;
                 in.camera = "cam";
-                in.track_id = track;
+                in.track_id = track < 0 ? -1 : track * kHoldoutTrackGroup;
                 in.chip = cv::Mat(150, 150, CV_8UC3, cv::Scalar(20 * (track + 1), 7 * k, 90));
                 cv::randu(in.chip(cv::Rect(0, 0, 150, 20 + k)), 0, 255);
                 in.score = 0.6 + 0.01 * k;
@@ -186,9 +187,12 @@ quality::CropRecord record(std::int64_t id, const std::string& camera, std::int6
 }  // namespace
 
 TEST(CycleSplit, HoldsOutWholeTracksByAStableHashAndTrainsOnTheRest) {
+    // Groups 0..11 of 8 neighbouring track ids, two tracks (8g and 8g + 3) of 3 crops in each.
     std::vector<quality::CropRecord> rows;
-    for (int track = -1; track < 12; ++track)
-        for (int k = 0; k < 3; ++k) rows.push_back(record(100 * (track + 2) + k, "cam", track));
+    for (int k = 0; k < 3; ++k) rows.push_back(record(k, "cam", -1));
+    for (int g = 0; g < 12; ++g)
+        for (int track : {8 * g, 8 * g + 3})
+            for (int k = 0; k < 3; ++k) rows.push_back(record(100 * (track + 2) + k, "cam", track));
     const CycleSplit half = split_records(rows, 0.5);
     EXPECT_EQ(half.training.size() + half.holdout.size(), rows.size());
     std::set<std::int64_t> held_tracks, trained_tracks;
@@ -197,16 +201,18 @@ TEST(CycleSplit, HoldsOutWholeTracksByAStableHashAndTrainsOnTheRest) {
     for (auto t : held_tracks) EXPECT_FALSE(trained_tracks.count(t)) << "track " << t << " is split";
     EXPECT_TRUE(trained_tracks.count(-1)) << "untracked crops always train";
     EXPECT_FALSE(held_tracks.count(-1));
-    // The rule faceadaptd has always used: FNV-1a 64 of "cam/<track>" mod 1000 below 500.
-    // ("cam/0" -> 325, "cam/1" -> 114, "cam/2" -> 903, "cam/4" -> 481, "cam/6" -> 59, "cam/10" -> 878.)
+    // The rule: FNV-1a 64 of "cam/group<track / 8>" mod 1000 below 500 ("cam/group0" -> 178,
+    // "cam/group1" -> 389, "cam/group2" -> 756, "cam/group9" -> 77, "cam/group10" -> 815).
     EXPECT_TRUE(held_out("cam", 0, 0.5));
-    EXPECT_TRUE(held_out("cam", 1, 0.5));
-    EXPECT_FALSE(held_out("cam", 2, 0.5));
-    EXPECT_TRUE(held_out("cam", 4, 0.5));
-    EXPECT_FALSE(held_out("cam", 4, 0.48));
-    EXPECT_TRUE(held_out("cam", 6, 0.06));
-    EXPECT_FALSE(held_out("cam", 10, 0.5));
-    EXPECT_EQ(held_tracks, (std::set<std::int64_t>{0, 1, 4, 5, 6, 9, 11}));
+    EXPECT_TRUE(held_out("cam", 7, 0.5)) << "the same group as track 0";
+    EXPECT_TRUE(held_out("cam", 8, 0.5));
+    EXPECT_FALSE(held_out("cam", 8, 0.38));
+    EXPECT_FALSE(held_out("cam", 16, 0.5));
+    EXPECT_TRUE(held_out("cam", 72, 0.08));
+    EXPECT_FALSE(held_out("cam", 80, 0.5));
+    EXPECT_FALSE(held_out("cam", -1, 1.0));
+    // Whole groups: both tracks of groups 0, 1, 4, 7 and 9 ("cam/group4" -> 334, "cam/group7" -> 123).
+    EXPECT_EQ(held_tracks, (std::set<std::int64_t>{0, 3, 8, 11, 32, 35, 56, 59, 72, 75}));
     // Input order is kept within each set; the same input splits the same way.
     for (std::size_t i = 1; i < half.training.size(); ++i) EXPECT_LT(half.training[i - 1].id, half.training[i].id);
     const CycleSplit again = split_records(rows, 0.5);
@@ -312,16 +318,17 @@ TEST_F(TrainingCycleTest, ACycleRunsEachStepOncePromotesAndReleasesTheCandidate)
     EXPECT_EQ(calls("train")[0].find("--resume"), std::string::npos);
     EXPECT_EQ(calls("train")[0].find("--init"), std::string::npos) << "no version yet: from the source model";
     EXPECT_NE(calls("evaluate")[0].find("--current source"), std::string::npos);
-    // prepare: the held-out tracks (0, 1, 4, 5, 6, 9 at 0.5) for the evaluation, the rest to train.
+    // prepare: the held-out tracks (0, 1, 4, 7, 9 at 0.5: ids 0, 8, 32, 56, 72) for the
+    // evaluation, the rest to train.
     std::ifstream chips(dir.path() / "train-chips");
     int trained = 0;
     chips >> trained;
-    EXPECT_EQ(trained, 10);  // tracks 2, 3, 7, 8 and the untracked, 2 crops each
+    EXPECT_EQ(trained, 12);  // tracks 2, 3, 5, 6, 8 and the untracked, 2 crops each
     const json holdout = json::parse(std::ifstream(dir.path() / "seen-holdout.json"));
-    ASSERT_EQ(holdout["crops"].size(), 12u);
+    ASSERT_EQ(holdout["crops"].size(), 10u);
     std::set<std::string> labels;
     for (const auto& c : holdout["crops"]) labels.insert(c["track"].get<std::string>());
-    EXPECT_EQ(labels, (std::set<std::string>{"cam/0", "cam/1", "cam/4", "cam/5", "cam/6", "cam/9"}));
+    EXPECT_EQ(labels, (std::set<std::string>{"cam/0", "cam/8", "cam/32", "cam/56", "cam/72"}));
     EXPECT_EQ(r.state.prepared->max_crop_id, 22);
     // gate -> registry -> release, with the candidate's embedded gallery.
     EXPECT_EQ(registry->current_version(), 1);
@@ -366,11 +373,11 @@ TEST_F(TrainingCycleTest, TheTrainingStepKeepsTheChildsClusteringAsTheLatest) {
     const fs::path latest = latest_clustering_file(registry->dir());
     ASSERT_TRUE(fs::exists(latest));
     const auto rows = common::read_clustering(latest);
-    ASSERT_EQ(rows.size(), 10u) << "the crops the child trained on";
+    ASSERT_EQ(rows.size(), 12u) << "the crops the child trained on";
     for (const auto& a : rows) EXPECT_EQ(a.cluster, a.crop % 3);
     ASSERT_TRUE(r.state.training);
-    EXPECT_EQ(r.state.training->clustered, 10);
-    EXPECT_EQ(cycle_state_from_json(to_json(r.state)).training->clustered, 10) << "saved with the state";
+    EXPECT_EQ(r.state.training->clustered, 12);
+    EXPECT_EQ(cycle_state_from_json(to_json(r.state)).training->clustered, 12) << "saved with the state";
     // A malformed clustering leaves the latest one as it was; none at all, too.
     touch("bad-clustering");
     const TrainingCycle::Report bad = make_cycle()->run(cfg, stop);
@@ -603,6 +610,75 @@ TEST(CycleSplit, SameFramePairsComeFromTracksOfOneFrameOfOneCamera) {
     for (const auto& r : f.crops) ids.insert(r.id);
     EXPECT_EQ(ids, (std::set<std::int64_t>{1, 2, 5, 7}));
     EXPECT_EQ(same_frame_pairs(rs, 1, 100).crops.size(), 2u);  // one crop per track
+}
+
+// Issue 12, held-out calibration: an adapted candidate is calibrated on same-frame pairs of
+// crops it did not train on (both tracks held out). 3 cameras x 400 scenes of two people seen
+// together, their tracks numbered one after the other (as a tracker numbers tracks that start
+// together): holding out whole groups of neighbouring ids keeps a pair for about the holdout
+// fraction of the scenes; a hash per track would keep it for its square (0.01 at 0.1).
+TEST(CycleSplit, SameFramePairsSurviveTheHoldoutWhenNeighbouringTracksShareAFrame) {
+    std::vector<quality::CropRecord> rs;
+    std::int64_t id = 0;
+    for (const std::string cam : {"a", "b", "c"})
+        for (int scene = 0; scene < 400; ++scene)
+            for (int t : {0, 1})
+                for (int k = 0; k < 2; ++k) {
+                    auto r = record(++id, cam, 2 * scene + t);
+                    r.timestamp = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'000'000 + 1000 * scene + 40 * k));
+                    rs.push_back(r);
+                }
+    const std::size_t all = same_frame_pairs(rs, 8, rs.size()).pairs.size();
+    ASSERT_EQ(all, 1200u);
+    const CycleSplit split = split_records(rs, 0.1);
+    const FramePairs held = same_frame_pairs(split.holdout, 8, rs.size());
+    const double pair_share = double(held.pairs.size()) / double(all);
+    const double crop_share = double(split.holdout.size()) / double(rs.size());
+    EXPECT_GT(crop_share, 0.05);
+    EXPECT_LT(crop_share, 0.15);
+    // Tracks 2s and 2s + 1 are always in one group of 8: every held-out track keeps its pair.
+    EXPECT_DOUBLE_EQ(pair_share, crop_share);
+    std::set<std::string> held_labels;
+    for (const auto& r : split.holdout) held_labels.insert(track_label(r));
+    for (const auto& [a, b] : held.pairs) EXPECT_TRUE(held_labels.count(a) && held_labels.count(b)) << a << " " << b;
+}
+
+// The cycle's prepare hands the evaluation child the same-frame pairs of held-out tracks only:
+// a pair of two training tracks, or of a training and a held-out track, calibrates neither
+// model (the candidate trained on one of its crops).
+TEST_F(TrainingCycleTest, PrepareCalibratesOnSameFramePairsOfHeldOutTracksOnly) {
+    // One frame each (hours ago, so that no crop of the fixture shares its time): two held-out
+    // tracks (groups 12 and 13: "cam/group12" -> 237, "cam/group13" -> 26), two training tracks
+    // of the fixture (ids 16, 24: groups 2 and 3, 756 and 967), and a held-out with a training one.
+    const auto t0 = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    auto add = [&](std::int64_t track, std::int64_t ms) {
+        quality::CropInput in;
+        in.camera = "cam";
+        in.track_id = track;
+        in.timestamp = t0 - std::chrono::milliseconds(ms);
+        in.chip = cv::Mat(150, 150, CV_8UC3, cv::Scalar(30, 60, static_cast<double>(track)));
+        cv::randu(in.chip(cv::Rect(0, 0, 150, 30)), 0, 255);
+        in.score = 0.7;
+        ASSERT_EQ(store->insert(in).outcome, quality::InsertOutcome::stored);
+    };
+    ASSERT_TRUE(held_out("cam", 96, 0.5) && held_out("cam", 104, 0.5));
+    ASSERT_FALSE(held_out("cam", 16, 0.5) || held_out("cam", 24, 0.5));
+    add(96, 3'600'000), add(104, 3'600'000);
+    add(16, 7'200'000), add(24, 7'200'000);
+    add(96, 10'800'000), add(16, 10'800'000);
+    make_cycle()->run(cfg, stop);
+    const json holdout = json::parse(std::ifstream(dir.path() / "seen-holdout.json"));
+    std::set<std::string> held_labels;
+    for (const auto& c : holdout["crops"]) held_labels.insert(c["track"].get<std::string>());
+    EXPECT_TRUE(held_labels.count("cam/96") && held_labels.count("cam/104"));
+    std::set<std::pair<std::string, std::string>> pairs;
+    for (const auto& p : holdout["frame_pairs"]) {
+        pairs.emplace(p[0].get<std::string>(), p[1].get<std::string>());
+        EXPECT_TRUE(held_labels.count(p[0].get<std::string>()) && held_labels.count(p[1].get<std::string>())) << p.dump();
+    }
+    EXPECT_TRUE(pairs.count({"cam/104", "cam/96"}) || pairs.count({"cam/96", "cam/104"}));
+    for (const auto& c : holdout["frame_crops"]) EXPECT_TRUE(held_labels.count(c["track"].get<std::string>())) << c.dump();
+    for (const auto& [a, b] : pairs) EXPECT_TRUE(a != "cam/16" && b != "cam/16" && a != "cam/24" && b != "cam/24");
 }
 
 // Issue 12 acceptance: the package of an adapted model carries the candidate's calibrated

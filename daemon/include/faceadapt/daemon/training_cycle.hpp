@@ -4,9 +4,10 @@
 //   prepare -> train -> evaluate -> gate -> release, for one candidate directory
 //   <models>/candidates/<name>/ of the model registry:
 //     prepare   the store's records (one consistent snapshot) split by split_records() into the
-//               training set and held-out tracks; the chips copied to data/ (for the training
-//               child; with the store's index.csv of them) and holdout/ (listed in holdout.json
-//               for the evaluation child). -> PreparedData
+//               training set and held-out tracks (whole groups of neighbouring track ids), the
+//               same-frame pairs taken among the held-out tracks only; the chips copied to
+//               data/ (for the training child; with the store's index.csv of them) and
+//               holdout/ (listed in holdout.json for the evaluation child). -> PreparedData
 //     train     `faceadapt train --data data --chips --protocol-fd 3 --clustering F ...` (the
 //               child: nice, idle I/O, RLIMIT_AS); its "result" message names the candidate and
 //               its provenance; F (common/site_files.hpp's clustering.csv in the candidate
@@ -30,7 +31,7 @@
 //   a gate refusal ends the cycle (history.jsonl says why); an ended cycle removes its data,
 //   held-out crops, checkpoint and cycle.json (the candidate model stays in its folder).
 //   What is decided is what faceadaptd decided before this seam: the same split (a stable hash
-//   of camera/track), the same child arguments, the same gate, the same history records and
+//   of camera/track group since issue 12's held-out calibration), the same child arguments, the same gate, the same history records and
 //   metrics.
 // THREAD SAFETY
 //   One thread drives a TrainingCycle (faceadaptd's learner thread). `stop` may be set from any
@@ -66,9 +67,18 @@ std::string_view to_string(CycleStep step);
 CycleStep cycle_step_from_string(std::string_view name);
 
 // ---- prepare: the split (pure) ------------------------------------------------------------
-// Whole tracks are held out (their crops are one person: the site figures' weak labels); which
-// ones is a hash (FNV-1a) of "camera/track", so it is stable across cycles: a record is held
-// out when track >= 0 and hash % 1000 < holdout_fraction * 1000. Untracked crops train.
+// Whole tracks are held out (their crops are one person: the site figures' weak labels), and
+// whole groups of kHoldoutTrackGroup consecutive track ids of one camera together: a tracker
+// numbers tracks in the order they start, so two people seen in one frame mostly have
+// neighbouring ids, and a group keeps their same-frame pair whole for the calibration of the
+// held-out crops (a hash per track would keep both tracks of a pair for only fraction^2 of the
+// pairs: 1% at the default 0.1; docs/operating-point.md, section 4). Which groups is a hash
+// (FNV-1a) of "camera/group<track / kHoldoutTrackGroup>", so it is stable across cycles (a
+// track's id never changes) and a group never spans two tracker runs (a run's base,
+// kTrackRunStride, is a multiple of the group): a record is held out when track >= 0 and
+// hash % 1000 < holdout_fraction * 1000. Untracked crops train.
+inline constexpr std::int64_t kHoldoutTrackGroup = 8;
+static_assert(quality::kTrackRunStride % kHoldoutTrackGroup == 0, "a holdout group must not span two tracker runs");
 bool held_out(const std::string& camera, std::int64_t track, double holdout_fraction);
 // "camera/track": the held-out crops' label for the site figures.
 std::string track_label(const quality::CropRecord& r);

@@ -5,11 +5,14 @@
 //   status --dir DIR [--json]        the installed version (and the one kept before it)
 //   install FILE --dir DIR --pubkey FILE --site SITE [--allow-rollback]   offline install of a package file
 //   rollback --dir DIR               operator rollback to the previous version
-//   match IMAGE... --dir DIR [--threads N] [--repeat N] [--json]
-//                                    detect, align, embed with the installed model, and decide by the
-//                                    package's operating point (docs/operating-point.md section 3): one
-//                                    line (--json: one JSON object) per image
-//   Exit 0 ok (match: a decision for every image), 1 runtime failure (match: no face in an image), 2 bad input.
+//   match IMAGE... --dir DIR [--threads N] [--repeat N] [--json] [--no-quality-gate]
+//                                    detect, align, score the face by the crop store's quality rule
+//                                    ("retry" for a face the site would not store), embed with the
+//                                    installed model, and decide by the package's operating point
+//                                    (docs/operating-point.md section 3): one line (--json: one JSON
+//                                    object) per image
+//   Exit 0 ok (match: a decision for every image), 1 runtime failure (match: no face in an image, or a
+//   face to retry), 2 bad input.
 //
 // The embedding backend is chosen at build time. The default build runs the package's ONNX model
 // with OpenCV DNN (faceadapt/onnx/dnn_embedder.hpp) and links no libtorch: it needs OpenCV,
@@ -40,6 +43,7 @@
 #include "faceadapt/publish/mqtt_cli.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
 #include "faceadapt/common/text.hpp"
+#include "faceadapt/quality/quality.hpp"
 
 #ifdef FACEADAPT_DOOR_LIBTORCH
 #include <torch/torch.h>
@@ -170,6 +174,7 @@ struct MatchArgs {
     int threads = 0;   // 0: every core
     int repeat = 1;    // embed the chip this many times (timing)
     bool json = false;
+    bool quality_gate = true;  // "retry" for a face the crop store's quality rule would not keep
 };
 
 // One decision per image, by the installed package's threshold and margin (calib::decide).
@@ -197,6 +202,10 @@ int match(const MatchArgs& a) {
     ChipEmbedder embedder(installed->model_file, threads);
     const auto t1 = Clock::now();
     faceadapt::ingest::FaceAligner aligner(a.landmarks);
+    // The crop store's rule ([quality] defaults: the package does not carry the site's [quality]):
+    // the calibration's same-frame pairs are crops it kept, so its FAR holds for faces it would
+    // keep (docs/operating-point.md, section 3).
+    const faceadapt::quality::QualityScorer scorer{faceadapt::config::QualityConfig{}};
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     int rc = 0;
     for (std::size_t i = 0; i < images.size(); ++i) {
@@ -215,9 +224,27 @@ int match(const MatchArgs& a) {
                 std::cout << "no face found in " << a.images[i].string() << "\n";
             continue;
         }
-        fp::Embedding embedding = embedder.embed(faces.front().chip);
+        const auto& face = faces.front();
+        if (a.quality_gate) {
+            const auto q = scorer.score(faceadapt::quality::observation_from_still(images[i], face.bbox, face.landmarks, face.chip));
+            if (!q.accepted) {
+                rc = 1;
+                const std::string reason = "the crop store would not keep this face (" + fc::printable(q.reason, 300) + ")";
+                if (a.json)
+                    std::cout << nlohmann::json{{"image", a.images[i].string()}, {"decision", "retry"}, {"matched", false},
+                                                {"threshold", gallery.threshold}, {"margin", margin},
+                                                {"calibrated", calibrated}, {"reason", reason},
+                                                {"quality", q.normalized}, {"quality_threshold", scorer.config().threshold}}
+                                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                              << "\n";
+                else
+                    std::cout << "retry " << a.images[i].string() << ": " << reason << "\n";
+                continue;
+            }
+        }
+        fp::Embedding embedding = embedder.embed(face.chip);
         const auto s2 = Clock::now();
-        for (int r = 1; r < a.repeat; ++r) embedding = embedder.embed(faces.front().chip);
+        for (int r = 1; r < a.repeat; ++r) embedding = embedder.embed(face.chip);
         const auto s3 = Clock::now();
         const auto d = fp::decide_probe(gallery, margin, embedding);
         // Names come from the package: never raw to a terminal (JSON escapes control characters;
@@ -353,6 +380,8 @@ int main(int argc, char** argv) {
     m->add_option("--threads", ma.threads, "embedding threads (default: every core)")->check(CLI::Range(1, 256));
     m->add_option("--repeat", ma.repeat, "embed the face this many times (timing; default 1)")->check(CLI::Range(1, 10000));
     m->add_flag("--json", ma.json, "one JSON object per image: decision, identity, distance, threshold, margin, reason, timings");
+    m->add_flag("--no-quality-gate", [&](std::int64_t) { ma.quality_gate = false; },
+                "decide on every face found, also one the crop store would not keep (the rule before the gate)");
     m->callback([&] { guarded([&] { return match(ma); }); });
 
     try {

@@ -442,6 +442,7 @@ int main(int argc, char** argv) {
         else if (a == "--raw-open-set") site_view = false;
         else if (a == "--door-statistic") door_statistic = true;
         else if (a == "--calib-holdout") calib_holdout = std::stod(val());
+        else if (a == "--door-quality-gate") open_set_options.door_quality_gate = true;
         else if (a == "--open-set-folds") open_set_options.folds = std::max(1, std::stoi(val()));
         else if (a == "--merge") base.merge = true;
         else if (a == "--identities") identities = std::stoi(val());
@@ -461,7 +462,7 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--prepare-only]\n");
             return 2;
         }
     }
@@ -743,6 +744,13 @@ int main(int argc, char** argv) {
         t0 = Clock::now();
         open_set_options.door_statistic = door_statistic;
         open_set_options.holdout = holdout ? &*holdout : nullptr;
+        if (open_set_options.door_quality_gate && !views) {
+            std::fprintf(stderr, "adapt_benchmark: --door-quality-gate needs the site view (not --raw-open-set)\n");
+            return 2;
+        }
+        if (open_set_options.door_quality_gate)
+            std::printf("open set: the door's quality gate: a probe the crop store would not keep is asked to retry "
+                        "(counted apart, not in FAR or FRR)\n");
         if (holdout)
             std::printf("open set: the same-frame pairs come from the %zu held-out tracks only (%zu adapt images the "
                         "adapted models did not train on; they trained on %zu of %zu)\n",

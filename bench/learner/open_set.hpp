@@ -55,6 +55,9 @@ struct OpenSetRow {
     std::size_t stranger_probes = 0, strangers_accepted = 0;
     std::size_t enrolled_probes = 0, enrolled_rejected = 0, ambiguous = 0, wrong = 0;
     std::size_t no_face_strangers = 0, no_face_enrolled = 0;  // probes the door answers no_face (not counted above)
+    // With the door's quality gate (measure's quality_gate): probes with a face the crop store
+    // would not keep, which the door asks to retry (not counted above either).
+    std::size_t retry_strangers = 0, retry_enrolled = 0;
     // Of the stranger probes, those whose crop the crop store's quality gate would keep (the kind
     // of crop the calibration's same-frame pairs are made of), and how many of them were accepted.
     // The same for the enrolled probes (a door that ran that gate would ask these to retry).
@@ -307,7 +310,9 @@ public:
         return calib::at_threshold(calib::kLegacyThreshold, pairs_.impostor, pairs_.genuine, r);
     }
 
-    OpenSetRow measure(const std::string& name, const calib::OperatingPoint& point) const {
+    // quality_gate: the door's quality gate (faceadapt-door match: "retry" for a face the crop
+    // store would not keep); needs the site view, counts those probes apart like no_face.
+    OpenSetRow measure(const std::string& name, const calib::OperatingPoint& point, bool quality_gate = false) const {
         OpenSetRow row;
         row.name = name;
         row.point = point;
@@ -317,6 +322,10 @@ public:
             const bool enrolled = std::find(names_.begin(), names_.end(), truth) != names_.end();
             if (test_site_ && !test_site_->detected[i]) {  // the door's no_face
                 ++(enrolled ? row.no_face_enrolled : row.no_face_strangers);
+                continue;
+            }
+            if (quality_gate && test_site_ && !test_site_->kept[i]) {  // the door's retry
+                ++(enrolled ? row.retry_enrolled : row.retry_strangers);
                 continue;
             }
             std::vector<std::pair<std::string, double>> entries;

@@ -91,6 +91,8 @@ struct OpenSetFoldOptions {
     // When set, every fold's same-frame pairs come from these held-out tracks only (open_set.hpp,
     // "Held-out calibration"); the enrolled photos' pairs stay.
     const CalibrationHoldout* holdout = nullptr;
+    // The door's quality gate: probes the crop store would not keep are "retry", counted apart.
+    bool door_quality_gate = false;
 };
 
 // A rate's pooled counts over folds and per identity; its two intervals.
@@ -148,7 +150,7 @@ struct PooledOpenSetRow {
     std::vector<OpenSetRow> folds;  // in fold order
     PooledRate far, frr;
     std::size_t ambiguous = 0, wrong = 0, calibrated = 0, no_face_strangers = 0,
-                no_face_enrolled = 0;
+                no_face_enrolled = 0, retry_strangers = 0, retry_enrolled = 0;
     std::size_t stranger_probes_kept = 0, strangers_accepted_kept = 0, enrolled_probes_kept = 0,
                 enrolled_rejected_kept = 0;
     double threshold_min = INFINITY, threshold_max = -INFINITY, pair_bound_max = 0,
@@ -159,6 +161,7 @@ struct PooledOpenSetRow {
         frr.add(r.enrolled_by_id);
         ambiguous += r.ambiguous, wrong += r.wrong, calibrated += r.point.calibrated;
         no_face_strangers += r.no_face_strangers, no_face_enrolled += r.no_face_enrolled;
+        retry_strangers += r.retry_strangers, retry_enrolled += r.retry_enrolled;
         stranger_probes_kept += r.stranger_probes_kept,
             strangers_accepted_kept += r.strangers_accepted_kept;
         enrolled_probes_kept += r.enrolled_probes_kept,
@@ -196,13 +199,13 @@ inline std::vector<PooledOpenSetRow> run_open_set_folds(
                               folds[f], o.frames, o.holdout);
             if (f == 0 && fold0_counts) *fold0_counts = set.counts();
             row(slot, m.name + " @ 0.6", NAN)
-                .add(set.measure(m.name + " @ 0.6", set.legacy(o.targets.front())));
+                .add(set.measure(m.name + " @ 0.6", set.legacy(o.targets.front()), o.door_quality_gate));
             for (double target : o.targets)
                 for (S s : {S::entry_pairs, S::nearest_identity}) {
                     if (s == S::nearest_identity && !o.door_statistic) continue;
                     const std::string name = m.name + " @ calibrated" +
                                              (s == S::nearest_identity ? " (door statistic)" : "");
-                    row(slot, name, target).add(set.measure(name, set.calibrated(target, s)));
+                    row(slot, name, target).add(set.measure(name, set.calibrated(target, s), o.door_quality_gate));
                 }
         }
     }
@@ -273,8 +276,12 @@ inline void print_open_set_pooled(const std::vector<PooledOpenSetRow>& rows, std
         "(accepted/probes), FRR (rejected/probes) | FRR "
         "(rejected or wrong/enrolled probes; ambiguous, wrong) | FRR 95%% CP | FRR 95%% identity "
         "bootstrap | "
-        "no_face probes (strangers, enrolled) |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "no_face probes (strangers, enrolled) | retry probes, the door's quality gate (strangers, enrolled; share "
+        "of the probes with a face) |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    auto share = [](std::size_t retry, std::size_t decided) {
+        return retry + decided ? double(retry) / double(retry + decided) : NAN;
+    };
     for (const auto& r : rows) {
         const auto [fl, fu] = r.far.clopper_pearson();
         const auto [bl, bu] = r.far.identity_bootstrap(resamples);
@@ -284,7 +291,7 @@ inline void print_open_set_pooled(const std::vector<PooledOpenSetRow>& rows, std
             "| %s | %s | %.4f-%.4f | %zu/%zu | %.2g | %.2g | %.5f (%zu/%zu) | %.2g-%.2g | "
             "%.2g-%.2g | %zu of %zu | "
             "%.5f (%zu/%zu), %.4f (%zu/%zu) | %.4f (%zu/%zu; %zu, %zu) | %.3f-%.3f | %.3f-%.3f | "
-            "%zu, %zu |\n",
+            "%zu, %zu | %zu, %zu (%.3f, %.3f) |\n",
             r.name.c_str(), open_set_target(r.target).c_str(), r.threshold_min, r.threshold_max,
             r.calibrated, r.folds.size(), r.pair_bound_max, r.door_bound_max, r.far.rate(),
             r.far.events, r.far.trials, fl, fu, bl, bu, r.far.identities_with_events(),
@@ -298,7 +305,8 @@ inline void print_open_set_pooled(const std::vector<PooledOpenSetRow>& rows, std
                 : NAN,
             r.enrolled_rejected_kept, r.enrolled_probes_kept, r.frr.rate(), r.frr.events,
             r.frr.trials, r.ambiguous, r.wrong, rl, ru, rbl, rbu, r.no_face_strangers,
-            r.no_face_enrolled);
+            r.no_face_enrolled, r.retry_strangers, r.retry_enrolled,
+            share(r.retry_strangers, r.far.trials), share(r.retry_enrolled, r.frr.trials));
     }
 }
 

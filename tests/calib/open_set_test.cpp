@@ -233,3 +233,33 @@ TEST(OpenSetHoldout, HoldsOutWholeTracksAndCalibratesOnThemOnly) {
     EXPECT_GT(c.entry_pairs - c.enrolled_entry_pairs, c.distinct_frame_pairs) << "repeats";
     EXPECT_EQ(held_set.measure("held", point).strangers_accepted, 0u);
 }
+
+// The door's quality gate (--door-quality-gate, faceadapt-door match's "retry"): a probe with a
+// face the crop store would not keep is asked to retry, counted apart like no_face; the FAR and
+// FRR are then over the kept probes, exactly the "kept" columns of the ungated door.
+TEST(OpenSetFolds, TheDoorsQualityGateCountsRetryProbesApart) {
+    const auto test = make_half(kIds, 9, [](int j) { return j == 0 || j == 4 || j == 7; }, [](int j) { return j == 7; }, 1);
+    const auto adapt = make_half(kIds, 12, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
+    fb::OpenSetFoldOptions o;
+    o.folds = 2;
+    o.enrolled = kEnrolled;
+    o.frames = kFrames;
+    o.targets = {1e-2};
+    const std::vector<fb::OpenSetModel> models{{"m", &test.rows, &adapt.rows}};
+    const auto open = fb::run_open_set_folds(models, test.labels, adapt.labels, &test.mask, &adapt.mask, o);
+    o.door_quality_gate = true;
+    const auto gated = fb::run_open_set_folds(models, test.labels, adapt.labels, &test.mask, &adapt.mask, o);
+    ASSERT_EQ(open.size(), gated.size());
+    for (std::size_t r = 0; r < open.size(); ++r) {
+        EXPECT_EQ(open[r].retry_strangers + open[r].retry_enrolled, 0u);
+        // Per fold: each stranger's dark probe with a face (position 4; 0 is dark too) retries.
+        EXPECT_EQ(gated[r].retry_strangers, open[r].far.trials - open[r].stranger_probes_kept);
+        EXPECT_EQ(gated[r].retry_enrolled, open[r].frr.trials - open[r].enrolled_probes_kept);
+        EXPECT_GT(gated[r].retry_strangers, 0u);
+        EXPECT_EQ(gated[r].far.trials, open[r].stranger_probes_kept);
+        EXPECT_EQ(gated[r].far.events, open[r].strangers_accepted_kept);
+        EXPECT_EQ(gated[r].frr.trials, open[r].enrolled_probes_kept);
+        EXPECT_EQ(gated[r].frr.events, open[r].enrolled_rejected_kept);
+        EXPECT_EQ(gated[r].no_face_strangers, open[r].no_face_strangers);
+    }
+}

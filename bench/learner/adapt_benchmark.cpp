@@ -25,6 +25,11 @@
 // embeddings are kept there too; `--open-set-only` then skips the verification of the source and
 // of loaded models (a model it trains is still verified once), so the door table can be
 // re-measured in seconds after a change to calib/ or open_set.hpp.
+// `--calib-holdout F` (issue 12, held-out calibration): the adapted models train without a seeded
+// share F of the adapt half's tracks of kept crops (open_set.hpp, make_calibration_holdout; their
+// model files get -h<F%>), and the door table's same-frame pairs come from those tracks only.
+// `--door-quality-gate`: the door answers retry (counted apart) for a probe the crop store would
+// not keep, as faceadapt-door match does.
 // `--dataset orl` (issue 15's "no regression on the easy set"): the same protocol on
 // ../shared/datasets/orl (same halves, its chips as orl_* files beside Yale B's in the cache,
 // the same LFW devtest column); the open-set table is Yale B's only and is skipped, saying so.

@@ -297,9 +297,10 @@ struct TrainingCycle::Run {
         }
         // Same-frame pairs of held-out tracks only (both tracks held out, which the group rule of
         // held_out() keeps for tracks of one scene): impostor pairs for the calibration of the
-        // current model and the candidate alike, on crops neither trained on in this cycle
-        // (docs/operating-point.md, section 4: a model calibrated on crops it trained on has
-        // pushed exactly those apart, and its threshold is too loose for new faces).
+        // current model and the candidate alike, on crops neither trained on (the split is the
+        // same every cycle at one holdout_fraction; docs/operating-point.md, section 4: a model
+        // calibrated on crops it trained on has pushed exactly those apart, and its threshold is
+        // too loose for new faces).
         const FramePairs frames = same_frame_pairs(held);
         json frame_crops = json::array(), frame_pairs = json::array();
         for (const auto& r : frames.crops) frame_crops.push_back({{"file", r.file.string()}, {"track", track_label(r)}});

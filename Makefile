@@ -2,6 +2,11 @@
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Unity build (CMake's UNITY_BUILD): each target's sources compiled in batches, so the heavy
+# headers (libtorch, OpenCV, CLI11, nlohmann, gtest) are parsed and instantiated once per batch
+# rather than once per file. UNITY=OFF for file-by-file builds (editing one file then recompiles
+# only it).
+UNITY   ?= ON
 SHELL   := /bin/bash
 
 .PHONY: all deps configure build test test-asan fuzz bench bench-adapt demo install format clean
@@ -13,7 +18,7 @@ deps:
 	@scripts/fetch-weights >/dev/null
 
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=$(UNITY) $(CMAKE_FLAGS)
 
 configure: deps $(BUILD)/build.ninja
 

@@ -44,10 +44,6 @@ using learner::Embedding;
 
 namespace {
 
-struct BadInput : std::invalid_argument {
-    using std::invalid_argument::invalid_argument;
-};
-
 // Image files under `dir`, recursively, sorted by path.
 std::vector<fs::path> list_images(const fs::path& dir) {
     if (!fs::is_directory(dir)) throw BadInput("not a folder: " + dir.string());

@@ -58,10 +58,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct BadInput : std::invalid_argument {
-    using std::invalid_argument::invalid_argument;
-};
-
 // common::read_file; a file that cannot be read is the caller's bad input (exit code 2).
 std::string read_bytes(const fs::path& file) {
     try {

@@ -74,10 +74,6 @@ int remove_write_debris(const fs::path& target) {
     return removed;
 }
 
-struct BadInput : std::invalid_argument {
-    using std::invalid_argument::invalid_argument;
-};
-
 // Removes the scratch view files when the run ends, however it ends.
 struct ScratchFiles {
     std::vector<fs::path> files;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <stdexcept>
 
 #include <CLI/CLI.hpp>
 
@@ -17,6 +18,12 @@ namespace faceadapt::tools {
 // 0 ok, 1 runtime failure, 2 invalid input (bad config, bad arguments).
 struct CommandResult {
     int exit_code = 0;
+};
+
+// A command's invalid input (a missing file, a malformed argument): run_guarded maps it, as
+// every std::invalid_argument, to exit code 2. The message names the file or option.
+struct BadInput : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
 };
 
 // Runs a subcommand's body and sets result.exit_code: the body's return value on success;

@@ -22,7 +22,7 @@ using Clock = std::chrono::system_clock;
 
 namespace {
 
-constexpr const char* kSchema = R"sql(
+constexpr const char* kCropStoreSchema = R"sql(
 CREATE TABLE IF NOT EXISTS crops(
   id      INTEGER PRIMARY KEY AUTOINCREMENT,
   camera  TEXT    NOT NULL,
@@ -115,7 +115,7 @@ void CropStore::Impl::open_index() {
     writer->exec(options.fsync ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=OFF");
     const std::string check = writer->quick_check();
     if (check != "ok") throw sql::SqliteError(db_file.string() + ": integrity check failed: " + check, 11);
-    writer->exec(kSchema);
+    writer->exec(kCropStoreSchema);
 }
 
 void CropStore::Impl::quarantine_index(const std::string& problem) {

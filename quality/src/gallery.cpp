@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::system_clock;
 
 namespace {
-constexpr const char* kSchema = R"sql(
+constexpr const char* kGallerySchema = R"sql(
 CREATE TABLE IF NOT EXISTS gallery(
   id          INTEGER PRIMARY KEY AUTOINCREMENT,
   name        TEXT    NOT NULL,
@@ -59,7 +59,7 @@ Gallery::Gallery(const fs::path& state_dir) : impl_(std::make_unique<Impl>()) {
     if (ec) throw std::runtime_error(d.img_dir.string() + ": cannot create the gallery folder: " + ec.message());
     d.db = std::make_unique<sql::Database>(d.root / "gallery.db", sql::Database::Mode::read_write_create);
     d.db->exec("PRAGMA journal_mode=WAL");
-    d.db->exec(kSchema);
+    d.db->exec(kGallerySchema);
     // Debris of an interrupted enrollment: temp files and chips whose row never committed.
     std::set<std::string> known;
     {

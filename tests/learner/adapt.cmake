@@ -1,24 +1,9 @@
-# Learner II tests: clustering, losses, EMA, augmentation, co-training (resume, tiny cycle).
-add_executable(test_adapt_cluster test_adapt_cluster.cpp)
-target_link_libraries(test_adapt_cluster PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
-faceadapt_use_torch_pch(test_adapt_cluster)
-gtest_discover_tests(test_adapt_cluster DISCOVERY_TIMEOUT 120)
-add_executable(test_adapt_losses test_adapt_losses.cpp)
-target_link_libraries(test_adapt_losses PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
-faceadapt_use_torch_pch(test_adapt_losses)
-gtest_discover_tests(test_adapt_losses DISCOVERY_TIMEOUT 120)
-add_executable(test_adapt_cotrain test_adapt_cotrain.cpp)
-target_link_libraries(test_adapt_cotrain PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
-faceadapt_use_torch_pch(test_adapt_cotrain)
-gtest_discover_tests(test_adapt_cotrain DISCOVERY_TIMEOUT 120 PROPERTIES TIMEOUT 300)
-add_executable(test_adapt_mean_teacher test_adapt_mean_teacher.cpp)
-target_link_libraries(test_adapt_mean_teacher PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
-faceadapt_use_torch_pch(test_adapt_mean_teacher)
-gtest_discover_tests(test_adapt_mean_teacher DISCOVERY_TIMEOUT 120)
-add_executable(test_adapt_scale test_adapt_scale.cpp)
-target_link_libraries(test_adapt_scale PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
-faceadapt_use_torch_pch(test_adapt_scale)
-gtest_discover_tests(test_adapt_scale DISCOVERY_TIMEOUT 120)
-add_executable(test_adapt_constraints test_adapt_constraints.cpp)
-target_link_libraries(test_adapt_constraints PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
-gtest_discover_tests(test_adapt_constraints DISCOVERY_TIMEOUT 120)
+# Learner II tests: clustering, losses, EMA, augmentation, co-training (resume, tiny cycle),
+# scale and constraints. One executable: the files share torch's precompiled header and, in a
+# unity build, its instantiations (ctest still runs each test on its own).
+add_executable(learner_adapt_test
+  test_adapt_cluster.cpp test_adapt_losses.cpp test_adapt_cotrain.cpp test_adapt_mean_teacher.cpp
+  test_adapt_scale.cpp test_adapt_constraints.cpp)
+target_link_libraries(learner_adapt_test PRIVATE faceadapt_learner faceadapt_test_support GTest::gtest_main)
+faceadapt_use_torch_pch(learner_adapt_test)
+gtest_discover_tests(learner_adapt_test DISCOVERY_TIMEOUT 120 PROPERTIES TIMEOUT 600)

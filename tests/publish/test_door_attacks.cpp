@@ -34,7 +34,7 @@ using faceadapt::test::TempDir;
 
 namespace {
 
-constexpr const char* kSite = "lab";
+constexpr const char* kAttackedSite = "lab";
 
 MosquittoOptions broker_options() {
     MosquittoOptions o;
@@ -106,7 +106,7 @@ fp::Package forge(const fp::SigningKey& key, std::int64_t version, const std::st
     m.parent_version = version - 1;
     m.created = "2026-11-27T01:02:03Z";
     m.key_id = key.public_key().key_id();
-    m.site = kSite;
+    m.site = kAttackedSite;
     m.architecture.model_format = std::string(fp::kModelFormatLibtorch);  // fake_model_file's format
     m.gallery_entries = gallery.entries.size();
     m.match_threshold = gallery.threshold;
@@ -131,7 +131,7 @@ protected:
 
     fp::PublisherOptions publisher_options() {
         fp::PublisherOptions o;
-        o.site = kSite;
+        o.site = kAttackedSite;
         o.mqtt = broker_.mqtt_config("daemon", "daemon-secret");
         o.connect_timeout = 5s;
         o.publish_timeout = 60s;
@@ -140,7 +140,7 @@ protected:
     }
     fp::DoorAgentOptions door_options() {
         fp::DoorAgentOptions o;
-        o.site = kSite;
+        o.site = kAttackedSite;
         o.door = "door0";
         o.mqtt = broker_.mqtt_config("door0", "pw0");
         o.public_key = key_.public_key();
@@ -312,7 +312,7 @@ class DamagedFolder : public DoorAttack, public ::testing::WithParamInterface<co
 
 TEST_P(DamagedFolder, DoorStartsReportsTheDamageAndInstallsTheRetainedPackage) {
     auto pkg = make_package(key_, 1, 40'000, 8 * 1024);
-    fp::install_package(dir(), pkg, key_.public_key(), kSite);
+    fp::install_package(dir(), pkg, key_.public_key(), kAttackedSite);
     std::string damage = GetParam();
     if (damage == "truncated installed.json") {
         auto text = slurp(dir() / "installed.json");
@@ -485,7 +485,7 @@ TEST_P(SignedNonsense, IsRefusedAndTheModelStaysByteIdentical) {
     EXPECT_FALSE(fs::exists(dir() / "versions" / "2"));
     // The offline path refuses it too.
     TempDir other;
-    EXPECT_THROW(fp::install_package(other.path(), pkg, key_.public_key(), kSite), fp::PackageError);
+    EXPECT_THROW(fp::install_package(other.path(), pkg, key_.public_key(), kAttackedSite), fp::PackageError);
     // The next good package installs.
     publisher().publish(make_package(key_, 3, 20'000, 8 * 1024));
     EXPECT_TRUE(installed(*door_, 3)) << door_->state().to_json();

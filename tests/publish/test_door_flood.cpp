@@ -17,6 +17,7 @@ namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
 using namespace std::chrono_literals;
 using faceadapt::test::Child;
+using faceadapt::test::door_bin;
 using faceadapt::test::make_package;
 using faceadapt::test::slurp;
 using faceadapt::test::Mosquitto;
@@ -25,7 +26,6 @@ using faceadapt::test::TempDir;
 
 namespace {
 
-std::string door_bin() { return (faceadapt::test::binary_dir() / "tools" / "faceadapt-door").string(); }
 
 // VmRSS or VmHWM (peak) of a process, in MiB.
 double memory_mib(pid_t pid, const std::string& field) {

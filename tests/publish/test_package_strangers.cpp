@@ -16,13 +16,10 @@
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
+using faceadapt::test::faceadapt_bin;
 using faceadapt::test::run_command;
 
 namespace {
-
-std::string faceadapt_bin() {
-    return (faceadapt::test::binary_dir() / "tools" / "faceadapt").string();
-}
 
 // The images of an LFW person, sorted.
 std::vector<fs::path> images_of(const fs::path& person) {

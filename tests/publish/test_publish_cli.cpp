@@ -22,14 +22,14 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using faceadapt::test::binary_dir;
 using faceadapt::test::Child;
+using faceadapt::test::door_bin;
+using faceadapt::test::faceadapt_bin;
 using faceadapt::test::Mosquitto;
 using faceadapt::test::run_command;
 using faceadapt::test::TempDir;
 
 namespace {
 
-std::string faceadapt_bin() { return (binary_dir() / "tools" / "faceadapt").string(); }
-std::string door_bin() { return (binary_dir() / "tools" / "faceadapt-door").string(); }
 
 class PublishCli : public ::testing::Test {
 protected:

@@ -65,6 +65,8 @@ std::filesystem::path weights_dir() {
     return FACEADAPT_WEIGHTS_DIR;
 }
 std::filesystem::path binary_dir() { return FACEADAPT_BINARY_DIR; }
+std::string faceadapt_bin() { return (binary_dir() / "tools" / "faceadapt").string(); }
+std::string door_bin() { return (binary_dir() / "tools" / "faceadapt-door").string(); }
 std::filesystem::path source_dir() { return FACEADAPT_SOURCE_DIR; }
 
 int free_loopback_port() {

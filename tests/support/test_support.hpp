@@ -17,6 +17,9 @@ std::filesystem::path weights_dir();
 // The build tree (executables: <binary_dir>/tools/faceadapt).
 std::filesystem::path binary_dir();
 std::filesystem::path source_dir();
+// The project's command-line executables in the build tree, as strings for run_command/Child.
+std::string faceadapt_bin();  // <binary_dir>/tools/faceadapt
+std::string door_bin();       // <binary_dir>/tools/faceadapt-door
 
 // A TCP port on 127.0.0.1 that was free when asked.
 int free_loopback_port();

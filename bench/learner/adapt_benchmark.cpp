@@ -471,7 +471,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (calib_holdout < 0 || calib_holdout > 1) {
+    if (!(calib_holdout >= 0 && calib_holdout <= 1)) {  // NaN too
         std::fprintf(stderr, "adapt_benchmark: --calib-holdout must be in [0, 1]\n");
         return 2;
     }

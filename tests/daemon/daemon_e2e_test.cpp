@@ -39,9 +39,7 @@ using test::metric_value;
 
 namespace {
 
-fs::path faceadapt_exe() { return test::binary_dir() / "tools" / "faceadapt"; }
 fs::path faceadaptd_exe() { return test::binary_dir() / "daemon" / "faceadaptd"; }
-fs::path door_exe() { return test::binary_dir() / "tools" / "faceadapt-door"; }
 fs::path walkers() { return test::shared_dir() / "datasets" / "videos" / "walkers-1080p.mp4"; }
 fs::path reference() { return test::shared_dir() / "reference" / "embeddings"; }
 
@@ -114,12 +112,12 @@ void enroll_reference(const fs::path& state) {
 void enroll_reference_and_keygen(const fs::path& state) {
     ASSERT_NO_FATAL_FAILURE(enroll_reference(state));
     fs::create_directories(state / "keys");
-    ASSERT_EQ(test::run_command(faceadapt_exe().string() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
+    ASSERT_EQ(test::run_command(test::faceadapt_bin() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
 }
 
 int door_installed(const fs::path& dir) {
     std::string out;
-    test::run_command(door_exe().string() + " status --json --dir " + dir.string() + " 2>/dev/null", &out);
+    test::run_command(test::door_bin() + " status --json --dir " + dir.string() + " 2>/dev/null", &out);
     try {
         return nlohmann::json::parse(out).value("installed_version", 0);
     } catch (const std::exception&) {
@@ -132,7 +130,7 @@ std::string door_match(const fs::path& door_dir, const fs::path& photo) {
     std::string out;
     // In a subshell: run_command adds 2>&1, and the door's stderr (e.g. an uncalibrated
     // package's warning) is not part of the JSON on stdout.
-    test::run_command("(" + door_exe().string() + " match --json --dir " + door_dir.string() + " " + photo.string() +
+    test::run_command("(" + test::door_bin() + " match --json --dir " + door_dir.string() + " " + photo.string() +
                       " 2>/dev/null)", &out);
     try {
         const auto j = nlohmann::json::parse(out);
@@ -257,13 +255,13 @@ TEST(DaemonGate, AWorsenedCandidateIsRefusedAndNeverPublished) {
         learner::save_model(net, learner::ModelMetadata{}, bad);
     }
     const fs::path trainer = script(dir.path(), "bad-trainer.sh",
-                                    "[ \"$1\" = evaluate ] && exec " + faceadapt_exe().string() + " \"$@\"\n"
+                                    "[ \"$1\" = evaluate ] && exec " + test::faceadapt_bin() + " \"$@\"\n"
                                     "out=''\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=\"$2\"; shift; done\n"
                                     "echo 'cycle 1/1 iter 1/1 loss=9.9'\ncp " + bad.string() + " \"$out\"\n"
                                     "echo '{\"type\":\"result\",\"model\":\"'\"$out\"'\",\"provenance\":{}}' >&3\n");
     test::Mosquitto broker;
     fs::create_directories(state / "keys");
-    ASSERT_EQ(test::run_command(faceadapt_exe().string() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
+    ASSERT_EQ(test::run_command(test::faceadapt_bin() + " keygen --out " + (state / "keys").string() + " >/dev/null"), 0);
     Site site;
     site.state_dir = state.string();
     site.metrics_port = test::free_loopback_port();
@@ -309,7 +307,7 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     const int rtsp_port = test::free_loopback_port();
     std::optional<test::Process> camera;
     auto start_camera = [&] {
-        camera.emplace(std::vector<std::string>{faceadapt_exe().string(), "rtsp-serve", "--port",
+        camera.emplace(std::vector<std::string>{test::faceadapt_bin(), "rtsp-serve", "--port",
                                                 std::to_string(rtsp_port), "--mount", "/cam", walkers().string()});
     };
     start_camera();
@@ -334,7 +332,7 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
     std::vector<Window> runs, outages;
     auto now = [] { return std::chrono::system_clock::now(); };
     const fs::path door_dir = dir.path() / "door";
-    test::Process door({door_exe().string(), "run", "--site", "e2e", "--door", "door1", "--pubkey",
+    test::Process door({test::door_bin(), "run", "--site", "e2e", "--door", "door1", "--pubkey",
                         (state / "keys" / "signing.pub").string(), "--dir", door_dir.string(), "--config",
                         config.string()});
 
@@ -489,21 +487,21 @@ TEST(DaemonEndToEnd, CameraToDoorAckThroughKill9InStoreWritesAndTraining) {
 
     // 4. Rollback to version 1: a new version 2, published and acked.
     std::string out;
-    EXPECT_EQ(test::run_command(faceadapt_exe().string() + " models rollback --config " + config.string() + " 1 2>&1", &out), 0)
+    EXPECT_EQ(test::run_command(test::faceadapt_bin() + " models rollback --config " + config.string() + " 1 2>&1", &out), 0)
         << out;
     EXPECT_NE(out.find("new version 2"), std::string::npos) << out;
     EXPECT_TRUE(eventually([&] { return door_installed(door_dir) == 2; }, 30s));
-    test::run_command(faceadapt_exe().string() + " models list --config " + config.string(), &out);
+    test::run_command(test::faceadapt_bin() + " models list --config " + config.string(), &out);
     EXPECT_NE(out.find("rollback of 1"), std::string::npos) << out;
 
     // 5. Rollback to 0, the pretrained source: a new version 3. A version that does not exist is
     // refused with the short range there is.
-    EXPECT_EQ(test::run_command(faceadapt_exe().string() + " models rollback --config " + config.string() + " 0 2>&1", &out), 0)
+    EXPECT_EQ(test::run_command(test::faceadapt_bin() + " models rollback --config " + config.string() + " 0 2>&1", &out), 0)
         << out;
     EXPECT_NE(out.find("rolled back to version 0 as new version 3"), std::string::npos) << out;
     EXPECT_TRUE(eventually([&] { return door_installed(door_dir) == 3; }, 30s));
     EXPECT_FALSE(fs::exists(state / "models" / "source.model"));
-    EXPECT_EQ(test::run_command(faceadapt_exe().string() + " models rollback --config " + config.string() + " 99 2>&1", &out), 2)
+    EXPECT_EQ(test::run_command(test::faceadapt_bin() + " models rollback --config " + config.string() + " 99 2>&1", &out), 2)
         << out;
     EXPECT_NE(out.find("versions there: 0 (pretrained source), 1..3"), std::string::npos) << out;
     EXPECT_LT(out.size(), 300u) << out;
@@ -529,7 +527,7 @@ TEST(DaemonGalleryUpdate, EnrollAndRemoveReachTheDoorWithoutACycleAndTheSessionS
     test::Mosquitto broker;
     ASSERT_NO_FATAL_FAILURE(enroll_reference_and_keygen(state));
     const int rtsp_port = test::free_loopback_port();
-    test::Process camera({faceadapt_exe().string(), "rtsp-serve", "--port", std::to_string(rtsp_port), "--mount", "/cam",
+    test::Process camera({test::faceadapt_bin(), "rtsp-serve", "--port", std::to_string(rtsp_port), "--mount", "/cam",
                           walkers().string()});
     Site site;
     site.state_dir = state.string();
@@ -540,7 +538,7 @@ TEST(DaemonGalleryUpdate, EnrollAndRemoveReachTheDoorWithoutACycleAndTheSessionS
     write(config, site_toml(site));  // min_new_crops = 1000000: no training cycle runs
     const fs::path door_dir = dir.path() / "door";
     // No --site: the door takes it from the site file (issue 18, item 6).
-    test::Process door({door_exe().string(), "run", "--door", "door1", "--pubkey",
+    test::Process door({test::door_bin(), "run", "--door", "door1", "--pubkey",
                         (state / "keys" / "signing.pub").string(), "--dir", door_dir.string(), "--config",
                         config.string()});
     const std::string status_topic = "faceadapt/e2e/daemon/status";
@@ -572,14 +570,14 @@ TEST(DaemonGalleryUpdate, EnrollAndRemoveReachTheDoorWithoutACycleAndTheSessionS
 
         // A photo that is not there: refused in our words, no raw OpenCV warning (issue 18, item 6).
         std::string out;
-        EXPECT_EQ(test::run_command(faceadapt_exe().string() + " enroll --config " + config.string() +
+        EXPECT_EQ(test::run_command(test::faceadapt_bin() + " enroll --config " + config.string() +
                                         " --name Nobody " + (dir.path() / "missing.jpg").string() + " 2>&1", &out), 1);
         EXPECT_NE(out.find("refused"), std::string::npos) << out;
         EXPECT_EQ(out.find("[ WARN"), std::string::npos) << out;
         EXPECT_EQ(out.find("imread_"), std::string::npos) << out;
 
         // 2. Enroll a new person from 4 photos (the last one is held out); no cycle runs.
-        std::string cmd = faceadapt_exe().string() + " enroll --config " + config.string() + " --name 'Tang Jiaxuan'";
+        std::string cmd = test::faceadapt_bin() + " enroll --config " + config.string() + " --name 'Tang Jiaxuan'";
         for (std::size_t i = 0; i < 4; ++i) cmd += " " + photos[i].string();
         auto t0 = std::chrono::steady_clock::now();
         const int rc = test::run_command(cmd + " 2>&1", &out);
@@ -597,7 +595,7 @@ TEST(DaemonGalleryUpdate, EnrollAndRemoveReachTheDoorWithoutACycleAndTheSessionS
 
         // 3. Remove them: the door no longer names them.
         t0 = std::chrono::steady_clock::now();
-        ASSERT_EQ(test::run_command(faceadapt_exe().string() + " gallery remove --config " + config.string() +
+        ASSERT_EQ(test::run_command(test::faceadapt_bin() + " gallery remove --config " + config.string() +
                                         " 'Tang Jiaxuan' 2>&1", &out), 0) << out;
         ASSERT_TRUE(eventually([&] { return door_match(door_dir, held_out) != "Tang Jiaxuan"; }, 60s))
             << d.output() << door.output();
@@ -642,7 +640,7 @@ TEST(DaemonGalleryUpdate, EnrollAndRemoveReachTheDoorWithoutACycleAndTheSessionS
     // 5. An offline rollback on the door while its agent runs: the agent reports version 2 at
     // once (it used to keep reporting 3 until restarted), and /metrics follows.
     std::string out;
-    ASSERT_EQ(test::run_command(door_exe().string() + " rollback --dir " + door_dir.string() + " 2>&1", &out), 0) << out;
+    ASSERT_EQ(test::run_command(test::door_bin() + " rollback --dir " + door_dir.string() + " 2>&1", &out), 0) << out;
     ASSERT_TRUE(eventually([&] {
         return metric_value(fetch_metrics(site.metrics_port), "faceadapt_door_installed_version", "door=\"door1\"") == 2.0;
     }, 10s)) << door.output();

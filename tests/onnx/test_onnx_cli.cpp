@@ -9,11 +9,10 @@
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
+using faceadapt::test::faceadapt_bin;
 using faceadapt::test::run_command;
 
 namespace {
-
-std::string faceadapt_bin() { return (faceadapt::test::binary_dir() / "tools/faceadapt").string(); }
 
 bool have_python_onnx() { return run_command("/usr/bin/python3 -c 'import onnx' 2>/dev/null") == 0; }
 

@@ -25,7 +25,9 @@ configure: deps $(BUILD)/build.ninja
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
+# `make build` leaves the benchmarks out; `make test` builds them too, so every one still compiles.
 test: build
+	cmake --build $(BUILD) -j $(JOBS) --target benchmarks
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 # config, quality, publish and daemon tests under ASan + UBSan (gcc), in build-asan. Not in
@@ -38,6 +40,7 @@ fuzz:
 	@scripts/run-fuzz
 
 bench: build
+	cmake --build $(BUILD) -j $(JOBS) --target benchmarks
 	@scripts/run-benchmarks $(BUILD)
 
 bench-adapt: build

@@ -14,10 +14,10 @@
 //   Exit 0 ok (match: a decision for every image), 1 runtime failure (match: no face in an image, or a
 //   face to retry), 2 bad input.
 //
-// The embedding backend is chosen at build time. The default build runs the package's ONNX model
-// with OpenCV DNN (faceadapt/onnx/dnn_embedder.hpp) and links no libtorch: it needs OpenCV,
-// dlib, Paho MQTT and libsodium only. Built with FACEADAPT_DOOR_LIBTORCH (the bench-only
-// `faceadapt-door-libtorch`) it runs the libtorch model file of format-1 style packages instead,
+// The embedding backend is chosen at link time (door_embedder.hpp). The default build runs the
+// package's ONNX model with OpenCV DNN (faceadapt/onnx/dnn_embedder.hpp) and links no libtorch:
+// it needs OpenCV, dlib, Paho MQTT and libsodium only. Linked with door_embedder_libtorch.cpp (the
+// bench-only `faceadapt-door-libtorch`) it runs the libtorch model file of format-1 style packages instead,
 // as the door did before issue 16. Each build accepts only the model format it can run.
 #include <signal.h>
 #include <sys/resource.h>
@@ -45,15 +45,7 @@
 #include "faceadapt/common/text.hpp"
 #include "faceadapt/quality/quality.hpp"
 
-#ifdef FACEADAPT_DOOR_LIBTORCH
-#include <torch/torch.h>
-
-#include "faceadapt/learner/embedder.hpp"
-#else
-#include <opencv2/core/utility.hpp>
-
-#include "faceadapt/onnx/dnn_embedder.hpp"
-#endif
+#include "door_embedder.hpp"
 
 namespace fs = std::filesystem;
 namespace fp = faceadapt::publish;
@@ -61,44 +53,14 @@ namespace fc = faceadapt::common;
 
 namespace {
 
-#ifdef FACEADAPT_DOOR_LIBTORCH
-constexpr std::string_view kRunsFormat = fp::kModelFormatLibtorch;
-#else
-constexpr std::string_view kRunsFormat = fp::kModelFormatOnnx;
-#endif
-
 // throws std::invalid_argument when this build cannot run a model of `format`.
 void require_runnable(const std::string& format, const std::string& what) {
-    if (format != kRunsFormat)
+    const auto runs = faceadapt::tools::DoorEmbedder::model_format();
+    if (format != runs)
         throw std::invalid_argument(what + " carries model format \"" + format.substr(0, 64) + "\"; this door runs \"" +
-                                    std::string(kRunsFormat) + "\"");
+                                    std::string(runs) + "\"");
 }
 
-// The installed model, loaded once: embed() turns one RGB chip into its embedding.
-class ChipEmbedder {
-public:
-    ChipEmbedder(const fs::path& model_file, int threads) {
-#ifdef FACEADAPT_DOOR_LIBTORCH
-        embedder_ = std::make_unique<faceadapt::learner::Embedder>(model_file, "cpu", 1);
-        torch::set_num_threads(threads);  // after the Embedder, which sets every core
-#else
-        cv::setNumThreads(threads);
-        embedder_ = std::make_unique<faceadapt::onnx::DnnEmbedder>(model_file);
-#endif
-    }
-    fp::Embedding embed(const cv::Mat& rgb_chip) const {
-        const auto e = embedder_->embed(std::vector<cv::Mat>{rgb_chip}).at(0);
-        fp::Embedding out;
-        std::copy(e.begin(), e.end(), out.begin());
-        return out;
-    }
-private:
-#ifdef FACEADAPT_DOOR_LIBTORCH
-    std::unique_ptr<faceadapt::learner::Embedder> embedder_;
-#else
-    std::unique_ptr<faceadapt::onnx::DnnEmbedder> embedder_;
-#endif
-};
 
 int run_agent(fp::DoorAgentOptions options) {
     // SIGINT/SIGTERM are taken by sigwait below; block them before any thread starts.
@@ -199,7 +161,7 @@ int match(const MatchArgs& a) {
     }
     const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const auto t0 = Clock::now();
-    ChipEmbedder embedder(installed->model_file, threads);
+    const faceadapt::tools::DoorEmbedder embedder(installed->model_file, threads);
     const auto t1 = Clock::now();
     faceadapt::ingest::FaceAligner aligner(a.landmarks);
     // The crop store's rule ([quality] defaults: the package does not carry the site's [quality]):
@@ -324,7 +286,7 @@ int main(int argc, char** argv) {
             if (agent.site.empty()) throw std::invalid_argument("run: no site: give --site or --config FILE");
             agent.mqtt = fp::apply_overrides(base, mqtt);
             agent.public_key = fp::load_public_key(pubkey);
-            agent.model_formats = {std::string(kRunsFormat)};
+            agent.model_formats = {std::string(faceadapt::tools::DoorEmbedder::model_format())};
             return run_agent(agent);
         });
     });

@@ -29,7 +29,7 @@
 namespace faceadapt::daemon {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 using common::UniqueFd;
 
 // After the answer: how long a client may keep sending (its unread request body or oversized
@@ -45,7 +45,7 @@ struct Connection {
     enum class Phase { reading, writing, draining };
     UniqueFd fd;
     Phase phase = Phase::reading;
-    Clock::time_point deadline;  // of the current phase
+    SteadyClock::time_point deadline;  // of the current phase
     std::string in;
     std::string out;
     std::size_t sent = 0;
@@ -98,11 +98,11 @@ struct MetricsServer::Impl {
     Impl(const MetricsRegistry& r, HealthCallback h, Limits l) : registry(r), health(std::move(h)), limits(l) {}
 
     void run();
-    void accept_new(Clock::time_point now, Clock::time_point& accept_paused_until);
+    void accept_new(SteadyClock::time_point now, SteadyClock::time_point& accept_paused_until);
     bool evict_oldest_unanswered();
-    void on_readable(Connection& c, Clock::time_point now);
-    void on_writable(Connection& c, Clock::time_point now);
-    void answer(Connection& c, std::string reply, Clock::time_point now);
+    void on_readable(Connection& c, SteadyClock::time_point now);
+    void on_writable(Connection& c, SteadyClock::time_point now);
+    void answer(Connection& c, std::string reply, SteadyClock::time_point now);
     std::string handle(std::string_view request_head);
 };
 
@@ -120,7 +120,7 @@ bool MetricsServer::Impl::evict_oldest_unanswered() {
     return false;
 }
 
-void MetricsServer::Impl::accept_new(Clock::time_point now, Clock::time_point& accept_paused_until) {
+void MetricsServer::Impl::accept_new(SteadyClock::time_point now, SteadyClock::time_point& accept_paused_until) {
     for (int i = 0; i < kAcceptBurst; ++i) {
         const int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -173,7 +173,7 @@ std::string MetricsServer::Impl::handle(std::string_view head) {
     return plain(404, "not found");
 }
 
-void MetricsServer::Impl::answer(Connection& c, std::string reply, Clock::time_point now) {
+void MetricsServer::Impl::answer(Connection& c, std::string reply, SteadyClock::time_point now) {
     c.out = std::move(reply);
     c.sent = 0;
     c.in.clear();
@@ -182,7 +182,7 @@ void MetricsServer::Impl::answer(Connection& c, std::string reply, Clock::time_p
     c.deadline = now + limits.write_timeout;
 }
 
-void MetricsServer::Impl::on_readable(Connection& c, Clock::time_point now) {
+void MetricsServer::Impl::on_readable(Connection& c, SteadyClock::time_point now) {
     char buf[kReadChunk];
     const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
@@ -203,7 +203,7 @@ void MetricsServer::Impl::on_readable(Connection& c, Clock::time_point now) {
     }
 }
 
-void MetricsServer::Impl::on_writable(Connection& c, Clock::time_point now) {
+void MetricsServer::Impl::on_writable(Connection& c, SteadyClock::time_point now) {
     while (c.sent < c.out.size()) {
         const ssize_t n = ::send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
@@ -225,9 +225,9 @@ void MetricsServer::Impl::on_writable(Connection& c, Clock::time_point now) {
 void MetricsServer::Impl::run() {
     std::vector<pollfd> fds;
     std::vector<Connection*> polled;
-    auto accept_paused_until = Clock::time_point::min();
+    auto accept_paused_until = SteadyClock::time_point::min();
     for (;;) {
-        const auto now = Clock::now();
+        const auto now = SteadyClock::now();
         // Deadlines: a request still incomplete gets 408, a stuck write or a finished linger
         // just closes.
         for (auto it = connections.begin(); it != connections.end();) {
@@ -263,7 +263,7 @@ void MetricsServer::Impl::run() {
         }
         if (ready <= 0) continue;
         if (fds[0].revents) return;  // stop
-        const auto woke = Clock::now();
+        const auto woke = SteadyClock::now();
         for (std::size_t i = 0; i < polled.size(); ++i) {
             const short ev = fds[i + 2].revents;
             Connection& c = *polled[i];

@@ -15,7 +15,7 @@
 namespace faceadapt::learner {
 namespace {
 
-using Pair = std::pair<int64_t, int64_t>;
+using IndexPair = std::pair<int64_t, int64_t>;
 
 // Union-find with the member lists kept per root (small into large), for the conflict checks.
 class Units {
@@ -139,8 +139,8 @@ SiteStructure SiteStructure::subset(const std::vector<int64_t>& keep) const {
     return out;
 }
 
-std::vector<Pair> cannot_link_pairs(const SiteStructure& s) {
-    std::vector<Pair> out;
+std::vector<IndexPair> cannot_link_pairs(const SiteStructure& s) {
+    std::vector<IndexPair> out;
     std::map<int64_t, std::vector<int64_t>> frames;
     for (int64_t i = 0; i < s.size(); ++i)
         if (s.frame[i] >= 0) frames[s.frame[i]].push_back(i);
@@ -154,7 +154,7 @@ std::vector<Pair> cannot_link_pairs(const SiteStructure& s) {
     return out;
 }
 
-int64_t count_violations(const std::vector<int64_t>& labels, const std::vector<Pair>& pairs) {
+int64_t count_violations(const std::vector<int64_t>& labels, const std::vector<IndexPair>& pairs) {
     int64_t v = 0;
     for (const auto& [a, b] : pairs) v += labels.at(a) >= 0 && labels.at(a) == labels.at(b);
     return v;
@@ -274,7 +274,7 @@ ClusterResult apply_constraints(const at::Tensor& features, const SiteStructure&
         ls.erase(std::unique(ls.begin(), ls.end()), ls.end());
         return ls;
     };
-    std::map<Pair, int64_t> track_links;
+    std::map<IndexPair, int64_t> track_links;
     for (const auto& [name, m] : names) {
         const auto ls = labels_of(units.members(units.find(m[0])));
         for (size_t k = 1; k < ls.size(); ++k) cjoin(ls[0], ls[k]);

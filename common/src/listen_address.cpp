@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "faceadapt/common/text.hpp"
+
 namespace faceadapt::common {
 
 std::pair<std::string, int> parse_listen_address(const std::string& listen, std::string_view what) {
@@ -12,16 +14,9 @@ std::pair<std::string, int> parse_listen_address(const std::string& listen, std:
     std::string host = listen.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     const std::string port_text = listen.substr(colon + 1);
-    int port = -1;
-    try {
-        std::size_t used = 0;
-        port = std::stoi(port_text, &used);
-        if (used != port_text.size()) port = -1;
-    } catch (const std::exception&) {
-        port = -1;
-    }
-    if (port < 0 || port > 65535) throw std::invalid_argument(name + " '" + listen + "': port must be 0..65535");
-    return {host, port};
+    const auto port = parse_int(port_text);
+    if (!port || *port < 0 || *port > 65535) throw std::invalid_argument(name + " '" + listen + "': port must be 0..65535");
+    return {host, static_cast<int>(*port)};
 }
 
 }  // namespace faceadapt::common

@@ -1,5 +1,6 @@
 #include "faceadapt/common/text.hpp"
 
+#include <charconv>
 #include <cstdint>
 
 namespace faceadapt::common {
@@ -76,6 +77,14 @@ bool is_printable_utf8(std::string_view text) {
         i += n;
     }
     return true;
+}
+
+std::optional<std::int64_t> parse_int(std::string_view text) {
+    std::int64_t value = 0;
+    const auto* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (text.empty() || ec != std::errc{} || ptr != end) return std::nullopt;
+    return value;
 }
 
 }  // namespace faceadapt::common

@@ -118,6 +118,17 @@ TEST(Printable, KeepsUtf8EscapesControlsAndReplacesInvalidBytes) {
     EXPECT_FALSE(common::is_printable_utf8("\xed\xa0\x80"));
 }
 
+TEST(ParseInt, TakesWholeDecimalIntegersOnly) {
+    EXPECT_EQ(common::parse_int("0"), 0);
+    EXPECT_EQ(common::parse_int("42"), 42);
+    EXPECT_EQ(common::parse_int("-7"), -7);
+    EXPECT_EQ(common::parse_int("9223372036854775807"), INT64_MAX);
+    EXPECT_EQ(common::parse_int("-9223372036854775808"), INT64_MIN);
+    // what std::stoll would take or half-take
+    for (const char* bad : {"", " 42", "42 ", "+42", "12abc", "0x10", "4.2", "-", "9223372036854775808", "\xef\xbc\x91"})
+        EXPECT_FALSE(common::parse_int(bad).has_value()) << bad;
+}
+
 TEST(Printable, CutsAtWholeCharactersAndSaysSo) {
     const std::string long_text(1000, 'a');
     EXPECT_EQ(common::printable(long_text, 10), std::string(10, 'a') + "...");

@@ -296,6 +296,9 @@ TEST(MetricsServer, RejectsBadAddressesAndPortsInUse) {
     EXPECT_THROW(parse_listen_address("9464"), std::invalid_argument);
     EXPECT_THROW(parse_listen_address("127.0.0.1:99999"), std::invalid_argument);
     EXPECT_THROW(parse_listen_address("127.0.0.1:abc"), std::invalid_argument);
+    EXPECT_THROW(parse_listen_address("127.0.0.1:80abc"), std::invalid_argument);
+    EXPECT_THROW(parse_listen_address("127.0.0.1: 80"), std::invalid_argument);
+    EXPECT_THROW(parse_listen_address("127.0.0.1:+80"), std::invalid_argument);
     EXPECT_EQ(parse_listen_address("[::1]:80"), (std::pair<std::string, int>{"::1", 80}));
     MetricsServer first("127.0.0.1:0", r, nullptr);
     try {

@@ -120,7 +120,9 @@ def door_status(door_dir):
 
 
 def main():
-    os.makedirs(SHOTS, exist_ok=True)
+    # Every screenshot in SHOTS is from this run: those of an earlier run are removed first.
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    os.makedirs(SHOTS)
     tmp = tempfile.mkdtemp(prefix="faceadapt-console-")
     state = os.path.join(tmp, "state")
     os.makedirs(os.path.join(state, "keys"))

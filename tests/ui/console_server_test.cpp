@@ -379,7 +379,7 @@ TEST_F(ConsoleServerTest, GroupsMergedAndTickedCropsCorrectedByAnOperatorOnly) {
     for (int i = 0; i < 21; ++i) many.push_back(i);
     EXPECT_EQ(c.Post("/api/unknown/merge", with(op), json{{"crops", many}}.dump(), "application/json")->status, 400);
     EXPECT_EQ(c.Post("/api/unknown/merge", with(op), R"({"crops":[7,1.5]})", "application/json")->status, 400);
-    for (const char* bad : {"%3Cscript%3Ealert(1)%3C%2Fscript%3E", "99999999999999999999"}) {
+    for (const char* bad : {"%3Cscript%3Ealert(1)%3C%2Fscript%3E", "99999999999999999999", "10abc", "%2010", "%2B10"}) {
         auto r = c.Post("/unknown/merge", with(op), "csrf=" + op.csrf + "&group=7&group=" + bad,
                         "application/x-www-form-urlencoded");
         EXPECT_EQ(r->status, 400) << bad;
@@ -535,6 +535,10 @@ TEST_F(ConsoleServerTest, ApiServesJsonAndThumbnails) {
     EXPECT_EQ(crop->get_header_value("Content-Type"), "image/jpeg");
     EXPECT_EQ(c.Get("/api/crops/8.jpg", with(viewer, false))->status, 404);
     EXPECT_EQ(c.Get("/api/session", with(viewer, false))->status, 200);
+    // Numbers in the query are whole integers or refused (nothing half-read as with std::stoul).
+    EXPECT_EQ(c.Get("/api/unknown?groups=3", with(viewer, false))->status, 200);
+    for (const char* bad : {"5abc", "%205", "", "-", "0x10"})
+        EXPECT_EQ(c.Get(std::string("/api/unknown?groups=") + bad, with(viewer, false))->status, 400) << bad;
     auto css = c.Get("/assets/console.css");
     EXPECT_EQ(css->status, 200) << "assets are public (no faces in them)";
     EXPECT_EQ(c.Post("/api/login", "user=admin", "application/x-www-form-urlencoded")->status, 415);

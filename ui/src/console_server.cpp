@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 
@@ -328,11 +329,9 @@ void ConsoleServer::Impl::routes() {
         if (!guard(req, res)) return;
         std::size_t n = 100;
         if (req.has_param("limit")) {
-            try {
-                n = std::clamp<std::size_t>(std::stoul(req.get_param_value("limit")), 1, 5000);
-            } catch (const std::exception&) {
-                return send_json(res, 400, {{"error", "limit must be a number"}});
-            }
+            const auto limit = common::parse_int(req.get_param_value("limit"));
+            if (!limit) return send_json(res, 400, {{"error", "limit must be a number"}});
+            n = static_cast<std::size_t>(std::clamp<std::int64_t>(*limit, 1, 5000));
         }
         send_json(res, 200, {{"entries", audit.tail(n)}});
     });
@@ -369,10 +368,10 @@ void ConsoleServer::Impl::unknown_routes() {
     srv.Get("/api/unknown", [this](const httplib::Request& req, httplib::Response& res) {
         if (!guard(req, res)) return;
         std::size_t n = kGroups;
-        try {
-            if (req.has_param("groups")) n = std::clamp<std::size_t>(std::stoul(req.get_param_value("groups")), 1, 1000);
-        } catch (const std::exception&) {
-            return send_json(res, 400, {{"error", "groups must be a number"}});
+        if (req.has_param("groups")) {
+            const auto groups = common::parse_int(req.get_param_value("groups"));
+            if (!groups) return send_json(res, 400, {{"error", "groups must be a number"}});
+            n = static_cast<std::size_t>(std::clamp<std::int64_t>(*groups, 1, 1000));
         }
         send_json(res, 200, backend.unknown_faces(n));
     });
@@ -395,11 +394,9 @@ void ConsoleServer::Impl::unknown_routes() {
                                                                           : req.get_param_value("name");
             const char* field = req.has_param("pick") ? "pick" : "crop";
             for (auto [it, end] = req.params.equal_range(field); it != end; ++it) {
-                try {
-                    crops.push_back(std::stoll(it->second));
-                } catch (const std::exception&) {
-                    throw std::invalid_argument("crop ids are integers");
-                }
+                const auto id = common::parse_int(it->second);
+                if (!id) throw std::invalid_argument("crop ids are integers");
+                crops.push_back(*id);
             }
         }
     };
@@ -470,11 +467,9 @@ void ConsoleServer::Impl::unknown_routes() {
                 }
             } else {
                 for (auto [it, end] = req.params.equal_range("group"); it != end && crops.size() <= 20; ++it) {
-                    try {
-                        crops.push_back(std::stoll(it->second));
-                    } catch (const std::exception&) {
-                        throw std::invalid_argument("crop ids are integers");
-                    }
+                    const auto id = common::parse_int(it->second);
+                    if (!id) throw std::invalid_argument("crop ids are integers");
+                    crops.push_back(*id);
                 }
             }
             const int rows = backend.merge_groups(crops);
@@ -571,13 +566,7 @@ void ConsoleServer::Impl::people_routes() {
     });
     auto remove_photo = [this](const httplib::Request& req, httplib::Response& res, const Session& s,
                                const std::string& text) -> std::optional<bool> {
-        std::int64_t id = -1;
-        try {
-            std::size_t used = 0;
-            id = std::stoll(text, &used);
-            if (used != text.size()) id = -1;
-        } catch (const std::exception&) {
-        }
+        const std::int64_t id = common::parse_int(text).value_or(-1);
         if (id < 0) {
             send_error(req, res, 400, "entry must be a gallery entry id");
             return std::nullopt;
@@ -620,13 +609,8 @@ void ConsoleServer::Impl::model_routes() {
     });
     auto rollback = [this](const httplib::Request& req, httplib::Response& res, const Session& s,
                            const std::string& text) -> std::optional<std::string> {
-        int version = -1;
-        try {
-            std::size_t used = 0;
-            version = std::stoi(text, &used);
-            if (used != text.size()) version = -1;
-        } catch (const std::exception&) {
-        }
+        const auto parsed = common::parse_int(text);
+        const int version = parsed && *parsed >= 0 && *parsed <= std::numeric_limits<int>::max() ? static_cast<int>(*parsed) : -1;
         try {
             if (version < 0) throw std::invalid_argument("not a version number");
             std::string what = backend.rollback(version);

@@ -1,4 +1,4 @@
-// Untrusted text made safe to log, print or put into JSON.
+// Untrusted text made safe to log, print or put into JSON, and integers read from it.
 //
 // WHAT THIS REPRESENTS
 //   Strings that came from outside (an envelope's key_id, a gallery name, a parser's message
@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,5 +26,11 @@ std::string printable(std::string_view text, std::size_t max_bytes = 300);
 
 // true when `text` is valid UTF-8 without control characters (what printable() leaves as is).
 bool is_printable_utf8(std::string_view text);
+
+// The integer `text` spells in full: decimal digits with an optional leading '-' and nothing
+// else (no blanks, no '+', no trailing characters), within int64_t; std::nullopt otherwise.
+// For numbers from outside (a form field, a URL part, a config value), where std::stoll's
+// leading blanks and ignored trailing characters would let "12abc" pass as 12.
+std::optional<std::int64_t> parse_int(std::string_view text);
 
 }  // namespace faceadapt::common

@@ -1,7 +1,7 @@
 // DoorEmbedder on OpenCV DNN (faceadapt-door); see door_embedder.hpp.
 #include "door_embedder.hpp"
 
-#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include <opencv2/core/utility.hpp>
@@ -24,11 +24,10 @@ DoorEmbedder::DoorEmbedder(const std::filesystem::path& model_file, int threads)
 
 DoorEmbedder::~DoorEmbedder() = default;
 
+static_assert(std::is_same_v<onnx::DnnEmbedding, publish::Embedding>, "the backend's embedding is the package's");
+
 publish::Embedding DoorEmbedder::embed(const cv::Mat& rgb_chip) const {
-    const auto e = impl_->embedder.embed(std::vector<cv::Mat>{rgb_chip}).at(0);
-    publish::Embedding out;
-    std::copy(e.begin(), e.end(), out.begin());
-    return out;
+    return impl_->embedder.embed(std::vector<cv::Mat>{rgb_chip}).at(0);
 }
 
 }  // namespace faceadapt::tools

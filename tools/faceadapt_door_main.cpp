@@ -61,7 +61,6 @@ void require_runnable(const std::string& format, const std::string& what) {
                                     std::string(runs) + "\"");
 }
 
-
 int run_agent(fp::DoorAgentOptions options) {
     // SIGINT/SIGTERM are taken by sigwait below; block them before any thread starts.
     sigset_t signals;

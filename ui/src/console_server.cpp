@@ -31,6 +31,13 @@ constexpr const char* kSessionCookie = "fa_session";
 constexpr const char* kLoginCookie = "fa_login";
 constexpr std::size_t kMaxPhotos = 20;
 
+// A crop id from a form field, whole digits only; throws std::invalid_argument otherwise.
+std::int64_t crop_id(const std::string& text) {
+    const auto id = common::parse_int(text);
+    if (!id) throw std::invalid_argument("crop ids are integers");
+    return *id;
+}
+
 std::string cookie_value(const httplib::Request& req, std::string_view name) {
     const std::string header = req.get_header_value("Cookie");
     std::string_view rest(header);
@@ -394,9 +401,7 @@ void ConsoleServer::Impl::unknown_routes() {
                                                                           : req.get_param_value("name");
             const char* field = req.has_param("pick") ? "pick" : "crop";
             for (auto [it, end] = req.params.equal_range(field); it != end; ++it) {
-                const auto id = common::parse_int(it->second);
-                if (!id) throw std::invalid_argument("crop ids are integers");
-                crops.push_back(*id);
+                crops.push_back(crop_id(it->second));
             }
         }
     };
@@ -467,9 +472,7 @@ void ConsoleServer::Impl::unknown_routes() {
                 }
             } else {
                 for (auto [it, end] = req.params.equal_range("group"); it != end && crops.size() <= 20; ++it) {
-                    const auto id = common::parse_int(it->second);
-                    if (!id) throw std::invalid_argument("crop ids are integers");
-                    crops.push_back(*id);
+                    crops.push_back(crop_id(it->second));
                 }
             }
             const int rows = backend.merge_groups(crops);

@@ -4,8 +4,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "faceadapt/common/crc32.hpp"
@@ -193,4 +198,28 @@ TEST(SiteFiles, ClusteringRoundTripsAndIsBounded) {
     std::ofstream(file) << "crop,cluster\n1," << std::string(5000, '1') << "\n";
     EXPECT_THROW(common::read_clustering(file), std::invalid_argument) << "a line over 4096 bytes";
     EXPECT_THROW(common::read_clustering(dir.path() / "absent.csv"), std::invalid_argument);
+}
+
+// The test servers' ports (tests/support): a port handed out twice, or one the kernel may give to
+// the next outgoing connection, made the browser test's daemon fail to bind its /metrics in CI.
+TEST(TestSupport, FreeLoopbackPortsAreDistinctBindableAndBelowTheEphemeralRange) {
+    int ephemeral_low = 32768;
+    std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+    std::set<int> seen;
+    for (int i = 0; i < 200; ++i) {
+        const int port = test::free_loopback_port();
+        EXPECT_GT(port, 1024);
+        EXPECT_LT(port, ephemeral_low);
+        EXPECT_TRUE(seen.insert(port).second) << "port " << port << " handed out twice";
+    }
+    // A port handed out can be bound by the server it is meant for.
+    const int port = test::free_loopback_port();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << "port " << port;
+    ::close(fd);
 }

@@ -38,7 +38,7 @@ Set clustered(int people, int per, double noise, unsigned seed) {
     return s;
 }
 ModelFigures figures(const Set& gallery, const Set& site, double far = 1e-2) {
-    return {evaluate_gallery(gallery.rows, gallery.labels, far), evaluate_site(site.rows, site.labels)};
+    return {evaluate_gallery(gallery.rows, gallery.labels, far), evaluate_site(site.rows, site.labels), std::nullopt};
 }
 }  // namespace
 

@@ -10,7 +10,11 @@
 
 #include <array>
 #include <cstdio>
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <random>
 #include <stdexcept>
@@ -69,21 +73,54 @@ std::string faceadapt_bin() { return (binary_dir() / "tools" / "faceadapt").stri
 std::string door_bin() { return (binary_dir() / "tools" / "faceadapt-door").string(); }
 std::filesystem::path source_dir() { return FACEADAPT_SOURCE_DIR; }
 
-int free_loopback_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+namespace {
+
+// The lowest port the kernel hands out for bind(0) and for outgoing connections
+// (/proc/sys/net/ipv4/ip_local_port_range); 32768 when it cannot be read.
+int ephemeral_low() {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 0;
+    if (in >> low && low > 1024) return low;
+    return 32768;
+}
+
+// True when a TCP socket can bind 127.0.0.1:port now (no SO_REUSEADDR, so a port in TIME_WAIT
+// counts as taken).
+bool bindable(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket() failed");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        throw std::runtime_error("bind() to 127.0.0.1:0 failed");
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
-    return ntohs(addr.sin_port);
+    return ok;
+}
+
+}  // namespace
+
+// Ports come from below the kernel's ephemeral range, so no bind(0) and no outgoing connection of
+// a test running beside this one (the MQTT clients, the RTSP clients) can take the port between
+// this call and the server's bind; and a port is never handed out twice in one process. (A port
+// from bind(0), closed and returned, is exactly what the kernel hands to the next connect(): the
+// browser test once got the broker's port again for the daemon's /metrics.)
+int free_loopback_port() {
+    static std::mutex mutex;
+    static std::set<int> given;
+    static std::mt19937 rng{std::random_device{}()};
+    const std::lock_guard<std::mutex> lock(mutex);
+    const int high = ephemeral_low() - 1;
+    const int low = std::max(1025, std::min(20000, high - 1000));
+    std::uniform_int_distribution<int> pick(low, high);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        const int port = pick(rng);
+        if (given.count(port) || !bindable(port)) continue;
+        given.insert(port);
+        return port;
+    }
+    throw std::runtime_error("no free port on 127.0.0.1 in [" + std::to_string(low) + ", " +
+                             std::to_string(high) + "] after 1000 tries");
 }
 
 TempDir::TempDir() {

@@ -21,7 +21,9 @@ std::filesystem::path source_dir();
 std::string faceadapt_bin();  // <binary_dir>/tools/faceadapt
 std::string door_bin();       // <binary_dir>/tools/faceadapt-door
 
-// A TCP port on 127.0.0.1 that was free when asked.
+// A TCP port on 127.0.0.1 that was free when asked, below the kernel's ephemeral range (so no
+// outgoing connection takes it meanwhile) and never the same twice in one process. Thread-safe.
+// Throws std::runtime_error when none is found.
 int free_loopback_port();
 
 // A fresh empty directory under the system temp dir, removed by the destructor.

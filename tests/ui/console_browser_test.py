@@ -18,6 +18,7 @@ FACEADAPT_REQUIRE_DATASETS is not 1).
 """
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,10 +69,34 @@ for f in (WALKERS, PERSON):
 procs = []
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct TCP ports on 127.0.0.1, free when asked, from below the kernel's ephemeral range.
+
+    Not bind(0): a port it returns and we close is what the kernel hands to the next connect() or
+    bind(0), and one run got the broker's port twice (the daemon's /metrics then could not bind).
+    Below the ephemeral range no outgoing connection of a test beside this one takes the port
+    before the server binds it (tests/support's free_loopback_port() does the same)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = int(f.read().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        high = 32767
+    low = max(1025, min(20000, high - 1000))
+    rng = random.SystemRandom()
+    ports = []
+    for _ in range(1000):
+        if len(ports) == n:
+            return ports
+        p = rng.randint(low, high)
+        if p in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        ports.append(p)
+    raise AssertionError("no %d free ports on 127.0.0.1 in [%d, %d]" % (n, low, high))
 
 
 def start(argv, log):
@@ -129,7 +154,7 @@ def main():
     t0 = time.time()
     try:
         # The broker, the camera, the site's key and its first admin.
-        mqtt_port, rtsp_port, ui_port, metrics_port = free_port(), free_port(), free_port(), free_port()
+        mqtt_port, rtsp_port, ui_port, metrics_port = free_ports(4)
         with open(os.path.join(tmp, "mosquitto.conf"), "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % mqtt_port)
         start(["mosquitto", "-c", os.path.join(tmp, "mosquitto.conf")], os.path.join(tmp, "mosquitto.log"))

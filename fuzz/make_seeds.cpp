@@ -52,6 +52,12 @@ int main(int argc, char** argv) {
     put_seed(out, "fuzz_package", "signed-2-chunks", pkg.to_bytes());
     put_seed(out, "fuzz_door_messages", "envelope", pkg.signed_manifest.envelope());
     put_seed(out, "fuzz_door_messages", "manifest", pkg.signed_manifest.manifest_json);
+    // A manifest with the site's [quality] (docs/package-format.md 4.3): its parser is the site
+    // file's schema, walked from JSON.
+    fp::PackageInput with_quality = in;
+    with_quality.quality = faceadapt::config::QualityConfig{};
+    put_seed(out, "fuzz_door_messages", "manifest-quality",
+             fp::build_package(with_quality, key).signed_manifest.manifest_json);
     const fp::Topics topics("site1");
     put_seed(out, "fuzz_door_messages", "topic-chunk", topics.chunk(3, 1));
     put_seed(out, "fuzz_door_messages", "topic-state", "faceadapt/site1/door/front/state");

@@ -198,6 +198,7 @@ void register_publish_commands(CLI::App& app, CommandResult& result) {
 
             publish::PackageInput in;
             in.site = pa->site.empty() ? cfg.site.id : pa->site;
+            in.quality = cfg.quality;  // --config's [quality], or the defaults: the door's retry rule
             if (!publish::valid_topic_segment(in.site))
                 throw BadInput("package: --site (or [site].id of --config) must name the site ([A-Za-z0-9_-]+), got \"" +
                                common::printable(in.site, 60) + "\"");

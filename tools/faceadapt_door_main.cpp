@@ -6,7 +6,8 @@
 //   install FILE --dir DIR --pubkey FILE --site SITE [--allow-rollback]   offline install of a package file
 //   rollback --dir DIR               operator rollback to the previous version
 //   match IMAGE... --dir DIR [--threads N] [--repeat N] [--json] [--no-quality-gate]
-//                                    detect, align, score the face by the crop store's quality rule
+//                                    detect, align, score the face by the crop store's quality rule (the
+//                                    site's [quality] the package carries, else the defaults)
 //                                    ("retry" for a face the site would not store), embed with the
 //                                    installed model, and decide by the package's operating point
 //                                    (docs/operating-point.md section 3): one line (--json: one JSON
@@ -27,6 +28,7 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -41,6 +43,7 @@
 #include "faceadapt/publish/door_agent.hpp"
 #include "faceadapt/publish/door_match.hpp"
 #include "faceadapt/publish/mqtt_cli.hpp"
+#include "faceadapt/config/quality_json.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
 #include "faceadapt/common/text.hpp"
 #include "faceadapt/quality/quality.hpp"
@@ -100,6 +103,9 @@ int status(const fs::path& dir, bool json) {
             j["calibrated"] = installed->manifest.calibrated();
             if (installed->manifest.operating_point)
                 j["operating_point"] = fp::to_json(*installed->manifest.operating_point);
+            // The face-quality rule `match` applies: the package's [quality], or the defaults.
+            j["quality_rule"] = installed->manifest.quality ? "package" : "defaults";
+            j["quality"] = faceadapt::config::quality_to_json(installed->manifest.quality.value_or(faceadapt::config::QualityConfig{}));
             j["key_id"] = fc::printable(installed->manifest.key_id);
             j["site"] = fc::printable(installed->manifest.site);
             j["model_file"] = installed->model_file.string();
@@ -120,7 +126,10 @@ int status(const fs::path& dir, bool json) {
               << "gallery " << installed->manifest.gallery_entries << " entries, threshold "
               << installed->manifest.match_threshold << (installed->manifest.calibrated() ? " (calibrated)" : " (NOT calibrated)")
               << ", signed by key " << fc::printable(installed->manifest.key_id)
-              << " for site " << fc::printable(installed->manifest.site) << "\n";
+              << " for site " << fc::printable(installed->manifest.site) << "\n"
+              << "face quality: " << (installed->manifest.quality ? "the site's [quality], from the package" : "the [quality] defaults")
+              << ": a face scoring at or below " << installed->manifest.quality.value_or(faceadapt::config::QualityConfig{}).threshold
+              << ", or outside its pose and integrity gates, is asked to retry\n";
     return 0;
 }
 
@@ -163,10 +172,11 @@ int match(const MatchArgs& a) {
     const faceadapt::tools::DoorEmbedder embedder(installed->model_file, threads);
     const auto t1 = Clock::now();
     faceadapt::ingest::FaceAligner aligner(a.landmarks);
-    // The crop store's rule ([quality] defaults: the package does not carry the site's [quality]):
-    // the calibration's same-frame pairs are crops it kept, so its FAR holds for faces it would
-    // keep (docs/operating-point.md, section 3).
-    const faceadapt::quality::QualityScorer scorer{faceadapt::config::QualityConfig{}};
+    // The crop store's rule: the site's [quality] the package carries (the [quality] defaults for
+    // a package before it). The calibration's same-frame pairs are crops the store kept, so its
+    // FAR holds for faces it would keep (docs/operating-point.md, section 3).
+    const bool site_quality = installed->manifest.quality.has_value();
+    const faceadapt::quality::QualityScorer scorer{installed->manifest.quality.value_or(faceadapt::config::QualityConfig{})};
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     int rc = 0;
     for (std::size_t i = 0; i < images.size(); ++i) {
@@ -186,6 +196,7 @@ int match(const MatchArgs& a) {
             continue;
         }
         const auto& face = faces.front();
+        std::optional<double> quality;  // the face's score, when the gate is on
         if (a.quality_gate) {
             const auto q = scorer.score(faceadapt::quality::observation_from_still(images[i], face.bbox, face.landmarks, face.chip));
             if (!q.accepted) {
@@ -195,13 +206,15 @@ int match(const MatchArgs& a) {
                     std::cout << nlohmann::json{{"image", a.images[i].string()}, {"decision", "retry"}, {"matched", false},
                                                 {"threshold", gallery.threshold}, {"margin", margin},
                                                 {"calibrated", calibrated}, {"reason", reason},
-                                                {"quality", q.normalized}, {"quality_threshold", scorer.config().threshold}}
+                                                {"quality", q.normalized}, {"quality_threshold", scorer.config().threshold},
+                                                {"quality_rule", site_quality ? "package" : "defaults"}}
                                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
                               << "\n";
                 else
                     std::cout << "retry " << a.images[i].string() << ": " << reason << "\n";
                 continue;
             }
+            quality = q.normalized;
         }
         fp::Embedding embedding = embedder.embed(face.chip);
         const auto s2 = Clock::now();
@@ -225,6 +238,11 @@ int match(const MatchArgs& a) {
             if (!d.second_identity.empty()) {
                 j["second_identity"] = d.second_identity;
                 j["second_distance"] = d.second_distance;
+            }
+            if (quality) {
+                j["quality"] = *quality;
+                j["quality_threshold"] = scorer.config().threshold;
+                j["quality_rule"] = site_quality ? "package" : "defaults";
             }
             if (!std::isfinite(d.distance)) j["distance"] = nullptr;
             std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";

@@ -1,5 +1,6 @@
 // The site file's schema (one Field list per section) and the public entry points.
 #include "faceadapt/config/config.hpp"
+#include "faceadapt/config/quality_json.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -7,7 +8,9 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "schema.hpp"
@@ -500,6 +503,112 @@ std::vector<std::string> known_keys() {
     add("metrics", metrics_fields());
     add("ui", ui_fields());
     return keys;
+}
+
+// ---- [quality] as JSON (quality_json.hpp) ---------------------------------------------------
+// Both ways go through a toml::table, so the manifest's object is read by the very Field list
+// that reads the site file (same keys, bounds and messages) and written by the same writers.
+namespace {
+
+// Deep enough for a table's knots: a key's array of knots -> [x, y] (two levels of arrays).
+constexpr int kMaxJsonDepth = 2;
+
+// A JSON scalar as a TOML value, passed to `put`; false (nothing put) for what is not a scalar TOML
+// can hold (null, an array, an object). Integers beyond int64 become floats.
+template <class Put>
+bool put_scalar(const nlohmann::json& v, Put&& put) {
+    using T = nlohmann::json::value_t;
+    switch (v.type()) {
+        case T::boolean: put(v.get<bool>()); return true;
+        case T::number_integer: put(v.get<std::int64_t>()); return true;
+        case T::number_unsigned: {
+            const auto u = v.get<std::uint64_t>();
+            if (u <= static_cast<std::uint64_t>(INT64_MAX)) put(static_cast<std::int64_t>(u));
+            else put(static_cast<double>(u));
+            return true;
+        }
+        case T::number_float: put(v.get<double>()); return true;
+        case T::string: put(v.get<std::string>()); return true;
+        default: return false;
+    }
+}
+
+// Appends the elements of the JSON array `v` to `out`; arrays in it nest at most `depth` more
+// levels. false for an element TOML cannot hold or nesting deeper than that.
+bool append_elements(toml::array& out, const nlohmann::json& v, int depth) {
+    for (const auto& e : v) {
+        if (e.is_array()) {
+            if (depth <= 0) return false;
+            toml::array inner;
+            if (!append_elements(inner, e, depth - 1)) return false;
+            out.push_back(std::move(inner));
+        } else if (!put_scalar(e, [&](auto&& x) { out.push_back(std::forward<decltype(x)>(x)); })) {
+            return false;
+        }
+    }
+    return true;
+}
+
+nlohmann::json toml_to_json(const toml::node& node) {
+    if (const auto* t = node.as_table()) {
+        nlohmann::json out = nlohmann::json::object();
+        for (auto&& [key, value] : *t) out[std::string(key.str())] = toml_to_json(value);
+        return out;
+    }
+    if (const auto* a = node.as_array()) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& e : *a) out.push_back(toml_to_json(e));
+        return out;
+    }
+    if (const auto* i = node.as_integer()) return i->get();
+    if (const auto* f = node.as_floating_point()) return f->get();
+    if (const auto* b = node.as_boolean()) return b->get();
+    if (const auto* s = node.as_string()) return s->get();
+    return nullptr;  // dates and times: no [quality] key has one
+}
+
+std::string json_type_phrase(const nlohmann::json& v) {
+    switch (v.type()) {
+        case nlohmann::json::value_t::null: return "null";
+        case nlohmann::json::value_t::object: return "an object";
+        case nlohmann::json::value_t::array: return "an array";
+        default: return std::string("a JSON ") + v.type_name();
+    }
+}
+
+}  // namespace
+
+nlohmann::json quality_to_json(const QualityConfig& quality) {
+    std::string text;
+    write_fields(text, quality_fields(), quality);
+    return toml_to_json(toml::parse(text, std::string_view("[quality]")));
+}
+
+QualityConfig quality_from_json(const nlohmann::json& j, const std::string& origin) {
+    Reader r(origin);
+    if (!j.is_object()) {
+        r.add({}, "quality", "expected an object of [quality] keys, got " + json_type_phrase(j));
+        throw ConfigError(r.take());
+    }
+    toml::table table;
+    for (const auto& [key, value] : j.items()) {
+        bool held = false;
+        if (value.is_array()) {
+            toml::array a;
+            held = append_elements(a, value, kMaxJsonDepth - 1);
+            if (held) table.insert(key, std::move(a));
+        } else {
+            held = put_scalar(value, [&](auto&& x) { table.insert(key, std::forward<decltype(x)>(x)); });
+        }
+        if (!held)
+            r.add({}, "quality." + key, "expected a number, a string or an array of [x, y] pairs, got " +
+                                            (value.is_array() ? std::string("arrays nested too deeply (or holding null)")
+                                                              : json_type_phrase(value)));
+    }
+    QualityConfig out;
+    read_table(r, table, "quality", quality_fields(), out);
+    if (!r.ok()) throw ConfigError(r.take());
+    return out;
 }
 
 std::string toml_library_version() {

@@ -204,7 +204,10 @@ Field<S> flag(std::string name, bool S::*member) {
     return {std::move(name), "true or false", false, read, write};
 }
 
-// A piecewise-linear Table: [[x, y], ...], at least one knot, x strictly increasing.
+// A piecewise-linear table has at most this many knots (the manifest carries [quality] too).
+inline constexpr std::size_t kMaxKnots = 256;
+
+// A piecewise-linear Table: [[x, y], ...], 1 to kMaxKnots knots, x strictly increasing.
 template <class S>
 Field<S> knots(std::string name, Table S::*member) {
     std::string expected = "an array of [x, y] number pairs with strictly increasing x";
@@ -214,6 +217,10 @@ Field<S> knots(std::string name, Table S::*member) {
             return r.add(node.source(), key,
                          "expected " + expected + ", got " +
                              (array ? std::string("an empty array") : type_phrase(node)));
+        if (array->size() > kMaxKnots)
+            return r.add(node.source(), key,
+                         "expected at most " + std::to_string(kMaxKnots) + " knots, got " +
+                             std::to_string(array->size()));
         Table table;
         bool good = true;
         for (std::size_t i = 0; i < array->size(); ++i) {

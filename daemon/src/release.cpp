@@ -59,6 +59,9 @@ ReleaseReport release_version(const config::Config& config, ModelRegistry& regis
     // The model's calibrated operating point for this gallery (docs/operating-point.md); without
     // one (a rollback from the CLI, an evaluation child before issue 12) the legacy 0.6.
     input.operating_point = embedded.operating_point;
+    // The crop store's rule, so the door asks a face the store would not keep to retry, as the
+    // calibration's pairs were faces the store kept (docs/operating-point.md, section 3).
+    input.quality = config.quality;
     if (!input.operating_point) spdlog::warn("publish: version {} carries no calibrated operating point (threshold {})", version, input.gallery.threshold);
     input.model_version = version;
     input.parent_version = mv.meta.value("parent_version", 0);

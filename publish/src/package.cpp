@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "faceadapt/config/quality_json.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
 #include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/common/text.hpp"
@@ -213,6 +214,7 @@ std::string Manifest::to_json() const {
               {"metrics", {{"training", training_metrics}, {"gate", gate_metrics}}}};
     if (format_version >= 2) j["site"] = site;
     if (operating_point) j["operating_point"] = publish::to_json(*operating_point);
+    if (quality) j["quality"] = config::quality_to_json(*quality);
     return j.dump();  // nlohmann objects are key-sorted; dump() is compact
 }
 
@@ -267,6 +269,15 @@ Manifest Manifest::parse(std::string_view json_text) {
         if (m.operating_point->threshold != m.match_threshold)
             throw PackageError("manifest: operating_point.threshold " + short_number(m.operating_point->threshold) +
                                " is not gallery.threshold " + short_number(m.match_threshold));
+    }
+    if (const auto q = j.find("quality"); q != j.end()) {
+        try {
+            m.quality = config::quality_from_json(*q, "manifest");
+        } catch (const config::ConfigError& e) {
+            std::string problems;  // every issue, each a "manifest: quality.<key>: ..." line
+            for (const auto& issue : e.issues()) problems += (problems.empty() ? "" : "; ") + issue.to_string();
+            throw PackageError(common::printable(problems, 600));
+        }
     }
 
     // Consistency.
@@ -400,6 +411,7 @@ Package build_package(const PackageInput& input, const SigningKey& key) {
     m.gallery_entries = input.gallery.entries.size();
     m.match_threshold = input.operating_point ? input.operating_point->threshold : input.gallery.threshold;
     m.operating_point = input.operating_point;
+    m.quality = input.quality;
     if (m.operating_point) {
         if (const auto problem = calib::check(*m.operating_point); !problem.empty())
             throw PackageError("package: operating_point." + problem);

@@ -699,6 +699,8 @@ TEST_F(TrainingCycleTest, ThePackageOfAnAdaptedModelCarriesItsCalibratedThreshol
     faceadapt::test::Mosquitto broker;
     cfg.mqtt = broker.mqtt_config();
     cfg.site.id = "lab";
+    cfg.quality.threshold = 0.35;  // a site whose crop store keeps more: its doors must too
+    cfg.quality.max_deviation_deg = 30;
     faceadapt::publish::SigningKey::generate().save(state / "keys");
     const auto exporter = [](const fs::path&, int, const std::string&, const fs::path& out) {
         common::write_file_atomic(out, faceadapt::test::fake_onnx_model_file(2048, 3));
@@ -710,6 +712,10 @@ TEST_F(TrainingCycleTest, ThePackageOfAnAdaptedModelCarriesItsCalibratedThreshol
     };
     const TrainingCycle::Report rr = make_cycle()->run(cfg, stop);
     ASSERT_EQ(releases, std::vector<int>{1}) << json(events("gate")).dump(1);
+    // The site's [quality] rides along: the door asks to retry the faces this site's store drops.
+    const auto released = faceadapt::publish::Package::read(registry->dir() / "packages" / "1.fapkg");
+    ASSERT_TRUE(released.manifest.quality);
+    EXPECT_EQ(*released.manifest.quality, cfg.quality);
     ASSERT_TRUE(released_gallery.operating_point);
     EXPECT_EQ(released_gallery.operating_point->threshold, door.point.threshold);
     EXPECT_NE(calls("evaluate")[0].find("--door-far 0.001"), std::string::npos) << calls("evaluate")[0];

@@ -174,3 +174,53 @@ TEST(OperatingPoint, JsonFormRoundTripsNaNsAsNull) {
     EXPECT_EQ(back.threshold, point.threshold);
     EXPECT_FALSE(back.calibrated);
 }
+
+// The site's [quality] rides in the signed manifest (docs/package-format.md 4.3), so the door
+// asks to retry exactly the faces the site's crop store would not keep; packages before it carry
+// none and the door keeps the defaults.
+TEST(PackageQuality, TheManifestCarriesTheSitesRuleAndOldPackagesNone) {
+    const auto key = fp::SigningKey::generate();
+    faceadapt::config::QualityConfig site;
+    site.threshold = 0.3;
+    site.max_deviation_deg = 30;
+    site.sharpness_score = {{0, 0.5}, {100, 1.0}};
+    auto in = input_with(calibrated_point());
+    in.quality = site;
+    faceadapt::test::TempDir t;
+    fp::build_package(in, key).write(t.path() / "p.fapkg");
+    fp::install_package(t.path() / "door", fp::Package::read(t.path() / "p.fapkg"), key.public_key(), "lab");
+    const auto installed = fp::read_installed(t.path() / "door");
+    ASSERT_TRUE(installed);
+    ASSERT_TRUE(installed->manifest.quality);
+    EXPECT_EQ(*installed->manifest.quality, site);
+
+    const auto old = fp::build_package(input_with(calibrated_point()), key);
+    EXPECT_EQ(old.signed_manifest.manifest_json.find("\"quality\""), std::string::npos);
+    EXPECT_FALSE(fp::verify_package(old, key.public_key(), "lab").quality);
+}
+
+TEST(PackageQuality, AHostileRuleIsRefusedNamingTheKeyAndNothingRaw) {
+    const auto key = fp::SigningKey::generate();
+    auto in = input_with(calibrated_point());
+    in.quality = faceadapt::config::QualityConfig{};
+    const auto pkg = fp::build_package(in, key);
+    auto refused = [&](const std::function<void(nlohmann::json&)>& edit) -> std::string {
+        try {
+            fp::verify_package(resigned(pkg, key, edit), key.public_key(), "lab");
+            return "accepted";
+        } catch (const fp::PackageError& e) {
+            return e.what();
+        }
+    };
+    std::string why = refused([](auto& j) { j["quality"]["threshold"] = 7; });
+    EXPECT_NE(why.find("manifest: quality.threshold: expected a number in [0, 1], got 7"), std::string::npos) << why;
+    why = refused([](auto& j) { j["quality"] = "strict"; });
+    EXPECT_NE(why.find("manifest: quality: expected an object"), std::string::npos) << why;
+    why = refused([](auto& j) { j["quality"]["exposure_coefficient"] = nlohmann::json::parse("[[0, 1], [0, 1]]"); });
+    EXPECT_NE(why.find("quality.exposure_coefficient[1]: x must be strictly increasing"), std::string::npos) << why;
+    // A key name with a terminal escape: refused, and the message carries no control character.
+    why = refused([](auto& j) { j["quality"]["\x1b[2Jthreshold"] = 0.5; });
+    EXPECT_NE(why.find("unknown key"), std::string::npos) << why;
+    EXPECT_EQ(why.find('\x1b'), std::string::npos) << why;
+    EXPECT_EQ(refused([](auto&) {}), "accepted");
+}

@@ -282,6 +282,31 @@ TEST_F(PublishCli, TheDoorAsksToRetryAFaceTheCropStoreWouldNotKeep) {
     EXPECT_EQ(ungated[0]["decision"], "accept");
     EXPECT_NE(ungated[1]["decision"], "retry");
     EXPECT_TRUE(ungated[1].contains("distance")) << ungated[1].dump();
+    EXPECT_EQ(gated[1]["quality_rule"], "package") << "faceadapt package ships [quality] (the defaults without --config)";
+
+    // A site whose crop store keeps only faces above 0.99: the package carries its [quality] and
+    // the door asks the face it accepted above to retry, by the site's rule, not the defaults.
+    std::ofstream(t / "site.toml") << "[site]\nid = \"cli\"\nstate_dir = \"" << (t / "state").string()
+                                   << "\"\n[quality]\nthreshold = 0.99\n";
+    ASSERT_EQ(run(faceadapt_bin() + " package --key " + (t / "keys").string() + " --config " + (t / "site.toml").string() +
+                      " --version 2 --gallery " + (t / "gallery").string() + " --threshold 0.6 --out " +
+                      (t / "v2.fapkg").string(), &out), 0) << out;
+    ASSERT_EQ(run(door_bin() + " install " + (t / "v2.fapkg").string() + " --dir " + dir + " --pubkey " +
+                      (t / "keys" / "signing.pub").string() + " --site cli", &out), 0) << out;
+    const auto strict = decisions("", &rc);
+    ASSERT_EQ(strict.size(), 2u) << out;
+    EXPECT_EQ(rc, 1);
+    EXPECT_EQ(strict[0]["decision"], "retry") << strict[0].dump();
+    EXPECT_EQ(strict[0]["quality"], gated[0]["quality"]) << "the same score, a stricter rule";
+    EXPECT_GT(gated[0]["quality"].get<double>(), 0.5);
+    EXPECT_LE(gated[0]["quality"].get<double>(), 0.99);
+    EXPECT_EQ(strict[0]["quality_threshold"].get<double>(), 0.99);
+    EXPECT_EQ(strict[0]["quality_rule"], "package");
+    ASSERT_EQ(run(door_bin() + " status --json --dir " + dir + " 2>/dev/null", &out), 0) << out;
+    const auto status = nlohmann::json::parse(out);
+    EXPECT_EQ(status["installed_version"], 2);
+    EXPECT_EQ(status["quality_rule"], "package");
+    EXPECT_EQ(status["quality"]["threshold"], 0.99);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ def skip(why):
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -212,6 +212,31 @@ def main():
                 driver.save_screenshot(path)
                 print("screenshot " + path)
 
+            def submit(action, timeout=30):
+                """Runs `action` (a click that posts a form, with its confirm dialog if any) and returns
+                the text of the NEXT page's flash. The page it leaves may show an earlier action's
+                flash: waiting for the old page to go first keeps that one from being read (CI once
+                read it, then found it stale when the new page replaced it)."""
+                old_page = driver.find_element(By.TAG_NAME, "html")
+                action()
+                WebDriverWait(driver, timeout).until(EC.staleness_of(old_page))
+
+                def flash_text(d):
+                    try:
+                        found = d.find_elements(By.ID, "flash")
+                        return found[0].text if found else False
+                    except StaleElementReferenceException:
+                        return False
+                return WebDriverWait(driver, timeout).until(flash_text)
+
+            def confirmed(click):
+                """`click`, then accept the confirm dialog it opens."""
+                def action():
+                    click()
+                    WebDriverWait(driver, 10).until(EC.alert_is_present())
+                    driver.switch_to.alert.accept()
+                return action
+
             def login(password):
                 driver.get(base + "/login")
                 driver.find_element(By.ID, "user").send_keys("admin")
@@ -248,8 +273,7 @@ def main():
             wait.until(EC.presence_of_element_located((By.ID, "enroll-form")))
             driver.find_element(By.ID, "name").send_keys("Tang Jiaxuan")
             driver.find_element(By.ID, "photos").send_keys(PERSON + "\n" + blank)
-            driver.find_element(By.ID, "enroll").click()
-            flash = WebDriverWait(driver, 90).until(EC.presence_of_element_located((By.ID, "flash"))).text
+            flash = submit(driver.find_element(By.ID, "enroll").click, 90)
             assert "1 of 2 photo(s) enrolled" in flash, flash
             assert "Tang_Jiaxuan_0001.jpg: enrolled" in flash, flash
             assert "no-face.png: refused: " in flash, flash
@@ -275,14 +299,12 @@ def main():
             assert picks[0].is_selected()
             shot("05-unknown-crop-ticked")
             cards[1].find_element(By.CSS_SELECTOR, "select[name=not_name] option[value='Tang Jiaxuan']").click()
-            cards[1].find_element(By.CSS_SELECTOR, "button.not").click()
-            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            flash = submit(cards[1].find_element(By.CSS_SELECTOR, "button.not").click)
             assert "1 crop(s) recorded as not Tang Jiaxuan" in flash, flash
             # Merge the two groups: tick "merge" on both, then the bar's button.
             for ref in (ref1, ref2):
                 driver.find_element(By.CSS_SELECTOR, ".card.group[data-ref='%s'] input[name=group]" % ref).click()
-            driver.find_element(By.ID, "merge").click()
-            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            flash = submit(driver.find_element(By.ID, "merge").click)
             assert "2 groups merged into one" in flash, flash
             merged = [c for c in driver.find_elements(By.CSS_SELECTOR, ".card.group") if "merged" in c.text]
             assert len(merged) == 1, [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".card.group")]
@@ -300,8 +322,7 @@ def main():
             picks[1].click()
             group_crops = 2
             group.find_element(By.CSS_SELECTOR, ".group-form input[name=name]").send_keys("Walker One")
-            group.find_element(By.CSS_SELECTOR, ".group-form button.name").click()
-            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            flash = submit(group.find_element(By.CSS_SELECTOR, ".group-form button.name").click, 90)
             assert "Walker One: %d of %d crop(s) enrolled" % (group_crops, group_crops) in flash, flash
             shot("07-unknown-named")
             driver.find_element(By.LINK_TEXT, "People").click()
@@ -319,10 +340,7 @@ def main():
 
             # 6. Erase Tang Jiaxuan, confirmed in the dialog.
             driver.get(base + "/people")
-            driver.find_element(By.CSS_SELECTOR, "[data-person=\"Tang Jiaxuan\"] button.erase").click()
-            WebDriverWait(driver, 10).until(EC.alert_is_present())
-            driver.switch_to.alert.accept()
-            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            flash = submit(confirmed(driver.find_element(By.CSS_SELECTOR, "[data-person=\"Tang Jiaxuan\"] button.erase").click))
             assert "Tang Jiaxuan erased" in flash, flash
             assert not driver.find_elements(By.CSS_SELECTOR, "[data-person=\"Tang Jiaxuan\"]")
             shot("08-people-erased")
@@ -336,10 +354,7 @@ def main():
             driver.get(base + "/models")
             wait.until(EC.presence_of_element_located((By.ID, "current")))
             before = st["installed_version"]
-            driver.find_element(By.XPATH, "//form[input[@name='version' and @value='1']]//button").click()
-            WebDriverWait(driver, 10).until(EC.alert_is_present())
-            driver.switch_to.alert.accept()
-            flash = wait.until(EC.presence_of_element_located((By.ID, "flash"))).text
+            flash = submit(confirmed(driver.find_element(By.XPATH, "//form[input[@name='version' and @value='1']]//button").click))
             assert "Rollback to version 1 started" in flash, flash
             st = eventually(lambda: (lambda s: s if s.get("installed_version", 0) > before else None)(door_status(door_dir)),
                             120, "the door to install the rollback")

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "faceadapt/calib/operating_point.hpp"
+#include "faceadapt/config/config.hpp"
 #include "faceadapt/publish/keys.hpp"
 
 namespace faceadapt::publish {
@@ -124,6 +125,11 @@ struct Manifest {
     // in packages before issue 12 (a door then applies match_threshold with margin 0). When
     // present, its threshold equals match_threshold (parse() refuses a manifest where it does not).
     std::optional<calib::OperatingPoint> operating_point;
+    // The site's [quality] (docs/package-format.md 4.3): the crop store's rule, which a door applies
+    // before it decides (a face the store would not keep is asked to retry: the calibration's
+    // pairs are faces the store kept). Absent in packages before it: a door then applies the
+    // [quality] defaults.
+    std::optional<config::QualityConfig> quality;
     std::map<std::string, double> training_metrics;
     std::map<std::string, double> gate_metrics;
 
@@ -171,6 +177,8 @@ struct PackageInput {
     std::map<std::string, double> gate_metrics;
     // When set, the manifest carries it and its threshold (gallery.threshold is ignored).
     std::optional<calib::OperatingPoint> operating_point;
+    // When set, the manifest carries it (the site's [quality], for the door's retry rule).
+    std::optional<config::QualityConfig> quality;
     std::size_t chunk_bytes = kDefaultChunkBytes;  // [1 KiB, 64 MiB]
     std::string created;         // "" -> now
 };

@@ -250,8 +250,9 @@ TEST(CycleSplit, TracksOfRestartedTrackersNeverSpanTwoRuns) {
                 in.chip = cv::Mat(24, 24, CV_8UC3, cv::Scalar(run, frame, int(b)));
                 in.score = 0.9 - 0.01 * frame;  // later frames score worse: a full track would refuse
                 const auto r = store.insert(in);
-                if (frame < limits.best_per_track)
+                if (frame < limits.best_per_track) {
                     EXPECT_EQ(r.outcome, quality::InsertOutcome::stored) << "run " << run << " frame " << frame;
+                }
                 auto [it, fresh] = run_of_track.emplace(in.track_id, run);
                 EXPECT_EQ(it->second, run) << "track " << in.track_id << " reused by a later run";
             }

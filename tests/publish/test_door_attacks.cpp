@@ -531,7 +531,9 @@ TEST_F(DoorAttack, HostileKeyIdAndInvalidUtf8NeverReachTheStateRaw) {
         nlohmann::json j;
         ASSERT_NO_THROW(j = nlohmann::json::parse(text)) << text;
         for (const auto& [k, v] : j.items())
-            if (v.is_string()) EXPECT_TRUE(printable_ascii_or_utf8(v.get<std::string>())) << k << ": " << v;
+            if (v.is_string()) {
+                EXPECT_TRUE(printable_ascii_or_utf8(v.get<std::string>())) << k << ": " << v;
+            }
     }
 }
 

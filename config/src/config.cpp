@@ -591,7 +591,10 @@ QualityConfig quality_from_json(const nlohmann::json& j, const std::string& orig
         throw ConfigError(r.take());
     }
     toml::table table;
-    for (const auto& [key, value] : j.items()) {
+    for (const auto& item : j.items()) {
+        // Named copies, not a structured binding: clang before 16 cannot capture one in a lambda.
+        const std::string key = item.key();
+        const nlohmann::json& value = item.value();
         bool held = false;
         if (value.is_array()) {
             toml::array a;

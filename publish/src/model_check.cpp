@@ -10,6 +10,7 @@
 #include "faceadapt/onnx/face_graph.hpp"
 #include "faceadapt/onnx/proto.hpp"
 #include "faceadapt/common/text.hpp"
+#include "json_integer.hpp"
 
 namespace faceadapt::publish::detail {
 
@@ -166,11 +167,13 @@ void ModelPartCheck::finish() {
         if (architecture != arch_.name)
             throw bad("the model file's architecture \"" + common::printable(architecture, 60) + "\" is not the manifest's \"" +
                       common::printable(arch_.name, 60) + "\"");
-        auto size = meta.at("input").at("size").get<int>();
+        const auto size_value = detail::json_integer<int>(meta.at("input").at("size"));
+        if (!size_value) throw bad("the model file's input size is not an integer");
+        const int size = *size_value;
         if (size != arch_.input_width || size != arch_.input_height)
             throw bad("the model file's input size " + std::to_string(size) + " is not the manifest's " +
                       std::to_string(arch_.input_width) + "x" + std::to_string(arch_.input_height));
-        if (meta.contains("embedding_dim") && meta["embedding_dim"].get<int>() != arch_.embedding_dim)
+        if (meta.contains("embedding_dim") && detail::json_integer<int>(meta["embedding_dim"]) != arch_.embedding_dim)
             throw bad("the model file's embedding_dim is not the manifest's " + std::to_string(arch_.embedding_dim));
     } catch (const nlohmann::json::exception& e) {
         throw bad(std::string("metadata: ") + common::printable(e.what()));

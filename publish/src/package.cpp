@@ -3,11 +3,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
 #include "faceadapt/config/quality_json.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
+#include "json_integer.hpp"
 #include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/common/text.hpp"
 #include "model_check.hpp"
@@ -68,10 +70,16 @@ template <class T>
 T field(const json& j, const char* key, const char* where) {
     auto it = j.find(key);
     if (it == j.end()) throw PackageError(std::string("manifest: missing ") + where + key);
-    try {
-        return it->get<T>();
-    } catch (const json::exception&) {
-        throw PackageError(std::string("manifest: ") + where + key + " has the wrong type");
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        // Not get<T>(): it casts a float that does not fit, undefined behaviour (json_integer.hpp).
+        if (const auto v = detail::json_integer<T>(*it)) return *v;
+        throw PackageError(std::string("manifest: ") + where + key + " is not an integer in range");
+    } else {
+        try {
+            return it->get<T>();
+        } catch (const json::exception&) {
+            throw PackageError(std::string("manifest: ") + where + key + " has the wrong type");
+        }
     }
 }
 

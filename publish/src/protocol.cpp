@@ -1,11 +1,13 @@
 #include "faceadapt/publish/protocol.hpp"
 
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "faceadapt/common/text.hpp"
+#include "json_integer.hpp"
 
 namespace faceadapt::publish {
 
@@ -82,21 +84,39 @@ std::string DoorState::to_json() const {
     return j.dump();
 }
 
+namespace {
+
+// The integer member `key` of a door state; `fallback` when absent (nullopt: required).
+// throws std::invalid_argument naming the key for a float, a non-number or a value out of T's range.
+template <class T>
+T integer_member(const nlohmann::json& j, const char* key, std::optional<T> fallback) {
+    const auto it = j.find(key);
+    if (it == j.end()) {
+        if (fallback) return *fallback;
+        throw std::invalid_argument(std::string("door state: ") + key + " is missing");
+    }
+    if (const auto v = detail::json_integer<T>(*it)) return *v;
+    throw std::invalid_argument(std::string("door state: ") + key + " is not an integer in range");
+}
+
+}  // namespace
+
 DoorState DoorState::parse(std::string_view json_text) {
     try {
         auto j = nlohmann::json::parse(json_text);
+        if (!j.is_object()) throw std::invalid_argument("door state: not a JSON object");
         DoorState s;
         s.door = j.at("door").get<std::string>();
         s.status = j.at("status").get<std::string>();
-        s.installed_version = j.at("installed_version").get<std::int64_t>();
-        s.previous_version = j.value("previous_version", std::int64_t{0});
-        s.offered_version = j.value("offered_version", std::int64_t{0});
-        s.chunks_received = j.value("chunks_received", std::uint64_t{0});
-        s.chunks_total = j.value("chunks_total", std::uint64_t{0});
+        s.installed_version = integer_member<std::int64_t>(j, "installed_version", std::nullopt);
+        s.previous_version = integer_member<std::int64_t>(j, "previous_version", 0);
+        s.offered_version = integer_member<std::int64_t>(j, "offered_version", 0);
+        s.chunks_received = integer_member<std::uint64_t>(j, "chunks_received", 0);
+        s.chunks_total = integer_member<std::uint64_t>(j, "chunks_total", 0);
         s.error = j.value("error", "");
-        s.ignored = j.value("ignored", std::uint64_t{0});
+        s.ignored = integer_member<std::uint64_t>(j, "ignored", 0);
         s.last_ignored = j.value("last_ignored", "");
-        s.refused_version = j.value("refused_version", std::int64_t{0});
+        s.refused_version = integer_member<std::int64_t>(j, "refused_version", 0);
         s.refused_reason = j.value("refused_reason", "");
         s.damage = j.value("damage", "");
         s.time = j.value("time", "");

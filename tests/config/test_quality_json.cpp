@@ -77,6 +77,7 @@ TEST(QualityJson, HostileValuesAreRefusedNamingTheKey) {
     EXPECT_NE(refusal(with("threshold", json::object())).find("quality.threshold"), std::string::npos);
     EXPECT_NE(refusal(with("treshold", 0.5)).find("unknown key 'treshold'; did you mean 'threshold'?"), std::string::npos)
         << refusal(with("treshold", 0.5));
+    EXPECT_NE(refusal(with("", 0.5)).find("unknown key ''"), std::string::npos) << refusal(with("", 0.5));
     EXPECT_NE(refusal(with("coefficient_form", "ratio")).find("quality.coefficient_form"), std::string::npos);
     EXPECT_NE(refusal(with("max_deviation_deg", 0)).find("quality.max_deviation_deg"), std::string::npos);
     EXPECT_NE(refusal(with("max_deviation_deg", 18446744073709551615ULL)).find("quality.max_deviation_deg"),

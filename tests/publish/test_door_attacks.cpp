@@ -9,6 +9,8 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -18,6 +20,8 @@
 #include <sodium.h>
 
 #include "faceadapt/publish/door_agent.hpp"
+#include "faceadapt/publish/package.hpp"
+#include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/publish/publisher.hpp"
 #include "mosquitto_fixture.hpp"
 #include "test_helpers.hpp"
@@ -621,3 +625,56 @@ TEST(Keygen, KeyFolderIs0700UnderUmask000) {
 }
 
 }  // namespace
+
+// Numbers from the broker are read as JSON integers in range, never cast: nlohmann's get<T>()
+// casts a float that does not fit T (undefined behaviour; libFuzzer's fuzz_door_messages found a
+// door state with offered_version 8.9e64) and wraps a negative count.
+TEST(HostileNumbers, FloatsAndOutOfRangeIntegersInDoorStatesAndManifestsAreRefusedNotCast) {
+    fp::DoorState st;
+    st.door = "front";
+    st.status = "receiving";
+    st.installed_version = 2;
+    st.offered_version = 3;
+    const auto state = nlohmann::json::parse(st.to_json());
+    EXPECT_EQ(fp::DoorState::parse(state.dump()).offered_version, 3);
+    auto state_refused = [&](const char* key, const nlohmann::json& value) -> std::string {
+        auto j = state;
+        j[key] = value;
+        try {
+            fp::DoorState::parse(j.dump());
+            return "accepted";
+        } catch (const std::invalid_argument& e) {
+            return e.what();
+        }
+    };
+    EXPECT_EQ(state_refused("offered_version", 8.88889e64), "door state: offered_version is not an integer in range");
+    EXPECT_EQ(state_refused("installed_version", 2.5), "door state: installed_version is not an integer in range");
+    EXPECT_EQ(state_refused("installed_version", std::numeric_limits<std::uint64_t>::max()),
+              "door state: installed_version is not an integer in range");
+    EXPECT_EQ(state_refused("chunks_received", -1), "door state: chunks_received is not an integer in range");
+    EXPECT_EQ(state_refused("ignored", "7"), "door state: ignored is not an integer in range");
+    EXPECT_THROW(fp::DoorState::parse("[1, 2]"), std::invalid_argument);
+
+    fp::PackageInput in;
+    in.site = "lab";
+    in.model_bytes = faceadapt::test::fake_onnx_model_file(4096, 1);
+    in.gallery = faceadapt::test::small_gallery(1);
+    const auto manifest = nlohmann::json::parse(fp::build_package(in, fp::SigningKey::generate()).signed_manifest.manifest_json);
+    EXPECT_NO_THROW(fp::Manifest::parse(manifest.dump()));
+    auto manifest_refused = [&](const std::function<void(nlohmann::json&)>& edit) -> std::string {
+        auto j = manifest;
+        edit(j);
+        try {
+            fp::Manifest::parse(j.dump());
+            return "accepted";
+        } catch (const fp::PackageError& e) {
+            return e.what();
+        }
+    };
+    EXPECT_EQ(manifest_refused([](auto& j) { j["payload"]["size"] = 1e30; }),
+              "manifest: payload.size is not an integer in range");
+    EXPECT_EQ(manifest_refused([](auto& j) { j["model_version"] = 3e20; }), "manifest: model_version is not an integer in range");
+    EXPECT_EQ(manifest_refused([](auto& j) { j["parts"][0]["offset"] = -1; }),
+              "manifest: parts[].offset is not an integer in range");
+    EXPECT_EQ(manifest_refused([](auto& j) { j["format_version"] = 2.0; }), "manifest: format_version is not an integer in range");
+}

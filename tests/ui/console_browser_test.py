@@ -347,7 +347,11 @@ def main():
             st = eventually(lambda: (lambda s: s if s.get("installed_version", 0) > enrolled_version and
                                      s.get("gallery_entries", -1) == group_crops else None)(door_status(door_dir)),
                             120, "the door to install a gallery without Tang Jiaxuan")
-            assert door_match(door_dir, other) == "", "the door still knows the erased person"
+            # Not "" (nobody): the gallery now holds only Walker One's two video crops, and at this
+            # uncalibrated first model's legacy 0.6 the photo may fall within reach of one of them
+            # (which crops the test named depends on the video's timing: CI once saw it match).
+            after_erase = door_match(door_dir, other)
+            assert after_erase != "Tang Jiaxuan", "the door still knows the erased person"
             print("door installed version %d without Tang Jiaxuan (%.0f s in)" % (st["installed_version"], time.time() - t0))
 
             # 7. Models: roll back to version 1 (confirmed); it becomes a new version that the door installs.

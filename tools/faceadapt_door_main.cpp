@@ -104,8 +104,8 @@ int status(const fs::path& dir, bool json) {
             if (installed->manifest.operating_point)
                 j["operating_point"] = fp::to_json(*installed->manifest.operating_point);
             // The face-quality rule `match` applies: the package's [quality], or the defaults.
-            j["quality_rule"] = installed->manifest.quality ? "package" : "defaults";
-            j["quality"] = faceadapt::config::quality_to_json(installed->manifest.quality.value_or(faceadapt::config::QualityConfig{}));
+            j["quality_rule"] = installed->manifest.quality_rule_origin();
+            j["quality"] = faceadapt::config::quality_to_json(installed->manifest.quality_rule());
             j["key_id"] = fc::printable(installed->manifest.key_id);
             j["site"] = fc::printable(installed->manifest.site);
             j["model_file"] = installed->model_file.string();
@@ -128,7 +128,7 @@ int status(const fs::path& dir, bool json) {
               << ", signed by key " << fc::printable(installed->manifest.key_id)
               << " for site " << fc::printable(installed->manifest.site) << "\n"
               << "face quality: " << (installed->manifest.quality ? "the site's [quality], from the package" : "the [quality] defaults")
-              << ": a face scoring at or below " << installed->manifest.quality.value_or(faceadapt::config::QualityConfig{}).threshold
+              << ": a face scoring at or below " << installed->manifest.quality_rule().threshold
               << ", or outside its pose and integrity gates, is asked to retry\n";
     return 0;
 }
@@ -175,8 +175,8 @@ int match(const MatchArgs& a) {
     // The crop store's rule: the site's [quality] the package carries (the [quality] defaults for
     // a package before it). The calibration's same-frame pairs are crops the store kept, so its
     // FAR holds for faces it would keep (docs/operating-point.md, section 3).
-    const bool site_quality = installed->manifest.quality.has_value();
-    const faceadapt::quality::QualityScorer scorer{installed->manifest.quality.value_or(faceadapt::config::QualityConfig{})};
+    const faceadapt::quality::QualityScorer scorer{installed->manifest.quality_rule()};
+    const char* quality_rule = installed->manifest.quality_rule_origin();
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     int rc = 0;
     for (std::size_t i = 0; i < images.size(); ++i) {
@@ -207,7 +207,7 @@ int match(const MatchArgs& a) {
                                                 {"threshold", gallery.threshold}, {"margin", margin},
                                                 {"calibrated", calibrated}, {"reason", reason},
                                                 {"quality", q.normalized}, {"quality_threshold", scorer.config().threshold},
-                                                {"quality_rule", site_quality ? "package" : "defaults"}}
+                                                {"quality_rule", quality_rule}}
                                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
                               << "\n";
                 else
@@ -242,7 +242,7 @@ int match(const MatchArgs& a) {
             if (quality) {
                 j["quality"] = *quality;
                 j["quality_threshold"] = scorer.config().threshold;
-                j["quality_rule"] = site_quality ? "package" : "defaults";
+                j["quality_rule"] = quality_rule;
             }
             if (!std::isfinite(d.distance)) j["distance"] = nullptr;
             std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";

@@ -8,15 +8,15 @@
 
 #include <zlib.h>
 
-#include <array>
-#include <cstdio>
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -137,6 +137,10 @@ struct Manifest {
     // match_threshold and 0), and whether they were calibrated.
     double decision_margin() const { return operating_point ? operating_point->margin : 0.0; }
     bool calibrated() const { return operating_point && operating_point->calibrated; }
+    // The face-quality rule a door applies before it decides: `quality`, else the [quality]
+    // defaults; and which of the two it is ("package" or "defaults").
+    config::QualityConfig quality_rule() const { return quality.value_or(config::QualityConfig{}); }
+    const char* quality_rule_origin() const { return quality ? "package" : "defaults"; }
 
     std::size_t chunk_count() const { return chunk_sha256.size(); }
     // throws PackageError when there is no part called `name`.

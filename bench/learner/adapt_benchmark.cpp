@@ -30,6 +30,8 @@
 // model files get -h<F%>), and the door table's same-frame pairs come from those tracks only.
 // `--door-quality-gate`: the door answers retry (counted apart) for a probe the crop store would
 // not keep, as faceadapt-door match does.
+// The simulated frames' same-frame pairs are counted once each (a repeated frame shows the same
+// two faces again); `--count-frame-repeats` counts every repeat, as the tables before 2026-12-07.
 // `--dataset orl` (issue 15's "no regression on the easy set"): the same protocol on
 // ../shared/datasets/orl (same halves, its chips as orl_* files beside Yale B's in the cache,
 // the same LFW devtest column); the open-set table is Yale B's only and is skipped, saying so.
@@ -448,6 +450,7 @@ int main(int argc, char** argv) {
         else if (a == "--door-statistic") door_statistic = true;
         else if (a == "--calib-holdout") calib_holdout = std::stod(val());
         else if (a == "--door-quality-gate") open_set_options.door_quality_gate = true;
+        else if (a == "--count-frame-repeats") open_set_options.count_frame_repeats = true;
         else if (a == "--open-set-folds") open_set_options.folds = std::max(1, std::stoi(val()));
         else if (a == "--merge") base.merge = true;
         else if (a == "--identities") identities = std::stoi(val());
@@ -467,7 +470,7 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--prepare-only]\n");
             return 2;
         }
     }

@@ -157,8 +157,10 @@ inline CalibrationHoldout make_calibration_holdout(const std::vector<int>& adapt
 struct OpenSetCounts {
     std::size_t identities = 0, entries = 0, without_gate = 0;
     std::size_t entry_pairs = 0, enrolled_entry_pairs = 0, nearest = 0, enrolled_nearest = 0;
-    // Distinct crop pairs among the same-frame ones (the frames are drawn with replacement, so a
-    // small pool of tracks repeats pairs: the calibration counts every repeat as a pair).
+    // Distinct crop pairs among the same-frame ones. The frames are drawn with replacement, so a
+    // small pool of tracks repeats pairs; a repeat is the same two faces again and tells nothing
+    // new, so the calibration counts each crop pair once (entry_pairs - enrolled_entry_pairs ==
+    // distinct_frame_pairs) unless the fold's count_frame_repeats asks for the old count.
     std::size_t distinct_frame_pairs = 0;
 };
 
@@ -168,6 +170,10 @@ struct OpenSetFold {
     std::set<int> enrolled;                // identity labels enrolled; every other one is a stranger
     std::map<int, std::size_t> photo_shift;  // per enrolled identity: its photos' positions move by this (0 if absent)
     unsigned frame_seed = 12;              // the same-frame pairs' simulation
+    // Count a crop pair (impostor, genuine, or a crop against a track's nearest crop) again each
+    // time a drawn frame repeats it: the tables measured before 2026-12-07, whose Clopper-Pearson
+    // bound took the repeats for independent pairs (`adapt_benchmark --count-frame-repeats`).
+    bool count_frame_repeats = false;
 };
 
 class OpenSet {
@@ -242,7 +248,12 @@ public:
             if (idx.size() >= 4) ids.push_back(id);
         for (const auto& e : held_by_id) ids.push_back(e.first);
         std::mt19937 rng(seed);
-        std::set<std::pair<std::size_t, std::size_t>> distinct;
+        std::set<std::pair<std::size_t, std::size_t>> distinct, genuine_seen, nearest_seen;
+        // Whether the pair (a crop and a crop, or a crop and a track's first crop) is new here.
+        auto fresh = [&](std::set<std::pair<std::size_t, std::size_t>>& seen, std::size_t i, std::size_t j, bool ordered) {
+            const bool is_new = seen.emplace(ordered ? i : std::min(i, j), ordered ? j : std::max(i, j)).second;
+            return is_new || fold.count_frame_repeats;
+        };
         for (int f = 0; f < frames && ids.size() >= 4; ++f) {
             std::shuffle(ids.begin(), ids.end(), rng);
             const int k = 2 + static_cast<int>(rng() % 3);
@@ -262,16 +273,23 @@ public:
                 for (std::size_t i : images) track.push_back(adapt[i]);
                 track_images.push_back(std::move(images));
                 for (std::size_t a = 0; a < track.size(); ++a)
-                    for (std::size_t b = a + 1; b < track.size(); ++b) pairs_.genuine.push_back(calib::euclidean(track[a], track[b]));
+                    for (std::size_t b = a + 1; b < track.size(); ++b)
+                        if (fresh(genuine_seen, track_images.back()[a], track_images.back()[b], false))
+                            pairs_.genuine.push_back(calib::euclidean(track[a], track[b]));
                 tracks.push_back(std::move(track));
             }
             for (int a = 0; a < k; ++a)
                 for (int b = a + 1; b < k; ++b) {
-                    calib::add_cross_pairs(tracks[a], tracks[b], pairs_.impostor);
-                    for (std::size_t i : track_images[a])
-                        for (std::size_t j : track_images[b]) distinct.emplace(std::min(i, j), std::max(i, j));
-                    add_nearest_of_groups(tracks[a], std::vector<std::vector<learner::Embedding>>{tracks[b]}, nearest_);
-                    add_nearest_of_groups(tracks[b], std::vector<std::vector<learner::Embedding>>{tracks[a]}, nearest_);
+                    for (std::size_t x = 0; x < tracks[a].size(); ++x)
+                        for (std::size_t y = 0; y < tracks[b].size(); ++y)
+                            if (fresh(distinct, track_images[a][x], track_images[b][y], false))
+                                pairs_.impostor.push_back(calib::euclidean(tracks[a][x], tracks[b][y]));
+                    // A crop against the other track's nearest crop (a track is named by its first crop).
+                    for (auto [p, q] : {std::pair{a, b}, std::pair{b, a}})
+                        for (std::size_t x = 0; x < tracks[p].size(); ++x)
+                            if (fresh(nearest_seen, track_images[p][x], track_images[q].front(), true))
+                                add_nearest_of_groups(std::vector<learner::Embedding>{tracks[p][x]},
+                                                      std::vector<std::vector<learner::Embedding>>{tracks[q]}, nearest_);
                 }
         }
         distinct_frame_pairs_ = distinct.size();

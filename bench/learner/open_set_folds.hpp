@@ -93,6 +93,8 @@ struct OpenSetFoldOptions {
     const CalibrationHoldout* holdout = nullptr;
     // The door's quality gate: probes the crop store would not keep are "retry", counted apart.
     bool door_quality_gate = false;
+    // Count the simulated frames' repeated crop pairs again (OpenSetFold::count_frame_repeats).
+    bool count_frame_repeats = false;
 };
 
 // A rate's pooled counts over folds and per identity; its two intervals.
@@ -181,7 +183,8 @@ inline std::vector<PooledOpenSetRow> run_open_set_folds(
     const std::vector<int>& adapt_labels, const SiteMask* test_site, const SiteMask* adapt_site,
     const OpenSetFoldOptions& o, OpenSetCounts* fold0_counts = nullptr) {
     using S = OpenSet::Statistic;
-    const auto folds = make_open_set_folds(test_labels, o.folds, o.enrolled);
+    auto folds = make_open_set_folds(test_labels, o.folds, o.enrolled);
+    for (auto& fold : folds) fold.count_frame_repeats = o.count_frame_repeats;
     std::vector<PooledOpenSetRow> rows;
     auto row = [&](std::size_t& slot, const std::string& name, double target) -> PooledOpenSetRow& {
         if (slot == rows.size()) {

@@ -51,8 +51,9 @@ constexpr int kIds = 8, kEnrolled = 4, kFrames = 3000;
 TEST(OpenSetBenchmark, DarkLookAlikesCollapseTheThresholdUnlessTheSitePipelineDropsThem) {
     // Test half: 9 per identity, positions 0 (an enrollment pick) and 4, 7 dark; 7 also undetected.
     const auto test = make_half(kIds, 9, [](int j) { return j == 0 || j == 4 || j == 7; }, [](int j) { return j == 7; }, 1);
-    // Adapt half: 12 per identity, every third dark.
-    const auto adapt = make_half(kIds, 12, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
+    // Adapt half: 24 per identity, every third dark (16 kept: about 7,000 distinct cross-person
+    // pairs of kept crops, which resolve a door FAR of 1e-2 over 12 entries; 8 kept did not).
+    const auto adapt = make_half(kIds, 24, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
 
     const fb::OpenSet raw(test.rows, test.labels, adapt.rows, adapt.labels, nullptr, nullptr, kEnrolled, kFrames);
     const auto raw_point = raw.calibrated(1e-2, fb::OpenSet::Statistic::entry_pairs);
@@ -117,7 +118,7 @@ TEST(OpenSetFolds, RotateWhoIsEnrolledInComplementaryPairs) {
 
 TEST(OpenSetFolds, PoolTheFoldsWithoutEverProbingAnEnrolledPhoto) {
     const auto test = make_half(kIds, 9, [](int j) { return j == 0 || j == 4 || j == 7; }, [](int j) { return j == 7; }, 1);
-    const auto adapt = make_half(kIds, 12, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
+    const auto adapt = make_half(kIds, 24, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
     fb::OpenSetFoldOptions o;
     o.folds = 4;
     o.enrolled = kEnrolled;
@@ -227,11 +228,29 @@ TEST(OpenSetHoldout, HoldsOutWholeTracksAndCalibratesOnThemOnly) {
     const fb::OpenSet held_set(test.rows, test.labels, adapt, labels, &test.mask, &mask, fold, kFrames, &h);
     const auto point = held_set.calibrated(1e-2, fb::OpenSet::Statistic::entry_pairs);
     EXPECT_GT(point.threshold, 0.5) << point.note;
-    // The frames draw the 8 held-out tracks with replacement: at most 8 x 7 / 2 x 16 distinct pairs.
+    // The frames draw the 8 held-out tracks with replacement: at most 8 x 7 / 2 x 16 distinct
+    // pairs, each counted once (a repeated frame shows the same two faces again).
     const auto c = held_set.counts();
     EXPECT_LE(c.distinct_frame_pairs, std::size_t(kIds * (kIds - 1) / 2 * 16));
-    EXPECT_GT(c.entry_pairs - c.enrolled_entry_pairs, c.distinct_frame_pairs) << "repeats";
+    EXPECT_EQ(c.entry_pairs - c.enrolled_entry_pairs, c.distinct_frame_pairs) << "each crop pair once";
     EXPECT_EQ(held_set.measure("held", point).strangers_accepted, 0u);
+    // The count before: every repeat taken for a new pair, so the bound "resolved" more than the
+    // pool holds.
+    fb::OpenSetFold repeats = fold;
+    repeats.count_frame_repeats = true;
+    const fb::OpenSet repeated(test.rows, test.labels, adapt, labels, &test.mask, &mask, repeats, kFrames, &h);
+    const auto rc = repeated.counts();
+    EXPECT_EQ(rc.distinct_frame_pairs, c.distinct_frame_pairs);
+    EXPECT_GT(rc.entry_pairs - rc.enrolled_entry_pairs, 10 * rc.distinct_frame_pairs) << "repeats";
+    EXPECT_GT(repeated.impostor_pairs(fb::OpenSet::Statistic::nearest_identity),
+              held_set.impostor_pairs(fb::OpenSet::Statistic::nearest_identity));
+    // A door FAR of 1e-3 over 12 entries is a pair FAR of 8.3e-5: about 36,000 independent pairs
+    // with none accepted. The distinct pool (< 500) cannot resolve it and says so; counting the
+    // repeats claimed it could.
+    const auto strict = held_set.calibrated(1e-3, fb::OpenSet::Statistic::entry_pairs);
+    EXPECT_FALSE(strict.calibrated) << strict.note;
+    EXPECT_GT(strict.min_resolvable_far, 1e-3);
+    EXPECT_TRUE(repeated.calibrated(1e-3, fb::OpenSet::Statistic::entry_pairs).calibrated) << "the overclaim";
 }
 
 // The door's quality gate (--door-quality-gate, faceadapt-door match's "retry"): a probe with a
@@ -239,7 +258,7 @@ TEST(OpenSetHoldout, HoldsOutWholeTracksAndCalibratesOnThemOnly) {
 // FRR are then over the kept probes, exactly the "kept" columns of the ungated door.
 TEST(OpenSetFolds, TheDoorsQualityGateCountsRetryProbesApart) {
     const auto test = make_half(kIds, 9, [](int j) { return j == 0 || j == 4 || j == 7; }, [](int j) { return j == 7; }, 1);
-    const auto adapt = make_half(kIds, 12, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
+    const auto adapt = make_half(kIds, 24, [](int j) { return j % 3 == 2; }, [](int) { return false; }, 2);
     fb::OpenSetFoldOptions o;
     o.folds = 2;
     o.enrolled = kEnrolled;

@@ -74,16 +74,12 @@ struct OpenSetRow {
 // probe against one identity's nearest photo", converted (Sidak) over the identities rather than
 // the entries. Measured here against calib's entry pairs (method 1, what the product ships):
 // docs/operating-point.md, "The benchmark".
-// Every row of `probes` against the nearest row of each group (a group = one person's rows).
-template <class Rows, class Groups>
-void add_nearest_of_groups(const Rows& probes, const Groups& groups, std::vector<double>& impostor) {
-    for (const auto& x : probes)
-        for (const auto& group : groups) {
-            if (group.empty()) continue;
-            double best = INFINITY;
-            for (const auto& y : group) best = std::min(best, calib::euclidean(x, y));
-            impostor.push_back(best);
-        }
+// The distance from `x` to the nearest row of a non-empty `group` (one person's rows).
+template <class Row, class Group>
+double nearest_distance(const Row& x, const Group& group) {
+    double best = INFINITY;
+    for (const auto& y : group) best = std::min(best, calib::euclidean(x, y));
+    return best;
 }
 // Each labelled row against the nearest row of every other label.
 inline void add_labelled_nearest(const std::vector<learner::Embedding>& rows, const std::vector<std::string>& labels,
@@ -248,12 +244,11 @@ public:
             if (idx.size() >= 4) ids.push_back(id);
         for (const auto& e : held_by_id) ids.push_back(e.first);
         std::mt19937 rng(seed);
-        std::set<std::pair<std::size_t, std::size_t>> distinct, genuine_seen, nearest_seen;
-        // Whether the pair (a crop and a crop, or a crop and a track's first crop) is new here.
-        auto fresh = [&](std::set<std::pair<std::size_t, std::size_t>>& seen, std::size_t i, std::size_t j, bool ordered) {
-            const bool is_new = seen.emplace(ordered ? i : std::min(i, j), ordered ? j : std::max(i, j)).second;
-            return is_new || fold.count_frame_repeats;
-        };
+        using Key = std::pair<std::size_t, std::size_t>;
+        std::set<Key> distinct, genuine_seen, nearest_seen;
+        // Whether a pair is to be counted: new here (or every time, with count_frame_repeats).
+        auto fresh = [&](std::set<Key>& seen, Key key) { return seen.insert(key).second || fold.count_frame_repeats; };
+        auto crop_pair = [](std::size_t i, std::size_t j) { return Key{std::min(i, j), std::max(i, j)}; };
         for (int f = 0; f < frames && ids.size() >= 4; ++f) {
             std::shuffle(ids.begin(), ids.end(), rng);
             const int k = 2 + static_cast<int>(rng() % 3);
@@ -271,25 +266,24 @@ public:
                 }
                 std::vector<learner::Embedding> track;
                 for (std::size_t i : images) track.push_back(adapt[i]);
-                track_images.push_back(std::move(images));
                 for (std::size_t a = 0; a < track.size(); ++a)
                     for (std::size_t b = a + 1; b < track.size(); ++b)
-                        if (fresh(genuine_seen, track_images.back()[a], track_images.back()[b], false))
+                        if (fresh(genuine_seen, crop_pair(images[a], images[b])))
                             pairs_.genuine.push_back(calib::euclidean(track[a], track[b]));
+                track_images.push_back(std::move(images));
                 tracks.push_back(std::move(track));
             }
             for (int a = 0; a < k; ++a)
                 for (int b = a + 1; b < k; ++b) {
                     for (std::size_t x = 0; x < tracks[a].size(); ++x)
                         for (std::size_t y = 0; y < tracks[b].size(); ++y)
-                            if (fresh(distinct, track_images[a][x], track_images[b][y], false))
+                            if (fresh(distinct, crop_pair(track_images[a][x], track_images[b][y])))
                                 pairs_.impostor.push_back(calib::euclidean(tracks[a][x], tracks[b][y]));
                     // A crop against the other track's nearest crop (a track is named by its first crop).
                     for (auto [p, q] : {std::pair{a, b}, std::pair{b, a}})
                         for (std::size_t x = 0; x < tracks[p].size(); ++x)
-                            if (fresh(nearest_seen, track_images[p][x], track_images[q].front(), true))
-                                add_nearest_of_groups(std::vector<learner::Embedding>{tracks[p][x]},
-                                                      std::vector<std::vector<learner::Embedding>>{tracks[q]}, nearest_);
+                            if (fresh(nearest_seen, Key{track_images[p][x], track_images[q].front()}))
+                                nearest_.push_back(nearest_distance(tracks[p][x], tracks[q]));
                 }
         }
         distinct_frame_pairs_ = distinct.size();

@@ -9,9 +9,9 @@
 
 #include "faceadapt/config/quality_json.hpp"
 #include "faceadapt/publish/operating_point_json.hpp"
-#include "json_integer.hpp"
 #include "faceadapt/publish/protocol.hpp"
 #include "faceadapt/common/text.hpp"
+#include "json_integer.hpp"
 #include "model_check.hpp"
 #include "util.hpp"
 

@@ -206,6 +206,7 @@ learner::CoTrainOptions options_from(const config::LearnerConfig& c) {
     o.l2sp_alpha = c.l2sp_alpha;
     o.merge = c.merge;
     o.merge_convergence = c.merge_convergence;
+    o.source_mix = c.source_mix;
     o.seed = static_cast<uint64_t>(c.seed);
     o.device = c.device;
     return o;

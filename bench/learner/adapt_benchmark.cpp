@@ -374,6 +374,22 @@ void evaluate(const fl::FaceResNet& net, const Data& d, Row& row) {
     row.lfw = fl::pairs_accuracy(embed(net, d.lfw), d.pairs, 10).accuracy;
 }
 
+// --mix: each adapted model interpolated toward the source, source + m (model - source), measured
+// like a row (FaceResNet has no buffers, so the weights are the whole model).
+void evaluate_mixes(const fl::FaceResNet& source, const fl::FaceResNet& model, const std::vector<double>& mixes,
+                    const Data& d, const std::string& name) {
+    for (double m : mixes) {
+        auto net = fl::clone_face_resnet(model);
+        fl::mix_toward(*net, *source, m);
+        net->eval();
+        Row r{name};
+        evaluate(net, d, r);
+        std::printf("  %s mix %.2f: TAR %.3f TAR@1e-4 %.3f rank-1 %.4f LFW %.4f\n", name.c_str(), m, r.tar, r.tar4, r.rank1,
+                    r.lfw);
+        std::fflush(stdout);
+    }
+}
+
 double pseudo_f(const std::vector<int>& truth, const std::vector<int64_t>& labels) {
     return fl::clustering_quality(truth, std::vector<int>(labels.begin(), labels.end())).pairwise_f;
 }
@@ -422,6 +438,7 @@ int main(int argc, char** argv) {
     open_set_options.folds = 30;
     int identities = 0, lfw_pairs = 0;  // 0 = all (smaller runs for a loaded machine)
     std::vector<double> switch_rates{0.0, 0.05, 0.15};
+    std::vector<double> mixes;  // --mix: also evaluate source + m (model - source) for each m
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string {
@@ -459,7 +476,12 @@ int main(int argc, char** argv) {
         else if (a == "--no-constraint-batches") base.constraint_batches = false;
         else if (a == "--constraint-batches") base.constraint_batches = true;
         else if (a == "--track-positive") base.track_positive_weight = std::stod(val());
+        else if (a == "--source-mix") base.source_mix = std::stod(val());
         else if (a == "--no-track-split") base.constraints.split_tracks = false;
+        else if (a == "--mix") {
+            std::stringstream ss(val());
+            for (std::string x; std::getline(ss, x, ',');) mixes.push_back(std::stod(x));
+        }
         else if (a == "--switch-rates") {
             switch_rates.clear();
             std::stringstream ss(val());
@@ -470,7 +492,7 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--source-mix M] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--mix M,...] [--prepare-only]\n");
             return 2;
         }
     }
@@ -653,8 +675,10 @@ int main(int argc, char** argv) {
         o.seed = seed;
         Row r{run.name};
         t0 = Clock::now();
+        // A result mixed toward the source (--source-mix): its file says by how much.
+        const std::string mix_suffix = base.source_mix < 1 ? "-x" + std::to_string(int(base.source_mix * 100 + 0.5)) : "";
         std::string file = run.name + "-c" + std::to_string(cycles) + "-i" + std::to_string(iters) + "-s" + std::to_string(seed) +
-                           holdout_suffix + ".model";
+                           holdout_suffix + mix_suffix + ".model";
         std::replace_if(file.begin(), file.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.'; }, '_');
         const fs::path model_path = models_dir.empty() ? fs::path() : models_dir / file;
         if (!model_path.empty() && fs::exists(model_path)) {  // trained before: measure it again
@@ -663,6 +687,9 @@ int main(int argc, char** argv) {
             r.note = "loaded from " + model_path.string();
             if (!open_set_only) evaluate(loaded.net, d, r), rows.push_back(r);
             std::printf("%s: %s\n", run.name.c_str(), r.note.c_str());
+            if (!open_set_only)
+                std::printf("%s: TAR %.3f TAR@1e-4 %.3f rank-1 %.4f LFW %.4f\n", run.name.c_str(), r.tar, r.tar4, r.rank1, r.lfw);
+            evaluate_mixes(source, loaded.net, mixes, d, run.name);
             continue;
         }
         fl::CoTrainer t(source, set1, std::string(m) == "mmt" ? set2 : torch::Tensor(), o);
@@ -716,6 +743,7 @@ int main(int argc, char** argv) {
         std::printf("%s: TAR %.3f TAR@1e-4 %.3f rank-1 %.4f F %.3f LFW %.4f (%.0f s, %s, step %.1f images/s)\n",
                     run.name.c_str(), r.tar, r.tar4, r.rank1, r.pseudo_f, r.lfw, r.seconds, r.note.c_str(), ips);
         std::fflush(stdout);
+        evaluate_mixes(source, res.model, mixes, d, run.name);
     }
     if (!open_set_only) {
     std::printf("\n| method | test TAR@FAR1e-3 | test TAR@FAR1e-4 | test rank-1 | adapt pseudo-label pairwise F (clusters/noise) | LFW devtest | wall s |\n");

@@ -140,6 +140,7 @@ std::vector<Field<LearnerConfig>> learner_fields() {
         real<S>("l2sp_alpha", &S::l2sp_alpha, 0, 1e6),
         flag<S>("merge", &S::merge),
         real<S>("merge_convergence", &S::merge_convergence, 0, 1, true),
+        real<S>("source_mix", &S::source_mix, 0, 1, true),
         integer<S>("seed", &S::seed, 0, 2147483647),
         real<S>("interval_hours", &S::interval_hours, 0, 8760, true),
         real<S>("retry_minutes", &S::retry_minutes, 0, 1440, true),

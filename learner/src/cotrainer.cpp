@@ -129,6 +129,7 @@ void CoTrainOptions::validate() const {
     if (label_smoothing < 0 || label_smoothing >= 1) bad("label_smoothing must be in [0, 1)");
     if (l2sp_alpha < 0 || naive_l2sp_alpha < 0 || distill_weight < 0) bad("l2sp_alpha / distill_weight must be >= 0");
     if (track_positive_weight < 0) bad("track_positive_weight must be >= 0");
+    if (!(source_mix > 0 && source_mix <= 1)) bad("source_mix must be in (0, 1]");
     if (!(constraints.switch_quantile >= 0 && constraints.switch_quantile <= 1) || constraints.min_track_links < 1)
         bad("constraints.switch_quantile must be in [0, 1] and constraints.min_track_links >= 1");
     if (device != "cpu" && device != "cuda") bad("device '" + device + "' is not cpu or cuda");
@@ -533,6 +534,12 @@ TrainResult CoTrainer::run(const std::atomic<bool>* stop) {
         result.model = clone_face_resnet(net1_);
         result.chosen = "naive";
         log(fmt("final convergence (pseudo-label NMI vs last cycle): %.4f", result.convergence1));
+    }
+    if (o_.source_mix < 1) {
+        result.model->to(device_);
+        mix_toward(*result.model, *source_, o_.source_mix);
+        result.chosen += fmt(", mixed %.2f toward the source", o_.source_mix);
+        log(fmt("the result is the source + %.2f x (adapted - source)", o_.source_mix));
     }
     result.model->to(torch::kCPU);
     result.model->eval();

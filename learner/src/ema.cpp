@@ -25,6 +25,14 @@ void ema_update(torch::nn::Module& mean, const torch::nn::Module& student, doubl
     copy_buffers(mean, student);
 }
 
+void mix_toward(torch::nn::Module& net, const torch::nn::Module& start, double m) {
+    torch::NoGradGuard ng;
+    const auto from = start.named_parameters(true);
+    for (auto& p : net.named_parameters(true))
+        if (const auto* s = from.find(p.key()); s && s->sizes() == p.value().sizes())
+            p.value().sub_(*s).mul_(m).add_(*s);
+}
+
 void copy_buffers(torch::nn::Module& mean, const torch::nn::Module& student) {
     torch::NoGradGuard ng;
     const auto bufs = student.named_buffers(true);

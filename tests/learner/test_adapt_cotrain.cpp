@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <string>
 #include <vector>
@@ -282,6 +283,11 @@ TEST_F(CoTrain, BadOptionsAndDataAreRejected) {
     o = tiny("");
     EXPECT_THROW(fl::CoTrainer(source_, set1_.slice(1, 0, 100), set2_, o), std::invalid_argument);
     EXPECT_THROW(fl::CoTrainer(source_, set1_, set2_.slice(0, 0, 10), o), std::invalid_argument);
+    for (double mix : {0.0, -0.5, 1.5, std::nan("")}) {
+        o = tiny("");
+        o.source_mix = mix;
+        EXPECT_THROW(fl::CoTrainer(source_, set1_, set2_, o), std::invalid_argument) << mix;
+    }
     fl::CoTrainer t(source_, set1_, set2_, tiny("/nonexistent/ckpt.pt"));
     EXPECT_THROW(t.resume(), std::runtime_error);
 }
@@ -407,4 +413,38 @@ TEST_F(CoTrain, ConstraintsSurviveCheckpointAndResume) {
         EXPECT_NE(std::string(e.what()).find("other site constraints"), std::string::npos) << e.what();
     }
     EXPECT_THROW(third.set_structure(structure.subset({0, 1, 2})), std::invalid_argument);
+}
+
+// Issue 15: the result is the source + source_mix x (adapted - source), parameter by parameter
+// (the classifier, over pseudo-identities the source has none of, as adapted), with or without
+// a site structure; the pseudo-labels are the unmixed run's.
+TEST_F(CoTrain, SourceMixInterpolatesTheResultTowardTheSource) {
+    auto o = tiny("");
+    o.cycles = 1;
+    auto run = [&](double mix, bool with_structure) {
+        o.source_mix = mix;
+        fl::CoTrainer t(source_, set1_, set2_, o);
+        if (with_structure) t.set_structure(forty_structure());
+        auto r = t.run();
+        EXPECT_TRUE(r.finished);
+        return r;
+    };
+    for (bool with_structure : {true, false}) {
+        SCOPED_TRACE(with_structure ? "with a site structure" : "without");
+        const auto adapted = run(1.0, with_structure), mixed = run(0.25, with_structure);
+        EXPECT_EQ(mixed.final_labels, adapted.final_labels);
+        EXPECT_EQ(adapted.chosen.find("mixed"), std::string::npos) << adapted.chosen;
+        EXPECT_NE(mixed.chosen.find("mixed 0.25 toward the source"), std::string::npos) << mixed.chosen;
+        const auto src = source_->named_parameters();
+        const auto ad = adapted.model->named_parameters();
+        double moved = 0;
+        for (const auto& p : mixed.model->named_parameters()) {
+            const auto& a = ad[p.key()];
+            const auto* s = src.find(p.key());
+            const bool shared = s && s->sizes() == a.sizes();
+            EXPECT_TRUE(torch::allclose(p.value(), shared ? *s + 0.25 * (a - *s) : a, 1e-5, 1e-6)) << p.key();
+            if (shared) moved = std::max(moved, (a - *s).abs().max().item<double>());
+        }
+        EXPECT_GT(moved, 0.0) << "the adapted model never left the source: the mix was not tested";
+    }
 }

@@ -144,6 +144,7 @@ struct LearnerConfig {
     double l2sp_alpha = 10.0;                       // [0, 1e6]
     bool merge = true;                              // claim 6
     double merge_convergence = 0.9;                 // (0, 1]
+    double source_mix = 1.0;                        // (0, 1] output = start + source_mix (adapted - start)
     int seed = 0;                                   // [0, 2^31-1]
     double interval_hours = 24.0;                   // (0, 8760] scheduler
     double retry_minutes = 5.0;                     // (0, 1440] first wait after a failed cycle

@@ -27,7 +27,8 @@
 //   (claim 1) or, with merge (the default), the convergence-weighted average
 //   w1 = c1/(c1+c2) (claim 6), trained on the last pseudo-labelled set until its convergence
 //   (the NMI of its own clustering against those labels, checked first) reaches
-//   merge_convergence, for at most merge_max_cycles rounds.
+//   merge_convergence, for at most merge_max_cycles rounds. With source_mix < 1 that result is
+//   then interpolated toward the source weights (the pseudo-labels stay as they are).
 //   "naive": one net, clustered on its own features, trained with CE_ls + Triplet (+ L2-SP
 //   with naive_l2sp_alpha, 0 by default: the honest plain self-training baseline).
 //   FaceResNet has no BatchNorm and no buffers: the EMA averages every parameter, nothing else
@@ -87,6 +88,12 @@ struct CoTrainOptions {
     // With a site structure: weight of the cross-view track positives, 1 - cos(f_k(a), f_mean(other)(b))
     // for crops a != b of one track and one pseudo-identity in the batch (mmt only).
     double track_positive_weight = 0.3;
+    // The result is start + source_mix x (adapted - start): the adapted weights interpolated
+    // toward the model the run started from (WiSE-FT, Wortsman et al. CVPR 2022), in (0, 1].
+    // 1 (the default) = the adapted weights as they are. Lower keeps more of faces in general
+    // (LFW) and gives up site accuracy at about the same rate with or without a site structure
+    // (docs/learner.md, "Mixing toward the source"): a site's choice, not a free gain.
+    double source_mix = 1.0;
     double soft_ce_weight = 0.5;         // MMT's 0.5
     double soft_triplet_weight = 0.8;    // MMT's 0.8
     double label_smoothing = 0.1;

@@ -7,6 +7,7 @@
 //   ema_update() averages EVERY parameter of two modules of the same structure. Buffers (none
 //   exist in FaceResNet: dlib's affine layers are plain parameters, there is no BatchNorm and so
 //   no running statistics) are copied from the student.
+//   mix_toward() interpolates a net's weights toward another's (CoTrainOptions::source_mix).
 //   perturb_parameters() adds seeded Gaussian noise scaled by each tensor's std (how the second
 //   student is made to differ from the first).
 // THREAD SAFETY
@@ -31,6 +32,13 @@ struct EmaSchedule {
 // ensures:  for each parameter p: p_mean = lambda * p_mean + (1 - lambda) * p_student (no grad).
 // throws:   std::invalid_argument naming the parameter that differs.
 void ema_update(torch::nn::Module& mean, const torch::nn::Module& student, double lambda);
+
+// requires: 0 <= m <= 1.
+// ensures:  for each parameter p of `net` that `start` has by name with the same shape:
+//           p = start + m * (p - start) (no grad): the weights interpolated toward `start`
+//           (m = 1 leaves them, m = 0 gives start's). Parameters `start` lacks or shapes
+//           differently (a classifier over another run's pseudo-identities) are left as they are.
+void mix_toward(torch::nn::Module& net, const torch::nn::Module& start, double m);
 
 // ensures: each buffer of `mean` that `student` has by name is a copy of the student's (what
 //          ema_update does with buffers; for the fused MeanTeacherAdam path, which averages

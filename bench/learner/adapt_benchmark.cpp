@@ -500,6 +500,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "adapt_benchmark: --calib-holdout must be in [0, 1]\n");
         return 2;
     }
+    for (double m : mixes)
+        if (!(m > 0 && m <= 1)) {  // NaN too
+            std::fprintf(stderr, "adapt_benchmark: --mix: each value must be in (0, 1]\n");
+            return 2;
+        }
     if (calib_holdout > 0 && dataset != "yaleb") {
         std::fprintf(stderr, "adapt_benchmark: --calib-holdout: the open-set table is measured on yaleb only\n");
         return 2;

@@ -151,6 +151,14 @@ const std::vector<BadCase>& cases() {
          "expected an integer in [0, 2147483647], got 9999999999"},
         {"quiet_hours_bad_hour", "[learner]\nquiet_hours = \"25:00-01:00\"\n", 2, 15,
          "learner.quiet_hours", "expected \"\" or \"HH:MM-HH:MM\""},
+        {"source_mix_zero", "[learner]\nsource_mix = 0\n", 2, 14, "learner.source_mix",
+         "expected a number in (0, 1], got 0"},
+        {"source_mix_above_one", "[learner]\nsource_mix = 1.5\n", 2, 14, "learner.source_mix",
+         "expected a number in (0, 1], got 1.5"},
+        {"source_mix_nan", "[learner]\nsource_mix = nan\n", 2, 14, "learner.source_mix",
+         "expected a number in (0, 1], got nan"},
+        {"source_mix_markup", "[learner]\nsource_mix = \"<script>alert(1)</script>\\u0007\"\n", 2, 14,
+         "learner.source_mix", "expected a number in (0, 1], got a string"},
         // gate, mqtt, publish, metrics
         {"gate_far_boolean", "[gate]\nfar = true\n", 2, 7, "gate.far",
          "expected a number in (0, 1), got a boolean"},
@@ -199,6 +207,8 @@ TEST_P(MalformedConfig, ReportsOneLocatedIssue) {
         EXPECT_EQ(issue.to_string(), prefix + issue.message);
         // A password written in the file never comes back in a message.
         EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
+        // Nor does markup: a wrongly typed value is named by its type, not echoed.
+        EXPECT_EQ(std::string(e.what()).find("<script>"), std::string::npos) << e.what();
     }
 }
 

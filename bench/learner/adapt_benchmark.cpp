@@ -30,6 +30,10 @@
 // model files get -h<F%>), and the door table's same-frame pairs come from those tracks only.
 // `--door-quality-gate`: the door answers retry (counted apart) for a probe the crop store would
 // not keep, as faceadapt-door match does.
+// `--max-violation-rate R` (constraint rows): the share of cannot-linked pairs one clustering may
+// hold before its eps is lowered (ConstraintOptions::max_violation_rate, default 0.01; 1 = the
+// eps rule as is, the rows measured before 2026-12-07 22:00). Constraint-row model files with a
+// rate below 1 get -v<R x 1000>.
 // The simulated frames' same-frame pairs are counted once each (a repeated frame shows the same
 // two faces again); `--count-frame-repeats` counts every repeat, as the tables before 2026-12-07.
 // `--dataset orl` (issue 15's "no regression on the easy set"): the same protocol on
@@ -478,6 +482,7 @@ int main(int argc, char** argv) {
         else if (a == "--track-positive") base.track_positive_weight = std::stod(val());
         else if (a == "--source-mix") base.source_mix = std::stod(val());
         else if (a == "--no-track-split") base.constraints.split_tracks = false;
+        else if (a == "--max-violation-rate") base.constraints.max_violation_rate = std::stod(val());
         else if (a == "--mix") {
             std::stringstream ss(val());
             for (std::string x; std::getline(ss, x, ',');) mixes.push_back(std::stod(x));
@@ -492,12 +497,16 @@ int main(int argc, char** argv) {
                          "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
                          "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
                          "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--source-mix M] [--no-track-split] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--mix M,...] [--prepare-only]\n");
+                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--source-mix M] [--no-track-split] [--max-violation-rate R] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--mix M,...] [--prepare-only]\n");
             return 2;
         }
     }
     if (!(calib_holdout >= 0 && calib_holdout <= 1)) {  // NaN too
         std::fprintf(stderr, "adapt_benchmark: --calib-holdout must be in [0, 1]\n");
+        return 2;
+    }
+    if (const double vr = base.constraints.max_violation_rate; !(vr > 0 && vr <= 1)) {  // NaN too
+        std::fprintf(stderr, "adapt_benchmark: --max-violation-rate must be in (0, 1]\n");
         return 2;
     }
     for (double m : mixes)
@@ -682,8 +691,11 @@ int main(int argc, char** argv) {
         t0 = Clock::now();
         // A result mixed toward the source (--source-mix): its file says by how much.
         const std::string mix_suffix = base.source_mix < 1 ? "-x" + std::to_string(int(base.source_mix * 100 + 0.5)) : "";
+        // Constraint rows with the eps lowered for the cannot-links: their file says the rate.
+        const double vr = base.constraints.max_violation_rate;
+        const std::string eps_suffix = run.rate >= 0 && vr < 1 ? "-v" + std::to_string(int(vr * 1000 + 0.5)) : "";
         std::string file = run.name + "-c" + std::to_string(cycles) + "-i" + std::to_string(iters) + "-s" + std::to_string(seed) +
-                           holdout_suffix + mix_suffix + ".model";
+                           holdout_suffix + mix_suffix + eps_suffix + ".model";
         std::replace_if(file.begin(), file.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.'; }, '_');
         const fs::path model_path = models_dir.empty() ? fs::path() : models_dir / file;
         if (!model_path.empty() && fs::exists(model_path)) {  // trained before: measure it again

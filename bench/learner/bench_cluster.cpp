@@ -3,7 +3,8 @@
 // < 2 GB peak RSS on 2 cores), then 10,000 of them against the dense N x N reference
 // (target adjusted Rand >= 0.99). Then the site's constraints (issue 15) on the 100,000: tracks
 // of 4 crops of one identity (every 20th switching identity half way), frames of 2 tracks of
-// different identities, through apply_constraints (time, peak RSS, violations left: target 0).
+// different identities, through apply_constraints (time, peak RSS, violations left: target 0),
+// and the worst case of cluster_within_cannot_links()'s eps descent on the same graph.
 // Optional argument: N for the large run.
 #include <sys/resource.h>
 
@@ -99,6 +100,17 @@ int main(int argc, char** argv) {
                     (long long)rep.clusters_joined, (long long)rep.clusters_split, (long long)rep.noise_adopted,
                     (long long)left, fl::adjusted_rand_index(c.labels, truth), peak_rss_mb());
         std::printf("RESULT constraints_100k_violations %lld %s\n", (long long)left, left == 0 ? "PASS" : "FAIL");
+        // cluster_within_cannot_links() re-runs DBSCAN on the same graph at most eps / 0.025 times
+        // (the graph is built once): its worst case beside the clustering above.
+        t0 = Clock::now();
+        const auto pairs = fl::cannot_link_pairs(s);
+        int passes = 0;
+        int64_t violated = 0;
+        for (double e = eps - 0.025; e > 0.025; e -= 0.025, ++passes)
+            violated = fl::count_violations(fl::dbscan_sparse(g, e, 4).labels, pairs);
+        std::printf("eps descent for the cannot-links, worst case: %d DBSCAN passes from eps %.3f down to 0.025 in %.1f s "
+                    "(%lld cannot-linked pairs in one cluster at the last); peak RSS %.0f MB\n",
+                    passes, eps, seconds(t0), (long long)violated, peak_rss_mb());
     }
     {
         const int64_t n = 10000;

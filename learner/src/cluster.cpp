@@ -432,9 +432,9 @@ ClusterResult spherical_kmeans(const at::Tensor& features, int k, int iters, uin
     return r;
 }
 
-ClusterResult cluster_features(const at::Tensor& features, const ClusterOptions& o) {
+void check_cluster_input(const at::Tensor& features, const ClusterOptions& o) {
     check_features(features, "cluster_features");
-    if (o.method == "kmeans") return spherical_kmeans(features, o.kmeans_k, o.kmeans_iters, o.seed);
+    if (o.method == "kmeans") return;
     if (o.method != "dbscan")
         throw std::invalid_argument("ClusterOptions.method: '" + o.method + "' is not dbscan or kmeans");
     if (o.eps_rule != "otsu" && o.eps_rule != "mmt" && o.eps_rule != "fixed")
@@ -442,9 +442,20 @@ ClusterResult cluster_features(const at::Tensor& features, const ClusterOptions&
     if (features.size(0) < o.k1 + 1)
         throw std::invalid_argument("cluster_features: " + std::to_string(features.size(0)) +
                                     " rows, dbscan needs at least k1 + 1 = " + std::to_string(o.k1 + 1));
+}
+
+ClusterResult cluster_features(const at::Tensor& features, const ClusterOptions& o) {
+    check_cluster_input(features, o);
+    if (o.method == "kmeans") return spherical_kmeans(features, o.kmeans_k, o.kmeans_iters, o.seed);
     const auto g = jaccard_distances(features, o.k1, o.k2);
-    const double eps = o.eps_rule == "otsu" ? otsu_eps(g) : o.eps_rule == "mmt" ? mmt_eps(g) : o.eps;
-    return dbscan_sparse(g, eps, o.min_samples);
+    return dbscan_sparse(g, rule_eps(g, o), o.min_samples);
+}
+
+double rule_eps(const SparseDistances& g, const ClusterOptions& o) {
+    if (o.eps_rule == "otsu") return otsu_eps(g);
+    if (o.eps_rule == "mmt") return mmt_eps(g);
+    if (o.eps_rule == "fixed") return o.eps;
+    throw std::invalid_argument("ClusterOptions.eps_rule: '" + o.eps_rule + "' is not otsu, mmt or fixed");
 }
 
 namespace {

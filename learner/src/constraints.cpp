@@ -215,6 +215,42 @@ std::vector<int64_t> split_switched_tracks(const at::Tensor& features, const Sit
     return out;
 }
 
+ClusterResult cluster_within_cannot_links(const at::Tensor& features, const ClusterOptions& cluster,
+                                          const SiteStructure& s, const ConstraintOptions& o, EpsChoice* choice) {
+    if (!(o.max_violation_rate > 0 && o.max_violation_rate <= 1))
+        throw std::invalid_argument("ConstraintOptions.max_violation_rate must be in (0, 1]");
+    const int64_t n = features.dim() == 2 ? features.size(0) : 0;
+    s.validate(n);
+    const auto pairs = cannot_link_pairs(s);
+    EpsChoice c;
+    c.pairs = static_cast<int64_t>(pairs.size());
+    if (cluster.method != "dbscan" || o.max_violation_rate >= 1 || c.pairs < std::max(1, o.min_rate_pairs)) {
+        auto r = cluster_features(features, cluster);
+        c.rule_eps = c.eps = r.eps;
+        c.rule_violations = c.violations = count_violations(r.labels, pairs);
+        if (choice) *choice = c;
+        return r;
+    }
+    check_cluster_input(features, cluster);
+    const auto g = jaccard_distances(features, cluster.k1, cluster.k2);
+    const int64_t allowed = static_cast<int64_t>(std::floor(o.max_violation_rate * static_cast<double>(c.pairs)));
+    c.rule_eps = c.eps = rule_eps(g, cluster);
+    auto r = dbscan_sparse(g, c.eps, cluster.min_samples);
+    c.rule_violations = c.violations = count_violations(r.labels, pairs);
+    constexpr double kStep = 0.025;
+    while (c.violations > allowed && c.eps > kStep) {
+        auto lower = dbscan_sparse(g, c.eps - kStep, cluster.min_samples);
+        if (2 * lower.num_noise > n) break;  // more than half noise: keep the last eps
+        c.eps -= kStep;
+        ++c.steps;
+        r = std::move(lower);
+        c.violations = count_violations(r.labels, pairs);
+    }
+    r.eps = c.eps;
+    if (choice) *choice = c;
+    return r;
+}
+
 ClusterResult apply_constraints(const at::Tensor& features, const SiteStructure& s, const ClusterResult& base,
                                 const ConstraintOptions& o, ConstraintReport* report_out) {
     const int64_t n = s.size();

@@ -132,6 +132,8 @@ void CoTrainOptions::validate() const {
     if (!(source_mix > 0 && source_mix <= 1)) bad("source_mix must be in (0, 1]");
     if (!(constraints.switch_quantile >= 0 && constraints.switch_quantile <= 1) || constraints.min_track_links < 1)
         bad("constraints.switch_quantile must be in [0, 1] and constraints.min_track_links >= 1");
+    if (!(constraints.max_violation_rate > 0 && constraints.max_violation_rate <= 1) || constraints.min_rate_pairs < 1)
+        bad("constraints.max_violation_rate must be in (0, 1] and constraints.min_rate_pairs >= 1");
     if (device != "cpu" && device != "cuda") bad("device '" + device + "' is not cpu or cuda");
     if (extract_batch < 1 || workers < 1 || prefetch < 1) bad("extract_batch, workers and prefetch must be >= 1");
     ema.at(0);  // throws for a bad rule / lambda
@@ -232,7 +234,20 @@ std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, do
     auto copt = o_.cluster;
     copt.seed = mix_seed({o_.seed, 0xC1ull, static_cast<uint64_t>(s_.cycle)});
     const auto t0 = Clock::now();
-    auto r = cluster_features(features, copt);
+    ClusterResult r;
+    if (constrained && !structure_.empty()) {
+        EpsChoice c;
+        r = cluster_within_cannot_links(features, copt, structure_, o_.constraints, &c);
+        eps_lowered_ = c.steps > 0;
+        if (c.steps > 0)
+            log(fmt("eps lowered from %.3f to %.3f for the cannot-links: %lld -> %lld of %lld cannot-linked pairs in one "
+                    "cluster (at most %.1f%% allowed)",
+                    c.rule_eps, c.eps, (long long)c.rule_violations, (long long)c.violations, (long long)c.pairs,
+                    100.0 * o_.constraints.max_violation_rate));
+    } else {
+        r = cluster_features(features, copt);
+        eps_lowered_ = false;
+    }
     phases_.cluster += std::chrono::duration<double>(Clock::now() - t0).count();
     if (eps) *eps = r.eps;
     return constrained ? constrain(features, std::move(r.labels)) : r.labels;
@@ -330,7 +345,10 @@ void CoTrainer::start_cycle() {
     log(fmt("cycle %d/%d: %lld pseudo-identities over %lld images, %lld noise dropped, eps %.3f (%s); "
             "convergence (pseudo-label NMI vs previous cycle) net1 %.3f net2 %.3f; clustering took %.1f s",
             s_.cycle + 1, o_.cycles, (long long)r.clusters, (long long)r.clustered, (long long)r.noise, r.eps,
-            o_.cluster.method == "kmeans" ? "kmeans" : o_.cluster.eps_rule.c_str(), r.convergence1, r.convergence2,
+            o_.cluster.method == "kmeans" ? "kmeans"
+            : eps_lowered_                ? (o_.cluster.eps_rule + ", lowered for the cannot-links").c_str()
+                                          : o_.cluster.eps_rule.c_str(),
+            r.convergence1, r.convergence2,
             r.seconds));
     if (progress_) progress_(TrainProgress{s_.cycle + 1, o_.cycles, 0, o_.iters});
 }

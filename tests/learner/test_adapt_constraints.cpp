@@ -3,6 +3,7 @@
 // snapshot files that carry the structure.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <random>
@@ -169,6 +170,126 @@ TEST(Constraints, NamedGroupsAndTracksJoinClusters) {
     r = fl::apply_constraints(f, s, from_labels(base), o, &rep);
     EXPECT_EQ(rep.refused_unions, 1);
     EXPECT_EQ(fl::count_violations(r.labels, fl::cannot_link_pairs(s)), 0);
+}
+
+// Look-alike people (blob 2k+1 a step from blob 2k) that the eps rule merges: the cannot-linked
+// pairs (faces of different people sharing frames; two of the six look-alike pairs among them)
+// say how often the clustering merges two people, so eps is lowered until at most the allowed
+// share of them sits in one cluster, and all six look-alike pairs come apart, the four that
+// were never cannot-linked too. A clustering that already
+// keeps the pairs apart is left exactly as cluster_features() gives it.
+TEST(Constraints, EpsIsLoweredUntilTheCannotLinksAgree) {
+    const int64_t people = 12, per = 40, n = people * per, dim = 64;
+    auto gen = at::detail::createCPUGenerator(41);
+    auto centres = torch::nn::functional::normalize(at::randn({people, dim}, gen),
+                                                    torch::nn::functional::NormalizeFuncOptions().dim(1));
+    for (int64_t k = 0; k < people; k += 2)  // the twin of person k: 0.5 away
+        centres[k + 1] = centres[k] + 0.5 * torch::nn::functional::normalize(
+                                                  at::randn({dim}, gen), torch::nn::functional::NormalizeFuncOptions().dim(0));
+    std::vector<int64_t> truth(n);
+    for (int64_t i = 0; i < n; ++i) truth[i] = i / per;
+    const auto f = torch::nn::functional::normalize(
+                       centres.index_select(0, torch::tensor(truth)) + 0.05 * at::randn({n, dim}, gen),
+                       torch::nn::functional::NormalizeFuncOptions().dim(1))
+                       .contiguous();
+    auto s = blank(n);
+    int64_t frame = 0;
+    std::mt19937_64 rng(5);
+    std::vector<int64_t> used(people, 0);  // each face in one frame at most
+    auto share_frame = [&](int64_t a, int64_t b) {
+        s.frame[a * per + used[a]++] = frame;
+        s.frame[b * per + used[b]++] = frame;
+        ++frame;
+    };
+    for (int j = 0; j < 3; ++j) share_frame(0, 1), share_frame(2, 3);  // two twin pairs seen together
+    for (int j = 0; j < 54; ++j) {  // and random pairs of people, never the other twins
+        int64_t a = rng() % people, b = rng() % people;
+        while (b == a || (b / 2 == a / 2 && a >= 4)) b = rng() % people;
+        share_frame(a, b);
+    }
+    const auto pairs = fl::cannot_link_pairs(s);
+    ASSERT_EQ(pairs.size(), 60u);
+    fl::ClusterOptions co;
+    co.eps_rule = "fixed";
+    co.eps = 0.9;  // a rule that merges the twins (and more)
+    const auto plain = fl::cluster_features(f, co);
+    const double allowed = 0.01;
+    ASSERT_GT(fl::count_violations(plain.labels, pairs), int64_t(allowed * pairs.size()))
+        << "the test's premise: the rule's eps merges people who share frames";
+
+    fl::ConstraintOptions o;
+    o.max_violation_rate = allowed;
+    fl::EpsChoice c;
+    const auto r = fl::cluster_within_cannot_links(f, co, s, o, &c);
+    EXPECT_DOUBLE_EQ(c.rule_eps, 0.9);
+    EXPECT_LT(c.eps, 0.9);
+    EXPECT_NEAR(r.eps, c.eps, 1e-12);
+    EXPECT_GT(c.steps, 0);
+    EXPECT_EQ(c.pairs, int64_t(pairs.size()));
+    EXPECT_EQ(c.rule_violations, fl::count_violations(plain.labels, pairs));
+    EXPECT_EQ(c.violations, fl::count_violations(r.labels, pairs));
+    EXPECT_LE(c.violations, int64_t(allowed * pairs.size()));
+    EXPECT_LE(2 * r.num_noise, n);
+    // The twins, never cannot-linked, are apart: the lowered eps follows the people.
+    EXPECT_LT(fl::adjusted_rand_index(plain.labels, truth), 0.9);
+    EXPECT_GT(fl::adjusted_rand_index(r.labels, truth), 0.99);
+    for (int64_t k = 0; k < people; k += 2) {  // each look-alike pair in two clusters, each whole
+        std::set<int64_t> a(r.labels.begin() + k * per, r.labels.begin() + (k + 1) * per),
+            b(r.labels.begin() + (k + 1) * per, r.labels.begin() + (k + 2) * per);
+        EXPECT_EQ(a.size(), 1u) << k;
+        EXPECT_EQ(b.size(), 1u) << k;
+        EXPECT_NE(*a.begin(), *b.begin()) << k;
+        EXPECT_GE(*a.begin(), 0) << k;
+    }
+    // The same as a clustering at that eps.
+    auto at_eps = co;
+    at_eps.eps = c.eps;
+    EXPECT_EQ(fl::cluster_features(f, at_eps).labels, r.labels);
+
+    // Already apart (a strict enough eps rule), or a rate of 1, or too few pairs: as is.
+    for (int k = 0; k < 3; ++k) {
+        auto co2 = co;
+        auto o2 = o;
+        auto s2 = s;
+        if (k == 0) co2.eps = c.eps;
+        if (k == 1) o2.max_violation_rate = 1.0;
+        if (k == 2) o2.min_rate_pairs = int(pairs.size()) + 1;
+        fl::EpsChoice c2;
+        const auto same = fl::cluster_within_cannot_links(f, co2, s2, o2, &c2);
+        EXPECT_EQ(same.labels, fl::cluster_features(f, co2).labels) << k;
+        EXPECT_EQ(c2.steps, 0) << k;
+        EXPECT_DOUBLE_EQ(c2.eps, co2.eps) << k;
+    }
+}
+
+// Cannot-links that no eps can honour (a mistaken operator: "not the same" inside one person,
+// many times over): eps goes down only while at most half the rows are noise, so a clustering
+// is left to train on; the pairs it still holds are apply_constraints()'s to split. A bad rate is
+// refused.
+TEST(Constraints, EpsIsNeverLoweredIntoMostlyNoise) {
+    std::vector<int64_t> truth;
+    const int64_t n = 400;
+    const auto f = fl::reference::synthetic_blobs(n, 64, 8, 0.09, 51, &truth);
+    const auto m = members_by(truth, 8);
+    auto s = blank(n);
+    for (int64_t k = 0; k < 8; ++k)
+        for (int j = 0; j + 1 < 10; j += 2) s.cannot.emplace_back(m[k][j], m[k][j + 1]);  // within one person
+    fl::ClusterOptions co;
+    co.eps_rule = "fixed";
+    co.eps = 0.7;
+    fl::EpsChoice c;
+    const auto r = fl::cluster_within_cannot_links(f, co, s, {}, &c);
+    EXPECT_GT(c.violations, 0);
+    EXPECT_LE(2 * r.num_noise, n);
+    EXPECT_GT(r.num_clusters, 0);
+    const auto after = fl::apply_constraints(f, s, r, {});
+    EXPECT_EQ(fl::count_violations(after.labels, fl::cannot_link_pairs(s)), 0);
+    for (double bad : {0.0, -0.1, 1.5, std::nan("")}) {
+        fl::ConstraintOptions o;
+        o.max_violation_rate = bad;
+        EXPECT_THROW(fl::cluster_within_cannot_links(f, co, s, o), std::invalid_argument) << bad;
+    }
+    EXPECT_THROW(fl::cluster_within_cannot_links(f, co, blank(n - 1), {}), std::invalid_argument);
 }
 
 TEST(Constraints, StructureValidationAndSubset) {

@@ -67,6 +67,9 @@ SparseDistances jaccard_distances(const at::Tensor& features, int k1, int k2);
 // triangle's non-zero distances (absent pairs count as 1).
 double otsu_eps(const SparseDistances& graph, int nth = 10);
 double mmt_eps(const SparseDistances& graph, double rho = 1.6e-3);
+// The eps `options.eps_rule` gives on `graph` (otsu_eps, mmt_eps or options.eps). throws
+// std::invalid_argument naming the field for an unknown rule.
+double rule_eps(const SparseDistances& graph, const ClusterOptions& options);
 
 // DBSCAN on a sparse graph (sklearn's order: clusters grow from the lowest index; a border
 // point joins the first cluster that reaches it). Neighbourhood: distance <= eps, self
@@ -80,6 +83,9 @@ ClusterResult spherical_kmeans(const at::Tensor& features, int k, int iters, uin
 // throws std::invalid_argument naming the field for an unknown method/eps_rule, a features
 //        tensor that is not 2-D float, or fewer rows than k1 + 1 (dbscan) / 1 (kmeans).
 ClusterResult cluster_features(const at::Tensor& l2normalised_features, const ClusterOptions& options);
+
+// cluster_features()'s argument checks alone (the same exceptions); nothing is computed.
+void check_cluster_input(const at::Tensor& l2normalised_features, const ClusterOptions& options);
 
 // Adjusted Rand index of two labelings, each noise point (-1) a singleton. throws
 // std::invalid_argument when the sizes differ. (Other agreement figures: eval.hpp.)

@@ -25,6 +25,12 @@
 //        (largest first) to the most similar sub-cluster (cosine to the sub-cluster's
 //        centroid) holding none of their cannot-links, then reassigned twice the same way;
 //        sub-clusters of one sample become noise.
+//   cluster_within_cannot_links() is the clustering itself with the cannot-links as a check: the
+//   cannot-linked pairs are a label-free sample of different-person pairs, so the share of them
+//   that DBSCAN puts in one cluster estimates how often it merges two people. When that share is
+//   above `max_violation_rate`, eps is lowered in steps until it is not (semi-supervised choice of
+//   DBSCAN's density, as in Lelis & Sander, ICDM 2009). Where the eps rule already keeps people
+//   apart (no more than that share in one cluster), nothing changes.
 //   The result never has a cannot-linked pair in one cluster. Memory O(N + pairs) (the
 //   features are read, never an N x N matrix), time O(N log N + pairs) beside the features'
 //   dot products of the units being split.
@@ -64,6 +70,20 @@ struct ConstraintOptions {
     bool split_tracks = true;
     double switch_quantile = 0.95;  // of the known-different pairs' similarities
     int min_track_links = 2;        // distinct tracks needed to join two clusters
+    // cluster_within_cannot_links(): the largest share of cannot-linked pairs one DBSCAN
+    // clustering may put in one cluster before eps is lowered, in (0, 1]; 1 = the eps rule as is.
+    double max_violation_rate = 0.01;
+    int min_rate_pairs = 20;        // fewer cannot-linked pairs: too few for a rate, the eps rule as is
+};
+
+// What cluster_within_cannot_links() chose.
+struct EpsChoice {
+    double rule_eps = 0.0;           // the eps rule's eps
+    double eps = 0.0;                // the eps used (<= rule_eps)
+    int64_t pairs = 0;               // cannot-linked pairs
+    int64_t rule_violations = 0;     // of them in one cluster at rule_eps
+    int64_t violations = 0;          // ... at eps
+    int steps = 0;                   // times eps was lowered
 };
 
 struct ConstraintReport {
@@ -91,6 +111,17 @@ double switch_threshold(const at::Tensor& features, const SiteStructure& s, doub
 // the cuts. Ids are 0..T-1 in order of each segment's first sample index.
 std::vector<int64_t> split_switched_tracks(const at::Tensor& features, const SiteStructure& s, double threshold,
                                            int64_t* cuts = nullptr);
+
+// DBSCAN as cluster_features() runs it, at the eps of `cluster.eps_rule` lowered in steps of
+// 0.025 while more than `options.max_violation_rate` of the cannot-linked pairs fall in one
+// cluster, never to a clustering with more than half the rows noise (the last eps before that is
+// kept). With kmeans, fewer than `options.min_rate_pairs` pairs or a rate of 1: cluster_features()
+// as is. The pairs left in one cluster are for apply_constraints() to split.
+// requires: as cluster_features(); s.validate(N). ensures: *choice (when given) says what ran.
+// throws std::invalid_argument as cluster_features() and for a rate outside (0, 1].
+ClusterResult cluster_within_cannot_links(const at::Tensor& features, const ClusterOptions& cluster,
+                                          const SiteStructure& s, const ConstraintOptions& options,
+                                          EpsChoice* choice = nullptr);
 
 // Steps 1-5 on `base` (a clustering of the same rows). ensures: labels 0..C-1 or -1,
 // count_violations(result, cannot_link_pairs(s)) == 0. throws std::invalid_argument for sizes

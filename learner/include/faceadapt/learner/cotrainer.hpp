@@ -212,7 +212,9 @@ public:
 
     // The site's structure over the training set (constraints.hpp: tracks, frames, an
     // operator's corrections): every pseudo-labelling (each cycle's, the final one, the merge's
-    // check) then goes through apply_constraints(). Call before run()/resume(). It is saved in
+    // check) of mmt then clusters with cluster_within_cannot_links() (eps lowered while more than
+    // constraints.max_violation_rate of the cannot-linked pairs share a cluster) and goes through
+    // apply_constraints(); naive's only through apply_constraints(). Call before run()/resume(). It is saved in
     // the checkpoint. An empty SiteStructure{} says "none" (a resume then refuses a checkpoint
     // made with one). throws std::invalid_argument when its size is not the set's.
     void set_structure(SiteStructure structure);
@@ -242,7 +244,8 @@ public:
 private:
     void start_cycle();
     double train_steps(const std::atomic<bool>* stop, CycleReport& report);
-    // constrained: through apply_constraints() with the site structure (when there is one).
+    // constrained: cluster_within_cannot_links() then apply_constraints() with the site structure
+    // (when there is one).
     std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps, bool constrained = false);
     // `labels` through apply_constraints() (as they are without a structure); logs the report.
     std::vector<int64_t> constrain(const torch::Tensor& features, std::vector<int64_t> labels);
@@ -263,6 +266,7 @@ private:
     CoTrainState s_;
     SiteStructure structure_;                              // empty: no site constraints
     bool structure_given_ = false;                         // set_structure() called
+    bool eps_lowered_ = false;                             // the last cluster_labels() lowered eps
     ConstraintReport constraint_report_;
     mutable PhaseTimes phases_;
     torch::Tensor known_features_;                         // net1's features of set 1, when known (merge fine-tune)

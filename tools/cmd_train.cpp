@@ -207,6 +207,7 @@ learner::CoTrainOptions options_from(const config::LearnerConfig& c) {
     o.merge = c.merge;
     o.merge_convergence = c.merge_convergence;
     o.source_mix = c.source_mix;
+    o.constraints.max_violation_rate = c.max_violation_rate;
     o.seed = static_cast<uint64_t>(c.seed);
     o.device = c.device;
     return o;

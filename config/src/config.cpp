@@ -141,6 +141,7 @@ std::vector<Field<LearnerConfig>> learner_fields() {
         flag<S>("merge", &S::merge),
         real<S>("merge_convergence", &S::merge_convergence, 0, 1, true),
         real<S>("source_mix", &S::source_mix, 0, 1, true),
+        real<S>("max_violation_rate", &S::max_violation_rate, 0, 1, true),
         integer<S>("seed", &S::seed, 0, 2147483647),
         real<S>("interval_hours", &S::interval_hours, 0, 8760, true),
         real<S>("retry_minutes", &S::retry_minutes, 0, 1440, true),

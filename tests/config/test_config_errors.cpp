@@ -159,6 +159,12 @@ const std::vector<BadCase>& cases() {
          "expected a number in (0, 1], got nan"},
         {"source_mix_markup", "[learner]\nsource_mix = \"<script>alert(1)</script>\\u0007\"\n", 2, 14,
          "learner.source_mix", "expected a number in (0, 1], got a string"},
+        {"max_violation_rate_zero", "[learner]\nmax_violation_rate = 0\n", 2, 22, "learner.max_violation_rate",
+         "expected a number in (0, 1], got 0"},
+        {"max_violation_rate_negative", "[learner]\nmax_violation_rate = -0.01\n", 2, 22, "learner.max_violation_rate",
+         "expected a number in (0, 1], got -0.01"},
+        {"max_violation_rate_nan", "[learner]\nmax_violation_rate = nan\n", 2, 22, "learner.max_violation_rate",
+         "expected a number in (0, 1], got nan"},
         // gate, mqtt, publish, metrics
         {"gate_far_boolean", "[gate]\nfar = true\n", 2, 7, "gate.far",
          "expected a number in (0, 1), got a boolean"},

@@ -57,7 +57,7 @@ TEST(ConfigValues, ReadsTypedValues) {
         "detect_fps = 12\nlatency_ms = 0\nmin_face_px = 0\nenabled = false\n"
         "[[camera]]\nid = \"clip\"\nurl = \"file:///tmp/walkers.mp4\"\n"
         "[quality]\ndeviation_score = [[0, 1], [40, 0.1]]\n"
-        "[learner]\ndevice = \"cuda\"\nlr_backbone = 1e-4\nquiet_hours = \"22:00-06:00\"\n"
+        "[learner]\ndevice = \"cuda\"\nlr_backbone = 1e-4\nquiet_hours = \"22:00-06:00\"\nmax_violation_rate = 1\n"
         "[publish]\nqos = 2\n",
         "typed.toml");
     EXPECT_EQ(c.site.id, "lab-2");
@@ -73,6 +73,8 @@ TEST(ConfigValues, ReadsTypedValues) {
     EXPECT_EQ(c.learner.device, "cuda");
     EXPECT_DOUBLE_EQ(c.learner.lr_backbone, 1e-4);
     EXPECT_EQ(c.learner.quiet_hours, "22:00-06:00");
+    EXPECT_DOUBLE_EQ(c.learner.max_violation_rate, 1.0);  // an integer for a number; 1 = the eps rule as is
+    EXPECT_DOUBLE_EQ(cfg::LearnerConfig{}.max_violation_rate, 0.01);
     EXPECT_EQ(c.publish.qos, 2);
 }
 

@@ -145,6 +145,7 @@ struct LearnerConfig {
     bool merge = true;                              // claim 6
     double merge_convergence = 0.9;                 // (0, 1]
     double source_mix = 1.0;                        // (0, 1] output = start + source_mix (adapted - start)
+    double max_violation_rate = 0.01;               // (0, 1] cannot-linked pairs one clustering may merge
     int seed = 0;                                   // [0, 2^31-1]
     double interval_hours = 24.0;                   // (0, 8760] scheduler
     double retry_minutes = 5.0;                     // (0, 1440] first wait after a failed cycle

@@ -443,63 +443,79 @@ int main(int argc, char** argv) {
     int identities = 0, lfw_pairs = 0;  // 0 = all (smaller runs for a loaded machine)
     std::vector<double> switch_rates{0.0, 0.05, 0.15};
     std::vector<double> mixes;  // --mix: also evaluate source + m (model - source) for each m
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--cache") cache = val();
-        else if (a == "--shared") shared = val();
-        else if (a == "--dataset") dataset = val();
-        else if (a == "--cycles") cycles = std::stoi(val());
-        else if (a == "--iters") iters = std::stoi(val());
-        else if (a == "--seed") seed = std::stoull(val());
-        else if (a == "--methods") methods = val();
-        else if (a == "--threads") threads = std::stoi(val());
-        else if (a == "--l2sp") base.l2sp_alpha = std::stod(val());
-        else if (a == "--distill") base.distill_weight = std::stod(val());
-        else if (a == "--eps-rule") base.cluster.eps_rule = val();
-        else if (a == "--eps") base.cluster.eps = std::stod(val());
-        else if (a == "--lambda") base.ema.lambda = std::stod(val());
-        else if (a == "--erase") base.augment.erase_probability = std::stod(val());
-        else if (a == "--prepare-only") prepare_only = true;
-        else if (a == "--means") eval_means = true;
-        else if (a == "--models") models_dir = val();
-        else if (a == "--open-set-only") open_set_only = true;
-        else if (a == "--raw-open-set") site_view = false;
-        else if (a == "--door-statistic") door_statistic = true;
-        else if (a == "--calib-holdout") calib_holdout = std::stod(val());
-        else if (a == "--door-quality-gate") open_set_options.door_quality_gate = true;
-        else if (a == "--count-frame-repeats") open_set_options.count_frame_repeats = true;
-        else if (a == "--open-set-folds") open_set_options.folds = std::max(1, std::stoi(val()));
-        else if (a == "--merge") base.merge = true;
-        else if (a == "--identities") identities = std::stoi(val());
-        else if (a == "--lfw-pairs") lfw_pairs = std::stoi(val());
-        else if (a == "--device") base.device = val();
-        else if (a == "--no-constraint-batches") base.constraint_batches = false;
-        else if (a == "--constraint-batches") base.constraint_batches = true;
-        else if (a == "--track-positive") base.track_positive_weight = std::stod(val());
-        else if (a == "--source-mix") base.source_mix = std::stod(val());
-        else if (a == "--no-track-split") base.constraints.split_tracks = false;
-        else if (a == "--max-violation-rate") base.constraints.max_violation_rate = std::stod(val());
-        else if (a == "--mix") {
-            std::stringstream ss(val());
-            for (std::string x; std::getline(ss, x, ',');) mixes.push_back(std::stod(x));
+    // A flag's value: the whole text must be the number (std::stod alone takes "0.5x" as 0.5).
+    auto whole = [](const std::string& t, auto parse) {
+        std::size_t pos = 0;
+        const auto v = parse(t, &pos);
+        if (pos != t.size()) throw std::invalid_argument("trailing characters");
+        return v;
+    };
+    auto real = [&](const std::string& t) { return whole(t, [](const std::string& x, std::size_t* p) { return std::stod(x, p); }); };
+    auto integer = [&](const std::string& t) { return whole(t, [](const std::string& x, std::size_t* p) { return std::stoi(x, p); }); };
+    std::string flag;  // the flag being read, for the error below (one of ours: only known flags read a value)
+    try {
+        for (int i = 1; i < argc; ++i) {
+            const std::string a = argv[i];
+            flag = a;
+            auto val = [&]() -> std::string {
+                if (i + 1 >= argc) throw std::invalid_argument("needs a value");
+                return argv[++i];
+            };
+            if (a == "--cache") cache = val();
+            else if (a == "--shared") shared = val();
+            else if (a == "--dataset") dataset = val();
+            else if (a == "--cycles") cycles = integer(val());
+            else if (a == "--iters") iters = integer(val());
+            else if (a == "--seed") seed = static_cast<uint64_t>(whole(val(), [](const std::string& x, std::size_t* p) { return std::stoull(x, p); }));
+            else if (a == "--methods") methods = val();
+            else if (a == "--threads") threads = integer(val());
+            else if (a == "--l2sp") base.l2sp_alpha = real(val());
+            else if (a == "--distill") base.distill_weight = real(val());
+            else if (a == "--eps-rule") base.cluster.eps_rule = val();
+            else if (a == "--eps") base.cluster.eps = real(val());
+            else if (a == "--lambda") base.ema.lambda = real(val());
+            else if (a == "--erase") base.augment.erase_probability = real(val());
+            else if (a == "--prepare-only") prepare_only = true;
+            else if (a == "--means") eval_means = true;
+            else if (a == "--models") models_dir = val();
+            else if (a == "--open-set-only") open_set_only = true;
+            else if (a == "--raw-open-set") site_view = false;
+            else if (a == "--door-statistic") door_statistic = true;
+            else if (a == "--calib-holdout") calib_holdout = real(val());
+            else if (a == "--door-quality-gate") open_set_options.door_quality_gate = true;
+            else if (a == "--count-frame-repeats") open_set_options.count_frame_repeats = true;
+            else if (a == "--open-set-folds") open_set_options.folds = std::max(1, integer(val()));
+            else if (a == "--merge") base.merge = true;
+            else if (a == "--identities") identities = integer(val());
+            else if (a == "--lfw-pairs") lfw_pairs = integer(val());
+            else if (a == "--device") base.device = val();
+            else if (a == "--no-constraint-batches") base.constraint_batches = false;
+            else if (a == "--constraint-batches") base.constraint_batches = true;
+            else if (a == "--track-positive") base.track_positive_weight = real(val());
+            else if (a == "--source-mix") base.source_mix = real(val());
+            else if (a == "--no-track-split") base.constraints.split_tracks = false;
+            else if (a == "--max-violation-rate") base.constraints.max_violation_rate = real(val());
+            else if (a == "--mix") {
+                std::stringstream ss(val());
+                for (std::string x; std::getline(ss, x, ',');) mixes.push_back(real(x));
+            }
+            else if (a == "--switch-rates") {
+                switch_rates.clear();
+                std::stringstream ss(val());
+                for (std::string x; std::getline(ss, x, ',');) switch_rates.push_back(real(x));
+            }
+            else {
+                std::fprintf(stderr,
+                             "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
+                             "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
+                             "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
+                             "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--source-mix M] [--no-track-split] [--max-violation-rate R] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--mix M,...] [--prepare-only]\n");
+                return 2;
+            }
         }
-        else if (a == "--switch-rates") {
-            switch_rates.clear();
-            std::stringstream ss(val());
-            for (std::string x; std::getline(ss, x, ',');) switch_rates.push_back(std::stod(x));
-        }
-        else {
-            std::fprintf(stderr,
-                         "usage: adapt_benchmark [--cache DIR] [--shared DIR] [--dataset yaleb|orl] [--cycles N] [--iters M] [--seed S] "
-                         "[--methods source,naive,mmt,mmt+c] [--threads T] [--l2sp A] [--distill W] [--eps-rule R] "
-                         "[--eps E] [--lambda L] [--erase P] [--merge] [--means] [--device cpu|cuda] [--identities N] "
-                         "[--lfw-pairs N] [--switch-rates 0,0.05,0.15] [--constraint-batches|--no-constraint-batches] [--track-positive W] [--source-mix M] [--no-track-split] [--max-violation-rate R] [--models DIR] [--open-set-only] [--raw-open-set] [--door-statistic] [--open-set-folds K] [--calib-holdout F] [--door-quality-gate] [--count-frame-repeats] [--mix M,...] [--prepare-only]\n");
-            return 2;
-        }
+    } catch (const std::logic_error&) {  // std::invalid_argument, std::out_of_range; the value is not echoed
+        std::fprintf(stderr, "adapt_benchmark: %s: a missing or malformed value (see the usage with --help)\n", flag.c_str());
+        return 2;
     }
     if (!(calib_holdout >= 0 && calib_holdout <= 1)) {  // NaN too
         std::fprintf(stderr, "adapt_benchmark: --calib-holdout must be in [0, 1]\n");

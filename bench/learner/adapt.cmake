@@ -19,3 +19,8 @@ if(TARGET faceadapt_quality)
   target_link_libraries(adapt_benchmark PRIVATE faceadapt_quality)
   target_compile_definitions(adapt_benchmark PRIVATE FACEADAPT_HAVE_QUALITY=1)
 endif()
+# Its flags fed garbage and hostile values (make test builds the benchmarks, so this runs in CI).
+if(FACEADAPT_BUILD_TESTS AND GTest_FOUND)
+  add_test(NAME learner.AdaptBenchmarkRefusesMalformedFlags
+           COMMAND bash ${PROJECT_SOURCE_DIR}/tests/learner/adapt_benchmark_flags_test.sh $<TARGET_FILE:adapt_benchmark>)
+endif()

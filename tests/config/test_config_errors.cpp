@@ -165,6 +165,10 @@ const std::vector<BadCase>& cases() {
          "expected a number in (0, 1], got -0.01"},
         {"max_violation_rate_nan", "[learner]\nmax_violation_rate = nan\n", 2, 22, "learner.max_violation_rate",
          "expected a number in (0, 1], got nan"},
+        {"max_violation_rate_markup", "[learner]\nmax_violation_rate = \"<script>alert(1)</script>\\u001b[31m\"\n", 2, 22,
+         "learner.max_violation_rate", "expected a number in (0, 1], got a string"},
+        {"max_violation_rate_inf", "[learner]\nmax_violation_rate = inf\n", 2, 22, "learner.max_violation_rate",
+         "expected a number in (0, 1], got inf"},
         // gate, mqtt, publish, metrics
         {"gate_far_boolean", "[gate]\nfar = true\n", 2, 7, "gate.far",
          "expected a number in (0, 1), got a boolean"},

@@ -230,7 +230,8 @@ void CoTrainer::set_structure(SiteStructure structure) {
     structure_given_ = true;
 }
 
-std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, double* eps, bool constrained) {
+std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, double* eps, bool constrained,
+                                               bool* eps_lowered) {
     auto copt = o_.cluster;
     copt.seed = mix_seed({o_.seed, 0xC1ull, static_cast<uint64_t>(s_.cycle)});
     const auto t0 = Clock::now();
@@ -238,7 +239,7 @@ std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, do
     if (constrained && !structure_.empty()) {
         EpsChoice c;
         r = cluster_within_cannot_links(features, copt, structure_, o_.constraints, &c);
-        eps_lowered_ = c.steps > 0;
+        if (eps_lowered) *eps_lowered = c.steps > 0;
         if (c.steps > 0)
             log(fmt("eps lowered from %.3f to %.3f for the cannot-links: %lld -> %lld of %lld cannot-linked pairs in one "
                     "cluster (at most %.1f%% allowed)",
@@ -246,7 +247,7 @@ std::vector<int64_t> CoTrainer::cluster_labels(const torch::Tensor& features, do
                     100.0 * o_.constraints.max_violation_rate));
     } else {
         r = cluster_features(features, copt);
-        eps_lowered_ = false;
+        if (eps_lowered) *eps_lowered = false;
     }
     phases_.cluster += std::chrono::duration<double>(Clock::now() - t0).count();
     if (eps) *eps = r.eps;
@@ -319,12 +320,13 @@ void CoTrainer::start_cycle() {
     torch::Tensor features;
     std::vector<int64_t> own1, own2;
     double eps_own = 0;
+    bool eps_lowered = false;
     if (mmt) {
         const auto f1 = extract(mean1_, *set1_), f2 = extract(mean2_, *set2_);
         features = F::normalize(f1 + f2, F::NormalizeFuncOptions().dim(1));
         own1 = cluster_labels(f1, &eps_own);
         own2 = cluster_labels(f2, &eps_own);
-        s_.labels = cluster_labels(features, &r.eps, true);
+        s_.labels = cluster_labels(features, &r.eps, true, &eps_lowered);
     } else {
         // The merge fine-tune hands over the features it has just computed with these weights.
         features = known_features_.defined() ? std::exchange(known_features_, torch::Tensor()) : extract(net1_, *set1_);
@@ -346,7 +348,7 @@ void CoTrainer::start_cycle() {
             "convergence (pseudo-label NMI vs previous cycle) net1 %.3f net2 %.3f; clustering took %.1f s",
             s_.cycle + 1, o_.cycles, (long long)r.clusters, (long long)r.clustered, (long long)r.noise, r.eps,
             o_.cluster.method == "kmeans" ? "kmeans"
-            : eps_lowered_                ? (o_.cluster.eps_rule + ", lowered for the cannot-links").c_str()
+            : eps_lowered                 ? (o_.cluster.eps_rule + ", lowered for the cannot-links").c_str()
                                           : o_.cluster.eps_rule.c_str(),
             r.convergence1, r.convergence2,
             r.seconds));

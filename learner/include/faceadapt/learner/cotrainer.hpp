@@ -245,8 +245,9 @@ private:
     void start_cycle();
     double train_steps(const std::atomic<bool>* stop, CycleReport& report);
     // constrained: cluster_within_cannot_links() then apply_constraints() with the site structure
-    // (when there is one).
-    std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps, bool constrained = false);
+    // (when there is one). *eps: the eps used; *eps_lowered: whether it is below the rule's.
+    std::vector<int64_t> cluster_labels(const torch::Tensor& features, double* eps, bool constrained = false,
+                                        bool* eps_lowered = nullptr);
     // `labels` through apply_constraints() (as they are without a structure); logs the report.
     std::vector<int64_t> constrain(const torch::Tensor& features, std::vector<int64_t> labels);
     torch::Tensor extract(FaceResNet& net, const ChipSource& set);
@@ -266,7 +267,6 @@ private:
     CoTrainState s_;
     SiteStructure structure_;                              // empty: no site constraints
     bool structure_given_ = false;                         // set_structure() called
-    bool eps_lowered_ = false;                             // the last cluster_labels() lowered eps
     ConstraintReport constraint_report_;
     mutable PhaseTimes phases_;
     torch::Tensor known_features_;                         // net1's features of set 1, when known (merge fine-tune)
